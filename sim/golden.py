@@ -1,0 +1,125 @@
+"""Integer-exact golden model of the column-combined systolic array.
+
+It computes what the hardware computes, the way the hardware computes it: each packed column
+carries its group's input lanes, each cell picks lane ``select`` and multiplies it by its weight,
+each row sums its cells. Then bias, integer multiplier and shift (round half up), clamp. Every
+other part of colcomb (the cocotb scoreboard, the training flow's integer evaluation, the
+packer's accuracy figures) calls this module as the one reference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from colcomb.errors import ColcombError
+from colcomb.packer.packed import PackedLayer, Requant, signed_range
+
+
+class AccumulatorOverflow(ColcombError):
+    """A sum left the accumulator's two's complement range."""
+
+
+def check_inputs(layer: PackedLayer, x: np.ndarray) -> np.ndarray:
+    """Return ``x`` as a (batch, cols) int64 array; reject a wrong shape or out-of-width values."""
+    arr = np.asarray(x)
+    if arr.ndim == 1:
+        arr = arr[None, :]
+    if arr.ndim != 2 or arr.shape[1] != layer.cols:
+        raise ColcombError(
+            f"layer {layer.name!r} takes vectors of {layer.cols} inputs, got an array of shape "
+            f"{list(np.shape(x))}; pass (batch, {layer.cols}) or ({layer.cols},)"
+        )
+    if not np.issubdtype(arr.dtype, np.integer):
+        if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
+            raise ColcombError(
+                f"layer {layer.name!r}: inputs must be integers (quantized activations)"
+            )
+    arr = arr.astype(np.int64)
+    lo, hi = signed_range(layer.data_bits)
+    if arr.size and (arr.min() < lo or arr.max() > hi):
+        raise ColcombError(
+            f"layer {layer.name!r}: inputs range [{arr.min()}, {arr.max()}] does not fit "
+            f"{layer.data_bits}-bit data [{lo}, {hi}]; quantize them first"
+        )
+    return arr
+
+
+def accumulate(layer: PackedLayer, x: np.ndarray) -> np.ndarray:
+    """(batch, rows) accumulator values (before bias) of the packed array for inputs ``x``."""
+    xs = check_inputs(layer, x)
+    batch = xs.shape[0]
+    padded = np.concatenate([xs, np.zeros((batch, 1), np.int64)], axis=1)  # column `cols` is 0
+    acc = np.zeros((batch, layer.rows), np.int64)
+    for block in layer.blocks:
+        if not block.packed_columns:
+            continue
+        lanes = block.lane_table(layer.alpha, fill=layer.cols)  # (G, alpha)
+        g_idx = np.arange(block.packed_columns)[None, :]
+        # the lane each cell's multiplexer picks: original column index, (block rows, G)
+        picked = lanes[g_idx, block.selects]
+        for start in range(0, batch, 256):
+            chunk = padded[start : start + 256]
+            acc[start : start + 256, block.row_start : block.row_stop] = np.einsum(
+                "brg,rg->br", chunk[:, picked], block.weights
+            )
+    lo, hi = signed_range(layer.acc_bits)
+    _check_range(acc, lo, hi, layer, "accumulator")
+    return acc
+
+
+def requantize(layer: PackedLayer, acc: np.ndarray) -> np.ndarray:
+    """Bias, multiply, shift with round half up, clamp: accumulator values to output integers."""
+    rq: Requant = layer.requant
+    lo, hi = signed_range(layer.acc_bits)
+    biased = acc + rq.bias[None, :]
+    _check_range(biased, lo, hi, layer, "accumulator + bias")
+    y = biased * rq.multiplier[None, :]
+    if rq.shift:
+        y = (y + (1 << (rq.shift - 1))) >> rq.shift
+    return np.clip(y, rq.clamp[0], rq.clamp[1])
+
+
+def run_layer(layer: PackedLayer, x: np.ndarray) -> np.ndarray:
+    """(batch, rows) integer outputs of one layer."""
+    return requantize(layer, accumulate(layer, x))
+
+
+def run_network(
+    layers: Sequence[PackedLayer], x: np.ndarray, *, trace: bool = False
+) -> np.ndarray | list[np.ndarray]:
+    """Chain layers, each one's outputs the next one's inputs. With ``trace`` return every
+    layer's outputs (a list, last = network output)."""
+    if not layers:
+        raise ColcombError("the network has no layers")
+    for prev, nxt in zip(layers, layers[1:], strict=False):
+        if nxt.cols != prev.rows:
+            raise ColcombError(
+                f"layer {nxt.name!r} takes {nxt.cols} inputs but {prev.name!r} gives {prev.rows} "
+                f"outputs; only layers whose shapes chain form a network"
+            )
+    outs = []
+    y = np.asarray(x)
+    for layer in layers:
+        y = run_layer(layer, y)
+        outs.append(y)
+    return outs if trace else outs[-1]
+
+
+def accumulator_bound(layer: PackedLayer) -> int:
+    """Largest |accumulator + bias| any input of the data width can produce."""
+    mag = 1 << (layer.data_bits - 1)
+    row_abs = np.zeros(layer.rows, np.int64)
+    for block in layer.blocks:
+        row_abs[block.row_start : block.row_stop] = np.abs(block.weights).sum(axis=1)
+    return int((row_abs * mag + np.abs(layer.requant.bias)).max(initial=0))
+
+
+def _check_range(values: np.ndarray, lo: int, hi: int, layer: PackedLayer, what: str) -> None:
+    if values.size and (values.min() < lo or values.max() > hi):
+        bad = values.min() if values.min() < lo else values.max()
+        raise AccumulatorOverflow(
+            f"layer {layer.name!r}: {what} reached {bad}, outside the {layer.acc_bits}-bit "
+            f"accumulator [{lo}, {hi}]; widen acc_bits or use fewer weight/data bits"
+        )

@@ -53,7 +53,7 @@ def _check(weights: np.ndarray, alpha: int, gamma: float) -> np.ndarray:
 def group_best_fit(weights: np.ndarray, alpha: int, gamma: float = 0.0) -> list[list[int]]:
     """Groups (lists of original column indices, ascending) by best-fit decreasing + elimination."""
     nz = _check(weights, alpha, gamma)
-    rows, cols = nz.shape
+    rows = nz.shape[0]
     budget = conflict_budget(gamma, rows)
     counts = nz.sum(axis=0)
     order = [int(c) for c in np.argsort(-counts, kind="stable") if counts[c] > 0]

@@ -136,6 +136,17 @@ def manifest_json(layers: Sequence[PackedLayer], meta: dict | None = None) -> tu
     return doc, files
 
 
+def _dumps(obj, depth: int = 0) -> str:
+    """JSON with one key per line, but lists of numbers (and lists of such lists) kept short."""
+    pad, inner = " " * depth, " " * (depth + 1)
+    if isinstance(obj, dict) and obj:
+        items = [f"{inner}{json.dumps(k)}: {_dumps(v, depth + 1)}" for k, v in obj.items()]
+        return "{\n" + ",\n".join(items) + f"\n{pad}}}"
+    if isinstance(obj, list) and obj and all(isinstance(v, (list, dict)) for v in obj):
+        return "[\n" + ",\n".join(inner + _dumps(v, depth + 1) for v in obj) + f"\n{pad}]"
+    return json.dumps(obj)
+
+
 def write_manifest(layers: Sequence[PackedLayer], out_dir: str | os.PathLike, meta: dict | None = None) -> Path:
     """Write the manifest and its files into ``out_dir`` atomically; return the manifest's path.
 
@@ -153,7 +164,7 @@ def write_manifest(layers: Sequence[PackedLayer], out_dir: str | os.PathLike, me
     try:
         for name, data in files.items():
             (tmp / name).write_bytes(data)
-        (tmp / MANIFEST).write_text(json.dumps(doc, indent=1) + "\n")
+        (tmp / MANIFEST).write_text(_dumps(doc) + "\n")
         if out.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
             os.rename(out, old / "x")
@@ -176,7 +187,7 @@ def _field(obj: dict, key: str, kind: type | tuple, where: str):
         raise ColcombError(f"manifest: {where} lacks the field {key!r}; regenerate it with `colcomb pack`")
     value = obj[key]
     kinds = kind if isinstance(kind, tuple) else (kind,)
-    if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
+    if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
         names = " or ".join(k.__name__ for k in kinds)
         raise ColcombError(f"manifest: {where}.{key} must be {names}, got {type(value).__name__} {value!r:.60}")
     return value
@@ -204,7 +215,9 @@ class _Files:
         try:
             data = path.read_bytes()
         except OSError as exc:
-            raise ColcombError(f"manifest: cannot read {path} ({exc.strerror}); regenerate with `colcomb pack`") from None
+            raise ColcombError(
+                f"manifest: cannot read {path} ({exc.strerror}); regenerate with `colcomb pack`"
+            ) from None
         if _sha256(data) != self.hashes[name]:
             raise ColcombError(
                 f"manifest: {path} does not match its sha256 in {MANIFEST}: the file was changed "

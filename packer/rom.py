@@ -17,8 +17,13 @@ import numpy as np
 from colcomb.errors import ColcombError
 from colcomb.packer.packed import PackedBlock, select_bits
 
-CELLS_LAYOUT = "word = select << bits | (weight & (2**bits - 1)); row-major over block rows x packed columns"
-LANES_LAYOUT = "word = original input column of lane l of packed column g (cols = unused lane, zero); order g-major, l-minor"
+CELLS_LAYOUT = (
+    "word = select << bits | (weight & (2**bits - 1)); row-major over block rows x packed columns"
+)
+LANES_LAYOUT = (
+    "word = original input column of lane l of packed column g (cols = unused lane, zero); "
+    "order g-major, l-minor"
+)
 
 
 def cell_word_bits(bits: int, alpha: int) -> int:

@@ -10,6 +10,7 @@ packer's accuracy figures) calls this module as the one reference.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import pairwise
 
 import numpy as np
 
@@ -93,7 +94,7 @@ def run_network(
     layer's outputs (a list, last = network output)."""
     if not layers:
         raise ColcombError("the network has no layers")
-    for prev, nxt in zip(layers, layers[1:], strict=False):
+    for prev, nxt in pairwise(layers):
         if nxt.cols != prev.rows:
             raise ColcombError(
                 f"layer {nxt.name!r} takes {nxt.cols} inputs but {prev.name!r} gives {prev.rows} "

@@ -1,0 +1,150 @@
+"""Packing a filter matrix: row blocks, column sections, grouping, pruning, quantization.
+
+The packer's output is a :class:`~colcomb.packer.packed.PackedLayer`. Without activation scales
+(``colcomb pack`` sees weights only) the requantization keeps the activation scale from layer to
+layer: ``y = acc * weight_scale`` per row, and a bias ``b`` enters as ``b / (weight_scale *
+act_scale)`` accumulator units, with ``act_scale`` the real value of one activation step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from colcomb.errors import ColcombError
+from colcomb.packer.combine import METHODS, combine, group_columns
+from colcomb.packer.packed import ACTIVATIONS, MAX_ACC_BITS, PackedBlock, PackedLayer
+from colcomb.packer.quantize import GRANULARITIES, make_requant, quantize_values, row_scales
+
+
+@dataclass(frozen=True)
+class PackOptions:
+    """How to pack: see ``colcomb pack --help`` for each field's meaning."""
+
+    alpha: int = 8
+    gamma: float = 0.0
+    bits: int = 8
+    data_bits: int = 8
+    acc_bits: int = 32
+    row_block: int | None = None
+    section: int | None = None
+    quant: str = "layer"
+    power_of_two: bool = False
+    method: str = "auto"
+    activation: str = "none"
+    act_scale: float | None = None
+
+    def validate(self) -> None:
+        def whole(name: str, value, low: int) -> None:
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+                raise ColcombError(f"{name} must be an integer >= {low}, got {value!r}")
+
+        whole("alpha", self.alpha, 1)
+        if not (isinstance(self.gamma, (int, float)) and 0.0 <= self.gamma <= 1.0):
+            raise ColcombError(f"gamma must lie in [0, 1], got {self.gamma!r}")
+        whole("bits", self.bits, 2)
+        whole("data_bits", self.data_bits, 2)
+        if self.bits > 32 or self.data_bits > 32:
+            raise ColcombError(f"bits and data_bits must be at most 32, got {self.bits}, {self.data_bits}")
+        if not max(self.bits, self.data_bits) < self.acc_bits <= MAX_ACC_BITS:
+            raise ColcombError(
+                f"acc_bits {self.acc_bits} must exceed bits and data_bits and be at most {MAX_ACC_BITS}"
+            )
+        if self.row_block is not None:
+            whole("row_block", self.row_block, 1)
+        if self.section is not None:
+            whole("section", self.section, 1)
+        if self.quant not in GRANULARITIES:
+            raise ColcombError(f"quant {self.quant!r} is not one of {', '.join(GRANULARITIES)}")
+        if self.method not in METHODS:
+            raise ColcombError(f"method {self.method!r} is not one of {', '.join(METHODS)}")
+        if self.activation not in ("none", "relu"):
+            raise ColcombError(
+                f"activation {self.activation!r} is not one of none, relu for packing from weights "
+                f"alone ({', '.join(ACTIVATIONS)} exist; relu6 needs activation scales)"
+            )
+        if self.act_scale is not None and not (np.isfinite(self.act_scale) and self.act_scale > 0):
+            raise ColcombError(f"act_scale must be a positive number, got {self.act_scale!r}")
+
+
+def _spans(total: int, step: int | None) -> list[tuple[int, int]]:
+    step = step or total
+    return [(s, min(s + step, total)) for s in range(0, total, step)]
+
+
+BlockParts = tuple[int, int, list[list[int]], np.ndarray, np.ndarray]
+
+
+def pack_matrix(weights: np.ndarray, opts: PackOptions) -> list[BlockParts]:
+    """(row_start, row_stop, groups, packed float weights, selects) per row block."""
+    w = np.asarray(weights, np.float64)
+    out = []
+    for r0, r1 in _spans(w.shape[0], opts.row_block):
+        groups: list[list[int]] = []
+        for c0, c1 in _spans(w.shape[1], opts.section):
+            local = group_columns(w[r0:r1, c0:c1], opts.alpha, opts.gamma, opts.method)
+            groups += [[c0 + c for c in g] for g in local]
+        packed, selects = combine(w[r0:r1], groups)
+        out.append((r0, r1, groups, packed, selects))
+    return out
+
+
+def pack_layer(
+    name: str, weights: np.ndarray, opts: PackOptions, bias: np.ndarray | None = None
+) -> PackedLayer:
+    """Group, prune and quantize one filter matrix (rows = outputs, columns = inputs)."""
+    opts.validate()
+    w = np.asarray(weights)
+    if w.ndim != 2 or min(w.shape) < 1:
+        raise ColcombError(f"layer {name!r}: a filter matrix must be 2-D and non-empty, got shape {list(w.shape)}")
+    if not np.all(np.isfinite(w)):
+        raise ColcombError(f"layer {name!r}: NaN or infinite weights; fix the model first")
+    parts = pack_matrix(w, opts)
+    scales = row_scales([p[3] for p in parts], opts.bits, opts.quant, opts.power_of_two)
+    blocks = tuple(
+        PackedBlock(
+            row_start=r0,
+            row_stop=r1,
+            groups=tuple(tuple(g) for g in groups),
+            weights=quantize_values(packed, s, opts.bits),
+            selects=selects,
+            scale=s,
+        )
+        for (r0, r1, groups, packed, selects), s in zip(parts, scales, strict=True)
+    )
+    row_scale = np.concatenate(scales)
+    act_scale = opts.act_scale or 1.0 / ((1 << (opts.data_bits - 1)) - 1)
+    bias_acc = None if bias is None else np.asarray(bias, np.float64) / (row_scale * act_scale)
+    requant = make_requant(row_scale, bias_acc, opts.data_bits, opts.activation)
+    kept = int(sum(np.count_nonzero(p[3]) for p in parts))
+    nonzero = int(np.count_nonzero(w))
+    layer = PackedLayer(
+        name=name,
+        shape=(int(w.shape[0]), int(w.shape[1])),
+        alpha=int(opts.alpha),
+        gamma=float(opts.gamma),
+        bits=opts.bits,
+        blocks=blocks,
+        requant=requant,
+        data_bits=opts.data_bits,
+        acc_bits=opts.acc_bits,
+    )
+    layer.validate()
+    cells = layer.rows * layer.cols
+    layer.stats.update(
+        {
+            "nonzero_before": nonzero,
+            "pruned": nonzero - kept,
+            "rounded_to_zero": kept - layer.nonzero_weights(),
+            "packed_columns": layer.packed_columns,
+            "utilization_before": nonzero / cells,
+            "utilization_after": layer.utilization(),
+            "row_block": opts.row_block,
+            "section": opts.section,
+            "quant": opts.quant,
+            "power_of_two": opts.power_of_two,
+            "method": opts.method,
+        }
+    )
+    return layer

@@ -1,0 +1,124 @@
+"""Reading filter matrices: a ``.npy`` matrix, a ``.npz`` of named matrices, or a torch checkpoint.
+
+Every Conv2d and Linear weight of a checkpoint is taken; conv weights (filters, channels, kh, kw)
+are flattened to filters x (channels * kh * kw). A ``<layer>.bias`` next to a weight comes along.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from colcomb.errors import ColcombError
+
+TORCH_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin")
+
+
+@dataclass(frozen=True)
+class Matrix:
+    """One layer's filter matrix as read from a file."""
+
+    name: str
+    weights: np.ndarray  # float64 (rows, cols)
+    bias: np.ndarray | None  # float64 (rows,) or None
+    kernel: tuple[int, ...] | None = None  # original conv weight shape, when flattened
+
+
+def _finite(name: str, arr: np.ndarray, source: Path) -> np.ndarray:
+    if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
+        raise ColcombError(f"{source}: {name} holds {arr.dtype} values, expected real numbers")
+    out = arr.astype(np.float64)
+    if not np.all(np.isfinite(out)):
+        bad = int(np.count_nonzero(~np.isfinite(out)))
+        raise ColcombError(
+            f"{source}: {name} holds {bad} NaN or infinite weights; fix or retrain the model first"
+        )
+    return out
+
+
+def _as_matrix(name: str, arr: np.ndarray, bias: np.ndarray | None, source: Path) -> Matrix:
+    w = _finite(name, np.asarray(arr), source)
+    kernel = None
+    if w.ndim == 4:
+        kernel = tuple(w.shape)
+        w = w.reshape(w.shape[0], -1)
+    if w.ndim != 2 or min(w.shape) < 1:
+        raise ColcombError(
+            f"{source}: {name} has shape {list(np.shape(arr))}; a filter matrix must be 2-D "
+            f"(rows x columns) or a 4-D conv weight"
+        )
+    b = None
+    if bias is not None:
+        b = _finite(f"{name} bias", np.asarray(bias), source)
+        if b.shape != (w.shape[0],):
+            raise ColcombError(
+                f"{source}: bias of {name} has shape {list(b.shape)}, expected [{w.shape[0]}]"
+            )
+    return Matrix(name, w, b, kernel)
+
+
+def _from_named(named: dict[str, np.ndarray], source: Path, *, weights_only: bool) -> list[Matrix]:
+    out = []
+    for key, arr in named.items():
+        if weights_only:
+            if not key.endswith("weight") or np.ndim(arr) not in (2, 4):
+                continue
+            stem = key[: -len("weight")].rstrip(".")
+        else:
+            if key.endswith(".bias") or key == "bias":
+                continue
+            stem = key[: -len(".weight")] if key.endswith(".weight") else key
+        bias_key = f"{stem}.bias" if stem else "bias"
+        out.append(_as_matrix(stem or key, arr, named.get(bias_key), source))
+    return out
+
+
+def _read_torch(path: Path) -> dict[str, np.ndarray]:
+    import torch
+
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a bad file
+        raise ColcombError(
+            f"{path}: not a readable torch checkpoint ({type(exc).__name__}: {str(exc)[:200]}); "
+            f"save one with torch.save(model.state_dict(), path)"
+        ) from None
+    for key in ("state_dict", "model_state_dict", "model"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+            break
+    if not isinstance(obj, dict):
+        raise ColcombError(f"{path}: expected a state_dict (a dict of tensors), got {type(obj).__name__}")
+    return {k: v.detach().cpu().numpy() for k, v in obj.items() if isinstance(v, torch.Tensor)}
+
+
+def read_matrices(path: str | os.PathLike) -> list[Matrix]:
+    """Filter matrices from a .npy, .npz or torch checkpoint file, in file order."""
+    p = Path(path)
+    if not p.is_file():
+        raise ColcombError(f"{p}: no such file; name a .npy, .npz or torch checkpoint")
+    suffix = p.suffix.lower()
+    try:
+        if suffix == ".npy":
+            arr = np.load(p, allow_pickle=False)
+            mats = [_as_matrix(p.stem, arr, None, p)]
+        elif suffix == ".npz":
+            with np.load(p, allow_pickle=False) as data:
+                named = {k: data[k] for k in data.files}
+            mats = _from_named(named, p, weights_only=False)
+        elif suffix in TORCH_SUFFIXES:
+            mats = _from_named(_read_torch(p), p, weights_only=True)
+        else:
+            raise ColcombError(
+                f"{p}: unknown file type {suffix or '(none)'}; use .npy, .npz or a torch "
+                f"checkpoint ({', '.join(TORCH_SUFFIXES)})"
+            )
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise ColcombError(f"{p}: cannot read it ({type(exc).__name__}: {exc})") from None
+    if not mats:
+        raise ColcombError(f"{p}: holds no Conv2d or Linear weight (2-D or 4-D '...weight' tensor)")
+    return mats

@@ -1,0 +1,112 @@
+"""`colcomb pack` and `colcomb golden` end to end on the three input kinds, and their errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from colcomb.cli import main
+from colcomb.packer.manifest import load_manifest
+from colcomb.packer.sources import read_matrices
+from colcomb.sim.golden import run_network
+
+
+def _sparse(rng, shape, density):
+    return rng.standard_normal(shape) * (rng.random(shape) < density)
+
+
+def test_pack_npy(tmp_path, rng, capsys):
+    w = _sparse(rng, (32, 64), 0.15)
+    np.save(tmp_path / "fc.npy", w)
+    assert main(["pack", str(tmp_path / "fc.npy"), "--alpha", "8", "--gamma", "0.25",
+                 "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "util before" in out and "fc" in out
+    layer = load_manifest(tmp_path / "out").layers[0]
+    assert layer.shape == (32, 64) and layer.alpha == 8
+    assert layer.packed_columns < int((w != 0).any(axis=0).sum())
+    # every kept weight is an original weight within half a step
+    kept = layer.dense_int() != 0
+    step = np.broadcast_to(layer.row_scales()[:, None], w.shape)
+    assert (np.abs(layer.dense() - w)[kept] <= step[kept] / 2 + 1e-12).all()
+
+
+def test_pack_npz_with_bias_and_golden_command(tmp_path, rng):
+    w1, w2 = _sparse(rng, (16, 40), 0.3), _sparse(rng, (10, 16), 0.4)
+    np.savez(tmp_path / "net.npz", fc1=w1, fc2=w2, **{"fc1.bias": rng.standard_normal(16) * 0.1})
+    assert main(["pack", str(tmp_path / "net.npz"), "--alpha", "4", "--row-block", "8",
+                 "--section", "16", "--quant", "block", "--activation", "relu",
+                 "--out", str(tmp_path / "out")]) == 0
+    m = load_manifest(tmp_path / "out")
+    assert [x.name for x in m.layers] == ["fc1", "fc2"]
+    assert m.layers[0].requant.bias.any() and not m.layers[1].requant.bias.any()
+    x = rng.integers(-128, 128, (7, 40))
+    np.save(tmp_path / "x.npy", x)
+    assert main(["golden", str(tmp_path / "out"), "--input", str(tmp_path / "x.npy"),
+                 "--out", str(tmp_path / "y.npy")]) == 0
+    assert np.array_equal(np.load(tmp_path / "y.npy"), run_network(m.layers, x))
+
+
+def test_pack_torch_checkpoint_flattens_convs(tmp_path):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
+        torch.nn.Flatten(), torch.nn.Linear(8 * 4 * 4, 10),
+    )
+    torch.save(model.state_dict(), tmp_path / "m.pt")
+    mats = read_matrices(tmp_path / "m.pt")
+    assert [(m.name, m.weights.shape) for m in mats] == [("0", (8, 27)), ("4", (10, 128))]
+    assert np.allclose(mats[0].weights, model[0].weight.detach().numpy().reshape(8, 27))
+    assert mats[0].kernel == (8, 3, 3, 3)
+    torch.save({"state_dict": model.state_dict(), "epoch": 3}, tmp_path / "ck.pth")
+    assert main(["pack", str(tmp_path / "ck.pth"), "--alpha", "2", "--out", str(tmp_path / "o")]) == 0
+    assert [x.shape for x in load_manifest(tmp_path / "o").layers] == [(8, 27), (10, 128)]
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda p: np.save(p / "in.npy", np.array([[1.0, np.nan]])), "NaN"),
+        (lambda p: np.save(p / "in.npy", np.ones(5)), "must be 2-D"),
+        (lambda p: (p / "in.npy").write_bytes(b"garbage"), "cannot read"),
+        (lambda p: np.save(p / "in.npy", np.array([[np.inf]])), "infinite"),
+    ],
+)
+def test_bad_input_gets_one_clear_error_and_no_output(tmp_path, capsys, make, message):
+    make(tmp_path)
+    assert main(["pack", str(tmp_path / "in.npy"), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and message in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_file_type_and_missing_file(tmp_path, capsys):
+    (tmp_path / "w.csv").write_text("1,2")
+    assert main(["pack", str(tmp_path / "w.csv"), "--out", str(tmp_path / "o")]) == 2
+    assert "unknown file type .csv" in capsys.readouterr().err
+    assert main(["pack", str(tmp_path / "none.npy"), "--out", str(tmp_path / "o")]) == 2
+    assert "no such file" in capsys.readouterr().err
+
+
+def test_alpha_below_one_is_refused_by_the_parser(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["pack", "x.npy", "--alpha", "0", "--out", str(tmp_path)])
+    assert exc.value.code == 2
+    assert "must be at least 1" in capsys.readouterr().err
+
+
+def test_golden_rejects_a_wrong_input_shape(tmp_path, rng, capsys):
+    np.save(tmp_path / "w.npy", _sparse(rng, (4, 6), 0.5))
+    main(["pack", str(tmp_path / "w.npy"), "--out", str(tmp_path / "o")])
+    np.save(tmp_path / "x.npy", np.zeros((2, 5), np.int64))
+    assert main(["golden", str(tmp_path / "o"), "--input", str(tmp_path / "x.npy"),
+                 "--out", str(tmp_path / "y.npy")]) == 2
+    assert "vectors of 6 inputs" in capsys.readouterr().err
+    assert not (tmp_path / "y.npy").exists()
+
+
+def test_checkpoint_without_weights(tmp_path, capsys):
+    torch.save({"step": torch.tensor(3)}, tmp_path / "empty.pt")
+    assert main(["pack", str(tmp_path / "empty.pt"), "--out", str(tmp_path / "o")]) == 2
+    assert "no Conv2d or Linear weight" in capsys.readouterr().err

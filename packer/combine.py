@@ -154,32 +154,34 @@ def _eliminate(nzf: np.ndarray, members: list[list[int]], alpha: int, budget: in
     cnt = np.stack([nzf[:, g].sum(axis=1) for g in groups], axis=1)
     pruned = np.maximum(cnt - 1, 0).sum(axis=0).astype(np.int64)
     size = np.array([len(g) for g in groups], np.int64)
+    fill = occ.sum(axis=0)
     alive = np.ones(len(groups), bool)
     for victim in np.argsort(size, kind="stable"):
         if size[victim] >= alpha:
             break
         alive[victim] = False
-        trial_occ = occ.copy()
-        trial_pruned, trial_size = pruned.copy(), size.copy()
-        moves = []
+        undo = []  # (dest, old occupancy column, old fill, overlap) to roll back a failed attempt
         for c in sorted(groups[victim], key=lambda c: -nzf[:, c].sum()):
             col = nzf[:, c]
-            overlap = (col @ trial_occ).astype(np.int64)
-            ok = alive & (trial_size < alpha) & (trial_pruned + overlap <= budget)
+            overlap = (col @ occ).astype(np.int64)
+            ok = alive & (size < alpha) & (pruned + overlap <= budget)
             if not ok.any():
                 break
-            key = np.where(ok, overlap * (rows + 1) - trial_occ.sum(axis=0), np.inf)
-            dest = int(np.argmin(key))
-            trial_pruned[dest] += overlap[dest]
-            trial_size[dest] += 1
-            np.maximum(trial_occ[:, dest], col, out=trial_occ[:, dest])
-            moves.append((c, dest))
-        if len(moves) == len(groups[victim]):
-            occ, pruned, size = trial_occ, trial_pruned, trial_size
-            for c, dest in moves:
+            dest = int(np.argmin(np.where(ok, overlap * (rows + 1) - fill, np.inf)))
+            undo.append((dest, occ[:, dest].copy(), fill[dest], int(overlap[dest]), c))
+            pruned[dest] += overlap[dest]
+            size[dest] += 1
+            np.maximum(occ[:, dest], col, out=occ[:, dest])
+            fill[dest] = occ[:, dest].sum()
+        if len(undo) == len(groups[victim]):
+            for dest, *_, c in undo:
                 groups[dest].append(c)
             groups[victim] = []
         else:
+            for dest, old, old_fill, overlap, _ in reversed(undo):
+                occ[:, dest], fill[dest] = old, old_fill
+                pruned[dest] -= overlap
+                size[dest] -= 1
             alive[victim] = True
     return [g for g, a in zip(groups, alive, strict=True) if a and g]
 

@@ -1,0 +1,150 @@
+"""Integer evaluation of an exported network: host steps around the golden model.
+
+Every conv/linear layer runs through :func:`colcomb.sim.golden.run_layer` (the integer-exact
+model of the array); the host does only what moves integers around without arithmetic on them:
+zero padding and im2col for convs, max-pooling, flattening, channel shifts. For an LSTM the host
+also adds the two gate layers' integer outputs and applies sigmoid/tanh in floating point (the
+array has no such units), quantizing h back to integers for the next step.
+
+The graph and scales come from the manifest's ``meta`` (see :mod:`colcomb.packer.export`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from colcomb.errors import ColcombError
+from colcomb.packer.packed import PackedLayer
+from colcomb.sim.golden import run_layer
+
+
+def quantize_input(x: np.ndarray, scale: float, data_bits: int) -> np.ndarray:
+    """Integers nearest ``x / scale``, saturated to the symmetric data range."""
+    q = (1 << (data_bits - 1)) - 1
+    return np.clip(np.rint(np.asarray(x, np.float64) / scale), -q, q).astype(np.int64)
+
+
+def im2col(
+    x: np.ndarray, kernel: Sequence[int], stride: Sequence[int], padding: Sequence[int]
+) -> tuple[np.ndarray, int, int]:
+    """(N*OH*OW, C*kh*kw) patch vectors in torch's (channel, kh, kw) order, and OH, OW."""
+    n, c, h, w = x.shape
+    kh, kw = kernel
+    ph, pw = padding
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    if xp.shape[2] < kh or xp.shape[3] < kw:
+        raise ColcombError(f"input {h}x{w} (padded {xp.shape[2]}x{xp.shape[3]}) is smaller than the kernel {kh}x{kw}")
+    win = np.lib.stride_tricks.sliding_window_view(xp, (kh, kw), axis=(2, 3))
+    win = win[:, :, :: stride[0], :: stride[1]]  # (N, C, OH, OW, kh, kw)
+    oh, ow = win.shape[2], win.shape[3]
+    cols = win.transpose(0, 2, 3, 1, 4, 5).reshape(n * oh * ow, c * kh * kw)
+    return cols, oh, ow
+
+
+def maxpool(x: np.ndarray, kernel: Sequence[int], stride: Sequence[int], padding: Sequence[int]) -> np.ndarray:
+    ph, pw = padding
+    low = np.iinfo(np.int64).min
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=low) if ph or pw else x
+    win = np.lib.stride_tricks.sliding_window_view(xp, tuple(kernel), axis=(2, 3))
+    return win[:, :, :: stride[0], :: stride[1]].max(axis=(4, 5))
+
+
+def shift(x: np.ndarray, shifts: Sequence[Sequence[int]]) -> np.ndarray:
+    """out[c, y, x] = in[c, y + dy, x + dx], zero outside (see colcomb.models.Shift)."""
+    _, c, h, w = x.shape
+    if len(shifts) != c:
+        raise ColcombError(f"shift step has {len(shifts)} offsets for {c} channels")
+    xp = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    out = np.empty_like(x)
+    for ch, (dy, dx) in enumerate(shifts):
+        out[:, ch] = xp[:, ch, 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w]
+    return out
+
+
+def _layers(layers: Sequence[PackedLayer] | dict[str, PackedLayer]) -> dict[str, PackedLayer]:
+    return layers if isinstance(layers, dict) else {layer.name: layer for layer in layers}
+
+
+def _layer(by_name: dict[str, PackedLayer], name: str) -> PackedLayer:
+    if name not in by_name:
+        raise ColcombError(f"the graph names layer {name!r}, which the manifest lacks")
+    return by_name[name]
+
+
+def run_graph(layers, graph: list[dict], x_int: np.ndarray, chunk: int = 100) -> np.ndarray:
+    """Integer outputs (N, outputs) of an image network for integer inputs (N, C, H, W)."""
+    by_name = _layers(layers)
+    outs = [_run_chunk(by_name, graph, x_int[i : i + chunk]) for i in range(0, len(x_int), chunk)]
+    if not outs:
+        raise ColcombError("no inputs to evaluate")
+    return np.concatenate(outs)
+
+
+def _run_chunk(by_name: dict[str, PackedLayer], graph: list[dict], x: np.ndarray) -> np.ndarray:
+    h = np.asarray(x, np.int64)
+    for step in graph:
+        op = step["op"]
+        if op == "conv":
+            if h.ndim != 4:
+                raise ColcombError(f"conv {step['layer']!r} needs (N, C, H, W) inputs, got {list(h.shape)}")
+            layer = _layer(by_name, step["layer"])
+            cols, oh, ow = im2col(h, step["kernel"], step["stride"], step["padding"])
+            y = run_layer(layer, cols)
+            h = y.reshape(h.shape[0], oh, ow, layer.rows).transpose(0, 3, 1, 2)
+        elif op == "linear":
+            if h.ndim != 2:
+                raise ColcombError(f"linear {step['layer']!r} needs (N, features); flatten first")
+            h = run_layer(_layer(by_name, step["layer"]), h)
+        elif op == "maxpool":
+            h = maxpool(h, step["kernel"], step["stride"], step["padding"])
+        elif op == "flatten":
+            h = h.reshape(h.shape[0], -1)
+        elif op == "shift":
+            h = shift(h, step["shifts"])
+        else:
+            raise ColcombError(f"graph step {op!r} is not an image-network step")
+    return np.ascontiguousarray(h)
+
+
+def _sigmoid(v: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-v))
+
+
+def run_lstm(layers, graph: list[dict], ids: np.ndarray, data_bits: int = 8) -> tuple[np.ndarray, float]:
+    """Integer logits (steps, vocab) of the character LSTM reading ``ids`` (one sequence) and
+    their scale. Gate matrices and the output layer run on the golden model."""
+    by_name = _layers(layers)
+    if len(graph) != 2 or graph[0]["op"] != "lstm" or graph[1]["op"] != "linear":
+        raise ColcombError("an LSTM graph must be [lstm, linear]")
+    step, head = graph
+    ih, hh = _layer(by_name, step["ih"]), _layer(by_name, step["hh"])
+    fc = _layer(by_name, head["layer"])
+    q = (1 << (data_bits - 1)) - 1
+    s_g = float(step["gate_scale"])
+    hidden = int(step["hidden"])
+    vocab = int(step["vocab"])
+    h_int = np.zeros((1, hidden), np.int64)
+    c = np.zeros((1, hidden))
+    hs = []
+    for t in np.asarray(ids, np.int64):
+        x = np.zeros((1, vocab), np.int64)
+        x[0, t] = q
+        g = (run_layer(ih, x) + run_layer(hh, h_int)) * s_g
+        i, f, gg, o = np.split(g, 4, axis=1)
+        c = _sigmoid(f) * c + _sigmoid(i) * np.tanh(gg)
+        h_int = quantize_input(_sigmoid(o) * np.tanh(c), 1.0 / q, data_bits)
+        hs.append(h_int[0])
+    logits = run_layer(fc, np.array(hs))
+    return logits, float(head["out_scale"])
+
+
+def lstm_bits_per_char(layers, graph: list[dict], ids: np.ndarray, data_bits: int = 8) -> float:
+    """Bits per character of the integer LSTM on ``ids`` (predicting ids[1:] from ids[:-1])."""
+    ids = np.asarray(ids, np.int64)
+    logits, scale = run_lstm(layers, graph, ids[:-1], data_bits)
+    z = logits * scale
+    z = z - z.max(axis=1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    return float(-logp[np.arange(len(ids) - 1), ids[1:]].mean() / np.log(2))

@@ -1,7 +1,8 @@
 """Reading filter matrices: a ``.npy`` matrix, a ``.npz`` of named matrices, or a torch checkpoint.
 
-Every Conv2d and Linear weight of a checkpoint is taken; conv weights (filters, channels, kh, kw)
-are flattened to filters x (channels * kh * kw). A ``<layer>.bias`` next to a weight comes along.
+Every Conv2d and Linear weight of a checkpoint is taken, and the LSTM/GRU matrices
+(``weight_ih_l0``, ``weight_hh_l0``, ...); conv weights (filters, channels, kh, kw) are flattened to
+filters x (channels * kh * kw). A ``<layer>.bias`` (``bias_ih_l0``, ...) next to a weight comes along.
 """
 
 from __future__ import annotations
@@ -65,7 +66,12 @@ def _from_named(named: dict[str, np.ndarray], source: Path, *, weights_only: boo
     out = []
     for key, arr in named.items():
         if weights_only:
-            if not key.endswith("weight") or np.ndim(arr) not in (2, 4):
+            last = key.rsplit(".", 1)[-1]
+            if not last.startswith("weight") or np.ndim(arr) not in (2, 4):
+                continue
+            if last != "weight":  # recurrent matrices: weight_ih_l0 -> bias_ih_l0
+                prefix = key[: -len(last)]
+                out.append(_as_matrix(key, arr, named.get(prefix + "bias" + last[len("weight"):]), source))
                 continue
             stem = key[: -len("weight")].rstrip(".")
         else:
@@ -120,5 +126,5 @@ def read_matrices(path: str | os.PathLike) -> list[Matrix]:
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
         raise ColcombError(f"{p}: cannot read it ({type(exc).__name__}: {exc})") from None
     if not mats:
-        raise ColcombError(f"{p}: holds no Conv2d or Linear weight (2-D or 4-D '...weight' tensor)")
+        raise ColcombError(f"{p}: holds no Conv2d, Linear or LSTM weight (2-D or 4-D '...weight*' tensor)")
     return mats

@@ -109,4 +109,14 @@ def test_golden_rejects_a_wrong_input_shape(tmp_path, rng, capsys):
 def test_checkpoint_without_weights(tmp_path, capsys):
     torch.save({"step": torch.tensor(3)}, tmp_path / "empty.pt")
     assert main(["pack", str(tmp_path / "empty.pt"), "--out", str(tmp_path / "o")]) == 2
-    assert "no Conv2d or Linear weight" in capsys.readouterr().err
+    assert "no Conv2d, Linear or LSTM weight" in capsys.readouterr().err
+
+
+def test_lstm_matrices_are_read_with_their_biases(tmp_path):
+    torch.manual_seed(0)
+    lstm = torch.nn.LSTM(5, 4)
+    torch.save(lstm.state_dict(), tmp_path / "lstm.pt")
+    mats = {m.name: m for m in read_matrices(tmp_path / "lstm.pt")}
+    assert sorted(mats) == ["weight_hh_l0", "weight_ih_l0"]
+    assert mats["weight_ih_l0"].weights.shape == (16, 5)
+    assert np.allclose(mats["weight_hh_l0"].bias, lstm.bias_hh_l0.detach().numpy())

@@ -135,6 +135,386 @@ def _golden(args: argparse.Namespace) -> int:
     return 0
 
 
+
+# -- generate / simulate -------------------------------------------------------------------------
+
+def _array_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("manifest", type=Path, help="folder holding manifest.json (from colcomb pack or train)")
+    p.add_argument("--rows", type=_positive_int, required=True, help="array height R (cells per column)")
+    p.add_argument("--cols", type=_positive_int, required=True, help="array width C (packed columns)")
+    p.add_argument("--batch", type=_positive_int, default=16,
+                   help="most input vectors the design holds on chip per run (default 16)")
+
+
+def _generate_args(p: argparse.ArgumentParser) -> None:
+    _array_args(p)
+    p.add_argument("--top", default="colcomb_top", help="Verilog module name (default colcomb_top)")
+    p.add_argument("--no-lint", action="store_true", help="skip `verilator --lint-only -Wall`")
+    p.add_argument("--out", type=Path, required=True, help="output folder for the Verilog, waivers and ROM images")
+
+
+@command("generate", _generate_args)
+def _generate(args: argparse.Namespace) -> int:
+    from colcomb.hdl.generate import generate
+
+    t0 = time.perf_counter()
+    design = generate(args.manifest, args.rows, args.cols, args.out, batch=args.batch, top=args.top,
+                      lint=not args.no_lint)
+    info = design.program.summary()
+    print(f"{design.top}: {args.rows}x{args.cols} array, "
+          f"{len(design.program.layers)} layer(s), {info.get('tiles', '?')} tile(s), "
+          f"lint {'skipped' if args.no_lint else 'clean'} ({time.perf_counter() - t0:.1f} s)")
+    for path in design.paths:
+        print(f"wrote {path}")
+    return 0
+
+
+def _simulate_args(p: argparse.ArgumentParser) -> None:
+    _array_args(p)
+    p.add_argument("--vectors", type=_positive_int, default=16,
+                   help="random input vectors to run (default 16; the first three are the extremes)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
+    p.add_argument("--input", type=Path, default=None, help=".npy of integer input vectors instead of random ones")
+    p.add_argument("--waves", action="store_true", help="dump waveforms (VCD) into the run folder")
+    p.add_argument("--build-dir", type=Path, default=None,
+                   help="cache of Verilator builds (default build/sim or $COLCOMB_SIM_BUILD)")
+
+
+@command("simulate", _simulate_args)
+def _simulate(args: argparse.Namespace) -> int:
+    from colcomb.sim.runner import simulate
+
+    inputs = None
+    if args.input is not None:
+        try:
+            inputs = np.load(args.input, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise ColcombError(f"{args.input}: cannot read it as a .npy array ({exc})") from None
+    print(f"building and running {args.manifest} on a {args.rows}x{args.cols} array in Verilator "
+          f"(the first build of a design takes a minute or two)...", file=sys.stderr)
+    result = simulate(args.manifest, args.rows, args.cols, vectors=args.vectors, seed=args.seed,
+                      waves=args.waves, batch=args.batch, inputs=inputs, root=args.build_dir,
+                      check=False)
+    verdict = "all equal to the golden model" if result.passed else f"{result.mismatch_count} differ"
+    print(f"vectors checked: {result.vectors} ({result.checked} output words, {verdict})")
+    print(f"cycles: {result.cycles} (first input word to last output word; "
+          f"{result.compute_cycles} computing)")
+    print(f"effective MACs per cycle: {result.macs_per_cycle:.2f} "
+          f"({result.dense_macs} dense-equivalent MACs; {result.compute_macs_per_cycle:.2f} while computing)")
+    print(f"simulation: {result.sim_cycles_per_s:.0f} cycles/s, "
+          f"build {'reused' if result.cached_build else 'new'} in {result.build_dir}")
+    if result.waves:
+        print(f"waves: {result.waves}")
+    if not result.passed:
+        for m in result.mismatches[:10]:
+            print(f"  mismatch: vector {m['vector']} output {m['index']}: hardware {m['got']}, "
+                  f"golden model {m['expected']}", file=sys.stderr)
+        for e in result.protocol_errors[:10]:
+            print(f"  protocol: {e}", file=sys.stderr)
+        raise ColcombError(
+            f"{result.mismatch_count} of {result.checked} output words differ from the golden model"
+            f"{' and the stream protocol was violated' if result.protocol_errors else ''}; "
+            f"details in {result.run_dir}"
+        )
+    return 0
+
+# -- train ---------------------------------------------------------------------------------------
+
+def _layer_alpha(text: str) -> tuple[str, int]:
+    name, sep, value = text.rpartition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAME=ALPHA (e.g. fc1=4)")
+    return name, _positive_int(value)
+
+
+def _int_list(text: str) -> list[int]:
+    return [_positive_int(t) for t in text.split(",") if t.strip()]
+
+
+def _train_args(p: argparse.ArgumentParser) -> None:
+    from colcomb.catalog import MODELS, RAMPS
+    from colcomb.datasets import DATASETS
+    from colcomb.packer.combine import METHODS
+
+    p.add_argument("--dataset", required=True, metavar="D",
+                   help=f"one of {', '.join(DATASETS)} (mnist and cifar10 read --data-dir)")
+    p.add_argument("--model", required=True, metavar="M", help=f"one of {', '.join(MODELS)}")
+    p.add_argument("--alpha", type=_positive_int, default=8, help="most columns per group (default 8)")
+    p.add_argument("--gamma", type=_fraction, default=0.5,
+                   help="conflict budget per group, fraction of rows (default 0.5; 0 = conflict-free)")
+    p.add_argument("--epochs", type=int, default=6, help="dense pretraining epochs (default 6)")
+    p.add_argument("--rounds", type=_positive_int, default=4, help="pruning/combining rounds (default 4)")
+    p.add_argument("--sparsity", type=float, default=0.8,
+                   help="magnitude-pruning sparsity reached in the last round (default 0.8)")
+    p.add_argument("--ramp", choices=RAMPS, default="cubic", help="sparsity ramp over the rounds (default cubic)")
+    p.add_argument("--retrain-epochs", type=int, default=2, help="retraining epochs per round (default 2)")
+    p.add_argument("--final-epochs", type=int, default=3, help="extra epochs after the last round (default 3)")
+    p.add_argument("--data-fraction", type=float, default=1.0, metavar="F",
+                   help="retrain on a class-balanced fraction F of the training set (default 1)")
+    p.add_argument("--per-feature-map", action="store_true",
+                   help="combine conv columns as whole input feature maps (all kh x kw weights together)")
+    p.add_argument("--include-first", action="store_true", help="also combine the first layer")
+    p.add_argument("--layer-alpha", type=_layer_alpha, action="append", default=[], metavar="NAME=A",
+                   help="alpha for one layer (repeatable)")
+    p.add_argument("--row-block", type=_positive_int, default=None, metavar="R", help="row blocks of R rows")
+    p.add_argument("--section", type=_positive_int, default=None, metavar="S",
+                   help="column sections of S columns (channels with --per-feature-map)")
+    p.add_argument("--method", choices=METHODS, default="auto", help="grouping algorithm (default auto)")
+    p.add_argument("--bits", type=_positive_int, default=8, help="weight width (default 8)")
+    p.add_argument("--data-bits", type=_positive_int, default=8, help="activation width (default 8)")
+    p.add_argument("--lr", type=float, default=1e-3, help="pretraining learning rate (default 1e-3)")
+    p.add_argument("--retrain-lr", type=float, default=5e-4, help="retraining learning rate (default 5e-4)")
+    p.add_argument("--batch-size", type=_positive_int, default=64, help="minibatch size (default 64)")
+    p.add_argument("--hidden", type=_int_list, default=None, metavar="W[,W..]",
+                   help="mlp hidden widths (default 300,100) or charlstm units (default 128)")
+    p.add_argument("--dense", action="store_true", help="no pruning or combining (the dense baseline)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--data-dir", default=None, help="folder holding the mnist or cifar10 files")
+    p.add_argument("--out", type=Path, required=True, help="run folder: model.pt, packed/, report.json")
+
+
+def _train_config(args: argparse.Namespace):
+    from colcomb.training import TrainConfig
+
+    return TrainConfig(
+        dataset=args.dataset, model=args.model, alpha=args.alpha, gamma=args.gamma,
+        epochs=args.epochs, rounds=args.rounds, sparsity=args.sparsity, ramp=args.ramp,
+        retrain_epochs=args.retrain_epochs, final_epochs=args.final_epochs,
+        data_fraction=args.data_fraction, per_feature_map=args.per_feature_map,
+        include_first=args.include_first, layer_alpha=dict(args.layer_alpha),
+        row_block=args.row_block, section=args.section, method=args.method, bits=args.bits,
+        data_bits=args.data_bits, lr=args.lr, retrain_lr=args.retrain_lr,
+        batch_size=args.batch_size, seed=args.seed, hidden=args.hidden, dense=args.dense,
+        data_dir=args.data_dir,
+    )
+
+
+def _check_names(dataset: str, model: str) -> None:
+    from colcomb.catalog import MODELS
+    from colcomb.datasets import DATASETS
+
+    if dataset not in DATASETS:
+        raise ColcombError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
+    if model not in MODELS:
+        raise ColcombError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
+
+
+@command("train", _train_args)
+def _train(args: argparse.Namespace) -> int:
+    from colcomb.training import run_training
+
+    _check_names(args.dataset, args.model)
+    if args.epochs < 0 or args.retrain_epochs < 0 or args.final_epochs < 0:
+        raise ColcombError("epoch counts must be >= 0")
+    run_training(_train_config(args), args.out)
+    return 0
+
+
+# -- evaluate ------------------------------------------------------------------------------------
+
+def _evaluate_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", type=Path, help="the --out folder of `colcomb train`")
+    p.add_argument("--data-dir", default=None, help="folder holding the mnist or cifar10 files, if moved")
+
+
+@command("evaluate", _evaluate_args)
+def _evaluate(args: argparse.Namespace) -> int:
+    from colcomb.evaluate import evaluate_run
+
+    evaluate_run(args.run, data_dir=args.data_dir)
+    return 0
+
+
+# -- sweep ---------------------------------------------------------------------------------------
+
+def _float_list(text: str) -> list[float]:
+    try:
+        return [float(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers") from None
+
+
+def _sweep_args(p: argparse.ArgumentParser) -> None:
+    from colcomb.catalog import MODELS
+    from colcomb.datasets import DATASETS
+
+    p.add_argument("--dataset", default="mnist5k", metavar="D", help=f"one of {', '.join(DATASETS)} (default mnist5k)")
+    p.add_argument("--model", default="lenet5", metavar="M", help=f"one of {', '.join(MODELS)} (default lenet5)")
+    p.add_argument("--alphas", type=_int_list, default=[8], metavar="A[,A..]", help="alphas (default 8)")
+    p.add_argument("--gammas", type=_float_list, default=[0.0, 0.125, 0.25, 0.5], metavar="G[,G..]",
+                   help="gammas; 0 is conflict-free (default 0,0.125,0.25,0.5)")
+    p.add_argument("--sparsities", type=_float_list, default=[0.8], metavar="S[,S..]",
+                   help="magnitude-pruning sparsities (default 0.8)")
+    p.add_argument("--epochs", type=int, default=4, help="dense pretraining epochs (default 4)")
+    p.add_argument("--rounds", type=_positive_int, default=3, help="rounds per point (default 3)")
+    p.add_argument("--retrain-epochs", type=int, default=1, help="retraining epochs per round (default 1)")
+    p.add_argument("--final-epochs", type=int, default=2, help="extra epochs after the last round (default 2)")
+    p.add_argument("--data-fraction", type=float, default=1.0, metavar="F", help="retraining data fraction")
+    p.add_argument("--per-feature-map", action="store_true", help="combine conv layers per input feature map")
+    p.add_argument("--hidden", type=_int_list, default=None, metavar="W[,W..]", help="mlp hidden widths")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--data-dir", default=None, help="folder holding the mnist or cifar10 files")
+    p.add_argument("--out", type=Path, required=True, help="folder for sweep.csv and sweep.png")
+
+
+@command("sweep", _sweep_args)
+def _sweep(args: argparse.Namespace) -> int:
+    from colcomb.sweep import run_sweep
+    from colcomb.training import TrainConfig
+
+    _check_names(args.dataset, args.model)
+    for g in args.gammas:
+        if not 0.0 <= g <= 1.0:
+            raise ColcombError(f"gamma {g} must lie in [0, 1]")
+    for s in args.sparsities:
+        if not 0.0 <= s < 1.0:
+            raise ColcombError(f"sparsity {s} must lie in [0, 1)")
+    base = TrainConfig(dataset=args.dataset, model=args.model, epochs=args.epochs, rounds=args.rounds,
+                       retrain_epochs=args.retrain_epochs, final_epochs=args.final_epochs,
+                       data_fraction=args.data_fraction, per_feature_map=args.per_feature_map,
+                       hidden=args.hidden, seed=args.seed, data_dir=args.data_dir)
+    run_sweep(base, args.alphas, args.gammas, args.sparsities, args.out)
+    return 0
+
+
+# -- demo ----------------------------------------------------------------------------------------
+
+def _demo_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", type=Path, default=Path("build/demo"), help="run folder (default build/demo)")
+    p.add_argument("--alpha", type=_positive_int, default=8, help="most columns per group (default 8)")
+    p.add_argument("--gamma", type=_fraction, default=0.5, help="conflict budget (default 0.5)")
+    p.add_argument("--epochs", type=int, default=10, help="dense pretraining epochs (default 10)")
+    p.add_argument("--hidden", type=_int_list, default=[64], metavar="W[,W..]", help="mlp hidden widths (default 64)")
+    p.add_argument("--batch", type=_positive_int, default=16,
+                   help="test images run on the simulated array (default 16)")
+    p.add_argument("--no-hardware", action="store_true", help="skip the simulated-hardware step")
+
+
+@command("demo", _demo_args)
+def _demo(args: argparse.Namespace) -> int:
+    from colcomb.demo import run_demo
+
+    run_demo(args.out, alpha=args.alpha, gamma=args.gamma, epochs=args.epochs, hidden=args.hidden,
+             batch=args.batch, hardware=False if args.no_hardware else None)
+    return 0
+
+
+# -- synthesize / boards / report (issue 5) --------------------------------------------------------
+
+def _synth_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("manifest", type=Path, nargs="?", help="folder holding manifest.json (from colcomb pack)")
+    p.add_argument("--list-boards", action="store_true", help="list the supported boards and exit")
+    p.add_argument("--board", default=None, help="board name (see --list-boards), e.g. icebreaker, ulx3s-85f")
+    p.add_argument("--rows", type=_positive_int, default=None, help="array height R (output rows per tile)")
+    p.add_argument("--cols", type=_positive_int, default=None, help="array width C (packed columns per tile)")
+    p.add_argument("--clock", type=float, default=None, metavar="MHZ",
+                   help="system clock in MHz: a PLL makes it from the board oscillator (default: the "
+                   "oscillator, no PLL); timing is checked at this clock")
+    p.add_argument("--batch", type=_positive_int, default=None, help="vectors per batch in the hardware (default 16)")
+    p.add_argument("--layer", action="append", default=None, metavar="NAME",
+                   help="run only these layers (repeat; default: the whole network in manifest order)")
+    p.add_argument("--vectors", type=_positive_int, default=None,
+                   help="test vectors stored on the chip (default: one batch)")
+    p.add_argument("--inputs", type=Path, default=None, help=".npy of integer test inputs (default: generated)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the generated test inputs (default 0)")
+    p.add_argument("--dsp", action="store_true",
+                   help="map multipliers to DSP blocks (SB_MAC16 / MULT18X18D); default: LUTs")
+    p.add_argument("--out", type=Path, default=None, help="output folder: report.json, build/ with the bitstream")
+
+
+@command("synthesize", _synth_args)
+def _synthesize(args: argparse.Namespace) -> int:
+    from colcomb.synth import boards_table, summary, synthesize
+
+    if args.list_boards:
+        print(boards_table())
+        return 0
+    missing = [flag for flag, v in (("DIR", args.manifest), ("--board", args.board), ("--rows", args.rows),
+                                    ("--cols", args.cols), ("--out", args.out)) if v is None]
+    if missing:
+        raise ColcombError(f"synthesize needs {', '.join(missing)} (or --list-boards)")
+    if args.clock is not None and not args.clock > 0:
+        raise ColcombError(f"--clock {args.clock} must be a positive frequency in MHz")
+    try:
+        report = synthesize(args.manifest, board=args.board, rows=args.rows, cols=args.cols, out=args.out,
+                            clock_mhz=args.clock, batch=args.batch, layers=args.layer, vectors=args.vectors,
+                            seed=args.seed, inputs=args.inputs, dsp=args.dsp)
+    except ColcombError:
+        report_path = args.out / "report.json"
+        if report_path.exists():
+            import json
+
+            try:
+                print(summary(json.loads(report_path.read_text())))
+            except (ValueError, KeyError):
+                pass
+        raise
+    print(summary(report))
+    print(f"wrote {args.out / 'report.json'}")
+    return 0
+
+
+def _boards_args(p: argparse.ArgumentParser) -> None:
+    pass
+
+
+@command("boards", _boards_args)
+def _boards(args: argparse.Namespace) -> int:
+    from colcomb.synth import boards_table
+
+    print(boards_table())
+    return 0
+
+
+def _report_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("manifest", type=Path, help="folder holding manifest.json (from colcomb pack)")
+    p.add_argument("--rows", type=_positive_int, default=None,
+                   help="array height R (default: the synthesis report's, else 8)")
+    p.add_argument("--cols", type=_positive_int, default=None,
+                   help="array width C (default: the synthesis report's, else 8)")
+    p.add_argument("--board", default=None,
+                   help="board whose FPGA family prices the cells (default: the synthesis report's, else icebreaker)")
+    p.add_argument("--batch", type=_positive_int, default=None,
+                   help="vectors per batch (default: the synthesis report's, else 16)")
+    p.add_argument("--vectors", type=_positive_int, default=None, help="vectors to time (default: one batch)")
+    p.add_argument("--layer", action="append", default=None, metavar="NAME",
+                   help="only these layers (repeat; default: the whole network)")
+    clock = p.add_mutually_exclusive_group()
+    clock.add_argument("--clock", type=float, default=None, metavar="MHZ", help="clock for the MAC/s figures")
+    clock.add_argument("--synth-report", type=Path, default=None, metavar="REPORT_JSON",
+                       help="take the clock (achieved Fmax), board, array size and batch from a "
+                       "`colcomb synthesize` report")
+    p.add_argument("--no-synth", action="store_true", help="skip the yosys cell synthesis (no LUT figures)")
+    p.add_argument("--dsp", action="store_true", help="price the multiplier as DSP blocks instead of LUTs")
+    p.add_argument("--out", type=Path, required=True, help="output folder: cost.json, cost.md, heatmap.png")
+
+
+@command("report", _report_args)
+def _report(args: argparse.Namespace) -> int:
+    import json
+
+    from colcomb.cost import cost_report, markdown
+
+    rows, cols, board, batch = args.rows, args.cols, args.board, args.batch
+    if args.synth_report is not None:
+        try:
+            srep = json.loads(args.synth_report.read_text())
+            rows = rows or srep["array"]["rows"]
+            cols = cols or srep["array"]["cols"]
+            board = board or srep["board"]
+            batch = args.batch or srep["array"]["batch"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ColcombError(f"{args.synth_report}: not a colcomb synthesis report ({exc})") from None
+    if args.clock is not None and not args.clock > 0:
+        raise ColcombError(f"--clock {args.clock} must be a positive frequency in MHz")
+    report = cost_report(args.manifest, rows=rows or 8, cols=cols or 8, out=args.out, board=board or "icebreaker",
+                         batch=batch, vectors=args.vectors, clock_mhz=args.clock,
+                         synth_report=args.synth_report, layers=args.layer, synth=not args.no_synth, dsp=args.dsp)
+    print(markdown(report))
+    print(f"wrote {args.out / 'cost.json'}, {args.out / 'cost.md'}, {args.out / 'heatmap.png'}")
+    return 0
+
+
 # -- entry point ---------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -154,8 +534,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 _HELP = {
+    "synthesize": "build the self-testing board top (network + stored test vectors) for a board; report.json",
+    "boards": "list the boards `colcomb synthesize` supports, with device and default clock",
+    "report": "hardware cost: dense array vs column-combined array (cells, LUTs per cell, cycles, MAC/s, heatmap)",
     "pack": "group, prune and quantize sparse layers; write manifest.json and ROM images",
     "golden": "run the integer golden model of a packed network on inputs",
+    "generate": "write the Verilog of the column-combined systolic array for a packed network (lint-checked)",
+    "simulate": "run the generated array in Verilator (cocotb) and check every output against the golden model",
+    "train": "train a model, prune and combine its columns jointly, write checkpoint + packed manifest",
+    "evaluate": "float and integer (golden model) accuracy of a `colcomb train` run, packing per layer",
+    "sweep": "accuracy vs number of weights for conflict-free and conflict-permitted combining (CSV + PNG)",
+    "demo": "train + pack + evaluate an MLP on MNIST 5k, then check the simulated array against the golden model",
 }
 
 

@@ -85,7 +85,7 @@ def run_demo(
     hidden: Sequence[int] = (64,),
     alpha: int = 8,
     gamma: float = 0.5,
-    epochs: int = 8,
+    epochs: int = 10,
     rounds: int = 3,
     sparsity: float = 0.8,
     batch: int = 16,
@@ -100,8 +100,8 @@ def run_demo(
     from colcomb.training import TrainConfig, run_training
 
     cfg = TrainConfig(dataset=dataset, model=model, hidden=list(hidden), alpha=alpha, gamma=gamma,
-                      epochs=epochs, rounds=rounds, sparsity=sparsity, retrain_epochs=2,
-                      final_epochs=2, include_first=True)
+                      epochs=epochs, rounds=rounds, sparsity=sparsity, retrain_epochs=3,
+                      final_epochs=4, include_first=True, lr=2e-3, retrain_lr=2e-3)
     report = run_training(cfg, out, log=log)
     for r in report["layers"]:
         log(f"{r['layer']}: utilization {r['utilization_before']:.3f} before combining, "

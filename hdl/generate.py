@@ -1,0 +1,146 @@
+"""``colcomb generate``: a manifest in, lint-clean Verilog of the accelerator out."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from amaranth.back import verilog
+
+from colcomb.errors import ColcombError
+from colcomb.hdl.program import Program
+from colcomb.hdl.top import Top
+from colcomb.packer.manifest import load_manifest
+from colcomb.packer.packed import PackedLayer
+
+__all__ = ["Design", "generate", "generate_layers", "verilog_text"]
+
+DEFAULT_TOP = "colcomb_top"
+
+
+@dataclass(frozen=True)
+class Design:
+    """What :func:`generate` wrote."""
+
+    top: str  # Verilog module name
+    verilog: Path  # OUT/<top>.v
+    waivers: Path  # OUT/<top>.vlt, the named Verilator lint waivers
+    info: Path  # OUT/<top>.json: parameters, stream format, tile counts, latencies
+    program: Program
+    roms: tuple[Path, ...] = ()  # OUT/<top>.<rom>.hex: the ROM contents the Verilog holds
+
+    @property
+    def paths(self) -> list[Path]:
+        return [self.verilog, self.waivers, self.info, *self.roms]
+
+
+def verilog_text(program: Program, top: str = DEFAULT_TOP) -> str:
+    """The Verilog of :class:`~colcomb.hdl.top.Top` for ``program``."""
+    if not top.isidentifier():
+        raise ColcombError(f"the top-level name must be a Verilog identifier, got {top!r}")
+    dut = Top(program=program)
+    return verilog.convert(dut, name=top, emit_src=False)
+
+
+def design_info(program: Program, top: str) -> dict:
+    p = program
+    return {
+        "top": top,
+        "clock": "clk (rising edge)",
+        "reset": "rst (synchronous, active high)",
+        "stream": {
+            "payload": f"{{data: signed({p.data_bits}) in the low bits, last: 1 above}}",
+            "input": f"{p.in_words} words per vector, up to {p.batch} vectors per batch, last on "
+            "the final word of the batch",
+            "output": f"{p.out_words} words per vector, last on the final word of the batch",
+            "ports": ["i__payload", "i__valid", "i__ready", "o__payload", "o__valid", "o__ready"],
+        },
+        **p.summary(),
+    }
+
+
+def generate_layers(
+    layers: Sequence[PackedLayer],
+    rows: int,
+    cols: int,
+    out_dir: str | os.PathLike,
+    *,
+    batch: int = 16,
+    top: str = DEFAULT_TOP,
+    weight_bits: int | None = None,
+    data_bits: int | None = None,
+    acc_bits: int | None = None,
+    lint: bool = False,
+) -> Design:
+    """Like :func:`generate`, from layers already in memory."""
+    from colcomb.hdl import lint as lint_mod
+
+    program = Program.compile(layers, rows=rows, cols=cols, batch=batch,
+                              weight_bits=weight_bits, data_bits=data_bits, acc_bits=acc_bits)
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ColcombError(f"{out} exists and is not a folder; name a folder with --out")
+    out.mkdir(parents=True, exist_ok=True)
+    text = verilog_text(program, top)
+    # everything is written and linted in a scratch folder first: a failure leaves OUT untouched
+    tmp = Path(tempfile.mkdtemp(prefix=f".{top}.", dir=out))
+    try:
+        (tmp / f"{top}.v").write_text(text)
+        lint_mod.write_waivers(tmp, top)
+        (tmp / f"{top}.json").write_text(json.dumps(design_info(program, top), indent=1) + "\n")
+        roms = [f"{top}.{name}.hex" for name in ROM_IMAGES]
+        for name, fname in zip(ROM_IMAGES, roms, strict=True):
+            (tmp / fname).write_text(_hex_image(getattr(program, name)))
+        if lint:
+            lint_mod.lint(tmp / f"{top}.v", tmp / f"{top}.vlt", top)
+        names = [f"{top}.v", f"{top}.vlt", f"{top}.json", *roms]
+        for name in names:
+            os.replace(tmp / name, out / name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return Design(top=top, verilog=out / f"{top}.v", waivers=out / f"{top}.vlt", info=out / f"{top}.json",
+                  program=program, roms=tuple(out / r for r in roms))
+
+
+# Program attributes holding ROM contents, written as OUT/<top>.<name>.hex for reference and
+# for tools that load $readmemh images; the Verilog carries the same words as memory initial values.
+ROM_IMAGES = ("cells", "lanes", "descriptors", "requant")
+
+
+def _hex_image(words: Sequence[int]) -> str:
+    digits = max(1, (max((int(w).bit_length() for w in words), default=1) + 3) // 4)
+    return "".join(f"{int(w):0{digits}x}\n" for w in words)
+
+
+def generate(
+    manifest_dir: str | os.PathLike,
+    rows: int,
+    cols: int,
+    out_dir: str | os.PathLike,
+    *,
+    batch: int = 16,
+    top: str = DEFAULT_TOP,
+    weight_bits: int | None = None,
+    data_bits: int | None = None,
+    acc_bits: int | None = None,
+    lint: bool = True,
+) -> Design:
+    """Elaborate the accelerator for the manifest's network on a ``rows`` x ``cols`` array.
+
+    Loads and validates the manifest (sha256, ROM images against arrays), compiles the tile
+    program (refusing layers that could overflow their accumulator), and writes into
+    ``out_dir``: ``<top>.v`` (the Verilog, ROM contents included as memory initial values),
+    ``<top>.vlt`` (named Verilator lint waivers) and ``<top>.json`` (parameters, stream format,
+    tile counts). With ``lint`` (default) it runs ``verilator --lint-only -Wall`` and raises
+    :class:`ColcombError` on any warning not waived. ``batch`` is the most vectors one run
+    holds on chip; widths default to the widest the layers need.
+    """
+    manifest = load_manifest(manifest_dir)
+    return generate_layers(manifest.layers, rows, cols, out_dir, batch=batch, top=top,
+                           weight_bits=weight_bits, data_bits=data_bits, acc_bits=acc_bits,
+                           lint=lint)

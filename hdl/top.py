@@ -1,0 +1,119 @@
+"""The top level: a valid/ready input stream of words, the engine, a valid/ready output stream.
+
+Stream format (both directions, :data:`word_layout`): one activation word per beat, payload
+``{data: signed(data_bits), last: 1}`` (``data`` in the low bits). Input: the words of vector 0
+(layer 0's ``cols`` words, index 0 first), then vector 1, ...; ``last`` on the final word of the
+batch's final vector. A batch ends at ``last`` or when ``batch`` vectors have arrived, whichever
+comes first (``last`` inside a vector ends the batch there; that vector's missing words are
+undefined). Output: the last layer's ``rows`` words of each vector in order, ``last`` on the final
+word of the batch. ``i.ready`` is low from the end of a batch's input until its last output word
+has been accepted: a batch is received, computed, then sent. Input words are taken and output
+words leave at one per cycle (after one cycle to address the first output word).
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Array, Module, Mux, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from colcomb.hdl.params import validated
+from colcomb.hdl.program import Program
+from colcomb.hdl.sequencer import Sequencer
+
+__all__ = ["Top", "word_layout"]
+
+
+def word_layout(data_bits: int) -> data.StructLayout:
+    """Payload of the input and output streams."""
+    return data.StructLayout({"data": signed(data_bits), "last": 1})
+
+
+class Top(wiring.Component):
+    """The column-combined network accelerator with stream interfaces.
+
+    Parameters
+    ----------
+    program : Program
+        The network compiled for the array (:meth:`Program.compile`).
+
+    Members
+    -------
+    i : ``In(stream.Signature(word_layout(data_bits)))``
+        Input words (``i.payload.data``, ``i.payload.last``, ``i.valid``, ``i.ready``).
+    o : ``Out(stream.Signature(word_layout(data_bits)))``
+        Output words, same format.
+    busy : ``Out(1)``
+        The engine is computing (between the end of input and the first output).
+    """
+
+    @validated
+    def __init__(self, *, program: Program):
+        if not isinstance(program, Program):
+            raise TypeError(f"program must be a Program (Program.compile(...)), not {program!r}")
+        self.program = program
+        layout = word_layout(program.data_bits)
+        super().__init__({
+            "i": In(stream.Signature(layout)),
+            "o": Out(stream.Signature(layout)),
+            "busy": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self.program
+        m.submodules.engine = eng = Sequencer(program=p)
+        n = Signal(range(p.batch + 1))
+        j = Signal(range(max(2, p.in_words, p.out_words)))
+        nbatch = Signal(range(p.batch + 1))
+        m.d.comb += self.busy.eq(eng.busy)
+        batch_word = Array(eng.out_data[v] for v in range(p.batch))
+        # the engine's read port has one cycle of latency: while a word is offered, address
+        # the word that follows it when this one is taken
+        j_next = Signal.like(j)
+
+        with m.FSM():
+            with m.State("RECV"):
+                m.d.comb += [
+                    self.i.ready.eq(1),
+                    eng.in_en.eq(self.i.valid),
+                    eng.in_addr.eq(n),
+                    eng.in_index.eq(j),
+                    eng.in_data.eq(self.i.payload.data),
+                ]
+                with m.If(self.i.valid):
+                    vec_end = j == p.in_words - 1
+                    with m.If(self.i.payload.last | (vec_end & (n == p.batch - 1))):
+                        m.d.sync += [nbatch.eq(n + 1), n.eq(0), j.eq(0)]
+                        m.next = "START"
+                    with m.Elif(vec_end):
+                        m.d.sync += [n.eq(n + 1), j.eq(0)]
+                    with m.Else():
+                        m.d.sync += j.eq(j + 1)
+            with m.State("START"):
+                m.d.comb += [eng.start.eq(1), eng.batch.eq(nbatch)]
+                m.next = "RUN"
+            with m.State("RUN"):
+                with m.If(eng.done):
+                    m.next = "READ"
+            with m.State("READ"):
+                m.d.comb += eng.out_index.eq(0)
+                m.next = "SEND"
+            with m.State("SEND"):
+                vec_end = j == p.out_words - 1
+                batch_end = vec_end & (n == nbatch - 1)
+                m.d.comb += [
+                    self.o.valid.eq(1),
+                    self.o.payload.data.eq(batch_word[n]),
+                    self.o.payload.last.eq(batch_end),
+                    j_next.eq(Mux(vec_end, 0, j + 1)),
+                    eng.out_index.eq(Mux(self.o.ready, j_next, j)),
+                ]
+                with m.If(self.o.ready):
+                    m.d.sync += j.eq(j_next)
+                    with m.If(batch_end):
+                        m.d.sync += n.eq(0)
+                        m.next = "RECV"
+                    with m.Elif(vec_end):
+                        m.d.sync += n.eq(n + 1)
+        return m

@@ -1,0 +1,132 @@
+"""The cocotb test module: drive inputs, monitor outputs, check them against the golden model.
+
+Run through :mod:`colcomb.sim.runner` (it builds the Verilog once and starts this module); the
+run's configuration comes as a JSON file named by the ``COLCOMB_BENCH`` environment variable:
+
+``manifest``
+    the manifest folder; the reference model runs the golden model on its layers
+``inputs``
+    a ``.npy`` of (vectors, in_words) input integers
+``design``
+    the generator's ``<top>.json`` (data width, batch size, words per vector)
+``result``
+    where this module writes its result JSON
+``idle``, ``stall``, ``seed``
+    probability of an idle input cycle and of a stalled output cycle, and their seed
+``max_cycles``
+    give up after this many cycles (a hung design fails instead of running forever)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import cocotb
+import numpy as np
+from cocotb.clock import Clock
+from cocotb.simtime import get_sim_time
+from cocotb.triggers import ClockCycles, SimTimeoutError, with_timeout
+
+from colcomb.sim.scoreboard import ReferenceModel, Scoreboard
+from colcomb.sim.stream import StreamDriver, StreamMonitor
+
+PERIOD_NS = 10
+
+
+def _config() -> dict:
+    path = os.environ.get("COLCOMB_BENCH")
+    if not path:
+        raise RuntimeError("COLCOMB_BENCH is not set; run this bench through colcomb.sim.runner")
+    return json.loads(Path(path).read_text())
+
+
+def timing(sent, received, batch: int, in_words: int, out_words: int, vectors: int) -> dict:
+    """Cycle counts from the handshake cycles: ``cycles`` from the first input word to the last
+    output word; ``compute_cycles`` summed over batches from the last input word to the first
+    output word (the engine's run, without the stream I/O)."""
+    if not sent or len(received) < vectors * out_words:
+        return {"cycles": 0, "compute_cycles": 0}
+    compute = 0
+    for start in range(0, vectors, batch):
+        stop = min(vectors, start + batch)
+        last_in = sent[stop * in_words - 1].cycle
+        first_out = received[start * out_words].cycle
+        compute += first_out - last_in
+    return {
+        "cycles": received[vectors * out_words - 1].cycle - sent[0].cycle + 1,
+        "compute_cycles": compute,
+    }
+
+
+@cocotb.test()
+async def network_matches_golden_model(dut):
+    """Every output word of every vector equals the golden model's."""
+    cfg = _config()
+    design = json.loads(Path(cfg["design"]).read_text())
+    model = ReferenceModel(cfg["manifest"])
+    x = np.load(cfg["inputs"])
+    vectors = x.shape[0]
+    batch, data_bits = design["batch"], design["data_bits"]
+    in_words, out_words = design["in_words"], design["out_words"]
+    assert model.in_words == in_words and model.out_words == out_words, (
+        f"the design takes {in_words} and gives {out_words} words per vector, the manifest's "
+        f"network {model.in_words} and {model.out_words}"
+    )
+    expected = model.predict(x)
+
+    Clock(dut.clk, PERIOD_NS, unit="ns").start()
+    dut.rst.value = 1
+    driver = StreamDriver(dut, dut.clk, data_bits=data_bits, period_ns=PERIOD_NS,
+                          idle=cfg.get("idle", 0.0), seed=cfg.get("seed", 0))
+    monitor = StreamMonitor(dut, dut.clk, data_bits=data_bits, period_ns=PERIOD_NS,
+                            stall=cfg.get("stall", 0.0), seed=cfg.get("seed", 0) + 1)
+    await ClockCycles(dut.clk, 3)
+    dut.rst.value = 0
+    await ClockCycles(dut.clk, 1)
+    monitor.start()
+
+    words = x.reshape(-1).tolist()
+    lasts = np.zeros(len(words), bool)
+    for start in range(0, vectors, batch):
+        lasts[min(vectors, start + batch) * in_words - 1] = True
+    wall = time.perf_counter()
+    start_cycle = get_sim_time("ns") / PERIOD_NS
+    timed_out = False
+    try:
+        await with_timeout(_run(driver, monitor, words, lasts.tolist(), vectors * out_words),
+                           cfg.get("max_cycles", 10**7) * PERIOD_NS, "ns")
+    except SimTimeoutError:
+        timed_out = True
+    wall = time.perf_counter() - wall
+    sim_cycles = get_sim_time("ns") / PERIOD_NS - start_cycle
+
+    board = Scoreboard(expected)
+    board.check([b.data for b in monitor.received], [b.last for b in monitor.received], batch)
+    if timed_out:
+        board.protocol_errors.append(
+            f"timed out after {cfg.get('max_cycles')} cycles with {len(driver.sent)} of "
+            f"{len(words)} input and {len(monitor.received)} of {vectors * out_words} output "
+            f"words transferred"
+        )
+    result = {
+        "passed": board.passed,
+        "vectors": vectors,
+        "checked": board.checked,
+        "mismatch_count": board.mismatch_count,
+        "mismatches": board.mismatches,
+        "protocol_errors": board.protocol_errors,
+        "summary": board.summary(),
+        "sim_wall_s": wall,
+        "sim_cycles": sim_cycles,
+        **timing(driver.sent, monitor.received, batch, in_words, out_words, vectors),
+    }
+    Path(cfg["result"]).write_text(json.dumps(result, indent=1) + "\n")
+    assert board.passed, board.summary()
+
+
+async def _run(driver, monitor, words, lasts, total) -> None:
+    await driver.send(words, lasts)
+    await monitor.wait_for(total)

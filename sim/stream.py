@@ -1,0 +1,116 @@
+"""cocotb driver and monitor for the accelerator's valid/ready word streams.
+
+Both speak the format of :mod:`colcomb.hdl.top`: payload ``{data: signed(data_bits), last: 1}``
+on ``<prefix>__payload``, with ``<prefix>__valid`` and ``<prefix>__ready``. A transfer happens at a
+rising clock edge where valid and ready are both high; both classes sample in the ReadOnly phase
+before that edge and number cycles by simulation time (``cycle = time / period``).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import cocotb
+from cocotb.simtime import get_sim_time
+from cocotb.triggers import Event, ReadOnly, RisingEdge
+
+__all__ = ["Beat", "StreamDriver", "StreamMonitor"]
+
+
+@dataclass(frozen=True)
+class Beat:
+    cycle: int
+    data: int
+    last: bool
+
+
+def _cycle(period_ns: float) -> int:
+    return round(get_sim_time("ns") / period_ns)
+
+
+def encode(data: int, last: bool, data_bits: int) -> int:
+    return (int(last) << data_bits) | (int(data) & ((1 << data_bits) - 1))
+
+
+def decode(word: int, data_bits: int) -> tuple[int, bool]:
+    raw = word & ((1 << data_bits) - 1)
+    value = raw - (1 << data_bits) if raw >> (data_bits - 1) else raw
+    return value, bool(word >> data_bits & 1)
+
+
+class StreamDriver:
+    """Drives words into ``<prefix>__*``; with ``idle`` > 0 it inserts random idle cycles
+    (valid low) before a beat with that probability."""
+
+    def __init__(self, dut, clk, *, prefix: str = "i", data_bits: int = 8, period_ns: float = 10,
+                 idle: float = 0.0, seed: int = 0):
+        self.valid = getattr(dut, f"{prefix}__valid")
+        self.ready = getattr(dut, f"{prefix}__ready")
+        self.payload = getattr(dut, f"{prefix}__payload")
+        self.clk = clk
+        self.data_bits = data_bits
+        self.period = period_ns
+        self.idle = idle
+        self.rng = random.Random(seed)
+        self.sent: list[Beat] = []
+        self.valid.value = 0
+
+    async def send(self, words, lasts) -> None:
+        """Send every word (``lasts``: its last flag); returns after the final transfer."""
+        for data, last in zip(words, lasts, strict=True):
+            while self.idle and self.rng.random() < self.idle:
+                self.valid.value = 0
+                await RisingEdge(self.clk)
+            self.valid.value = 1
+            self.payload.value = encode(data, last, self.data_bits)
+            while True:
+                await ReadOnly()
+                if self.ready.value == 1:
+                    self.sent.append(Beat(_cycle(self.period), int(data), bool(last)))
+                    await RisingEdge(self.clk)
+                    break
+                await RisingEdge(self.clk)
+        self.valid.value = 0
+
+
+class StreamMonitor:
+    """Accepts words from ``<prefix>__*`` and records them; with ``stall`` > 0 it holds ready
+    low on random cycles (back-pressure) with that probability."""
+
+    def __init__(self, dut, clk, *, prefix: str = "o", data_bits: int = 8, period_ns: float = 10,
+                 stall: float = 0.0, seed: int = 1):
+        self.valid = getattr(dut, f"{prefix}__valid")
+        self.ready = getattr(dut, f"{prefix}__ready")
+        self.payload = getattr(dut, f"{prefix}__payload")
+        self.clk = clk
+        self.data_bits = data_bits
+        self.period = period_ns
+        self.stall = stall
+        self.rng = random.Random(seed)
+        self.received: list[Beat] = []
+        self._want = 0
+        self._enough = Event()
+        self.ready.value = 0
+
+    def start(self):
+        return cocotb.start_soon(self._run())
+
+    async def wait_for(self, count: int) -> None:
+        """Return once ``count`` words have been received in total."""
+        self._want = count
+        if len(self.received) >= count:
+            return
+        self._enough.clear()
+        await self._enough.wait()
+
+    async def _run(self) -> None:
+        while True:
+            self.ready.value = 0 if self.stall and self.rng.random() < self.stall else 1
+            await ReadOnly()
+            if self.valid.value == 1 and self.ready.value == 1:
+                data, last = decode(self.payload.value.to_unsigned(), self.data_bits)
+                self.received.append(Beat(_cycle(self.period), data, last))
+                if self._want and len(self.received) >= self._want:
+                    self._enough.set()
+            await RisingEdge(self.clk)

@@ -1,0 +1,104 @@
+"""Random packed layers for the hardware tests, built directly from numpy (no training, no
+quantizer): a random sparse integer matrix, grouped and combined per row block."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from colcomb.packer.combine import combine, group_columns
+from colcomb.packer.packed import (
+    PackedBlock,
+    PackedLayer,
+    Requant,
+    activation_clamp,
+    signed_range,
+)
+
+
+def random_layer(
+    rng: np.random.Generator,
+    rows: int,
+    cols: int,
+    alpha: int,
+    *,
+    gamma: float = 0.0,
+    density: float = 0.3,
+    name: str = "fc",
+    bits: int = 8,
+    data_bits: int = 8,
+    acc_bits: int = 32,
+    block_rows: int | None = None,
+    activation: str = "none",
+    shift: int | None = None,
+    weights: np.ndarray | None = None,
+    bias: np.ndarray | None = None,
+    multiplier: np.ndarray | None = None,
+) -> PackedLayer:
+    """A valid column-combined layer; output scale chosen so that most outputs stay unclamped
+    unless ``shift``/``multiplier`` say otherwise."""
+    lo, hi = signed_range(bits)
+    if weights is None:
+        w = rng.integers(lo, hi + 1, (rows, cols)) * (rng.random((rows, cols)) < density)
+    else:
+        w = np.asarray(weights, np.int64)
+    blocks = []
+    step = block_rows or rows
+    for r0 in range(0, rows, step):
+        sub = w[r0 : r0 + step]
+        groups = group_columns(sub.astype(np.float64), alpha, gamma)
+        packed, selects = combine(sub, groups)
+        blocks.append(
+            PackedBlock(
+                r0,
+                min(rows, r0 + step),
+                tuple(tuple(g) for g in groups),
+                packed.astype(np.int64),
+                selects,
+                np.ones(sub.shape[0]),
+            )
+        )
+    d_hi = 1 << (data_bits - 1)
+    typical = max(1.0, float(np.sqrt(max(1, np.count_nonzero(w) / rows))) * (hi / 2) * d_hi / 2)
+    if shift is None:
+        shift = int(rng.integers(10, 20))
+    if multiplier is None:
+        target = d_hi / 3 * (1 << shift) / typical
+        multiplier = np.clip(
+            np.round(target * rng.uniform(0.5, 2.0, rows)), 0, (1 << 16) - 1
+        ).astype(np.int64)
+    if bias is None:
+        bias = rng.integers(-int(typical), int(typical) + 1, rows)
+    six = min(d_hi - 1, 6 * 8)
+    requant = Requant(
+        bias=np.asarray(bias, np.int64),
+        multiplier=np.asarray(multiplier, np.int64),
+        shift=shift,
+        activation=activation,
+        clamp=activation_clamp(activation, data_bits, six if activation == "relu6" else None),
+    )
+    layer = PackedLayer(
+        name=name,
+        shape=(rows, cols),
+        alpha=alpha,
+        gamma=gamma,
+        bits=bits,
+        blocks=tuple(blocks),
+        requant=requant,
+        data_bits=data_bits,
+        acc_bits=acc_bits,
+    )
+    layer.validate()
+    return layer
+
+
+def inputs(rng: np.random.Generator, n: int, cols: int, data_bits: int = 8) -> np.ndarray:
+    """Random inputs over the full data range, with the extremes in the first vectors."""
+    lo, hi = signed_range(data_bits)
+    x = rng.integers(lo, hi + 1, (n, cols))
+    if n >= 1:
+        x[0] = lo
+    if n >= 2:
+        x[1] = hi
+    if n >= 3:
+        x[2] = np.where(np.arange(cols) % 2, lo, hi)
+    return x

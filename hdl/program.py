@@ -30,8 +30,8 @@ from amaranth.lib import data
 from colcomb.errors import ColcombError
 from colcomb.packer.packed import (
     MULTIPLIER_BITS,
-    PackedBlock,
     PackedLayer,
+    dense_equivalent,
     select_bits,
     signed_range,
 )
@@ -79,22 +79,6 @@ def pack_array(values: Sequence[int], width: int) -> int:
     for i, v in enumerate(values):
         word |= (int(v) & ((1 << width) - 1)) << (i * width)
     return word
-
-
-def dense_equivalent(layer: PackedLayer) -> PackedLayer:
-    """The same layer on a plain dense array: alpha = 1, one column per group, zeros stored."""
-    w = layer.dense_int()
-    block = PackedBlock(
-        0, layer.rows, tuple((c,) for c in range(layer.cols)), w,
-        np.zeros_like(w), layer.row_scales(),
-    )
-    out = PackedLayer(
-        name=layer.name, shape=layer.shape, alpha=1, gamma=0.0, bits=layer.bits,
-        blocks=(block,), requant=layer.requant, data_bits=layer.data_bits,
-        acc_bits=layer.acc_bits,
-    )
-    out.validate()
-    return out
 
 
 @dataclass(frozen=True)
@@ -180,8 +164,9 @@ class Program:
     @property
     def prep_cycles(self) -> int:
         """Cycles before a tile streams: the longer of loading the cells (one array row per
-        cycle) and fetching the ``cols x alpha`` lane channels (one per cycle, + 2 latency)."""
-        return max(self.rows, self.cols * self.alpha + 2)
+        cycle, + 1 for the ROM read latency) and fetching the ``cols x alpha`` lane channels (one per
+        cycle, + 2 latency)."""
+        return max(self.rows + 1, self.cols * self.alpha + 2)
 
     @property
     def drain_cycles(self) -> int:

@@ -7,8 +7,9 @@ layer ``k`` reads buffer ``k % 2`` and writes buffer ``1 - k % 2``.
 
 Per tile (cycles)::
 
-    PREP   max(rows, cols*alpha + 2)  load the cells, one array row per cycle from the cell ROM,
-                                      and meanwhile fetch the cols*alpha lane channels (one buffer
+    PREP   max(rows + 1,              load the cells, one array row per cycle from the cell ROM
+           cols*alpha + 2)            (read latency 1: rows 0..R-1 arrive in cycles 1..R), and
+                                      meanwhile fetch the cols*alpha lane channels (one buffer
                                       row each) into the lane shift registers
     STREAM batch                      one vector per cycle into the array (the shift registers
                                       move one word per cycle)

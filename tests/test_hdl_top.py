@@ -27,6 +27,17 @@ def test_layer_bit_exact(alpha, gamma, shape, array):
     assert res.lasts.count(True) == 2  # batches of 3 + 2 vectors
 
 
+@pytest.mark.parametrize(("alpha", "array"), [(1, (5, 2)), (1, (8, 1)), (2, (6, 2)), (1, (4, 2))])
+def test_tall_arrays_load_every_row_before_streaming(alpha, array):
+    """rows >= cols x alpha + 2: loading the cells, not fetching the lanes, sets the PREP length
+    (the first vector of each batch once met row 0's previous weights)."""
+    rng = np.random.default_rng(alpha * 100 + array[0])
+    layer = random_layer(rng, 12, 8, alpha, density=0.6)
+    x = inputs(rng, 6, 8)
+    res = run_top([layer], *array, x, batch=2)
+    assert np.array_equal(res.outputs, run_network([layer], x))
+
+
 def test_shape_equal_to_array_dense_with_narrow_widths():
     rng = np.random.default_rng(5)
     w = rng.integers(-8, 8, (4, 6))

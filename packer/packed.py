@@ -263,3 +263,17 @@ class PackedLayer:
         """Nonzero weights / cells held (rows x packed columns summed over blocks)."""
         cells = sum(b.rows * b.packed_columns for b in self.blocks)
         return self.nonzero_weights() / cells if cells else 0.0
+
+
+def dense_equivalent(layer: PackedLayer) -> PackedLayer:
+    """The same layer on a plain dense array: alpha = 1, every column its own packed column,
+    zeros stored. It computes exactly what ``layer`` computes; the baseline for cycle and cost
+    comparisons."""
+    w = layer.dense_int()
+    block = PackedBlock(0, layer.rows, tuple((c,) for c in range(layer.cols)), w, np.zeros_like(w),
+                        layer.row_scales())
+    out = PackedLayer(name=layer.name, shape=layer.shape, alpha=1, gamma=0.0, bits=layer.bits,
+                      blocks=(block,), requant=layer.requant, data_bits=layer.data_bits,
+                      acc_bits=layer.acc_bits)
+    out.validate()
+    return out

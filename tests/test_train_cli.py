@@ -181,12 +181,12 @@ def test_demo_checks_hardware_against_golden(tmp_path):
 
 
 def test_dense_layers_compute_the_same_network(run_dir):
-    from colcomb.demo import dense_layers
     from colcomb.packer.manifest import load_manifest
+    from colcomb.packer.packed import dense_equivalent
     from colcomb.sim.golden import run_network
 
     layers = load_manifest(run_dir / "packed").layers
-    dense = dense_layers(layers)
+    dense = [dense_equivalent(la) for la in layers]
     for d, p in zip(dense, layers, strict=True):
         d.validate()
         assert d.packed_columns == p.cols and np.array_equal(d.dense_int(), p.dense_int())

@@ -1,0 +1,398 @@
+"""Hardware cost of column combining: the dense array against the column-combined one.
+
+For the layers of a manifest, on the same R x C array:
+
+- cells: the dense array holds every column (rows x cols, zeros stored, alpha = 1); the combined
+  array holds the packed columns (rows x packed columns), at alpha lanes per column;
+- cost of one cell: the cell synthesized with yosys (``synth_ice40`` or ``synth_ecp5``, no place
+  and route) for alpha = 1 and for the network's alpha: the multiplexer, the select register and
+  the alpha lanes each cell passes on are what combining pays per cell;
+- cycles: the tiles each array needs, through :func:`network_cycles`, the cycle model of the
+  sequencer in :mod:`colcomb.hdl.sequencer` (per tile :meth:`Program.tile_cycles`; the
+  end-of-layer and per-batch constants are measured, and checked against simulation in the tests);
+- effective MACs per second: the dense network's multiply-accumulates (rows x cols per vector,
+  zeros included, as a dense accelerator would count them) over the time either array takes,
+  at one clock (the achieved Fmax of a synthesis report, a given clock, or the board's clock);
+- a heatmap PNG of each layer: the used cells of the dense array and of the packed array.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from colcomb.atomic import write_bytes, write_text
+from colcomb.errors import ColcombError
+from colcomb.packer.packed import dense_equivalent
+
+__all__ = [
+    "BATCH_OVERHEAD",
+    "FLUSH_CYCLES",
+    "cost_report",
+    "dense_equivalent",
+    "engine_cycles",
+    "heatmap_png",
+    "network_cycles",
+    "synth_cell",
+]
+
+#: cycles the sequencer spends at the end of each layer beyond writing back the rows of the
+#: layer's last tile (one buffer row per cycle): the post-array pipeline (accumulator read, add,
+#: two requantizer stages, transpose registers) and the FSM step
+FLUSH_CYCLES = 5
+#: cycles per batch in :class:`colcomb.hdl.top.Top` besides one per input and output word: the
+#: start pulse and addressing the first output word
+BATCH_OVERHEAD = 2
+
+
+# -- the cycle model -------------------------------------------------------------------------------
+
+def tile_cycles(program, vectors: int) -> int:
+    """Engine cycles of one tile (:meth:`Program.tile_cycles`: prepare the tile, stream the
+    vectors, drain the array)."""
+    return program.tile_cycles(vectors)
+
+
+def engine_cycles(program, vectors: int, layer: int | None = None) -> int:
+    """Cycles the sequencer is busy running one batch of ``vectors`` (1..batch) vectors through
+    every layer (or only through ``layer``'s tiles, with its end-of-layer flush)."""
+    if not 1 <= vectors <= program.batch:
+        raise ColcombError(f"a batch holds 1..{program.batch} vectors, not {vectors}")
+    tiles = [t for t in program.tiles if layer is None or t.layer == layer]
+    flush = sum(FLUSH_CYCLES + t.count for t in tiles if t.layer_end)
+    return sum(tile_cycles(program, vectors) for _ in tiles) + flush
+
+
+def network_cycles(program, vectors: int) -> dict:
+    """Cycles of :class:`colcomb.hdl.top.Top` for ``vectors`` vectors sent back to back in batches
+    of ``program.batch`` to a consumer that is always ready: per batch, one cycle per input word,
+    the engine, one cycle per output word and :data:`BATCH_OVERHEAD`."""
+    if vectors < 1:
+        raise ColcombError(f"vectors must be at least 1, not {vectors}")
+    engine = io = 0
+    batches = 0
+    for start in range(0, vectors, program.batch):
+        b = min(program.batch, vectors - start)
+        engine += engine_cycles(program, b)
+        io += (program.in_words + program.out_words) * b + BATCH_OVERHEAD
+        batches += 1
+    return {"engine": engine, "io": io, "total": engine + io, "batches": batches}
+
+
+# -- cell synthesis ----------------------------------------------------------------------------------
+
+_CELL_CACHE: dict[tuple, dict] = {}
+
+
+def _run_yosys(il: str, family: str, top: str, workdir: Path, tag: str, opts: str = "") -> subprocess.Popen:
+    from colcomb.synth import YOSYS_AFTER_READ, tool_env
+
+    env = tool_env()
+    (workdir / f"{tag}.il").write_text(il)
+    script = (f"read_rtlil {tag}.il; {YOSYS_AFTER_READ}; synth_{family} {opts} -top {top}; "
+              f"tee -q -o {tag}.stat.json stat -json")
+    return subprocess.Popen([env["YOSYS"], "-q", "-l", f"{tag}.log", "-p", script], cwd=workdir, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def synth_cell(family: str, alphas: Sequence[int], *, weight_bits: int = 8, data_bits: int = 8,
+               acc_bits: int = 32, dsp: bool = False) -> dict[int, dict]:
+    """Resources of one array cell per alpha in ``alphas`` (yosys ``synth_<family>``, the runs
+    in parallel): ``{alpha: {"luts", "flip_flops", "carries", "dsps", "block_rams"}}``.
+    Without ``dsp`` the multiplier is built from LUTs (``-nodsp`` on ECP5; iCE40 never maps
+    DSPs unless asked)."""
+    from amaranth.back import rtlil
+
+    from colcomb.hdl.cell import Cell
+    from colcomb.synth import parse_yosys_stat, yosys_resources
+
+    if family not in ("ice40", "ecp5"):
+        raise ColcombError(f"cell synthesis knows the ice40 and ecp5 families, not {family!r}")
+    want = [a for a in dict.fromkeys(alphas) if (family, a, weight_bits, data_bits, acc_bits, dsp) not in _CELL_CACHE]
+    if want:
+        with tempfile.TemporaryDirectory(prefix="colcomb-cell-") as tmp:
+            work = Path(tmp)
+            procs = {}
+            for a in want:
+                il = rtlil.convert(Cell(weight_bits=weight_bits, data_bits=data_bits, acc_bits=acc_bits, alpha=a),
+                                   name="cell")
+                opts = {("ecp5", False): "-nodsp", ("ice40", True): "-dsp"}.get((family, dsp), "")
+                procs[a] = _run_yosys(il, family, "cell", work, f"cell{a}", opts)
+            for a, proc in procs.items():
+                _, err = proc.communicate()
+                if proc.returncode:
+                    log_path = work / f"cell{a}.log"
+                    log = log_path.read_text(errors="replace") if log_path.exists() else ""
+                    raise ColcombError(f"yosys synth_{family} of an alpha={a} cell failed:\n"
+                                       + "\n".join((log or err).splitlines()[-15:]))
+                cells = parse_yosys_stat(json.loads((work / f"cell{a}.stat.json").read_text()))
+                _CELL_CACHE[(family, a, weight_bits, data_bits, acc_bits, dsp)] = {
+                    **yosys_resources(cells, family), "cells_by_type": cells}
+    return {a: dict(_CELL_CACHE[(family, a, weight_bits, data_bits, acc_bits, dsp)]) for a in alphas}
+
+
+# -- heatmap -----------------------------------------------------------------------------------------
+
+def _packed_grid(layer) -> np.ndarray:
+    """(rows, most packed columns of any block): 1 used cell, 0 stored zero, NaN no cell."""
+    width = max(b.packed_columns for b in layer.blocks)
+    grid = np.full((layer.rows, max(1, width)), np.nan)
+    for b in layer.blocks:
+        if b.packed_columns:
+            grid[b.row_start:b.row_stop, :b.packed_columns] = (b.weights != 0).astype(float)
+    return grid
+
+
+def heatmap_png(layers: Sequence, path: str | os.PathLike) -> Path:
+    """Write a PNG: per layer, the dense array's cells (the pruned matrix) beside the packed
+    array's cells; dark = nonzero weight, light = stored zero, white = no cell."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import io
+
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
+    from matplotlib.ticker import MaxNLocator
+
+    cmap = ListedColormap(["#e8eef7", "#1f4e96"]).with_extremes(bad="white")
+    n = len(layers)
+    fig, axes = plt.subplots(n, 2, figsize=(11, 2.8 * n + 0.6), squeeze=False)
+    for i, layer in enumerate(layers):
+        dense = (layer.dense_int() != 0).astype(float)
+        packed = _packed_grid(layer)
+        cells_p = sum(b.rows * b.packed_columns for b in layer.blocks)
+        ax = axes[i][0]
+        ax.imshow(dense, cmap=cmap, vmin=0, vmax=1, aspect="auto", interpolation="nearest")
+        ax.set_title(f"{layer.name}: dense {layer.rows}x{layer.cols} = {dense.size} cells, "
+                     f"{100 * dense.mean():.1f}% used", fontsize=9)
+        ax.set_xlabel("input column")
+        ax.set_ylabel("output row")
+        ax = axes[i][1]
+        ax.imshow(np.ma.masked_invalid(packed), cmap=cmap, vmin=0, vmax=1, aspect="auto",
+                  interpolation="nearest")
+        ax.set_title(f"packed alpha={layer.alpha}: {layer.packed_columns} packed columns, {cells_p} cells, "
+                     f"{100 * layer.utilization():.1f}% used", fontsize=9)
+        ax.set_xlabel("packed column")
+        for b in layer.blocks[1:]:
+            ax.axhline(b.row_start - 0.5, color="#c03030", linewidth=0.8)
+    for ax in axes.ravel():
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return write_bytes(path, buf.getvalue())
+
+
+# -- the report --------------------------------------------------------------------------------------
+
+def _array_side(program, cell: dict, vectors: int, clock_hz: float, dense_macs: int) -> dict:
+    cyc = network_cycles(program, vectors)
+    n_cells = program.rows * program.cols
+    engine_s = cyc["engine"] / clock_hz
+    total_s = cyc["total"] / clock_hz
+    return {
+        "alpha": program.alpha,
+        "tiles": len(program.tiles),
+        "engine_cycles": cyc["engine"],
+        "io_cycles": cyc["io"],
+        "total_cycles": cyc["total"],
+        "array_cells": n_cells,
+        "luts_per_cell": cell["luts"],
+        "flip_flops_per_cell": cell["flip_flops"],
+        "carries_per_cell": cell["carries"],
+        "dsps_per_cell": cell["dsps"],
+        "array_luts": n_cells * cell["luts"],
+        "array_flip_flops": n_cells * cell["flip_flops"],
+        "effective_macs_per_s": dense_macs * vectors / engine_s,
+        "end_to_end_macs_per_s": dense_macs * vectors / total_s,
+    }
+
+
+def cost_report(manifest_dir: str | os.PathLike, *, rows: int, cols: int, out: str | os.PathLike,
+                board: str = "icebreaker", batch: int | None = None, vectors: int | None = None,
+                clock_mhz: float | None = None, synth_report: str | os.PathLike | None = None,
+                layers: list[str] | None = None, synth: bool = True, dsp: bool = False) -> dict:
+    """Compare the dense and the column-combined array for the manifest's layers; write
+    ``out/cost.json``, ``out/cost.md`` and ``out/heatmap.png``; return the report."""
+    from colcomb.hdl.program import Program
+    from colcomb.packer.manifest import load_manifest
+    from colcomb.synth import get_board, tool_env, tool_version
+
+    spec = get_board(board)
+    platform = spec.make_platform()
+    family = platform.family.lower()
+    manifest = load_manifest(manifest_dir)
+    chosen = [manifest.layer(n) for n in layers] if layers else list(manifest.layers)
+    kw = {} if batch is None else {"batch": batch}
+    combined = Program.compile(chosen, rows=rows, cols=cols, **kw)
+    dense = Program.compile([dense_equivalent(la) for la in chosen], rows=rows, cols=cols, **kw)
+    n_vec = vectors or combined.batch
+
+    if synth_report is not None:
+        try:
+            srep = json.loads(Path(synth_report).read_text())
+            fmax = srep["clock"]["fmax_mhz"]
+        except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise ColcombError(f"{synth_report}: not a colcomb synthesis report ({exc})") from None
+        if not fmax:
+            raise ColcombError(f"{synth_report} has no achieved Fmax (the build failed?)")
+        clock = {"mhz": float(fmax), "source": f"achieved Fmax of {synth_report}"}
+    elif clock_mhz is not None:
+        clock = {"mhz": float(clock_mhz), "source": "--clock"}
+    else:
+        clock = {"mhz": platform.default_clk_frequency / 1e6, "source": f"{spec.name} oscillator"}
+    hz = clock["mhz"] * 1e6
+
+    wb, db, ab = combined.weight_bits, combined.data_bits, combined.acc_bits
+    if synth:
+        cells = synth_cell(family, [1, combined.alpha], weight_bits=wb, data_bits=db, acc_bits=ab, dsp=dsp)
+        cell_source = (f"yosys synth_{family} of one cell, multiplier in "
+                       + ("DSP blocks" if dsp else "LUTs"))
+    else:
+        zero = {"luts": None, "flip_flops": None, "carries": None, "dsps": None, "block_rams": None}
+        cells = {1: zero, combined.alpha: zero}
+        cell_source = "not synthesized (--no-synth)"
+
+    dense_macs = combined.dense_macs()
+    layer_rows = []
+    for i, layer in enumerate(chosen):
+        b = min(n_vec, combined.batch)
+        layer_rows.append({
+            "name": layer.name,
+            "shape": list(layer.shape),
+            "alpha": layer.alpha,
+            "gamma": layer.gamma,
+            "nonzero_weights": layer.nonzero_weights(),
+            "density": layer.nonzero_weights() / (layer.rows * layer.cols),
+            "dense": {
+                "columns": layer.cols,
+                "cells": layer.rows * layer.cols,
+                "tiles": sum(1 for t in dense.tiles if t.layer == i),
+                "engine_cycles_per_batch": engine_cycles(dense, b, layer=i),
+            },
+            "combined": {
+                "columns": layer.packed_columns,
+                "cells": sum(bl.rows * bl.packed_columns for bl in layer.blocks),
+                "utilization": layer.utilization(),
+                "tiles": sum(1 for t in combined.tiles if t.layer == i),
+                "engine_cycles_per_batch": engine_cycles(combined, b, layer=i),
+            },
+        })
+
+    def side(prog, cell):
+        if cell["luts"] is None:
+            cyc = network_cycles(prog, n_vec)
+            return {"alpha": prog.alpha, "tiles": len(prog.tiles), "engine_cycles": cyc["engine"],
+                    "io_cycles": cyc["io"], "total_cycles": cyc["total"], "array_cells": prog.rows * prog.cols,
+                    "effective_macs_per_s": dense_macs * n_vec / (cyc["engine"] / hz),
+                    "end_to_end_macs_per_s": dense_macs * n_vec / (cyc["total"] / hz)}
+        return _array_side(prog, cell, n_vec, hz, dense_macs)
+
+    d_side = side(dense, cells[1])
+    c_side = side(combined, cells[combined.alpha])
+    d_side["cells"] = sum(r["dense"]["cells"] for r in layer_rows)
+    c_side["cells"] = sum(r["combined"]["cells"] for r in layer_rows)
+    comparison = {
+        "cell_ratio": c_side["cells"] / d_side["cells"],
+        "tile_ratio": c_side["tiles"] / d_side["tiles"],
+        "speedup": d_side["engine_cycles"] / c_side["engine_cycles"],
+        "end_to_end_speedup": d_side["total_cycles"] / c_side["total_cycles"],
+    }
+    if synth:
+        comparison["lut_per_cell_ratio"] = c_side["luts_per_cell"] / d_side["luts_per_cell"]
+        comparison["macs_per_s_per_array_lut"] = {
+            "dense": d_side["effective_macs_per_s"] / d_side["array_luts"],
+            "combined": c_side["effective_macs_per_s"] / c_side["array_luts"],
+        }
+    env = tool_env()
+    report = {
+        "manifest": str(manifest.path.parent if manifest.path else manifest_dir),
+        "board": spec.name,
+        "family": family,
+        "device": platform.device,
+        "array": {"rows": rows, "cols": cols, "batch": combined.batch, "vectors": n_vec,
+                  "weight_bits": wb, "data_bits": db, "acc_bits": ab},
+        "clock": clock,
+        "cell_cost": {"source": cell_source, "dsp": dsp,
+                      "dense": {"alpha": 1, **{k: v for k, v in cells[1].items() if k != "cells_by_type"}},
+                      "combined": {"alpha": combined.alpha,
+                                   **{k: v for k, v in cells[combined.alpha].items() if k != "cells_by_type"}}},
+        "cycle_model": "colcomb.cost.network_cycles: Program.tile_cycles per tile, "
+                       f"{FLUSH_CYCLES} + written-back rows per layer, one cycle per streamed word, "
+                       f"{BATCH_OVERHEAD} per batch",
+        "dense_macs_per_vector": dense_macs,
+        "layers": layer_rows,
+        "dense": d_side,
+        "combined": c_side,
+        "comparison": comparison,
+        "tools": {"yosys": tool_version(env["YOSYS"], env) if synth else None},
+        "files": {"json": "cost.json", "markdown": "cost.md", "heatmap": "heatmap.png"},
+    }
+    out = Path(out)
+    heatmap_png(chosen, out / "heatmap.png")
+    write_text(out / "cost.md", markdown(report))
+    write_text(out / "cost.json", json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def _fmt(v, digits=3) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        if abs(v) >= 1e6:
+            return f"{v / 1e6:.2f} M"
+        return f"{v:.{digits}g}"
+    return str(v)
+
+
+def markdown(report: dict) -> str:
+    """The cost report as a Markdown page (also what the terminal shows)."""
+    a, d, c, cmp_ = report["array"], report["dense"], report["combined"], report["comparison"]
+    lines = [
+        f"# Column-combining cost: {report['manifest']}",
+        "",
+        f"Array {a['rows']}x{a['cols']}, batch {a['batch']}, {a['vectors']} vectors, "
+        f"{a['weight_bits']}-bit weights, {a['data_bits']}-bit data, {a['acc_bits']}-bit accumulators; "
+        f"{report['family']} ({report['device']}), clock {report['clock']['mhz']:.2f} MHz "
+        f"({report['clock']['source']}; both arrays are timed at this clock, the dense array's own Fmax "
+        f"may differ). Cell cost: {report['cell_cost']['source']}.",
+        "",
+        "| | dense (alpha=1) | column-combined |",
+        "|---|---|---|",
+        f"| alpha | 1 | {c['alpha']} |",
+        f"| matrix cells (rows x columns) | {d['cells']} | {c['cells']} |",
+        f"| tiles on the array | {d['tiles']} | {c['tiles']} |",
+        f"| LUTs per cell | {_fmt(d.get('luts_per_cell'))} | {_fmt(c.get('luts_per_cell'))} |",
+        f"| flip-flops per cell | {_fmt(d.get('flip_flops_per_cell'))} | {_fmt(c.get('flip_flops_per_cell'))} |",
+        f"| array LUTs ({a['rows'] * a['cols']} cells) | {_fmt(d.get('array_luts'))} | {_fmt(c.get('array_luts'))} |",
+        f"| engine cycles | {d['engine_cycles']} | {c['engine_cycles']} |",
+        f"| total cycles (with streaming in/out) | {d['total_cycles']} | {c['total_cycles']} |",
+        f"| effective MAC/s (dense MACs / engine time) | {_fmt(d['effective_macs_per_s'])} | "
+        f"{_fmt(c['effective_macs_per_s'])} |",
+        f"| end-to-end MAC/s | {_fmt(d['end_to_end_macs_per_s'])} | {_fmt(c['end_to_end_macs_per_s'])} |",
+        "",
+        f"Combined / dense: cells x{cmp_['cell_ratio']:.3f}, tiles x{cmp_['tile_ratio']:.3f}, "
+        f"speed-up x{cmp_['speedup']:.2f} (engine), x{cmp_['end_to_end_speedup']:.2f} (end to end)"
+        + (f", LUTs per cell x{cmp_['lut_per_cell_ratio']:.2f}" if "lut_per_cell_ratio" in cmp_ else "") + ".",
+        "",
+        "| layer | shape | alpha | density | dense cells | packed cells | utilization | dense tiles | "
+        "packed tiles |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in report["layers"]:
+        lines.append(
+            f"| {r['name']} | {r['shape'][0]}x{r['shape'][1]} | {r['alpha']} | {r['density']:.3f} | "
+            f"{r['dense']['cells']} | {r['combined']['cells']} | {r['combined']['utilization']:.3f} | "
+            f"{r['dense']['tiles']} | {r['combined']['tiles']} |"
+        )
+    lines += ["", f"![used cells]({report['files']['heatmap']})", ""]
+    return "\n".join(lines)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -128,6 +129,8 @@ def _golden(args: argparse.Namespace) -> int:
         x = np.load(args.input, allow_pickle=False)
     except (OSError, ValueError) as exc:
         raise ColcombError(f"{args.input}: cannot read it as a .npy array ({exc})") from None
+    if x.size == 0:
+        raise ColcombError(f"{args.input} holds no input vectors (shape {list(x.shape)})")
     y = run_network(layers, x)
     save_npy(args.out, y)
     print(f"{layers[0].name} .. {layers[-1].name}: {y.shape[0]} vector(s) -> {args.out} "
@@ -363,6 +366,8 @@ def _sweep(args: argparse.Namespace) -> int:
     from colcomb.training import TrainConfig
 
     _check_names(args.dataset, args.model)
+    if args.epochs < 0 or args.retrain_epochs < 0 or args.final_epochs < 0:
+        raise ColcombError("epoch counts must be >= 0")
     for g in args.gammas:
         if not 0.0 <= g <= 1.0:
             raise ColcombError(f"gamma {g} must lie in [0, 1]")
@@ -394,6 +399,8 @@ def _demo_args(p: argparse.ArgumentParser) -> None:
 def _demo(args: argparse.Namespace) -> int:
     from colcomb.demo import run_demo
 
+    if args.epochs < 0:
+        raise ColcombError(f"--epochs {args.epochs} must be >= 0")
     run_demo(args.out, alpha=args.alpha, gamma=args.gamma, epochs=args.epochs, hidden=args.hidden,
              batch=args.batch, hardware=False if args.no_hardware else None)
     return 0
@@ -433,7 +440,7 @@ def _synthesize(args: argparse.Namespace) -> int:
                                     ("--cols", args.cols), ("--out", args.out)) if v is None]
     if missing:
         raise ColcombError(f"synthesize needs {', '.join(missing)} (or --list-boards)")
-    if args.clock is not None and not args.clock > 0:
+    if args.clock is not None and not (args.clock > 0 and math.isfinite(args.clock)):
         raise ColcombError(f"--clock {args.clock} must be a positive frequency in MHz")
     try:
         report = synthesize(args.manifest, board=args.board, rows=args.rows, cols=args.cols, out=args.out,
@@ -505,7 +512,7 @@ def _report(args: argparse.Namespace) -> int:
             batch = args.batch or srep["array"]["batch"]
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ColcombError(f"{args.synth_report}: not a colcomb synthesis report ({exc})") from None
-    if args.clock is not None and not args.clock > 0:
+    if args.clock is not None and not (args.clock > 0 and math.isfinite(args.clock)):
         raise ColcombError(f"--clock {args.clock} must be a positive frequency in MHz")
     report = cost_report(args.manifest, rows=rows or 8, cols=cols or 8, out=args.out, board=board or "icebreaker",
                          batch=batch, vectors=args.vectors, clock_mhz=args.clock,
@@ -554,6 +561,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.handler(args)
     except ColcombError as exc:
+        print(f"colcomb {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a file or folder the user named could not be read or written
         print(f"colcomb {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

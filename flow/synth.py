@@ -236,7 +236,7 @@ def prepare_design(manifest_dir: str | os.PathLike, *, rows: int, cols: int, bat
     integers; default ``vectors`` generated ones, ``vectors`` defaulting to the batch)."""
     from colcomb.hdl.program import Program
     from colcomb.packer.manifest import load_manifest
-    from colcomb.sim.golden import run_network
+    from colcomb.sim.golden import check_inputs, run_network
 
     manifest = load_manifest(manifest_dir)
     chosen = [manifest.layer(n) for n in layers] if layers else list(manifest.layers)
@@ -253,7 +253,10 @@ def prepare_design(manifest_dir: str | os.PathLike, *, rows: int, cols: int, bat
             x = x[:vectors]
     else:
         x = self_test_inputs(chosen, vectors or program.batch, seed)
-    y = run_network(chosen, x)  # validates shape and range of the inputs
+    x = check_inputs(chosen[0], x)  # shape, integers, range of the data width
+    if x.shape[0] < 1:
+        raise ColcombError(f"{inputs}: holds no test vectors")
+    y = run_network(chosen, x)
     return Design(program, np.asarray(x, np.int64), np.asarray(y, np.int64), [la.name for la in chosen],
                   manifest.path.parent if manifest.path else Path(manifest_dir))
 
@@ -422,14 +425,12 @@ def synthesize(manifest_dir: str | os.PathLike, *, board: str, rows: int, cols: 
     env = tool_env()
     _check_tools(family, env)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     report_path = out / "report.json"
 
+    # every check of the inputs comes before OUT is made: a refused run leaves nothing behind
     design = prepare_design(manifest_dir, rows=rows, cols=cols, batch=batch, layers=layers,
                             vectors=vectors, seed=seed, inputs=inputs)
     prog = design.program
-    save_npy(out / "test_inputs.npy", design.inputs)
-    save_npy(out / "test_expected.npy", design.expected)
 
     f_osc = platform.default_clk_frequency
     requested = f_osc if clock_mhz is None else clock_mhz * 1e6
@@ -437,6 +438,15 @@ def synthesize(manifest_dir: str | os.PathLike, *, board: str, rows: int, cols: 
     if abs(requested - f_osc) > 1e-6 * f_osc:
         pll = ice40_pll(f_osc, requested) if family == "ice40" else ecp5_pll(f_osc, requested)
     f_clk = f_osc if pll is None else pll.f_out
+
+    if out.exists() and not out.is_dir():
+        raise ColcombError(f"{out} exists and is not a folder; name a folder with --out")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ColcombError(f"cannot create {out}: {exc.strerror or exc}; name a folder with --out") from None
+    save_npy(out / "test_inputs.npy", design.inputs)
+    save_npy(out / "test_expected.npy", design.expected)
 
     top = BoardTop(program=prog, inputs=design.inputs, expected=design.expected, pll=pll,
                    pll_pad=spec.pll_pad, pass_led=spec.pass_led, fail_led=spec.fail_led, uart=spec.uart)

@@ -220,6 +220,13 @@ def run_training(cfg: TrainConfig, out: str | os.PathLike, log: Log = _log_defau
     _check_out(out)
     if not 0.0 < cfg.data_fraction <= 1.0:
         raise ColcombError(f"--data-fraction must lie in (0, 1], got {cfg.data_fraction}")
+    for label, lr in (("--lr", cfg.lr), ("--retrain-lr", cfg.retrain_lr)):
+        if not (np.isfinite(lr) and lr > 0):
+            raise ColcombError(f"{label} must be a positive learning rate, got {lr}")
+    # the export's widths, refused now rather than after the whole training
+    from colcomb.packer.pack import PackOptions
+
+    PackOptions(bits=cfg.bits, data_bits=cfg.data_bits, acc_bits=cfg.acc_bits).validate()
     torch.manual_seed(cfg.seed)
     t0 = time.perf_counter()
     data = load_data(cfg)

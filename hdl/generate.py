@@ -85,8 +85,11 @@ def generate_layers(
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ColcombError(f"{out} exists and is not a folder; name a folder with --out")
-    out.mkdir(parents=True, exist_ok=True)
-    text = verilog_text(program, top)
+    text = verilog_text(program, top)  # before OUT is made: a bad --top leaves nothing behind
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ColcombError(f"cannot create {out}: {exc.strerror or exc}; name a folder with --out") from None
     # everything is written and linted in a scratch folder first: a failure leaves OUT untouched
     tmp = Path(tempfile.mkdtemp(prefix=f".{top}.", dir=out))
     try:

@@ -24,7 +24,7 @@ import numpy as np
 from colcomb import __version__
 from colcomb.errors import ColcombError
 from colcomb.packer import rom
-from colcomb.packer.packed import PackedBlock, PackedLayer, Requant
+from colcomb.packer.packed import MAX_ALPHA, PackedBlock, PackedLayer, Requant
 
 FORMAT = "colcomb-manifest"
 VERSION = 1
@@ -159,8 +159,11 @@ def write_manifest(layers: Sequence[PackedLayer], out_dir: str | os.PathLike, me
             f"{out} exists and is not a colcomb output folder (no {MANIFEST}); "
             f"name a new or empty folder with --out"
         )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    except OSError as exc:
+        raise ColcombError(f"cannot create {out}: {exc.strerror or exc}; name another folder with --out") from None
     try:
         for name, data in files.items():
             (tmp / name).write_bytes(data)
@@ -172,8 +175,10 @@ def write_manifest(layers: Sequence[PackedLayer], out_dir: str | os.PathLike, me
             shutil.rmtree(old)
         else:
             os.rename(tmp, out)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise ColcombError(f"cannot write {out}: {exc.strerror or exc}") from None
         raise
     return out / MANIFEST
 
@@ -196,7 +201,19 @@ def _field(obj: dict, key: str, kind: type | tuple, where: str):
 def _int_list(value, where: str) -> list[int]:
     if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
         raise ColcombError(f"manifest: {where} must be a list of integers")
+    if any(not -(1 << 63) <= v < 1 << 63 for v in value):
+        raise ColcombError(f"manifest: {where} holds an integer outside the 64-bit range")
     return value
+
+
+def _number(value, where: str) -> float:
+    """A finite-or-not float of a JSON number (not a bool); ColcombError for anything else."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ColcombError(f"manifest: {where} must be a number, got {type(value).__name__} {value!r:.60}")
+    try:
+        return float(value)
+    except OverflowError:
+        raise ColcombError(f"manifest: {where} {value!r:.60} is too large") from None
 
 
 class _Files:
@@ -251,7 +268,10 @@ def _read_block(obj: dict, layer: dict, k: int, files: _Files) -> PackedBlock:
     weights = files.array(_field(obj, "weights", str, where), f"{where}.weights", shape)
     selects = files.array(_field(obj, "selects", str, where), f"{where}.selects", shape)
     scale_raw = _field(obj, "scale", (int, float, list), where)
-    scale = np.full(shape[0], float(scale_raw)) if not isinstance(scale_raw, list) else np.array(scale_raw, float)
+    if isinstance(scale_raw, list):
+        scale = np.array([_number(v, f"{where}.scale[{j}]") for j, v in enumerate(scale_raw)], float)
+    else:
+        scale = np.full(shape[0], _number(scale_raw, f"{where}.scale"))
     block = PackedBlock(rows[0], rows[1], groups, weights, selects, scale)
     romj = _field(obj, "rom", dict, where)
     bits, alpha, cols = layer["bits"], layer["alpha"], layer["shape"][1]
@@ -284,8 +304,8 @@ def _read_layer(obj: dict, i: int, files: _Files) -> PackedLayer:
     if len(shape) != 2 or min(shape) < 1:
         raise ColcombError(f"manifest: {where}.shape must be [rows, cols] of positive integers, got {shape}")
     alpha = _field(obj, "alpha", int, where)
-    if alpha < 1:
-        raise ColcombError(f"manifest: {where}.alpha {alpha} must be at least 1")
+    if not 1 <= alpha <= MAX_ALPHA:
+        raise ColcombError(f"manifest: {where}.alpha {alpha} must be at least 1 and at most {MAX_ALPHA}")
     bits = _field(obj, "bits", int, where)
     data_bits = _field(obj, "data_bits", int, where)
     if not 2 <= bits <= 32 or not 2 <= data_bits <= 32:
@@ -311,7 +331,7 @@ def _read_layer(obj: dict, i: int, files: _Files) -> PackedLayer:
         name=name,
         shape=(shape[0], shape[1]),
         alpha=alpha,
-        gamma=float(_field(obj, "gamma", (int, float), where)),
+        gamma=_number(_field(obj, "gamma", (int, float), where), f"{where}.gamma"),
         bits=bits,
         blocks=tuple(_read_block(b, header, k, files) for k, b in enumerate(blocks)),
         requant=requant,
@@ -331,7 +351,8 @@ def load_manifest(path: str | os.PathLike) -> Manifest:
     try:
         text = p.read_text()
     except FileNotFoundError:
-        raise ColcombError(f"no manifest at {p}; run `colcomb pack ... --out {p.parent}` first") from None
+        out = p.parent if p.name == MANIFEST else p
+        raise ColcombError(f"no manifest at {p}; run `colcomb pack ... --out {out}` first") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ColcombError(f"cannot read {p}: {exc}") from None
     try:
@@ -340,7 +361,7 @@ def load_manifest(path: str | os.PathLike) -> Manifest:
         raise ColcombError(f"{p} is not valid JSON (line {exc.lineno}: {exc.msg}); regenerate it") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise ColcombError(f"{p} is not a colcomb manifest (its 'format' is not {FORMAT!r})")
-    if doc.get("version") != VERSION:
+    if doc.get("version") != VERSION or isinstance(doc.get("version"), bool):
         raise ColcombError(
             f"{p} has manifest version {doc.get('version')!r}; this colcomb reads version {VERSION}: "
             f"repack with this colcomb"

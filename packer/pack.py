@@ -14,7 +14,7 @@ import numpy as np
 
 from colcomb.errors import ColcombError
 from colcomb.packer.combine import METHODS, combine, group_columns
-from colcomb.packer.packed import ACTIVATIONS, MAX_ACC_BITS, PackedBlock, PackedLayer
+from colcomb.packer.packed import ACTIVATIONS, MAX_ACC_BITS, MAX_ALPHA, PackedBlock, PackedLayer
 from colcomb.packer.quantize import GRANULARITIES, make_requant, quantize_values, row_scales
 
 
@@ -41,6 +41,8 @@ class PackOptions:
                 raise ColcombError(f"{name} must be an integer >= {low}, got {value!r}")
 
         whole("alpha", self.alpha, 1)
+        if self.alpha > MAX_ALPHA:
+            raise ColcombError(f"alpha must be at most {MAX_ALPHA}, got {self.alpha!r}")
         if not (isinstance(self.gamma, (int, float)) and 0.0 <= self.gamma <= 1.0):
             raise ColcombError(f"gamma must lie in [0, 1], got {self.gamma!r}")
         whole("bits", self.bits, 2)

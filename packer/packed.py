@@ -19,6 +19,7 @@ ACTIVATIONS = ("none", "relu", "relu6")
 MULTIPLIER_BITS = 16  # requantization multipliers are unsigned, below 2**MULTIPLIER_BITS
 MAX_SHIFT = 62
 MAX_ACC_BITS = 40  # keeps (acc + bias) * multiplier + rounding inside int64
+MAX_ALPHA = 1024  # lanes per packed column: bounds each cell's multiplexer and the lane tables
 
 
 def signed_range(bits: int) -> tuple[int, int]:
@@ -170,8 +171,8 @@ class PackedLayer:
         rows, cols = self.shape
         if rows < 1 or cols < 1:
             raise ColcombError(f"{where}: shape {list(self.shape)} must be positive")
-        if self.alpha < 1:
-            raise ColcombError(f"{where}: alpha {self.alpha} must be at least 1")
+        if not 1 <= self.alpha <= MAX_ALPHA:
+            raise ColcombError(f"{where}: alpha {self.alpha} must be at least 1 and at most {MAX_ALPHA}")
         if not 0.0 <= self.gamma <= 1.0:
             raise ColcombError(f"{where}: gamma {self.gamma} must lie in [0, 1]")
         for label, bits in (("bits", self.bits), ("data_bits", self.data_bits)):
@@ -235,6 +236,14 @@ class PackedLayer:
         if expect != rows:
             raise ColcombError(f"{where}: blocks cover rows 0..{expect}, the layer has {rows}")
         self.requant.validate(rows, self.data_bits, where)
+        a_lo, a_hi = signed_range(self.acc_bits)
+        bias = self.requant.bias
+        if bias.size and (bias.min() < a_lo or bias.max() > a_hi):
+            raise ColcombError(
+                f"{where}: biases range [{bias.min()}, {bias.max()}] does not fit the "
+                f"{self.acc_bits}-bit accumulator [{a_lo}, {a_hi}] the hardware adds them in; "
+                f"widen acc_bits or scale the bias down"
+            )
 
     def dense_int(self) -> np.ndarray:
         """(rows, cols) integer filter matrix the packed cells represent (pruned weights are 0)."""

@@ -106,6 +106,11 @@ def make_requant(
     b = np.zeros(rows, np.int64) if bias is None else np.rint(np.asarray(bias, np.float64))
     if not np.all(np.isfinite(b)):
         raise ColcombError("biases hold NaN or infinite values; fix the model first")
+    if b.size and np.abs(b).max() >= 2.0**62:  # a cast to int64 would not keep the value
+        raise ColcombError(
+            f"a bias of {np.abs(b).max():g} accumulator steps does not fit any accumulator; "
+            f"check the bias and the weight and activation scales"
+        )
     return Requant(
         bias=b.astype(np.int64),
         multiplier=mult,

@@ -12,10 +12,14 @@ Two images per block:
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from colcomb.errors import ColcombError
 from colcomb.packer.packed import PackedBlock, select_bits
+
+_HEX = re.compile(r"[0-9a-fA-F]+")
 
 CELLS_LAYOUT = (
     "word = select << bits | (weight & (2**bits - 1)); row-major over block rows x packed columns"
@@ -59,6 +63,9 @@ def parse_hex(text: str, width: int, name: str) -> np.ndarray:
     for number, line in enumerate(text.splitlines(), 1):
         token = line.strip()
         try:
+            # $readmemh digits only: int() alone would also take "0x1f", "-1", "+1" and "1_0"
+            if not _HEX.fullmatch(token):
+                raise ValueError(token)
             value = int(token, 16)
         except ValueError:
             raise ColcombError(

@@ -32,19 +32,25 @@ def check_inputs(layer: PackedLayer, x: np.ndarray) -> np.ndarray:
             f"layer {layer.name!r} takes vectors of {layer.cols} inputs, got an array of shape "
             f"{list(np.shape(x))}; pass (batch, {layer.cols}) or ({layer.cols},)"
         )
-    if not np.issubdtype(arr.dtype, np.integer):
+    lo, hi = signed_range(layer.data_bits)
+    if not (arr.dtype == bool or np.issubdtype(arr.dtype, np.integer)
+            or np.issubdtype(arr.dtype, np.floating)):
+        raise ColcombError(
+            f"layer {layer.name!r}: inputs hold {arr.dtype} values, expected integers "
+            f"(quantized activations)"
+        )
+    if np.issubdtype(arr.dtype, np.floating):
         if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
             raise ColcombError(
                 f"layer {layer.name!r}: inputs must be integers (quantized activations)"
             )
-    arr = arr.astype(np.int64)
-    lo, hi = signed_range(layer.data_bits)
+    # range first, in the array's own type: a cast to int64 would wrap uint64 or saturate floats
     if arr.size and (arr.min() < lo or arr.max() > hi):
         raise ColcombError(
             f"layer {layer.name!r}: inputs range [{arr.min()}, {arr.max()}] does not fit "
             f"{layer.data_bits}-bit data [{lo}, {hi}]; quantize them first"
         )
-    return arr
+    return arr.astype(np.int64)
 
 
 def accumulate(layer: PackedLayer, x: np.ndarray) -> np.ndarray:
@@ -52,7 +58,11 @@ def accumulate(layer: PackedLayer, x: np.ndarray) -> np.ndarray:
     xs = check_inputs(layer, x)
     batch = xs.shape[0]
     padded = np.concatenate([xs, np.zeros((batch, 1), np.int64)], axis=1)  # column `cols` is 0
-    acc = np.zeros((batch, layer.rows), np.int64)
+    # int64 sums are exact while every partial sum stays below 2**63; wider weight x data widths
+    # (up to 32 x 32 bits) could wrap silently and look in range, so those sum Python integers
+    wide = any(_row_abs_bound(layer, block) >= 1 << 63 for block in layer.blocks)
+    dtype = object if wide else np.int64
+    acc = np.zeros((batch, layer.rows), dtype)
     for block in layer.blocks:
         if not block.packed_columns:
             continue
@@ -60,14 +70,15 @@ def accumulate(layer: PackedLayer, x: np.ndarray) -> np.ndarray:
         g_idx = np.arange(block.packed_columns)[None, :]
         # the lane each cell's multiplexer picks: original column index, (block rows, G)
         picked = lanes[g_idx, block.selects]
+        weights = block.weights.astype(dtype)
         for start in range(0, batch, 256):
-            chunk = padded[start : start + 256]
+            chunk = padded[start : start + 256].astype(dtype)
             acc[start : start + 256, block.row_start : block.row_stop] = np.einsum(
-                "brg,rg->br", chunk[:, picked], block.weights
+                "brg,rg->br", chunk[:, picked], weights
             )
     lo, hi = signed_range(layer.acc_bits)
     _check_range(acc, lo, hi, layer, "accumulator")
-    return acc
+    return acc.astype(np.int64)
 
 
 def requantize(layer: PackedLayer, acc: np.ndarray) -> np.ndarray:
@@ -111,10 +122,19 @@ def run_network(
 def accumulator_bound(layer: PackedLayer) -> int:
     """Largest |accumulator + bias| any input of the data width can produce."""
     mag = 1 << (layer.data_bits - 1)
-    row_abs = np.zeros(layer.rows, np.int64)
+    row_abs = np.zeros(layer.rows, np.int64)  # sums of |weight| fit int64 (32-bit weights)
     for block in layer.blocks:
         row_abs[block.row_start : block.row_stop] = np.abs(block.weights).sum(axis=1)
-    return int((row_abs * mag + np.abs(layer.requant.bias)).max(initial=0))
+    # Python integers from here: |weights| x 2**31 + |bias| can exceed int64 and wrap
+    bias = [abs(int(b)) for b in layer.requant.bias]
+    return max((int(r) * mag + b for r, b in zip(row_abs, bias, strict=True)), default=0)
+
+
+def _row_abs_bound(layer: PackedLayer, block) -> int:
+    """Largest sum of |weight x input| of one row of ``block`` (a bound on every partial sum)."""
+    if not block.weights.size:
+        return 0
+    return int(np.abs(block.weights).sum(axis=1).max()) << (layer.data_bits - 1)
 
 
 def _check_range(values: np.ndarray, lo: int, hi: int, layer: PackedLayer, what: str) -> None:

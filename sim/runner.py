@@ -30,6 +30,7 @@ from colcomb.hdl.generate import DEFAULT_TOP, generate_layers
 from colcomb.hdl.lint import verilator_env
 from colcomb.packer.manifest import load_manifest
 from colcomb.packer.packed import PackedLayer, signed_range
+from colcomb.sim.golden import check_inputs
 
 __all__ = ["Build", "SimResult", "SimulationMismatch", "build", "random_inputs", "run",
            "simulate"]
@@ -336,7 +337,10 @@ def simulate(
     """
     manifest = load_manifest(manifest_dir)
     hw = list(hardware_layers) if hardware_layers is not None else manifest.layers
-    x = random_inputs(manifest.layers[0], vectors, seed) if inputs is None else inputs
+    if inputs is None:
+        x = random_inputs(manifest.layers[0], vectors, seed)
+    else:  # integers of the data width, checked before a build: np.int64() would wrap or truncate
+        x = check_inputs(manifest.layers[0], inputs)
     built = build(hw, rows, cols, batch=batch, waves=waves, root=root, opt=opt)
     return run(built, manifest_dir, x, idle=idle, stall=stall, seed=seed, waves=waves,
                check=check)

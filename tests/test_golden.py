@@ -133,3 +133,47 @@ def test_identity_requant_saturates_to_the_output_width():
     assert y.ravel().tolist() == [127, -128]  # 100*127 saturates both ways
     # the conflict keeps the first of two equal magnitudes: weight +127 on column 0
     assert run_layer(layer, np.array([[3, 0]])).ravel().tolist() == [127]
+
+
+def _wide_layer(weights: np.ndarray):
+    """32-bit weights and data, 40-bit accumulator: single products reach 2**62."""
+    from colcomb.packer.packed import PackedBlock, PackedLayer
+
+    w = np.asarray(weights, np.int64)
+    rows, cols = w.shape
+    block = PackedBlock(0, rows, tuple((c,) for c in range(cols)), w, np.zeros_like(w), np.ones(rows))
+    layer = PackedLayer("wide", (rows, cols), 1, 0.0, 32, (block,), identity_requant(rows, 32),
+                        data_bits=32, acc_bits=40)
+    layer.validate()
+    return layer
+
+
+def test_wide_products_never_wrap_int64_into_range():
+    # four products of 2**62: the true sum 2**64 wraps to 0 in int64, which looks in range
+    layer = _wide_layer(np.full((1, 4), -(2**31)))
+    x = np.full((1, 4), -(2**31))
+    with pytest.raises(AccumulatorOverflow, match="18446744073709551616"):
+        accumulate(layer, x)
+    assert accumulator_bound(layer) == 4 * 2**62  # exact, not wrapped
+
+
+def test_wide_products_that_cancel_are_exact():
+    big = 2**31 - 1
+    layer = _wide_layer(np.array([[big, big, -big, -big, 3]]))
+    x = np.array([[-(2**31), -(2**31), -(2**31), -(2**31), 5]])
+    assert accumulate(layer, x).tolist() == [[15]]
+
+
+@pytest.mark.parametrize(
+    ("x", "message"),
+    [
+        (np.full(6, 2**64 - 1, np.uint64), "8-bit data"),  # np.int64() would wrap it to -1
+        (np.full(6, 1e30), "8-bit data"),  # np.int64() would saturate it
+        (np.full(6, "a"), "expected integers"),
+        (np.full(6, 1 + 0j), "expected integers"),
+    ],
+)
+def test_inputs_of_other_types_get_one_clear_error(packed_layer, x, message):
+    _, layer = packed_layer(rows=4, cols=6)
+    with pytest.raises(ColcombError, match=message):
+        run_layer(layer, x)

@@ -171,3 +171,49 @@ def test_a_failing_write_leaves_nothing_behind(layers, tmp_path):
     with pytest.raises(ColcombError, match=r"must be 1\.\.alpha=1"):
         write_manifest([layers[0], bad], tmp_path / "out")
     assert list(tmp_path.iterdir()) == []
+
+
+def _huge_alpha(d):
+    layer = d["layers"][1]
+    layer["alpha"] = 2**40
+    for block in layer["blocks"]:
+        block["rom"]["cell_word_bits"] = rom.cell_word_bits(layer["bits"], 2**40)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda d: d["layers"][1]["requant"]["bias"].__setitem__(0, 2**70), "64-bit range"),
+        (lambda d: d["layers"][1]["requant"]["multiplier"].__setitem__(0, -(2**70)), "64-bit range"),
+        (lambda d: d["layers"][1]["blocks"][0]["groups"][0].__setitem__(0, 2**70), "64-bit range"),
+        (lambda d: d["layers"][1]["requant"]["bias"].__setitem__(0, 2**40), "does not fit the 32-bit"),
+        (lambda d: d["layers"][0]["blocks"][0].update(scale=["x"] * 8), r"scale\[0\] must be a number"),
+        (lambda d: d["layers"][0]["blocks"][0].update(scale=[{}] * 8), r"scale\[0\] must be a number"),
+        (lambda d: d["layers"][0]["blocks"][0].update(scale=[True] * 8), r"scale\[0\] must be a number"),
+        (lambda d: d["layers"][0]["blocks"][0].update(scale=[[1.0]] * 8), r"scale\[0\] must be a number"),
+        (lambda d: d["layers"][1].update(gamma=10**400), "gamma .* too large"),
+        (_huge_alpha, "at most 1024"),
+        (lambda d: d.update(version=True), "manifest version True"),
+    ],
+)
+def test_tampered_values_give_one_clear_error(packed_dir, edit, message):
+    _edit(packed_dir, edit)
+    with pytest.raises(ColcombError, match=message):
+        load_manifest(packed_dir)
+
+
+@pytest.mark.parametrize("word", ["0x1", "-1", "+1", "0_1"])
+def test_rom_words_are_plain_hex_digits(word):
+    with pytest.raises(ColcombError, match="not a hexadecimal word"):
+        rom.parse_hex(f"{word}\n", 8, "x.hex")
+
+
+def test_write_into_a_path_under_a_file_is_a_clear_error(layers, tmp_path):
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(ColcombError, match="cannot create"):
+        write_manifest(layers, tmp_path / "afile" / "out")
+
+
+def test_missing_manifest_names_the_folder_to_pack_into(tmp_path):
+    with pytest.raises(ColcombError, match=r"--out \S*nowhere` first"):
+        load_manifest(tmp_path / "nowhere")

@@ -157,8 +157,8 @@ def _eliminate(nzf: np.ndarray, members: list[list[int]], alpha: int, budget: in
     fill = occ.sum(axis=0)
     alive = np.ones(len(groups), bool)
     for victim in np.argsort(size, kind="stable"):
-        if size[victim] >= alpha:
-            break
+        if size[victim] >= alpha:  # it grew during this pass: full groups are not dissolved
+            continue
         alive[victim] = False
         undo = []  # (dest, old occupancy column, old fill, overlap) to roll back a failed attempt
         for c in sorted(groups[victim], key=lambda c: -nzf[:, c].sum()):

@@ -39,20 +39,27 @@ def decode(word: int, data_bits: int) -> tuple[int, bool]:
     return value, bool(word >> data_bits & 1)
 
 
-class StreamDriver:
-    """Drives words into ``<prefix>__*``; with ``idle`` > 0 it inserts random idle cycles
-    (valid low) before a beat with that probability."""
+class _StreamPort:
+    """The ``<prefix>__valid/ready/payload`` signals of one stream of the design."""
 
-    def __init__(self, dut, clk, *, prefix: str = "i", data_bits: int = 8, period_ns: float = 10,
-                 idle: float = 0.0, seed: int = 0):
+    def __init__(self, dut, clk, prefix: str, data_bits: int, period_ns: float, seed: int):
         self.valid = getattr(dut, f"{prefix}__valid")
         self.ready = getattr(dut, f"{prefix}__ready")
         self.payload = getattr(dut, f"{prefix}__payload")
         self.clk = clk
         self.data_bits = data_bits
         self.period = period_ns
-        self.idle = idle
         self.rng = random.Random(seed)
+
+
+class StreamDriver(_StreamPort):
+    """Drives words into ``<prefix>__*``; with ``idle`` > 0 it inserts random idle cycles
+    (valid low) before a beat with that probability."""
+
+    def __init__(self, dut, clk, *, prefix: str = "i", data_bits: int = 8, period_ns: float = 10,
+                 idle: float = 0.0, seed: int = 0):
+        super().__init__(dut, clk, prefix, data_bits, period_ns, seed)
+        self.idle = idle
         self.sent: list[Beat] = []
         self.valid.value = 0
 
@@ -74,20 +81,14 @@ class StreamDriver:
         self.valid.value = 0
 
 
-class StreamMonitor:
+class StreamMonitor(_StreamPort):
     """Accepts words from ``<prefix>__*`` and records them; with ``stall`` > 0 it holds ready
     low on random cycles (back-pressure) with that probability."""
 
     def __init__(self, dut, clk, *, prefix: str = "o", data_bits: int = 8, period_ns: float = 10,
                  stall: float = 0.0, seed: int = 1):
-        self.valid = getattr(dut, f"{prefix}__valid")
-        self.ready = getattr(dut, f"{prefix}__ready")
-        self.payload = getattr(dut, f"{prefix}__payload")
-        self.clk = clk
-        self.data_bits = data_bits
-        self.period = period_ns
+        super().__init__(dut, clk, prefix, data_bits, period_ns, seed)
         self.stall = stall
-        self.rng = random.Random(seed)
         self.received: list[Beat] = []
         self._want = 0
         self._enough = Event()

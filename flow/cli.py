@@ -147,6 +147,9 @@ def _array_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cols", type=_positive_int, required=True, help="array width C (packed columns)")
     p.add_argument("--batch", type=_positive_int, default=16,
                    help="most input vectors the design holds on chip per run (default 16)")
+    p.add_argument("--layer", action="append", default=None, metavar="NAME",
+                   help="run only these manifest layers, in this order (repeatable; default: all). "
+                   "The hardware chains layers as matrices: conv layers need one --layer each")
 
 
 def _generate_args(p: argparse.ArgumentParser) -> None:
@@ -162,7 +165,7 @@ def _generate(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     design = generate(args.manifest, args.rows, args.cols, args.out, batch=args.batch, top=args.top,
-                      lint=not args.no_lint)
+                      lint=not args.no_lint, layers=args.layer)
     info = design.program.summary()
     print(f"{design.top}: {args.rows}x{args.cols} array, "
           f"{len(design.program.layers)} layer(s), {info.get('tiles', '?')} tile(s), "
@@ -197,7 +200,7 @@ def _simulate(args: argparse.Namespace) -> int:
           f"(the first build of a design takes a minute or two)...", file=sys.stderr)
     result = simulate(args.manifest, args.rows, args.cols, vectors=args.vectors, seed=args.seed,
                       waves=args.waves, batch=args.batch, inputs=inputs, root=args.build_dir,
-                      check=False)
+                      check=False, layers=args.layer)
     verdict = "all equal to the golden model" if result.passed else f"{result.mismatch_count} differ"
     print(f"vectors checked: {result.vectors} ({result.checked} output words, {verdict})")
     print(f"cycles: {result.cycles} (first input word to last output word; "

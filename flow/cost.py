@@ -231,7 +231,7 @@ def cost_report(manifest_dir: str | os.PathLike, *, rows: int, cols: int, out: s
     platform = spec.make_platform()
     family = platform.family.lower()
     manifest = load_manifest(manifest_dir)
-    chosen = [manifest.layer(n) for n in layers] if layers else list(manifest.layers)
+    chosen = manifest.chain(layers)
     kw = {} if batch is None else {"batch": batch}
     combined = Program.compile(chosen, rows=rows, cols=cols, **kw)
     dense = Program.compile([dense_equivalent(la) for la in chosen], rows=rows, cols=cols, **kw)

@@ -239,7 +239,7 @@ def prepare_design(manifest_dir: str | os.PathLike, *, rows: int, cols: int, bat
     from colcomb.sim.golden import check_inputs, run_network
 
     manifest = load_manifest(manifest_dir)
-    chosen = [manifest.layer(n) for n in layers] if layers else list(manifest.layers)
+    chosen = manifest.chain(layers)
     kwargs = {} if batch is None else {"batch": batch}
     program = Program.compile(chosen, rows=rows, cols=cols, **kwargs)
     if inputs is not None:

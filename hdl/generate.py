@@ -132,6 +132,7 @@ def generate(
     data_bits: int | None = None,
     acc_bits: int | None = None,
     lint: bool = True,
+    layers: Sequence[str] | None = None,
 ) -> Design:
     """Elaborate the accelerator for the manifest's network on a ``rows`` x ``cols`` array.
 
@@ -139,11 +140,12 @@ def generate(
     program (refusing layers that could overflow their accumulator), and writes into
     ``out_dir``: ``<top>.v`` (the Verilog, ROM contents included as memory initial values),
     ``<top>.vlt`` (named Verilator lint waivers) and ``<top>.json`` (parameters, stream format,
-    tile counts). With ``lint`` (default) it runs ``verilator --lint-only -Wall`` and raises
+    tile counts). ``layers`` picks a chain of the manifest's layers by name (default: all, in
+    order). With ``lint`` (default) it runs ``verilator --lint-only -Wall`` and raises
     :class:`ColcombError` on any warning not waived. ``batch`` is the most vectors one run
     holds on chip; widths default to the widest the layers need.
     """
-    manifest = load_manifest(manifest_dir)
-    return generate_layers(manifest.layers, rows, cols, out_dir, batch=batch, top=top,
+    chosen = load_manifest(manifest_dir).chain(layers)
+    return generate_layers(chosen, rows, cols, out_dir, batch=batch, top=top,
                            weight_bits=weight_bits, data_bits=data_bits, acc_bits=acc_bits,
                            lint=lint)

@@ -242,7 +242,8 @@ class Program:
             if nxt.cols != prev.rows:
                 raise ColcombError(
                     f"layer {nxt.name!r} takes {nxt.cols} inputs but {prev.name!r} gives "
-                    f"{prev.rows} outputs; the hardware runs only layers whose shapes chain"
+                    f"{prev.rows} outputs; the hardware runs only layers whose shapes chain: pick such a "
+                    f"chain (or one layer) with --layer NAME"
                 )
         wb = max(layer.bits for layer in layers) if weight_bits is None else weight_bits
         db = max(layer.data_bits for layer in layers) if data_bits is None else data_bits

@@ -39,12 +39,21 @@ class Manifest:
     meta: dict = field(default_factory=dict)
     path: Path | None = None
 
+    def chain(self, names: Sequence[str] | None = None) -> list[PackedLayer]:
+        """The named layers in the given order (all layers when ``names`` is empty or None)."""
+        return select_layers(self, names)
+
     def layer(self, name: str) -> PackedLayer:
         for layer in self.layers:
             if layer.name == name:
                 return layer
         names = ", ".join(x.name for x in self.layers)
         raise ColcombError(f"no layer {name!r} in the manifest; it has: {names}")
+
+
+def select_layers(manifest: Manifest, names: Sequence[str] | None) -> list[PackedLayer]:
+    """The layers named (in that order), or every layer when ``names`` is empty or None."""
+    return [manifest.layer(n) for n in names] if names else list(manifest.layers)
 
 
 def safe_name(name: str) -> str:

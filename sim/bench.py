@@ -66,7 +66,7 @@ async def network_matches_golden_model(dut):
     """Every output word of every vector equals the golden model's."""
     cfg = _config()
     design = json.loads(Path(cfg["design"]).read_text())
-    model = ReferenceModel(cfg["manifest"])
+    model = ReferenceModel(cfg["manifest"], cfg.get("layers"))
     x = np.load(cfg["inputs"])
     vectors = x.shape[0]
     batch, data_bits = design["batch"], design["data_bits"]

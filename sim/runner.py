@@ -217,10 +217,12 @@ def run(
     waves: bool = False,
     max_cycles: int | None = None,
     check: bool = True,
+    layers: Sequence[str] | None = None,
 ) -> SimResult:
     """Run the bench on a build: ``inputs`` (vectors, in_words) through the hardware, outputs
     checked against the golden model on the manifest's layers. ``idle``/``stall``: probability
-    of an idle input cycle / a stalled output cycle. With ``check``, raise
+    of an idle input cycle / a stalled output cycle. ``layers`` names the manifest layers the
+    reference runs (default: all, in manifest order). With ``check``, raise
     :class:`SimulationMismatch` unless everything matched."""
     from cocotb_tools.runner import get_runner
 
@@ -244,6 +246,7 @@ def run(
         max_cycles = int(4 * slow * (batches * d["tiles"] * per_tile + io)) + 1000
     cfg = {
         "manifest": str(Path(manifest_dir).resolve()),
+        "layers": list(layers) if layers else None,
         "inputs": str(run_dir / "inputs.npy"),
         "design": str(built.dir / f"{built.top}.json"),
         "result": str(run_dir / "result.json"),
@@ -322,6 +325,7 @@ def simulate(
     hardware_layers: Sequence[PackedLayer] | None = None,
     check: bool = True,
     opt: str = DEFAULT_OPT,
+    layers: Sequence[str] | None = None,
 ) -> SimResult:
     """Simulate the manifest's network on a ``rows`` x ``cols`` array in Verilator and check
     every output word against the golden model.
@@ -331,16 +335,17 @@ def simulate(
     (seeded by ``seed``; the first three are the extremes) or the given ``inputs`` run in
     batches of ``batch`` (the design's on-chip depth). ``hardware_layers`` builds the hardware
     from other layers than the manifest's (to prove that the checker fails); ``opt`` is the
-    C++ optimisation level of the Verilator build. Returns a
+    C++ optimisation level of the Verilator build; ``layers`` picks a chain of the manifest's
+    layers by name (default: all of them, in order). Returns a
     :class:`SimResult`; with ``check`` (default) raises :class:`SimulationMismatch` unless every
     output equals the golden model.
     """
-    manifest = load_manifest(manifest_dir)
-    hw = list(hardware_layers) if hardware_layers is not None else manifest.layers
+    chosen = load_manifest(manifest_dir).chain(layers)
+    hw = list(hardware_layers) if hardware_layers is not None else chosen
     if inputs is None:
-        x = random_inputs(manifest.layers[0], vectors, seed)
+        x = random_inputs(chosen[0], vectors, seed)
     else:  # integers of the data width, checked before a build: np.int64() would wrap or truncate
-        x = check_inputs(manifest.layers[0], inputs)
+        x = check_inputs(chosen[0], inputs)
     built = build(hw, rows, cols, batch=batch, waves=waves, root=root, opt=opt)
     return run(built, manifest_dir, x, idle=idle, stall=stall, seed=seed, waves=waves,
-               check=check)
+               check=check, layers=layers)

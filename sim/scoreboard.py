@@ -8,11 +8,12 @@ hardware ROM that differs from the manifest shows up as mismatches.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from colcomb.packer.manifest import load_manifest
+from colcomb.packer.manifest import load_manifest, select_layers
 from colcomb.sim.golden import run_network
 
 __all__ = ["ReferenceModel", "Scoreboard"]
@@ -21,9 +22,9 @@ __all__ = ["ReferenceModel", "Scoreboard"]
 class ReferenceModel:
     """Integer-exact expected outputs of the manifest's network."""
 
-    def __init__(self, manifest_dir: str | os.PathLike):
+    def __init__(self, manifest_dir: str | os.PathLike, layers: Sequence[str] | None = None):
         self.manifest = load_manifest(manifest_dir)
-        self.layers = self.manifest.layers
+        self.layers = select_layers(self.manifest, layers)
 
     @property
     def in_words(self) -> int:

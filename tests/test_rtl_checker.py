@@ -86,3 +86,22 @@ def test_hardware_with_a_different_weight_rom_fails_the_check(small):
         simulate(folder, 2, 2, inputs=x, batch=4, root=ROOT, hardware_layers=[wrong])
     # and the right hardware passes on the same stimulus
     assert simulate(folder, 2, 2, inputs=x, batch=4, root=ROOT).passed
+
+
+@pytest.mark.rtl
+def test_layer_option_picks_a_chain_and_its_reference(tmp_path, capsys):
+    """A manifest whose layers do not chain (like a CNN's) runs one --layer at a time: the
+    hardware is built from that layer and the reference is the golden model of that layer."""
+    from colcomb.cli import main
+
+    rng = np.random.default_rng(5)
+    a = random_layer(rng, 6, 9, 2, name="conv")
+    b = random_layer(rng, 4, 7, 2, name="fc")
+    write_manifest([a, b], tmp_path / "net")
+    assert main(["generate", str(tmp_path / "net"), "--rows", "3", "--cols", "2",
+                 "--out", str(tmp_path / "rtl")]) == 2
+    assert "--layer NAME" in capsys.readouterr().err
+    assert main(["simulate", str(tmp_path / "net"), "--rows", "3", "--cols", "2", "--batch", "2",
+                 "--layer", "fc", "--vectors", "5", "--build-dir", str(tmp_path / "sim")]) == 0
+    out = capsys.readouterr().out
+    assert "vectors checked: 5 (20 output words, all equal to the golden model)" in out

@@ -160,18 +160,13 @@ BOARDS: dict[str, Board] = {
         Board("icestick", "amaranth_boards.icestick", "ICEStickPlatform",
               pass_led=("led", 4), fail_led=("led", 0), uart=("uart", 0),
               note="Lattice iCEstick (1280 LCs: only tiny networks fit); green LED 4 = pass"),
-        Board("ulx3s-12f", "amaranth_boards.ulx3s", "ULX3S_12F_Platform",
-              pass_led=("led", 0), fail_led=("led", 1), uart=("uart", 0),
-              note="Radiona ULX3S with an LFE5U-12F; LED 0 = pass, LED 1 = fail"),
-        Board("ulx3s-25f", "amaranth_boards.ulx3s", "ULX3S_25F_Platform",
-              pass_led=("led", 0), fail_led=("led", 1), uart=("uart", 0),
-              note="Radiona ULX3S with an LFE5U-25F; LED 0 = pass, LED 1 = fail"),
-        Board("ulx3s-45f", "amaranth_boards.ulx3s", "ULX3S_45F_Platform",
-              pass_led=("led", 0), fail_led=("led", 1), uart=("uart", 0),
-              note="Radiona ULX3S with an LFE5U-45F; LED 0 = pass, LED 1 = fail"),
-        Board("ulx3s-85f", "amaranth_boards.ulx3s", "ULX3S_85F_Platform",
-              pass_led=("led", 0), fail_led=("led", 1), uart=("uart", 0),
-              note="Radiona ULX3S with an LFE5U-85F; LED 0 = pass, LED 1 = fail, UART on the US1 FTDI port"),
+        *(
+            Board(f"ulx3s-{size.lower()}", "amaranth_boards.ulx3s", f"ULX3S_{size}_Platform",
+                  pass_led=("led", 0), fail_led=("led", 1), uart=("uart", 0),
+                  note=f"Radiona ULX3S with an LFE5U-{size}; LED 0 = pass, LED 1 = fail"
+                  + (", UART on the US1 FTDI port" if size == "85F" else ""))
+            for size in ("12F", "25F", "45F", "85F")
+        ),
     )
 }
 ALIASES = {"ulx3s": "ulx3s-85f"}

@@ -101,7 +101,8 @@ def test_every_alpha_lints_clean(alpha, tmp_path):
 
     rng = np.random.default_rng(alpha)
     layer = random_layer(rng, 5, 9, alpha, gamma=0.3)
-    generate_layers([layer], 2, 3, tmp_path, batch=1, lint=True)
+    design = generate_layers([layer], 2, 3, tmp_path, batch=1, lint=True)  # lint raises on a warning
+    assert design.program.alpha == alpha and design.verilog.read_text().count("module ") >= 1
 
 
 def test_rom_images_hold_the_program_words(manifest_dir, tmp_path):

@@ -16,8 +16,8 @@ import time
 
 import numpy as np
 
+from colcomb.core.table import table
 from colcomb.packer.combine import conflict_budget, group_columns, pruned_count
-from colcomb.summary import table
 
 
 def published_reference(weights: np.ndarray, alpha: int, gamma: float) -> list[list[int]]:

@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from colcomb.training import TrainConfig, run_training
+from colcomb.train.run import TrainConfig, run_training
 
 ACCURACY_POINTS = 1.5
 COLUMN_RATIO = 4.0

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from colcomb import __version__
-from colcomb.errors import ColcombError
+from colcomb.core.errors import ColcombError
 
 Handler = Callable[[argparse.Namespace], int]
 _COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Handler]] = {}
@@ -85,7 +85,7 @@ def _pack(args: argparse.Namespace) -> int:
     from colcomb.packer.manifest import write_manifest
     from colcomb.packer.pack import PackOptions, pack_layer
     from colcomb.packer.sources import read_matrices
-    from colcomb.summary import pack_summary
+    from colcomb.packer.summary import pack_summary
 
     opts = PackOptions(
         alpha=args.alpha, gamma=args.gamma, bits=args.bits, data_bits=args.data_bits,
@@ -119,9 +119,9 @@ def _golden_args(p: argparse.ArgumentParser) -> None:
 
 @command("golden", _golden_args)
 def _golden(args: argparse.Namespace) -> int:
-    from colcomb.atomic import save_npy
+    from colcomb.core.atomic import save_npy
+    from colcomb.packer.golden import run_network
     from colcomb.packer.manifest import load_manifest
-    from colcomb.sim.golden import run_network
 
     manifest = load_manifest(args.manifest)
     layers = [manifest.layer(args.layer)] if args.layer else manifest.layers
@@ -238,9 +238,9 @@ def _int_list(text: str) -> list[int]:
 
 
 def _train_args(p: argparse.ArgumentParser) -> None:
-    from colcomb.catalog import MODELS, RAMPS
-    from colcomb.datasets import DATASETS
     from colcomb.packer.combine import METHODS
+    from colcomb.train.catalog import MODELS, RAMPS
+    from colcomb.train.datasets import DATASETS
 
     p.add_argument("--dataset", required=True, metavar="D",
                    help=f"one of {', '.join(DATASETS)} (mnist and cifar10 read --data-dir)")
@@ -280,7 +280,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 
 
 def _train_config(args: argparse.Namespace):
-    from colcomb.training import TrainConfig
+    from colcomb.train.run import TrainConfig
 
     return TrainConfig(
         dataset=args.dataset, model=args.model, alpha=args.alpha, gamma=args.gamma,
@@ -296,8 +296,8 @@ def _train_config(args: argparse.Namespace):
 
 
 def _check_names(dataset: str, model: str) -> None:
-    from colcomb.catalog import MODELS
-    from colcomb.datasets import DATASETS
+    from colcomb.train.catalog import MODELS
+    from colcomb.train.datasets import DATASETS
 
     if dataset not in DATASETS:
         raise ColcombError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
@@ -307,7 +307,7 @@ def _check_names(dataset: str, model: str) -> None:
 
 @command("train", _train_args)
 def _train(args: argparse.Namespace) -> int:
-    from colcomb.training import run_training
+    from colcomb.train.run import run_training
 
     _check_names(args.dataset, args.model)
     if args.epochs < 0 or args.retrain_epochs < 0 or args.final_epochs < 0:
@@ -325,7 +325,7 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
 
 @command("evaluate", _evaluate_args)
 def _evaluate(args: argparse.Namespace) -> int:
-    from colcomb.evaluate import evaluate_run
+    from colcomb.train.evaluate import evaluate_run
 
     evaluate_run(args.run, data_dir=args.data_dir)
     return 0
@@ -341,8 +341,8 @@ def _float_list(text: str) -> list[float]:
 
 
 def _sweep_args(p: argparse.ArgumentParser) -> None:
-    from colcomb.catalog import MODELS
-    from colcomb.datasets import DATASETS
+    from colcomb.train.catalog import MODELS
+    from colcomb.train.datasets import DATASETS
 
     p.add_argument("--dataset", default="mnist5k", metavar="D", help=f"one of {', '.join(DATASETS)} (default mnist5k)")
     p.add_argument("--model", default="lenet5", metavar="M", help=f"one of {', '.join(MODELS)} (default lenet5)")
@@ -365,8 +365,8 @@ def _sweep_args(p: argparse.ArgumentParser) -> None:
 
 @command("sweep", _sweep_args)
 def _sweep(args: argparse.Namespace) -> int:
-    from colcomb.sweep import run_sweep
-    from colcomb.training import TrainConfig
+    from colcomb.train.run import TrainConfig
+    from colcomb.train.sweep import run_sweep
 
     _check_names(args.dataset, args.model)
     if args.epochs < 0 or args.retrain_epochs < 0 or args.final_epochs < 0:
@@ -434,7 +434,8 @@ def _synth_args(p: argparse.ArgumentParser) -> None:
 
 @command("synthesize", _synth_args)
 def _synthesize(args: argparse.Namespace) -> int:
-    from colcomb.synth import boards_table, summary, synthesize
+    from colcomb.fpga.boards import boards_table
+    from colcomb.fpga.synth import summary, synthesize
 
     if args.list_boards:
         print(boards_table())
@@ -470,7 +471,7 @@ def _boards_args(p: argparse.ArgumentParser) -> None:
 
 @command("boards", _boards_args)
 def _boards(args: argparse.Namespace) -> int:
-    from colcomb.synth import boards_table
+    from colcomb.fpga.boards import boards_table
 
     print(boards_table())
     return 0
@@ -503,7 +504,7 @@ def _report_args(p: argparse.ArgumentParser) -> None:
 def _report(args: argparse.Namespace) -> int:
     import json
 
-    from colcomb.cost import cost_report, markdown
+    from colcomb.fpga.cost import cost_report, markdown
 
     rows, cols, board, batch = args.rows, args.cols, args.board, args.batch
     if args.synth_report is not None:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from colcomb.errors import ColcombError
+from colcomb.core.errors import ColcombError
 
 Log = Callable[[str], None]
 HardwareRun = Callable[[Path, np.ndarray], dict]
@@ -81,10 +81,10 @@ def run_demo(
 ) -> dict:
     """Train, pack, evaluate (float and integer accuracy, utilization before/after), then run
     ``batch`` test images on the hardware and compare with the golden model."""
-    from colcomb.evaluate import load_run
-    from colcomb.packer.integer import quantize_input
-    from colcomb.sim.golden import run_network
-    from colcomb.training import TrainConfig, run_training
+    from colcomb.packer.golden import run_network
+    from colcomb.train.evaluate import load_run
+    from colcomb.train.integer import quantize_input
+    from colcomb.train.run import TrainConfig, run_training
 
     cfg = TrainConfig(dataset=dataset, model=model, hidden=list(hidden), alpha=alpha, gamma=gamma,
                       epochs=epochs, rounds=rounds, sparsity=sparsity, retrain_epochs=3,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from amaranth.back import verilog
 
-from colcomb.errors import ColcombError
+from colcomb.core.errors import ColcombError
 from colcomb.hdl.program import Program
 from colcomb.hdl.top import Top
 from colcomb.packer.manifest import load_manifest

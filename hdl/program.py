@@ -27,7 +27,8 @@ import numpy as np
 from amaranth.hdl import signed, unsigned
 from amaranth.lib import data
 
-from colcomb.errors import ColcombError
+from colcomb.core.errors import ColcombError
+from colcomb.packer.golden import accumulator_bound
 from colcomb.packer.packed import (
     MULTIPLIER_BITS,
     PackedLayer,
@@ -35,7 +36,6 @@ from colcomb.packer.packed import (
     select_bits,
     signed_range,
 )
-from colcomb.sim.golden import accumulator_bound
 
 __all__ = [
     "Program",

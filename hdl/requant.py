@@ -21,7 +21,7 @@ class Requantizer(wiring.Component):
     For each lane: ``y = (sum + bias) * mult``; ``y = (y + 2**(shift-1)) >> shift`` (arithmetic
     shift, i.e. round half up; no rounding term when ``shift == 0``); clamp to ``[lo, hi]``. The
     shift and clamp are per layer (constants chosen by ``layer``); bias and multiplier per lane.
-    Exactly :func:`colcomb.sim.golden.requantize`.
+    Exactly :func:`colcomb.packer.golden.requantize`.
 
     Parameters
     ----------

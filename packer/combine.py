@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from colcomb.errors import ColcombError
+from colcomb.core.errors import ColcombError
 
 METHODS = ("auto", "best-fit", "fill", "published")
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from colcomb import __version__
-from colcomb.errors import ColcombError
+from colcomb.core.errors import ColcombError
 from colcomb.packer import rom
 from colcomb.packer.packed import MAX_ALPHA, PackedBlock, PackedLayer, Requant
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from colcomb.errors import ColcombError
+from colcomb.core.errors import ColcombError
 from colcomb.packer.combine import METHODS, combine, group_columns
 from colcomb.packer.packed import ACTIVATIONS, MAX_ACC_BITS, MAX_ALPHA, PackedBlock, PackedLayer
 from colcomb.packer.quantize import GRANULARITIES, make_requant, quantize_values, row_scales

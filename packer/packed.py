@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from colcomb.errors import ColcombError
+from colcomb.core.errors import ColcombError
 
 ACTIVATIONS = ("none", "relu", "relu6")
 MULTIPLIER_BITS = 16  # requantization multipliers are unsigned, below 2**MULTIPLIER_BITS

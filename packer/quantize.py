@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from colcomb.errors import ColcombError
+from colcomb.core.errors import ColcombError
 from colcomb.packer.packed import (
     MAX_SHIFT,
     MULTIPLIER_BITS,

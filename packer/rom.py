@@ -16,7 +16,7 @@ import re
 
 import numpy as np
 
-from colcomb.errors import ColcombError
+from colcomb.core.errors import ColcombError
 from colcomb.packer.packed import PackedBlock, select_bits
 
 _HEX = re.compile(r"[0-9a-fA-F]+")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from colcomb.errors import ColcombError
+from colcomb.core.errors import ColcombError
 
 TORCH_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin")
 

@@ -25,12 +25,12 @@ from pathlib import Path
 
 import numpy as np
 
-from colcomb.errors import ColcombError
+from colcomb.core.errors import ColcombError
+from colcomb.core.tools import verilator_env
 from colcomb.hdl.generate import DEFAULT_TOP, generate_layers
-from colcomb.hdl.lint import verilator_env
+from colcomb.packer.golden import check_inputs
 from colcomb.packer.manifest import load_manifest
 from colcomb.packer.packed import PackedLayer, signed_range
-from colcomb.sim.golden import check_inputs
 
 __all__ = ["Build", "SimResult", "SimulationMismatch", "build", "random_inputs", "run",
            "simulate"]

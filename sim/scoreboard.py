@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from colcomb.packer.golden import run_network
 from colcomb.packer.manifest import load_manifest, select_layers
-from colcomb.sim.golden import run_network
 
 __all__ = ["ReferenceModel", "Scoreboard"]
 

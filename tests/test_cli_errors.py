@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from colcomb.cli import main
-from colcomb.errors import ColcombError
+from colcomb.core.errors import ColcombError
 
 
 def _sparse(rng, shape, density):
@@ -122,9 +122,9 @@ def test_demo_negative_epochs(tmp_path, capsys):
 
 @pytest.mark.parametrize(("extra", "message"), [(["--bits", "1"], "bits must be"), (["--lr", "nan"], "--lr")])
 def test_train_refuses_bad_numbers_before_training(tmp_path, capsys, monkeypatch, extra, message):
-    from colcomb import training
+    from colcomb.train import run
 
-    monkeypatch.setattr(training, "load_data", lambda cfg: pytest.fail("trained despite bad options"))
+    monkeypatch.setattr(run, "load_data", lambda cfg: pytest.fail("trained despite bad options"))
     assert main(["train", "--dataset", "digits", "--model", "mlp", "--out", str(tmp_path / "t"), *extra]) == 2
     _one_error(capsys, message)
     assert not (tmp_path / "t").exists()

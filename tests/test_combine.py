@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from colcomb.errors import ColcombError
+from colcomb.core.errors import ColcombError
 from colcomb.packer.combine import (
     METHODS,
     combine,

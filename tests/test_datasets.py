@@ -10,7 +10,8 @@ import struct
 import numpy as np
 import pytest
 
-from colcomb.datasets import (
+from colcomb.core.errors import ColcombError
+from colcomb.train.datasets import (
     DATASETS,
     balanced_subset,
     load_cifar10_folder,
@@ -19,7 +20,6 @@ from colcomb.datasets import (
     read_idx,
     stratified_split,
 )
-from colcomb.errors import ColcombError
 
 
 def _idx(arr: np.ndarray) -> bytes:

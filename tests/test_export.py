@@ -8,13 +8,13 @@ import pytest
 import torch
 from torch import nn
 
-from colcomb.errors import ColcombError
-from colcomb.models import CharLSTM, Shift
-from colcomb.packer.export import build_graph, export_model, fold_batchnorm
-from colcomb.packer.integer import im2col, lstm_bits_per_char, maxpool, quantize_input, run_graph, shift
+from colcomb.core.errors import ColcombError
+from colcomb.packer.golden import run_network
 from colcomb.packer.manifest import load_manifest, write_manifest
-from colcomb.packer.train import JointOptions, Schedule, bits_per_char, fit_classifier, joint_optimize
-from colcomb.sim.golden import run_network
+from colcomb.train.export import build_graph, export_model, fold_batchnorm
+from colcomb.train.integer import im2col, lstm_bits_per_char, maxpool, quantize_input, run_graph, shift
+from colcomb.train.joint import JointOptions, Schedule, bits_per_char, fit_classifier, joint_optimize
+from colcomb.train.models import CharLSTM, Shift
 
 
 def _randomize_bn(model: nn.Module, seed: int = 0) -> None:

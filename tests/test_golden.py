@@ -12,10 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from colcomb.errors import ColcombError
-from colcomb.packer.pack import PackOptions, pack_layer
-from colcomb.packer.packed import Requant, activation_clamp, identity_requant
-from colcomb.sim.golden import (
+from colcomb.core.errors import ColcombError
+from colcomb.packer.golden import (
     AccumulatorOverflow,
     accumulate,
     accumulator_bound,
@@ -23,6 +21,8 @@ from colcomb.sim.golden import (
     run_layer,
     run_network,
 )
+from colcomb.packer.pack import PackOptions, pack_layer
+from colcomb.packer.packed import Requant, activation_clamp, identity_requant
 
 
 def test_accumulator_equals_numpy_on_dequantized_pruned_matrix(packed_layer, rng):

@@ -9,8 +9,8 @@ from amaranth.sim import Simulator
 from colcomb.hdl.array import SystolicArray
 from colcomb.hdl.cell import Cell
 from colcomb.hdl.requant import Requantizer
+from colcomb.packer.golden import requantize
 from colcomb.packer.packed import Requant
-from colcomb.sim.golden import requantize
 
 
 def _run(dut, bench):

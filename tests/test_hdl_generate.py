@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from hw_layers import random_layer
 
-from colcomb.errors import ColcombError
+from colcomb.core.errors import ColcombError
 from colcomb.hdl.generate import generate
 from colcomb.hdl.lint import WAIVED
 from colcomb.hdl.program import Program

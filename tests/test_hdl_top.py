@@ -7,8 +7,8 @@ import pytest
 from hw_layers import inputs, random_layer
 
 from colcomb.hdl.program import Program, dense_equivalent
+from colcomb.packer.golden import run_network
 from colcomb.sim.amaranth_sim import run_top
-from colcomb.sim.golden import run_network
 
 
 @pytest.mark.parametrize("alpha", [1, 2, 4, 8])

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from colcomb.errors import ColcombError
+from colcomb.core.errors import ColcombError
 from colcomb.packer import rom
 from colcomb.packer.manifest import MANIFEST, _sha256, load_manifest, write_manifest
 from colcomb.packer.pack import PackOptions, pack_layer

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from colcomb.cli import main
+from colcomb.packer.golden import run_network
 from colcomb.packer.manifest import load_manifest
 from colcomb.packer.sources import read_matrices
-from colcomb.sim.golden import run_network
 
 
 def _sparse(rng, shape, density):

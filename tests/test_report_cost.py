@@ -11,13 +11,14 @@ import pytest
 from amaranth.sim import Simulator
 
 from colcomb.cli import main
-from colcomb.cost import cost_report, dense_equivalent, network_cycles, synth_cell
+from colcomb.fpga.cost import cost_report, dense_equivalent, synth_cell
+from colcomb.fpga.synth import self_test_inputs
+from colcomb.hdl.cycles import network_cycles
 from colcomb.hdl.program import Program
 from colcomb.hdl.top import Top
+from colcomb.packer.golden import run_network
 from colcomb.packer.manifest import write_manifest
 from colcomb.packer.pack import PackOptions, pack_layer
-from colcomb.sim.golden import run_network
-from colcomb.synth import self_test_inputs
 
 
 def _layers(rng, shapes, alpha, density=0.2):

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from hw_layers import random_layer
 
-from colcomb.errors import ColcombError
+from colcomb.core.errors import ColcombError
+from colcomb.packer.golden import run_network
 from colcomb.packer.manifest import load_manifest, write_manifest
-from colcomb.sim.golden import run_network
 from colcomb.sim.runner import SimulationMismatch, random_inputs, simulate
 
 ROOT = Path(os.environ.get("COLCOMB_SIM_BUILD", Path(__file__).parents[1] / "build" / "sim"))

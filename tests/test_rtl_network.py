@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from hw_layers import random_layer
 
+from colcomb.packer.golden import run_network
 from colcomb.packer.manifest import write_manifest
-from colcomb.sim.golden import run_network
 from colcomb.sim.runner import build, random_inputs, run
 
 pytestmark = pytest.mark.rtl

@@ -10,13 +10,14 @@ import numpy as np
 import pytest
 
 from colcomb.cli import main
-from colcomb.errors import ColcombError
-from colcomb.hdl.board import MESSAGES, SelfTest, ecp5_pll, ice40_pll, stream_words
+from colcomb.core.errors import ColcombError
+from colcomb.fpga.boards import BOARDS, get_board
+from colcomb.fpga.selftest import MESSAGES, SelfTest, ecp5_pll, ice40_pll, stream_words
+from colcomb.fpga.selftest_sim import decode_uart, simulate_selftest, verilate_selftest
+from colcomb.fpga.synth import analyse_build, self_test_inputs
 from colcomb.hdl.program import Program
+from colcomb.packer.golden import run_network
 from colcomb.packer.pack import PackOptions, pack_layer
-from colcomb.sim.board_sim import decode_uart, simulate_selftest, verilate_selftest
-from colcomb.sim.golden import run_network
-from colcomb.synth import BOARDS, analyse_build, get_board, self_test_inputs
 
 
 def _network(rng, shapes=((10, 12), (5, 10)), alpha=3, density=0.3, **opts):

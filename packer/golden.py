@@ -14,7 +14,7 @@ from itertools import pairwise
 
 import numpy as np
 
-from colcomb.errors import ColcombError
+from colcomb.core.errors import ColcombError
 from colcomb.packer.packed import PackedLayer, Requant, signed_range
 
 

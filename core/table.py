@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from colcomb.packer.packed import PackedLayer
-
 
 def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     """Columns padded to their widest cell; numbers right-aligned."""
@@ -23,27 +21,3 @@ def _fmt(v: object) -> str:
     if isinstance(v, float):
         return f"{v:.3f}"
     return str(v)
-
-
-def pack_summary(layers: Sequence[PackedLayer]) -> str:
-    """One row per layer: shape, blocks, packed columns, pruned weights, utilization before/after."""
-    rows = []
-    for layer in layers:
-        s = layer.stats
-        rows.append(
-            [
-                layer.name,
-                f"{layer.rows}x{layer.cols}",
-                len(layer.blocks),
-                layer.cols * len(layer.blocks),
-                layer.packed_columns,
-                s.get("nonzero_before", layer.nonzero_weights()),
-                s.get("pruned", 0),
-                s.get("utilization_before", float("nan")),
-                layer.utilization(),
-            ]
-        )
-    return table(
-        ["layer", "shape", "blocks", "columns", "packed", "nonzero", "pruned", "util before", "util after"],
-        rows,
-    )

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from colcomb.errors import ColcombError
+from colcomb.core.errors import ColcombError
 from colcomb.packer.pack import PackOptions, pack_matrix
 
 Groups = list[tuple[int, int, list[list[int]]]]  # per row block: (row_start, row_stop, groups)

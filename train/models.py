@@ -19,8 +19,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from colcomb.catalog import MODELS
-from colcomb.errors import ColcombError
+from colcomb.core.errors import ColcombError
+from colcomb.train.catalog import MODELS
 
 __all__ = ["MODELS", "CharLSTM", "Shift", "build_model", "lenet5", "mlp", "shiftcnn"]
 

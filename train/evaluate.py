@@ -1,7 +1,7 @@
 """`colcomb evaluate DIR`: float and integer (golden model) quality of a trained run.
 
 The float figure runs the trained torch model; the integer figure runs the packed manifest
-through :mod:`colcomb.packer.integer`, i.e. every layer through the golden model. Both use the
+through :mod:`colcomb.train.integer`, i.e. every layer through the golden model. Both use the
 dataset's held-out test split. Classifiers report accuracy, the character LSTM bits per character.
 """
 
@@ -14,14 +14,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from colcomb.datasets import TextData
-from colcomb.errors import ColcombError
+from colcomb.core.errors import ColcombError
+from colcomb.train.datasets import TextData
 
 Log = Callable[[str], None]
 
 
 def load_checkpoint(path: Path) -> dict:
-    from colcomb.training import FORMAT, VERSION
+    from colcomb.train.run import FORMAT, VERSION
 
     if not path.is_file():
         raise ColcombError(f"{path}: no checkpoint; run `colcomb train --out {path.parent}` first")
@@ -40,9 +40,9 @@ def load_checkpoint(path: Path) -> dict:
 
 def load_run(run_dir: str | os.PathLike, data=None, data_dir: str | None = None):
     """(config, data, model with the trained weights, manifest) of a `colcomb train` folder."""
-    from colcomb.packer.export import fold_batchnorm, matrices
     from colcomb.packer.manifest import load_manifest
-    from colcomb.training import CHECKPOINT, PACKED, TrainConfig, build_for, load_data
+    from colcomb.train.export import fold_batchnorm, matrices
+    from colcomb.train.run import CHECKPOINT, PACKED, TrainConfig, build_for, load_data
 
     root = Path(run_dir)
     if not root.is_dir():
@@ -101,7 +101,7 @@ def layer_rows(manifest) -> list[dict]:
 
 def integer_score(manifest, data) -> float:
     """Integer accuracy (classifier) or bits per character (LSTM) on the test split."""
-    from colcomb.packer.integer import lstm_bits_per_char, quantize_input, run_graph
+    from colcomb.train.integer import lstm_bits_per_char, quantize_input, run_graph
 
     meta = manifest.meta
     if "graph" not in meta:
@@ -116,8 +116,8 @@ def integer_score(manifest, data) -> float:
 
 def evaluate_run(run_dir, data=None, data_dir: str | None = None, log: Log = print) -> dict:
     """Measure and print float and integer quality and the packing of every layer."""
-    from colcomb.packer.train import accuracy, bits_per_char
-    from colcomb.summary import table
+    from colcomb.core.table import table
+    from colcomb.train.joint import accuracy, bits_per_char
 
     cfg, data, model, manifest = load_run(run_dir, data, data_dir)
     if isinstance(data, TextData):

@@ -1,4 +1,4 @@
-"""Run the board self-test core (:class:`colcomb.hdl.board.SelfTest`) without a board.
+"""Run the board self-test core (:class:`colcomb.fpga.selftest.SelfTest`) without a board.
 
 Two engines read the same core: Amaranth's Python simulator (:func:`simulate_selftest`) and
 Verilator (:func:`verilate_selftest`: the core's Verilog with a small C++ harness that clocks it
@@ -13,9 +13,10 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from colcomb.errors import ColcombError
-from colcomb.hdl.board import SelfTest
-from colcomb.hdl.lint import verilator_env, write_waivers
+from colcomb.core.errors import ColcombError
+from colcomb.core.tools import verilator_env
+from colcomb.fpga.selftest import SelfTest
+from colcomb.hdl.lint import write_waivers
 
 __all__ = ["SelfTestResult", "decode_uart", "simulate_selftest", "verilate_selftest"]
 

@@ -1,12 +1,12 @@
 """Integer evaluation of an exported network: host steps around the golden model.
 
-Every conv/linear layer runs through :func:`colcomb.sim.golden.run_layer` (the integer-exact
+Every conv/linear layer runs through :func:`colcomb.packer.golden.run_layer` (the integer-exact
 model of the array); the host does only what moves integers around without arithmetic on them:
 zero padding and im2col for convs, max-pooling, flattening, channel shifts. For an LSTM the host
 also adds the two gate layers' integer outputs and applies sigmoid/tanh in floating point (the
 array has no such units), quantizing h back to integers for the next step.
 
-The graph and scales come from the manifest's ``meta`` (see :mod:`colcomb.packer.export`).
+The graph and scales come from the manifest's ``meta`` (see :mod:`colcomb.train.export`).
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from colcomb.errors import ColcombError
+from colcomb.core.errors import ColcombError
+from colcomb.packer.golden import run_layer
 from colcomb.packer.packed import PackedLayer
-from colcomb.sim.golden import run_layer
 
 
 def quantize_input(x: np.ndarray, scale: float, data_bits: int) -> np.ndarray:
@@ -52,7 +52,7 @@ def maxpool(x: np.ndarray, kernel: Sequence[int], stride: Sequence[int], padding
 
 
 def shift(x: np.ndarray, shifts: Sequence[Sequence[int]]) -> np.ndarray:
-    """out[c, y, x] = in[c, y + dy, x + dx], zero outside (see colcomb.models.Shift)."""
+    """out[c, y, x] = in[c, y + dy, x + dx], zero outside (see colcomb.train.models.Shift)."""
     _, c, h, w = x.shape
     if len(shifts) != c:
         raise ColcombError(f"shift step has {len(shifts)} offsets for {c} channels")

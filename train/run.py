@@ -7,11 +7,11 @@ A run folder ``DIR`` holds:
   ``vocab`` (text), ``state_dict``, ``masks``, ``groups`` (per layer: [row_start, row_stop,
   groups] per block), ``alphas``, ``history``;
 - ``DIR/packed/``: the manifest (``manifest.json`` + arrays + ROM images), whose ``meta`` holds
-  the graph the integer evaluation runs (see :mod:`colcomb.packer.export`);
+  the graph the integer evaluation runs (see :mod:`colcomb.train.export`);
 - ``DIR/report.json``: accuracies and column counts measured at the end of training.
 
 Each step is a named function so a failing run can be bisected: :func:`pretrain`,
-:func:`optimize`, :func:`export`, then :func:`colcomb.evaluate.evaluate_run`.
+:func:`optimize`, :func:`export`, then :func:`colcomb.train.evaluate.evaluate_run`.
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from colcomb.datasets import ImageData, TextData, balanced_subset, load_dataset
-from colcomb.errors import ColcombError
-from colcomb.models import build_model
+from colcomb.core.errors import ColcombError
+from colcomb.train.datasets import ImageData, TextData, balanced_subset, load_dataset
+from colcomb.train.models import build_model
 
 CHECKPOINT = "model.pt"
 PACKED = "packed"
@@ -84,7 +84,7 @@ def _log_default(msg: str) -> None:
 
 def pretrain(model, data, cfg: TrainConfig, log: Log) -> None:
     """Dense training on the whole training set."""
-    from colcomb.packer.train import accuracy, bits_per_char, fit_classifier, fit_lm
+    from colcomb.train.joint import accuracy, bits_per_char, fit_classifier, fit_lm
 
     if cfg.epochs < 1:
         return
@@ -99,8 +99,8 @@ def pretrain(model, data, cfg: TrainConfig, log: Log) -> None:
 
 
 def joint_options(cfg: TrainConfig):
-    """The :class:`~colcomb.packer.train.JointOptions` a config asks for."""
-    from colcomb.packer.train import JointOptions, Schedule
+    """The :class:`~colcomb.train.joint.JointOptions` a config asks for."""
+    from colcomb.train.joint import JointOptions, Schedule
 
     return JointOptions(
         alpha=cfg.alpha, gamma=cfg.gamma, layer_alpha=dict(cfg.layer_alpha),
@@ -114,7 +114,7 @@ def joint_options(cfg: TrainConfig):
 
 def optimize(model, data, cfg: TrainConfig, log: Log):
     """Joint optimization with retraining on a class-balanced ``data_fraction`` of the train set."""
-    from colcomb.packer.train import accuracy, bits_per_char, fit_classifier, fit_lm, joint_optimize
+    from colcomb.train.joint import accuracy, bits_per_char, fit_classifier, fit_lm, joint_optimize
 
     opts = joint_options(cfg)
     if isinstance(data, TextData):
@@ -154,8 +154,8 @@ def calibration_inputs(data, cfg: TrainConfig) -> np.ndarray:
 
 def export(model, data, cfg: TrainConfig, groups: dict, alphas: dict, out: Path):
     """Quantize and pack the trained model; write ``out/packed``."""
-    from colcomb.packer.export import export_model
     from colcomb.packer.manifest import write_manifest
+    from colcomb.train.export import export_model
 
     shape = None if isinstance(data, TextData) else data.input_shape
     layers, meta = export_model(model, calibration_inputs(data, cfg), groups, alphas, cfg.gamma,
@@ -173,7 +173,7 @@ def build_for(cfg: TrainConfig, data) -> torch.nn.Module:
 
 
 def save_checkpoint(path: Path, model, data, cfg: TrainConfig, result=None) -> None:
-    from colcomb.atomic import write_bytes
+    from colcomb.core.atomic import write_bytes
 
     ck = {
         "format": FORMAT,
@@ -213,8 +213,8 @@ def load_data(cfg: TrainConfig) -> ImageData | TextData:
 
 def run_training(cfg: TrainConfig, out: str | os.PathLike, log: Log = _log_default) -> dict:
     """Train, jointly optimize, export and evaluate; return the report written to DIR/report.json."""
-    from colcomb.atomic import write_text
-    from colcomb.evaluate import evaluate_run
+    from colcomb.core.atomic import write_text
+    from colcomb.train.evaluate import evaluate_run
 
     out = Path(out)
     _check_out(out)
@@ -232,7 +232,7 @@ def run_training(cfg: TrainConfig, out: str | os.PathLike, log: Log = _log_defau
     data = load_data(cfg)
     model = build_for(cfg, data)
     if not cfg.dense:  # refuse bad combining options before spending time on training
-        from colcomb.packer.prune import find_targets
+        from colcomb.train.prune import find_targets
 
         joint_options(cfg).validate(find_targets(model, not cfg.include_first))
     log(f"{cfg.model} on {cfg.dataset}: "

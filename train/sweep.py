@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from colcomb.datasets import TextData
-from colcomb.errors import ColcombError
+from colcomb.core.errors import ColcombError
+from colcomb.train.datasets import TextData
 
 Log = Callable[[str], None]
 FIELDS = ("mode", "alpha", "gamma", "sparsity", "weights", "columns", "packed_columns",
@@ -38,11 +38,11 @@ def run_sweep(
     """Train ``base`` (a TrainConfig) densely once, then one joint optimization per point."""
     import torch
 
-    from colcomb.atomic import write_bytes, write_text
-    from colcomb.packer.export import export_model
-    from colcomb.packer.integer import quantize_input, run_graph
-    from colcomb.packer.train import accuracy
-    from colcomb.training import build_for, calibration_inputs, load_data, optimize, pretrain
+    from colcomb.core.atomic import write_bytes, write_text
+    from colcomb.train.export import export_model
+    from colcomb.train.integer import quantize_input, run_graph
+    from colcomb.train.joint import accuracy
+    from colcomb.train.run import build_for, calibration_inputs, load_data, optimize, pretrain
 
     if not alphas or not gammas or not sparsities:
         raise ColcombError("a sweep needs at least one alpha, one gamma and one sparsity")

@@ -7,7 +7,7 @@ For the layers of a manifest, on the same R x C array:
 - cost of one cell: the cell synthesized with yosys (``synth_ice40`` or ``synth_ecp5``, no place
   and route) for alpha = 1 and for the network's alpha: the multiplexer, the select register and
   the alpha lanes each cell passes on are what combining pays per cell;
-- cycles: the tiles each array needs, through :func:`network_cycles`, the cycle model of the
+- cycles: the tiles each array needs, through :func:`colcomb.hdl.cycles.network_cycles`, the cycle model of the
   sequencer in :mod:`colcomb.hdl.sequencer` (per tile :meth:`Program.tile_cycles`; the
   end-of-layer and per-batch constants are measured, and checked against simulation in the tests);
 - effective MACs per second: the dense network's multiply-accumulates (rows x cols per vector,
@@ -27,63 +27,12 @@ from pathlib import Path
 
 import numpy as np
 
-from colcomb.atomic import write_bytes, write_text
-from colcomb.errors import ColcombError
+from colcomb.core.atomic import write_bytes, write_text
+from colcomb.core.errors import ColcombError
+from colcomb.hdl.cycles import BATCH_OVERHEAD, FLUSH_CYCLES, engine_cycles, network_cycles
 from colcomb.packer.packed import dense_equivalent
 
-__all__ = [
-    "BATCH_OVERHEAD",
-    "FLUSH_CYCLES",
-    "cost_report",
-    "dense_equivalent",
-    "engine_cycles",
-    "heatmap_png",
-    "network_cycles",
-    "synth_cell",
-]
-
-#: cycles the sequencer spends at the end of each layer beyond writing back the rows of the
-#: layer's last tile (one buffer row per cycle): the post-array pipeline (accumulator read, add,
-#: two requantizer stages, transpose registers) and the FSM step
-FLUSH_CYCLES = 5
-#: cycles per batch in :class:`colcomb.hdl.top.Top` besides one per input and output word: the
-#: start pulse and addressing the first output word
-BATCH_OVERHEAD = 2
-
-
-# -- the cycle model -------------------------------------------------------------------------------
-
-def tile_cycles(program, vectors: int) -> int:
-    """Engine cycles of one tile (:meth:`Program.tile_cycles`: prepare the tile, stream the
-    vectors, drain the array)."""
-    return program.tile_cycles(vectors)
-
-
-def engine_cycles(program, vectors: int, layer: int | None = None) -> int:
-    """Cycles the sequencer is busy running one batch of ``vectors`` (1..batch) vectors through
-    every layer (or only through ``layer``'s tiles, with its end-of-layer flush)."""
-    if not 1 <= vectors <= program.batch:
-        raise ColcombError(f"a batch holds 1..{program.batch} vectors, not {vectors}")
-    tiles = [t for t in program.tiles if layer is None or t.layer == layer]
-    flush = sum(FLUSH_CYCLES + t.count for t in tiles if t.layer_end)
-    return sum(tile_cycles(program, vectors) for _ in tiles) + flush
-
-
-def network_cycles(program, vectors: int) -> dict:
-    """Cycles of :class:`colcomb.hdl.top.Top` for ``vectors`` vectors sent back to back in batches
-    of ``program.batch`` to a consumer that is always ready: per batch, one cycle per input word,
-    the engine, one cycle per output word and :data:`BATCH_OVERHEAD`."""
-    if vectors < 1:
-        raise ColcombError(f"vectors must be at least 1, not {vectors}")
-    engine = io = 0
-    batches = 0
-    for start in range(0, vectors, program.batch):
-        b = min(program.batch, vectors - start)
-        engine += engine_cycles(program, b)
-        io += (program.in_words + program.out_words) * b + BATCH_OVERHEAD
-        batches += 1
-    return {"engine": engine, "io": io, "total": engine + io, "batches": batches}
-
+__all__ = ["cost_report", "dense_equivalent", "heatmap_png", "synth_cell"]
 
 # -- cell synthesis ----------------------------------------------------------------------------------
 
@@ -91,7 +40,8 @@ _CELL_CACHE: dict[tuple, dict] = {}
 
 
 def _run_yosys(il: str, family: str, top: str, workdir: Path, tag: str, opts: str = "") -> subprocess.Popen:
-    from colcomb.synth import YOSYS_AFTER_READ, tool_env
+    from colcomb.core.tools import tool_env
+    from colcomb.fpga.synth import YOSYS_AFTER_READ
 
     env = tool_env()
     (workdir / f"{tag}.il").write_text(il)
@@ -109,8 +59,8 @@ def synth_cell(family: str, alphas: Sequence[int], *, weight_bits: int = 8, data
     DSPs unless asked)."""
     from amaranth.back import rtlil
 
+    from colcomb.fpga.resources import parse_yosys_stat, yosys_resources
     from colcomb.hdl.cell import Cell
-    from colcomb.synth import parse_yosys_stat, yosys_resources
 
     if family not in ("ice40", "ecp5"):
         raise ColcombError(f"cell synthesis knows the ice40 and ecp5 families, not {family!r}")
@@ -223,9 +173,10 @@ def cost_report(manifest_dir: str | os.PathLike, *, rows: int, cols: int, out: s
                 layers: list[str] | None = None, synth: bool = True, dsp: bool = False) -> dict:
     """Compare the dense and the column-combined array for the manifest's layers; write
     ``out/cost.json``, ``out/cost.md`` and ``out/heatmap.png``; return the report."""
+    from colcomb.core.tools import tool_env, tool_version
+    from colcomb.fpga.boards import get_board
     from colcomb.hdl.program import Program
     from colcomb.packer.manifest import load_manifest
-    from colcomb.synth import get_board, tool_env, tool_version
 
     spec = get_board(board)
     platform = spec.make_platform()
@@ -326,7 +277,7 @@ def cost_report(manifest_dir: str | os.PathLike, *, rows: int, cols: int, out: s
                       "dense": {"alpha": 1, **{k: v for k, v in cells[1].items() if k != "cells_by_type"}},
                       "combined": {"alpha": combined.alpha,
                                    **{k: v for k, v in cells[combined.alpha].items() if k != "cells_by_type"}}},
-        "cycle_model": "colcomb.cost.network_cycles: Program.tile_cycles per tile, "
+        "cycle_model": "colcomb.hdl.cycles.network_cycles: Program.tile_cycles per tile, "
                        f"{FLUSH_CYCLES} + written-back rows per layer, one cycle per streamed word, "
                        f"{BATCH_OVERHEAD} per batch",
         "dense_macs_per_vector": dense_macs,

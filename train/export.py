@@ -1,7 +1,7 @@
 """Export a trained (pruned, combined) torch model to packed layers and a manifest.
 
 Steps: fold batch norm into the conv/linear before it; walk the model into a *graph* of host
-steps (conv, linear, max-pool, flatten, shift, lstm) that :mod:`colcomb.packer.integer` runs;
+steps (conv, linear, max-pool, flatten, shift, lstm) that :mod:`colcomb.train.integer` runs;
 calibrate activation scales on sample inputs; quantize weights per row; build one
 :class:`~colcomb.packer.packed.PackedLayer` per conv/linear (per LSTM weight matrix) whose
 :class:`~colcomb.packer.packed.Requant` maps accumulators to the next layer's integers.
@@ -32,11 +32,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from colcomb.errors import ColcombError
+from colcomb.core.errors import ColcombError
 from colcomb.packer.combine import combine
 from colcomb.packer.packed import PackedBlock, PackedLayer
-from colcomb.packer.prune import Groups
 from colcomb.packer.quantize import make_requant, quantize_values, row_scales
+from colcomb.train.prune import Groups
 
 GRAPH_VERSION = 1
 
@@ -93,7 +93,7 @@ def _pair(v) -> list[int]:
 
 def build_graph(model: nn.Module) -> list[dict]:
     """Host steps of a folded ``nn.Sequential`` (see the module docstring)."""
-    from colcomb.models import CharLSTM, Shift
+    from colcomb.train.models import CharLSTM, Shift
 
     if isinstance(model, CharLSTM):
         lstm = model.lstm
@@ -154,7 +154,7 @@ def build_graph(model: nn.Module) -> list[dict]:
 
 def matrices(model: nn.Module) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Layer name -> (flattened float weight matrix, bias) of a folded model."""
-    from colcomb.models import CharLSTM
+    from colcomb.train.models import CharLSTM
 
     out = {}
     if isinstance(model, CharLSTM):
@@ -185,7 +185,7 @@ def _range(t: torch.Tensor, percentile: float) -> float:
 def calibrate(model: nn.Module, x: np.ndarray, percentile: float = 99.99) -> dict[str, float]:
     """Real range of each layer's output (after its ReLU) on calibration inputs ``x``; for an
     LSTM the key ``gates`` holds the gate pre-activations' range."""
-    from colcomb.models import CharLSTM
+    from colcomb.train.models import CharLSTM
 
     model.eval()
     if isinstance(model, CharLSTM):
@@ -296,7 +296,7 @@ def export_model(
 ) -> tuple[list[PackedLayer], dict]:
     """Packed layers (network order) and the manifest ``meta`` the integer evaluation needs.
 
-    ``groups``/``alphas`` come from :func:`colcomb.packer.train.joint_optimize`; a layer without
+    ``groups``/``alphas`` come from :func:`colcomb.train.joint.joint_optimize`; a layer without
     groups is packed uncombined (alpha 1, one packed column per nonzero column)."""
     groups = groups or {}
     alphas = alphas or {}

@@ -38,7 +38,8 @@ from amaranth.lib import io, memory, wiring
 from amaranth.lib.cdc import FFSynchronizer
 from amaranth.lib.wiring import In, Out
 
-from colcomb.errors import ColcombError
+from colcomb.core.errors import ColcombError
+from colcomb.hdl.cycles import watchdog_cycles
 from colcomb.hdl.program import Program
 from colcomb.hdl.top import Top
 
@@ -120,14 +121,6 @@ def stream_words(values: np.ndarray, data_bits: int, batch: int | None = None) -
     return words
 
 
-def run_cycles_bound(program: Program, vectors: int) -> int:
-    """A generous cycle budget for streaming ``vectors`` vectors through ``program`` (the
-    watchdog's default): four times a per-tile estimate, plus slack."""
-    p = program
-    batches = -(-vectors // p.batch)
-    per_batch = len(p.tiles) * (p.tile_cycles(p.batch) + 16) + 16 * len(p.layers)
-    io_words = vectors * (p.in_words + p.out_words + 2)
-    return 4 * (batches * per_batch + io_words) + 4096
 
 
 class SelfTest(wiring.Component):
@@ -192,7 +185,7 @@ class SelfTest(wiring.Component):
         self.baud = int(baud)
         self.divisor = divisor
         self.repeat_cycles = repeat_cycles
-        self.timeout_cycles = (run_cycles_bound(program, x.shape[0]) if timeout_cycles is None
+        self.timeout_cycles = (watchdog_cycles(program, x.shape[0]) if timeout_cycles is None
                                else int(timeout_cycles))
         super().__init__({
             "done": Out(1),

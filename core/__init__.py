@@ -1,0 +1,1 @@
+"""What every stage shares: the error type, atomic file writes, text tables, the tool environment."""

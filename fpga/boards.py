@@ -1,0 +1,91 @@
+"""The boards colcomb builds for: amaranth-boards platforms and the LEDs and UART of the verdict."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+from colcomb.core.errors import ColcombError
+
+
+@dataclass(frozen=True)
+class Board:
+    """A supported board: its amaranth-boards platform and which resources show the verdict."""
+
+    name: str
+    module: str
+    platform: str
+    pass_led: tuple[str, int]
+    fail_led: tuple[str, int]
+    uart: tuple[str, int] | None
+    pll_pad: bool = False  # iCE40: the oscillator pin is the PLL's dedicated pad
+    note: str = ""
+
+    def platform_class(self):
+        mod = importlib.import_module(self.module)
+        return getattr(mod, self.platform)
+
+    def make_platform(self):
+        return self.platform_class()()
+
+    @property
+    def family(self) -> str:
+        return self.make_platform().family.lower()
+
+    def describe(self) -> dict:
+        plat = self.make_platform()
+        return {
+            "board": self.name,
+            "platform": f"{self.module}.{self.platform}",
+            "family": plat.family.lower(),
+            "device": f"{plat.device}-{plat.package}",
+            "default_clock_mhz": plat.default_clk_frequency / 1e6,
+            "pass_led": list(self.pass_led),
+            "fail_led": list(self.fail_led),
+            "uart": list(self.uart) if self.uart else None,
+            "note": self.note,
+        }
+
+
+BOARDS: dict[str, Board] = {
+    b.name: b
+    for b in (
+        Board("icebreaker", "amaranth_boards.icebreaker", "ICEBreakerPlatform",
+              pass_led=("led_g", 0), fail_led=("led_r", 0), uart=("uart", 0), pll_pad=True,
+              note="1BitSquared iCEBreaker; green LED = pass, red LED = fail, UART on the FTDI port"),
+        Board("icestick", "amaranth_boards.icestick", "ICEStickPlatform",
+              pass_led=("led", 4), fail_led=("led", 0), uart=("uart", 0),
+              note="Lattice iCEstick (1280 LCs: only tiny networks fit); green LED 4 = pass"),
+        *(
+            Board(f"ulx3s-{size.lower()}", "amaranth_boards.ulx3s", f"ULX3S_{size}_Platform",
+                  pass_led=("led", 0), fail_led=("led", 1), uart=("uart", 0),
+                  note=f"Radiona ULX3S with an LFE5U-{size}; LED 0 = pass, LED 1 = fail"
+                  + (", UART on the US1 FTDI port" if size == "85F" else ""))
+            for size in ("12F", "25F", "45F", "85F")
+        ),
+    )
+}
+ALIASES = {"ulx3s": "ulx3s-85f"}
+
+
+def get_board(name: str) -> Board:
+    """The board called ``name`` (or an alias); ColcombError listing the choices otherwise."""
+    key = ALIASES.get(name.lower(), name.lower())
+    if key not in BOARDS:
+        choices = ", ".join(list(BOARDS) + [f"{a} (= {t})" for a, t in ALIASES.items()])
+        raise ColcombError(f"unknown board {name!r}; supported boards: {choices} "
+                           f"(`colcomb boards` lists them with device and clock)")
+    return BOARDS[key]
+
+
+def boards_table() -> str:
+    rows = [("board", "device", "family", "clock", "notes")]
+    for b in BOARDS.values():
+        d = b.describe()
+        alias = [a for a, t in ALIASES.items() if t == b.name]
+        note = d["note"] + (f" (alias: {', '.join(alias)})" if alias else "")
+        rows.append((b.name, d["device"], d["family"], f"{d['default_clock_mhz']:g} MHz", note))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    return "\n".join(
+        "  ".join(r[i].ljust(widths[i]) for i in range(4)) + "  " + r[4] for r in rows
+    )

@@ -1,0 +1,1 @@
+"""Training (torch): models, datasets, pruning, joint optimization, export, integer evaluation."""

@@ -101,7 +101,9 @@ def check_replaceable(out: Path, inputs: Iterable[str | os.PathLike] = ()) -> No
             raise ColcombError(f"{out} holds the input {inp}; name another folder with --out")
     if not os.path.lexists(out):
         return
-    if out.is_symlink() or not out.is_dir():
+    if out.is_symlink():
+        raise ColcombError(f"{out} is a symbolic link; colcomb replaces only real folders: name the folder itself")
+    if not out.is_dir():
         raise ColcombError(f"{out} exists and is not a folder; name a new or empty folder with --out")
     present = _files_under(out)
     if not present:

@@ -294,7 +294,7 @@ def read_regular(path: Path, limit: int, *, follow: bool = False) -> bytes:
         if st.st_size > limit:
             raise ColcombError(f"{path} holds {st.st_size} bytes, more than the {limit} its manifest allows")
         with os.fdopen(fd, "rb", closefd=False) as f:
-            data = f.read(limit + 1)
+            data = f.read(min(limit, st.st_size) + 1)  # read() allocates what it is asked for
         if len(data) > limit:
             raise ColcombError(f"{path} holds more than the {limit} bytes its manifest allows")
         return data
@@ -352,6 +352,11 @@ def _read_block(obj: dict, layer: dict, k: int, files: _Files) -> PackedBlock:
     shape = (rows[1] - rows[0], len(groups))
     if shape[0] < 1:
         raise ColcombError(f"manifest: {where}.rows {rows} is empty or reversed")
+    if rows[0] < 0 or rows[1] > layer["shape"][0] or shape[1] > layer["shape"][1]:
+        raise ColcombError(
+            f"manifest: {where} has rows {rows} and {shape[1]} packed columns, outside the layer's "
+            f"shape {layer['shape']}"
+        )
     weights = files.array(_field(obj, "weights", str, where), f"{where}.weights", shape)
     selects = files.array(_field(obj, "selects", str, where), f"{where}.selects", shape)
     scale_raw = _field(obj, "scale", (int, float, list), where)

@@ -233,11 +233,17 @@ class OutputFolder:
         try:
             (stage / RECORD).write_text(json.dumps(record, indent=1) + "\n")
             check_replaceable(out, self.inputs)
+            checked = set(_files_under(out)) if os.path.lexists(out) else set()
             if not os.path.lexists(out):
                 os.rename(stage, out)
                 self.path = None
             elif exchange(stage, out):
-                shutil.rmtree(stage, ignore_errors=True)  # now the old folder
+                # stage now holds the old folder: a file that appeared in it since the check above
+                # is not provably colcomb's, so swap back and refuse rather than delete it
+                if set(_files_under(stage)) - checked:
+                    exchange(stage, out)
+                    raise ColcombError(f"files appeared in {out} while colcomb was replacing it; nothing was changed")
+                shutil.rmtree(stage, ignore_errors=True)
                 self.path = None
             else:
                 aside = Path(tempfile.mkdtemp(prefix=f".{out.name}.colcomb-old.", dir=out.parent))

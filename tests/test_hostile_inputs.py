@@ -185,6 +185,26 @@ def test_a_failed_swap_leaves_the_old_output_and_no_strays(packed, tmp_path, mon
     assert snapshot(tmp_path) == before
 
 
+def test_a_file_that_appears_during_the_swap_is_kept(packed, tmp_path, monkeypatch):
+    layers = load_manifest(packed).layers
+    real = outdir.exchange
+    calls = []
+
+    def late_writer(a, b):
+        if not calls:
+            (packed / "late.txt").write_text("written by someone else just now")
+        calls.append(1)
+        return real(a, b)
+
+    monkeypatch.setattr(outdir, "exchange", late_writer)
+    if not real(packed, packed):
+        pytest.skip("renameat2(RENAME_EXCHANGE) is not available here")
+    before = snapshot(tmp_path)
+    with pytest.raises(ColcombError, match="files appeared"):
+        write_manifest(layers[:1], packed, meta={"run": 2})
+    assert snapshot(tmp_path) == {**before, "p/late.txt": b"written by someone else just now"}
+
+
 def test_the_rename_fallback_replaces_the_output(packed, tmp_path, monkeypatch):
     layers = load_manifest(packed).layers
     monkeypatch.setattr(outdir, "exchange", lambda a, b: False)

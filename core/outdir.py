@@ -14,7 +14,8 @@ Every command that writes a folder (``pack``, ``generate``, ``train``, ``sweep``
   new one renamed in (a moment without ``--out``), and put back if the second rename fails;
 - the folder gets the user's umask (not the 0700 of a temporary folder);
 - a lock (``flock`` on a lock file beside ``--out``, removed afterwards) makes a second writer to
-  the same ``--out`` fail at once instead of mixing two outputs.
+  the same ``--out`` fail at once instead of mixing two outputs; staging folders that a killed
+  colcomb left beside ``--out`` are removed by the next command that takes the lock.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import shutil
 import stat
 import tempfile
 from collections.abc import Iterable
+from glob import escape as glob_escape
 from pathlib import Path
 
 from colcomb.core.errors import ColcombError
@@ -214,6 +216,7 @@ class OutputFolder:
             self._lock = _Lock(out)
             self._lock.acquire()
             check_replaceable(out, self.inputs)  # again, now that no other colcomb can change it
+            self._remove_stale_staging()
             self.path = Path(tempfile.mkdtemp(prefix=f".{out.name}.colcomb-new.", dir=out.parent))
             os.chmod(self.path, user_mode("dir"))
         except OSError as exc:
@@ -263,6 +266,14 @@ class OutputFolder:
             if self.path is None:
                 self.committed = True
         return out
+
+    def _remove_stale_staging(self) -> None:
+        """Staging folders of this output left by a killed colcomb: only made under the lock we
+        now hold, so none of them belongs to a running command."""
+        for prefix in (f".{self.out.name}.colcomb-new.", f".{self.out.name}.colcomb-old."):
+            for p in self.out.parent.glob(glob_escape(prefix) + "*"):
+                if p.is_dir() and not p.is_symlink():
+                    shutil.rmtree(p, ignore_errors=True)
 
     def _cleanup(self) -> None:
         if self.path is not None:

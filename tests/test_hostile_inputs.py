@@ -205,6 +205,14 @@ def test_a_file_that_appears_during_the_swap_is_kept(packed, tmp_path, monkeypat
     assert snapshot(tmp_path) == {**before, "p/late.txt": b"written by someone else just now"}
 
 
+def test_staging_left_by_a_killed_run_is_removed_by_the_next(packed, tmp_path, weights):
+    stale = tmp_path / ".p.colcomb-new.abc123"
+    stale.mkdir()
+    (stale / "manifest.json").write_text("half written")
+    assert main(["pack", str(weights), "--out", str(packed)]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p", "w.npy"]
+
+
 def test_the_rename_fallback_replaces_the_output(packed, tmp_path, monkeypatch):
     layers = load_manifest(packed).layers
     monkeypatch.setattr(outdir, "exchange", lambda a, b: False)

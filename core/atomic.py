@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from colcomb.core.errors import ColcombError
+from colcomb.core.outdir import user_mode
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -23,6 +24,7 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     except OSError as exc:
         raise ColcombError(f"cannot write {p}: {exc.strerror or exc}") from None
     try:
+        os.chmod(tmp, user_mode("file"))  # mkstemp makes 0600; a written file gets the umask's mode
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, p)

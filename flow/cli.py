@@ -82,6 +82,7 @@ def _pack_args(p: argparse.ArgumentParser) -> None:
 
 @command("pack", _pack_args)
 def _pack(args: argparse.Namespace) -> int:
+    from colcomb.core.outdir import check_replaceable
     from colcomb.packer.manifest import write_manifest
     from colcomb.packer.pack import PackOptions, pack_layer
     from colcomb.packer.sources import read_matrices
@@ -94,6 +95,7 @@ def _pack(args: argparse.Namespace) -> int:
         act_scale=args.act_scale,
     )
     opts.validate()
+    check_replaceable(args.out, [args.input])  # before the packing work, not after it
     matrices = read_matrices(args.input)
     layers = []
     for i, m in enumerate(matrices, 1):
@@ -101,7 +103,8 @@ def _pack(args: argparse.Namespace) -> int:
         layers.append(pack_layer(m.name, m.weights, opts, m.bias))
         print(f"[{i}/{len(matrices)}] {m.name} {m.weights.shape[0]}x{m.weights.shape[1]} "
               f"packed in {time.perf_counter() - t0:.2f} s", file=sys.stderr)
-    path = write_manifest(layers, args.out, meta={"source": str(args.input), "options": vars(opts)})
+    path = write_manifest(layers, args.out, meta={"source": str(args.input), "options": vars(opts)},
+                          inputs=[args.input])
     print(pack_summary(layers))
     print(f"wrote {path}")
     return 0
@@ -125,10 +128,8 @@ def _golden(args: argparse.Namespace) -> int:
 
     manifest = load_manifest(args.manifest)
     layers = [manifest.layer(args.layer)] if args.layer else manifest.layers
-    try:
-        x = np.load(args.input, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise ColcombError(f"{args.input}: cannot read it as a .npy array ({exc})") from None
+    _check_out_file(args.out, args.input, manifest.path.parent)
+    x = load_input_array(args.input)
     if x.size == 0:
         raise ColcombError(f"{args.input} holds no input vectors (shape {list(x.shape)})")
     y = run_network(layers, x)
@@ -137,6 +138,48 @@ def _golden(args: argparse.Namespace) -> int:
           f"(shape {list(y.shape)}, range [{y.min()}, {y.max()}])")
     return 0
 
+
+
+def load_input_array(path: Path) -> np.ndarray:
+    """The array of a .npy file of input vectors; one clear error for anything else."""
+    try:
+        x = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise ColcombError(f"{path}: cannot read it as a .npy array ({exc})") from None
+    if not isinstance(x, np.ndarray):  # np.load opens an .npz archive as a mapping of arrays
+        keys = ", ".join(x.files)
+        x.close()
+        raise ColcombError(
+            f"{path} is an .npz archive (arrays: {keys or 'none'}); save the input vectors as one "
+            f".npy array with np.save"
+        )
+    return x
+
+
+def _check_out_file(out: Path, source: Path, manifest_dir: Path) -> None:
+    """Refuse an output file that would overwrite an input or a file of the manifest's folder."""
+    if out.suffix.lower() != ".npy":
+        raise ColcombError(f"--out {out} must name a .npy file (it is written with np.save)")
+    target = out.resolve()
+    if target == source.resolve():
+        raise ColcombError(f"--out {out} is the input file; name another file")
+    if manifest_dir.resolve() in target.parents:
+        raise ColcombError(f"--out {out} lies inside the manifest folder {manifest_dir}; write it elsewhere")
+
+
+# -- seal ----------------------------------------------------------------------------------------
+
+def _seal_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("manifest", type=Path, help="folder holding the hand-edited manifest.json")
+
+
+@command("seal", _seal_args)
+def _seal(args: argparse.Namespace) -> int:
+    from colcomb.packer.manifest import seal_manifest
+
+    path = seal_manifest(args.manifest)
+    print(f"sealed {path}: its current content is now what golden, generate and simulate compute")
+    return 0
 
 
 # -- generate / simulate -------------------------------------------------------------------------
@@ -190,16 +233,12 @@ def _simulate_args(p: argparse.ArgumentParser) -> None:
 def _simulate(args: argparse.Namespace) -> int:
     from colcomb.sim.runner import simulate
 
-    inputs = None
-    if args.input is not None:
-        try:
-            inputs = np.load(args.input, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise ColcombError(f"{args.input}: cannot read it as a .npy array ({exc})") from None
+    inputs = None if args.input is None else load_input_array(args.input)
     print(f"building and running {args.manifest} on a {args.rows}x{args.cols} array in Verilator "
           f"(the first build of a design takes a minute or two)...", file=sys.stderr)
     result = simulate(args.manifest, args.rows, args.cols, vectors=args.vectors, seed=args.seed,
-                      waves=args.waves, batch=args.batch, inputs=inputs, root=args.build_dir,
+                      waves=args.waves, batch=args.batch, inputs=inputs,
+                      root=None if args.build_dir is None else args.build_dir.absolute(),
                       check=False, layers=args.layer)
     verdict = "all equal to the golden model" if result.passed else f"{result.mismatch_count} differ"
     print(f"vectors checked: {result.vectors} ({result.checked} output words, {verdict})")
@@ -550,6 +589,7 @@ _HELP = {
     "report": "hardware cost: dense array vs column-combined array (cells, LUTs per cell, cycles, MAC/s, heatmap)",
     "pack": "group, prune and quantize sparse layers; write manifest.json and ROM images",
     "golden": "run the integer golden model of a packed network on inputs",
+    "seal": "accept a hand-edited manifest.json on purpose: store the digest of its current content",
     "generate": "write the Verilog of the column-combined systolic array for a packed network (lint-checked)",
     "simulate": "run the generated array in Verilator (cocotb) and check every output against the golden model",
     "train": "train a model, prune and combine its columns jointly, write checkpoint + packed manifest",

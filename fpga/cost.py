@@ -29,6 +29,7 @@ import numpy as np
 
 from colcomb.core.atomic import write_bytes, write_text
 from colcomb.core.errors import ColcombError
+from colcomb.core.outdir import OutputFolder
 from colcomb.hdl.cycles import BATCH_OVERHEAD, FLUSH_CYCLES, engine_cycles, network_cycles
 from colcomb.packer.packed import dense_equivalent
 
@@ -288,10 +289,12 @@ def cost_report(manifest_dir: str | os.PathLike, *, rows: int, cols: int, out: s
         "tools": {"yosys": tool_version(env["YOSYS"], env) if synth else None},
         "files": {"json": "cost.json", "markdown": "cost.md", "heatmap": "heatmap.png"},
     }
-    out = Path(out)
-    heatmap_png(chosen, out / "heatmap.png")
-    write_text(out / "cost.md", markdown(report))
-    write_text(out / "cost.json", json.dumps(report, indent=2) + "\n")
+    inputs = [manifest_dir] + ([synth_report] if synth_report is not None else [])
+    with OutputFolder(out, command="report", inputs=inputs) as stage:
+        heatmap_png(chosen, stage.path / "heatmap.png")
+        write_text(stage.path / "cost.md", markdown(report))
+        write_text(stage.path / "cost.json", json.dumps(report, indent=2) + "\n")
+        stage.commit()
     return report
 
 

@@ -30,7 +30,6 @@ import importlib.metadata
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -42,6 +41,7 @@ import numpy as np
 from colcomb import __version__
 from colcomb.core.atomic import save_npy, write_text
 from colcomb.core.errors import ColcombError
+from colcomb.core.outdir import OutputFolder
 from colcomb.core.tools import check_tools, tool_env, tool_version
 from colcomb.fpga.boards import get_board
 from colcomb.fpga.resources import (
@@ -239,107 +239,104 @@ def synthesize(manifest_dir: str | os.PathLike, *, board: str, rows: int, cols: 
         pll = ice40_pll(f_osc, requested) if family == "ice40" else ecp5_pll(f_osc, requested)
     f_clk = f_osc if pll is None else pll.f_out
 
-    if out.exists() and not out.is_dir():
-        raise ColcombError(f"{out} exists and is not a folder; name a folder with --out")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ColcombError(f"cannot create {out}: {exc.strerror or exc}; name a folder with --out") from None
-    save_npy(out / "test_inputs.npy", design.inputs)
-    save_npy(out / "test_expected.npy", design.expected)
+    # OUT is staged (and locked: a second writer fails at once) and replaced whole at the end;
+    # a crash leaves the earlier OUT as it was, a failed build replaces it with the failed report
+    with OutputFolder(out, command="synthesize", inputs=[p for p in (manifest_dir, inputs) if p]) as stage:
+        work = stage.path
+        save_npy(work / "test_inputs.npy", design.inputs)
+        save_npy(work / "test_expected.npy", design.expected)
 
-    top = BoardTop(program=prog, inputs=design.inputs, expected=design.expected, pll=pll,
-                   pll_pad=spec.pll_pad, pass_led=spec.pass_led, fail_led=spec.fail_led, uart=spec.uart)
-    build_dir = out / "build"
-    if build_dir.exists():
-        shutil.rmtree(build_dir)
-    overrides = {
-        "nextpnr_opts": f"--report nextpnr_report.json --timing-allow-fail --seed {nextpnr_seed}",
-        "script_after_read": YOSYS_AFTER_READ,
-        "script_after_synth": "tee -q -o yosys_stat.json stat -json",
-    }
-    if family == "ice40" and dsp:
-        overrides["synth_opts"] = "-dsp"
-    if family == "ecp5" and not dsp:
-        overrides["synth_opts"] = "-nodsp"
+        top = BoardTop(program=prog, inputs=design.inputs, expected=design.expected, pll=pll,
+                       pll_pad=spec.pll_pad, pass_led=spec.pass_led, fail_led=spec.fail_led, uart=spec.uart)
+        build_dir = work / "build"
+        overrides = {
+            "nextpnr_opts": f"--report nextpnr_report.json --timing-allow-fail --seed {nextpnr_seed}",
+            "script_after_read": YOSYS_AFTER_READ,
+            "script_after_synth": "tee -q -o yosys_stat.json stat -json",
+        }
+        if family == "ice40" and dsp:
+            overrides["synth_opts"] = "-dsp"
+        if family == "ecp5" and not dsp:
+            overrides["synth_opts"] = "-nodsp"
 
-    report: dict = {
-        "status": "running",
-        "board": spec.name,
-        "platform": f"{spec.module}.{spec.platform}",
-        "family": family,
-        "device": platform.device,
-        "package": platform.package,
-        "clock": {
-            "requested_mhz": requested / 1e6,
-            "oscillator_mhz": f_osc / 1e6,
-            "source": "oscillator" if pll is None else "pll",
-            "clock_mhz": f_clk / 1e6,
-            "pll": None if pll is None else pll.summary(),
-        },
-        "array": {**prog.summary(), "layers_run": design.layer_names},
-        "test": {
+        report: dict = {
+            "status": "running",
+            "board": spec.name,
+            "platform": f"{spec.module}.{spec.platform}",
+            "family": family,
+            "device": platform.device,
+            "package": platform.package,
+            "clock": {
+                "requested_mhz": requested / 1e6,
+                "oscillator_mhz": f_osc / 1e6,
+                "source": "oscillator" if pll is None else "pll",
+                "clock_mhz": f_clk / 1e6,
+                "pll": None if pll is None else pll.summary(),
+            },
+            "array": {**prog.summary(), "layers_run": design.layer_names},
+            "test": {
+                "vectors": int(design.inputs.shape[0]),
+                "input_words": int(design.inputs.size),
+                "output_words": int(design.expected.size),
+                "inputs": "test_inputs.npy",
+                "expected": "test_expected.npy",
+                "seed": seed if inputs is None else None,
+            },
+            "options": {"dsp": dsp, "nextpnr_seed": nextpnr_seed, "overrides": overrides},
+            "manifest": str(design.manifest),
+            "tools": {
+                "yosys": tool_version(env["YOSYS"], env),
+                "nextpnr": tool_version(env["NEXTPNR_ICE40" if family == "ice40" else "NEXTPNR_ECP5"], env),
+                "amaranth": importlib.metadata.version("amaranth"),
+                "amaranth_boards": importlib.metadata.version("amaranth-boards"),
+                "colcomb": __version__,
+            },
+        }
+
+        log(f"synthesize: {spec.name} ({platform.device}-{platform.package}), array {rows}x{cols} "
+            f"alpha {prog.alpha}, {len(prog.tiles)} tiles, clock {f_clk / 1e6:.3f} MHz "
+            f"({'PLL' if pll else 'oscillator'}) -> {build_dir}")
+        # the "running" report in the staging folder shows a crash's progress; it never reaches OUT
+        write_text(work / "report.json", json.dumps(report, indent=2) + "\n")
+        try:
+            plan = platform.build(top, name="top", build_dir=str(build_dir), do_build=False, **overrides)
+            plan.extract(str(build_dir))
+            t_build = time.perf_counter()
+            proc = subprocess.run(["sh", "build_top.sh"], cwd=build_dir, env=env, capture_output=True, text=True)
+            report["build_seconds"] = round(time.perf_counter() - t_build, 1)
+            (build_dir / "build_output.log").write_text(proc.stdout + proc.stderr)
+            tool_failed = proc.returncode != 0
+        except ColcombError:
+            raise
+        except Exception as exc:  # elaboration errors of the design or the platform
+            report["status"] = "failed"
+            report["failures"] = [f"elaboration failed: {type(exc).__name__}: {exc}"]
+            write_text(work / "report.json", json.dumps(report, indent=2) + "\n")
+            stage.commit()  # the failed report is the output: it says what went wrong
+            raise ColcombError(f"{spec.name}: the design did not elaborate ({type(exc).__name__}: {exc}); "
+                               f"report in {report_path}") from exc
+
+        analysis = analyse_build(build_dir, family=family, device=platform.device, clock_hz=f_clk,
+                                 tool_failed=tool_failed)
+        failures = [f.replace(str(work), str(out)) for f in analysis.pop("failures")]
+        report["clock"].update(analysis.pop("clock"))
+        report.update(analysis)
+        if report["bitstream"]:
+            report["bitstream"]["path"] = str((build_dir / report["bitstream"]["path"]).relative_to(work))
+
+        cyc = network_cycles(prog, design.inputs.shape[0])
+        report["performance"] = {
+            "cycles": cyc["total"],
+            "engine_cycles": cyc["engine"],
             "vectors": int(design.inputs.shape[0]),
-            "input_words": int(design.inputs.size),
-            "output_words": int(design.expected.size),
-            "inputs": "test_inputs.npy",
-            "expected": "test_expected.npy",
-            "seed": seed if inputs is None else None,
-        },
-        "options": {"dsp": dsp, "nextpnr_seed": nextpnr_seed, "overrides": overrides},
-        "manifest": str(design.manifest),
-        "tools": {
-            "yosys": tool_version(env["YOSYS"], env),
-            "nextpnr": tool_version(env["NEXTPNR_ICE40" if family == "ice40" else "NEXTPNR_ECP5"], env),
-            "amaranth": importlib.metadata.version("amaranth"),
-            "amaranth_boards": importlib.metadata.version("amaranth-boards"),
-            "colcomb": __version__,
-        },
-    }
-
-    log(f"synthesize: {spec.name} ({platform.device}-{platform.package}), array {rows}x{cols} "
-        f"alpha {prog.alpha}, {len(prog.tiles)} tiles, clock {f_clk / 1e6:.3f} MHz "
-        f"({'PLL' if pll else 'oscillator'}) -> {build_dir}")
-    # a complete "running" report replaces any earlier one, so a crash never leaves a stale verdict
-    write_text(report_path, json.dumps(report, indent=2) + "\n")
-    try:
-        plan = platform.build(top, name="top", build_dir=str(build_dir), do_build=False, **overrides)
-        plan.extract(str(build_dir))
-        t_build = time.perf_counter()
-        proc = subprocess.run(["sh", "build_top.sh"], cwd=build_dir, env=env, capture_output=True, text=True)
-        report["build_seconds"] = round(time.perf_counter() - t_build, 1)
-        (build_dir / "build_output.log").write_text(proc.stdout + proc.stderr)
-        tool_failed = proc.returncode != 0
-    except ColcombError:
-        raise
-    except Exception as exc:  # elaboration errors of the design or the platform
-        report["status"] = "failed"
-        report["failures"] = [f"elaboration failed: {type(exc).__name__}: {exc}"]
-        write_text(report_path, json.dumps(report, indent=2) + "\n")
-        raise ColcombError(f"{spec.name}: the design did not elaborate ({type(exc).__name__}: {exc}); "
-                           f"report in {report_path}") from exc
-
-    analysis = analyse_build(build_dir, family=family, device=platform.device, clock_hz=f_clk,
-                             tool_failed=tool_failed)
-    failures = analysis.pop("failures")
-    report["clock"].update(analysis.pop("clock"))
-    report.update(analysis)
-    if report["bitstream"]:
-        report["bitstream"]["path"] = str((build_dir / report["bitstream"]["path"]).relative_to(out))
-
-
-    cyc = network_cycles(prog, design.inputs.shape[0])
-    report["performance"] = {
-        "cycles": cyc["total"],
-        "engine_cycles": cyc["engine"],
-        "vectors": int(design.inputs.shape[0]),
-        "dense_macs_per_vector": prog.dense_macs(),
-        "seconds_at_clock": cyc["total"] / f_clk,
-    }
-    report["failures"] = failures
-    report["status"] = "failed" if failures else "passed"
-    report["elapsed_seconds"] = round(time.perf_counter() - t0, 1)
-    write_text(report_path, json.dumps(report, indent=2) + "\n")
+            "dense_macs_per_vector": prog.dense_macs(),
+            "seconds_at_clock": cyc["total"] / f_clk,
+        }
+        report["failures"] = failures
+        report["status"] = "failed" if failures else "passed"
+        report["elapsed_seconds"] = round(time.perf_counter() - t0, 1)
+        write_text(work / "report.json", json.dumps(report, indent=2) + "\n")
+        stage.commit()
     if failures:
         raise ColcombError(f"{spec.name}: " + "; ".join(failures) + f" (report: {report_path})")
     return report

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +11,7 @@ from pathlib import Path
 from amaranth.back import verilog
 
 from colcomb.core.errors import ColcombError
+from colcomb.core.outdir import OutputFolder
 from colcomb.hdl.program import Program
 from colcomb.hdl.top import Top
 from colcomb.packer.manifest import load_manifest
@@ -76,36 +75,31 @@ def generate_layers(
     data_bits: int | None = None,
     acc_bits: int | None = None,
     lint: bool = False,
+    inputs: Sequence[str | os.PathLike] = (),
 ) -> Design:
-    """Like :func:`generate`, from layers already in memory."""
+    """Like :func:`generate`, from layers already in memory. ``OUT`` is replaced whole (see
+    :mod:`colcomb.core.outdir`); ``inputs`` are files it must not hold."""
     from colcomb.hdl import lint as lint_mod
 
     program = Program.compile(layers, rows=rows, cols=cols, batch=batch,
                               weight_bits=weight_bits, data_bits=data_bits, acc_bits=acc_bits)
     out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise ColcombError(f"{out} exists and is not a folder; name a folder with --out")
-    text = verilog_text(program, top)  # before OUT is made: a bad --top leaves nothing behind
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ColcombError(f"cannot create {out}: {exc.strerror or exc}; name a folder with --out") from None
-    # everything is written and linted in a scratch folder first: a failure leaves OUT untouched
-    tmp = Path(tempfile.mkdtemp(prefix=f".{top}.", dir=out))
-    try:
-        (tmp / f"{top}.v").write_text(text)
-        lint_mod.write_waivers(tmp, top)
-        (tmp / f"{top}.json").write_text(json.dumps(design_info(program, top), indent=1) + "\n")
-        roms = [f"{top}.{name}.hex" for name in ROM_IMAGES]
-        for name, fname in zip(ROM_IMAGES, roms, strict=True):
-            (tmp / fname).write_text(_hex_image(getattr(program, name)))
+    text = verilog_text(program, top)  # before OUT is touched: a bad --top leaves nothing behind
+    # everything is written and linted in a staging folder that replaces OUT only when complete
+    with OutputFolder(out, command="generate", inputs=inputs) as stage:
+        tmp = stage.path
+        try:
+            (tmp / f"{top}.v").write_text(text)
+            lint_mod.write_waivers(tmp, top)
+            (tmp / f"{top}.json").write_text(json.dumps(design_info(program, top), indent=1) + "\n")
+            roms = [f"{top}.{name}.hex" for name in ROM_IMAGES]
+            for name, fname in zip(ROM_IMAGES, roms, strict=True):
+                (tmp / fname).write_text(_hex_image(getattr(program, name)))
+        except OSError as exc:
+            raise ColcombError(f"cannot write {out}: {exc.strerror or exc}") from None
         if lint:
             lint_mod.lint(tmp / f"{top}.v", tmp / f"{top}.vlt", top)
-        names = [f"{top}.v", f"{top}.vlt", f"{top}.json", *roms]
-        for name in names:
-            os.replace(tmp / name, out / name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        stage.commit()
     return Design(top=top, verilog=out / f"{top}.v", waivers=out / f"{top}.vlt", info=out / f"{top}.json",
                   program=program, roms=tuple(out / r for r in roms))
 
@@ -148,4 +142,4 @@ def generate(
     chosen = load_manifest(manifest_dir).chain(layers)
     return generate_layers(chosen, rows, cols, out_dir, batch=batch, top=top,
                            weight_bits=weight_bits, data_bits=data_bits, acc_bits=acc_bits,
-                           lint=lint)
+                           lint=lint, inputs=[manifest_dir])

@@ -1,20 +1,23 @@
 """The manifest contract: ``DIR/manifest.json`` plus the ``.npy`` arrays and ROM images it names.
 
-Writing is atomic (a temporary folder renamed into place); reading validates the format version,
-every field's type, every file's sha256, array shapes and ranges, the agreement between ROM images
-and arrays, and the layer invariants, and fails with one :class:`ColcombError` naming the first
-problem.
+Writing goes through :class:`~colcomb.core.outdir.OutputFolder` (staged, checked by loading it
+back, swapped in whole). The manifest carries a digest of its own canonical JSON, so an edit made
+behind colcomb's back is refused; :func:`seal_manifest` (``colcomb seal DIR``) accepts an edit on
+purpose. Reading validates the digest, the format version, every field's type, every file's sha256
+(files opened only as regular files inside the folder, with a size cap), array shapes and ranges,
+the agreement between ROM images and arrays, and the layer invariants, and fails with one
+:class:`ColcombError` naming the first problem.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
 import os
 import re
-import shutil
-import tempfile
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,13 +25,19 @@ from pathlib import Path
 import numpy as np
 
 from colcomb import __version__
+from colcomb.core.atomic import write_bytes, write_text
 from colcomb.core.errors import ColcombError
+from colcomb.core.outdir import OutputFolder
 from colcomb.packer import rom
 from colcomb.packer.packed import MAX_ALPHA, PackedBlock, PackedLayer, Requant
 
 FORMAT = "colcomb-manifest"
 VERSION = 1
 MANIFEST = "manifest.json"
+DIGEST = "digest"  # "sha256:<hex>" of the canonical JSON of every other field
+MAX_MANIFEST_BYTES = 256 << 20
+MAX_DIM = 1 << 24  # rows or columns of one layer: far above any real layer, far below a MemoryError
+MAX_NAME = 200
 
 
 @dataclass
@@ -57,8 +66,29 @@ def select_layers(manifest: Manifest, names: Sequence[str] | None) -> list[Packe
 
 
 def safe_name(name: str) -> str:
-    """A file-name stem for a layer name (torch names like ``features.0`` keep their dots)."""
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", name) or "layer"
+    """A file-name stem for a layer name (torch names like ``features.0`` keep their dots, but
+    a stem never starts with one: the loader opens no hidden or parent-relative file)."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name).lstrip(".") or "layer"
+
+
+def name_problem(name: object) -> str | None:
+    """Why ``name`` cannot be a layer name in a manifest, or None when it can."""
+    if not isinstance(name, str) or not name:
+        return "a layer name must be a non-empty string"
+    if len(name) > MAX_NAME:
+        return f"a layer name must be at most {MAX_NAME} characters"
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        return "a layer name must not hold control characters (NUL, newline, ...)"
+    if "/" in name or "\\" in name or name.startswith("."):
+        return "a layer name must not hold '/' or '\\' or start with '.'"
+    return None
+
+
+def manifest_digest(doc: dict) -> str:
+    """``sha256:<hex>`` of the canonical JSON (sorted keys, no spaces) of ``doc`` without its digest."""
+    body = {k: v for k, v in doc.items() if k != DIGEST}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
 def _sha256(data: bytes) -> str:
@@ -105,6 +135,9 @@ def _block_json(layer: PackedLayer, k: int, block: PackedBlock, files: dict[str,
 def manifest_json(layers: Sequence[PackedLayer], meta: dict | None = None) -> tuple[dict, dict[str, bytes]]:
     """The manifest document and the bytes of every file it names."""
     names = [layer.name for layer in layers]
+    for n in names:
+        if (problem := name_problem(n)) is not None:
+            raise ColcombError(f"layer name {n!r:.80}: {problem}; rename the layer")
     stems = [safe_name(n) for n in names]
     if len(set(stems)) != len(stems):
         raise ColcombError(f"layer names {names} collide as file names; rename the layers")
@@ -142,6 +175,7 @@ def manifest_json(layers: Sequence[PackedLayer], meta: dict | None = None) -> tu
         "layers": out_layers,
         "files": {name: _sha256(data) for name, data in sorted(files.items())},
     }
+    doc[DIGEST] = manifest_digest(doc)
     return doc, files
 
 
@@ -156,40 +190,53 @@ def _dumps(obj, depth: int = 0) -> str:
     return json.dumps(obj)
 
 
-def write_manifest(layers: Sequence[PackedLayer], out_dir: str | os.PathLike, meta: dict | None = None) -> Path:
-    """Write the manifest and its files into ``out_dir`` atomically; return the manifest's path.
+def write_manifest(
+    layers: Sequence[PackedLayer],
+    out_dir: str | os.PathLike,
+    meta: dict | None = None,
+    inputs: Sequence[str | os.PathLike] = (),
+) -> Path:
+    """Write the manifest and its files into ``out_dir``; return the manifest's path.
 
-    An existing ``out_dir`` is replaced only when it is empty or holds a colcomb manifest.
+    The folder is staged, loaded back (colcomb never writes a manifest its loader refuses) and
+    swapped in whole. An existing ``out_dir`` is replaced only when colcomb wrote every file in
+    it, and never when it holds one of ``inputs`` (see :mod:`colcomb.core.outdir`).
     """
-    out = Path(out_dir)
     doc, files = manifest_json(layers, meta)
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / MANIFEST).exists())):
-        raise ColcombError(
-            f"{out} exists and is not a colcomb output folder (no {MANIFEST}); "
-            f"name a new or empty folder with --out"
-        )
+    with OutputFolder(out_dir, command="pack", inputs=inputs) as stage:
+        try:
+            for name, data in files.items():
+                (stage.path / name).write_bytes(data)
+            (stage.path / MANIFEST).write_text(_dumps(doc) + "\n")
+        except OSError as exc:
+            raise ColcombError(f"cannot write {out_dir}: {exc.strerror or exc}") from None
+        try:
+            load_manifest(stage.path)
+        except ColcombError as exc:
+            raise ColcombError(f"colcomb wrote a manifest its own loader refuses (a bug): {exc}") from None
+        stage.commit()
+    return Path(out_dir) / MANIFEST
+
+
+def seal_manifest(path: str | os.PathLike) -> Path:
+    """Accept a hand-edited manifest on purpose: store the digest of its current content.
+
+    The sealed manifest must still pass every other check of :func:`load_manifest` (file hashes,
+    ranges, invariants); when it does not, the file is left as it was and the error says why.
+    """
+    p = Path(path)
+    if p.is_dir():
+        p = p / MANIFEST
+    doc = _parse(_read_manifest_text(p), p)
+    original = p.read_bytes()
+    doc[DIGEST] = manifest_digest(doc)
+    write_text(p, _dumps(doc) + "\n")
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    except OSError as exc:
-        raise ColcombError(f"cannot create {out}: {exc.strerror or exc}; name another folder with --out") from None
-    try:
-        for name, data in files.items():
-            (tmp / name).write_bytes(data)
-        (tmp / MANIFEST).write_text(_dumps(doc) + "\n")
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
-            os.rename(out, old / "x")
-            os.rename(tmp, out)
-            shutil.rmtree(old)
-        else:
-            os.rename(tmp, out)
-    except BaseException as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(exc, OSError):
-            raise ColcombError(f"cannot write {out}: {exc.strerror or exc}") from None
+        load_manifest(p)
+    except ColcombError:
+        write_bytes(p, original)
         raise
-    return out / MANIFEST
+    return p
 
 
 # -- reading -------------------------------------------------------------------------------------
@@ -225,6 +272,36 @@ def _number(value, where: str) -> float:
         raise ColcombError(f"manifest: {where} {value!r:.60} is too large") from None
 
 
+def read_regular(path: Path, limit: int, *, follow: bool = False) -> bytes:
+    """The bytes of ``path`` if it is a regular file of at most ``limit`` bytes.
+
+    Opened without blocking (a FIFO cannot hang) and, unless ``follow``, without following a
+    symbolic link (a manifest's files stay inside its folder); devices and folders are refused.
+    """
+    flags = os.O_RDONLY | os.O_NONBLOCK | (0 if follow else os.O_NOFOLLOW)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ColcombError(
+                f"{path} is a symbolic link; a manifest's files must be regular files in its folder"
+            ) from None
+        raise
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ColcombError(f"{path} is not a regular file (a folder, device, FIFO or socket); regenerate it")
+        if st.st_size > limit:
+            raise ColcombError(f"{path} holds {st.st_size} bytes, more than the {limit} its manifest allows")
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            data = f.read(min(limit, st.st_size) + 1)  # read() allocates what it is asked for
+        if len(data) > limit:
+            raise ColcombError(f"{path} holds more than the {limit} bytes its manifest allows")
+        return data
+    finally:
+        os.close(fd)
+
+
 class _Files:
     """Reads the files a manifest names, each checked against its sha256 once."""
 
@@ -232,14 +309,15 @@ class _Files:
         self.root = root
         self.hashes = hashes
 
-    def read(self, name: str, where: str) -> bytes:
-        if not isinstance(name, str) or "/" in name or "\\" in name or name.startswith("."):
-            raise ColcombError(f"manifest: {where} must be a plain file name inside the folder, got {name!r}")
+    def read(self, name: str, where: str, limit: int) -> bytes:
+        if (not isinstance(name, str) or not name or "/" in name or "\\" in name or "\0" in name
+                or name.startswith(".")):
+            raise ColcombError(f"manifest: {where} must be a plain file name inside the folder, got {name!r:.80}")
         if name not in self.hashes:
             raise ColcombError(f"manifest: {where} names {name}, which has no sha256 in 'files'")
         path = self.root / name
         try:
-            data = path.read_bytes()
+            data = read_regular(path, limit)
         except OSError as exc:
             raise ColcombError(
                 f"manifest: cannot read {path} ({exc.strerror}); regenerate with `colcomb pack`"
@@ -252,7 +330,7 @@ class _Files:
         return data
 
     def array(self, name: str, where: str, shape: tuple[int, int]) -> np.ndarray:
-        data = self.read(name, where)
+        data = self.read(name, where, shape[0] * shape[1] * 8 + 4096)  # int64 at most, plus header
         try:
             arr = np.load(io.BytesIO(data), allow_pickle=False)
         except (ValueError, OSError) as exc:
@@ -274,6 +352,11 @@ def _read_block(obj: dict, layer: dict, k: int, files: _Files) -> PackedBlock:
     shape = (rows[1] - rows[0], len(groups))
     if shape[0] < 1:
         raise ColcombError(f"manifest: {where}.rows {rows} is empty or reversed")
+    if rows[0] < 0 or rows[1] > layer["shape"][0] or shape[1] > layer["shape"][1]:
+        raise ColcombError(
+            f"manifest: {where} has rows {rows} and {shape[1]} packed columns, outside the layer's "
+            f"shape {layer['shape']}"
+        )
     weights = files.array(_field(obj, "weights", str, where), f"{where}.weights", shape)
     selects = files.array(_field(obj, "selects", str, where), f"{where}.selects", shape)
     scale_raw = _field(obj, "scale", (int, float, list), where)
@@ -291,7 +374,9 @@ def _read_block(obj: dict, layer: dict, k: int, files: _Files) -> PackedBlock:
         if _field(romj, width_key, int, f"{where}.rom") != width:
             raise ColcombError(f"manifest: {where}.rom.{width_key} must be {width} for this layer")
         name = _field(romj, key, str, f"{where}.rom")
-        words = rom.parse_hex(files.read(name, f"{where}.rom.{key}").decode("ascii", "replace"), width, name)
+        count = shape[0] * shape[1] if key == "cells" else shape[1] * alpha
+        limit = count * ((width + 3) // 4 + 2) + 4096  # digits and a CR LF per word
+        words = rom.parse_hex(files.read(name, f"{where}.rom.{key}", limit).decode("ascii", "replace"), width, name)
         expect = (
             rom.encode_cells(block, bits, alpha)
             if key == "cells"
@@ -308,10 +393,14 @@ def _read_block(obj: dict, layer: dict, k: int, files: _Files) -> PackedBlock:
 def _read_layer(obj: dict, i: int, files: _Files) -> PackedLayer:
     where = f"layers[{i}]"
     name = _field(obj, "name", str, where)
+    if (problem := name_problem(name)) is not None:
+        raise ColcombError(f"manifest: {where}.name {name!r:.80}: {problem}")
     where = f"layer {name!r}"
     shape = _int_list(_field(obj, "shape", list, where), f"{where}.shape")
     if len(shape) != 2 or min(shape) < 1:
         raise ColcombError(f"manifest: {where}.shape must be [rows, cols] of positive integers, got {shape}")
+    if max(shape) > MAX_DIM:
+        raise ColcombError(f"manifest: {where}.shape {shape} exceeds {MAX_DIM} rows or columns")
     alpha = _field(obj, "alpha", int, where)
     if not 1 <= alpha <= MAX_ALPHA:
         raise ColcombError(f"manifest: {where}.alpha {alpha} must be at least 1 and at most {MAX_ALPHA}")
@@ -352,29 +441,78 @@ def _read_layer(obj: dict, i: int, files: _Files) -> PackedLayer:
     return layer
 
 
-def load_manifest(path: str | os.PathLike) -> Manifest:
-    """Read and fully validate a manifest (a folder holding manifest.json, or the file itself)."""
-    p = Path(path)
-    if p.is_dir():
-        p = p / MANIFEST
+def _read_manifest_text(p: Path) -> str:
     try:
-        text = p.read_text()
+        data = read_regular(p, MAX_MANIFEST_BYTES, follow=True)
     except FileNotFoundError:
         out = p.parent if p.name == MANIFEST else p
         raise ColcombError(f"no manifest at {p}; run `colcomb pack ... --out {out}` first") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ColcombError(f"cannot read {p}: {exc}") from None
+    except OSError as exc:
+        raise ColcombError(f"cannot read {p}: {exc.strerror or exc}") from None
+    try:
+        return data.decode()
+    except UnicodeDecodeError as exc:
+        raise ColcombError(f"cannot read {p}: not UTF-8 text ({exc.reason})") from None
+
+
+def _parse(text: str, p: Path) -> dict:
+    """The manifest document, its format and version checked; one ColcombError for any bad JSON."""
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ColcombError(f"{p} is not valid JSON (line {exc.lineno}: {exc.msg}); regenerate it") from None
+    except (ValueError, RecursionError) as exc:  # integers of thousands of digits, deep nesting
+        kind = "nests too deeply" if isinstance(exc, RecursionError) else f"holds a value JSON cannot carry ({exc})"
+        raise ColcombError(f"{p} {kind:.160}; regenerate it") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise ColcombError(f"{p} is not a colcomb manifest (its 'format' is not {FORMAT!r})")
     if doc.get("version") != VERSION or isinstance(doc.get("version"), bool):
         raise ColcombError(
-            f"{p} has manifest version {doc.get('version')!r}; this colcomb reads version {VERSION}: "
+            f"{p} has manifest version {doc.get('version')!r:.40}; this colcomb reads version {VERSION}: "
             f"repack with this colcomb"
         )
+    return doc
+
+
+def _check_digest(doc: dict, p: Path) -> None:
+    folder = p.parent if p.name == MANIFEST else p
+    stored = doc.get(DIGEST)
+    if stored is None:
+        raise ColcombError(
+            f"{p} carries no digest (written by hand or an older colcomb); repack it, or run "
+            f"`colcomb seal {folder}` to accept its content as it is"
+        )
+    try:
+        actual = manifest_digest(doc)
+    except (ValueError, RecursionError, TypeError):
+        actual = None
+    if stored != actual:
+        raise ColcombError(
+            f"{p} was changed after colcomb wrote it (its digest does not match its content): an edit "
+            f"to a bias, multiplier, shift, clamp or any other field changes what the network "
+            f"computes; repack it, or run `colcomb seal {folder}` to accept the edit on purpose"
+        )
+
+
+def load_manifest(path: str | os.PathLike) -> Manifest:
+    """Read and fully validate a manifest (a folder holding manifest.json, or the file itself).
+
+    Every malformed input, however odd, ends in one :class:`ColcombError`.
+    """
+    p = Path(path)
+    if p.is_dir():
+        p = p / MANIFEST
+    try:
+        return _load(p)
+    except RecursionError:
+        raise ColcombError(f"{p} nests too deeply to be a colcomb manifest; regenerate it") from None
+    except MemoryError:
+        raise ColcombError(f"{p} describes arrays too large to hold in memory; regenerate it") from None
+
+
+def _load(p: Path) -> Manifest:
+    doc = _parse(_read_manifest_text(p), p)
+    _check_digest(doc, p)
     hashes = _field(doc, "files", dict, "the manifest")
     files = _Files(p.parent, hashes)
     layers_raw = _field(doc, "layers", list, "the manifest")

@@ -14,7 +14,16 @@ import numpy as np
 
 from colcomb.core.errors import ColcombError
 from colcomb.packer.combine import METHODS, combine, group_columns
-from colcomb.packer.packed import ACTIVATIONS, MAX_ACC_BITS, MAX_ALPHA, PackedBlock, PackedLayer
+from colcomb.packer.golden import accumulator_bound
+from colcomb.packer.packed import (
+    ACTIVATIONS,
+    MAX_ACC_BITS,
+    MAX_ALPHA,
+    MULTIPLIER_BITS,
+    PackedBlock,
+    PackedLayer,
+    signed_range,
+)
 from colcomb.packer.quantize import GRANULARITIES, make_requant, quantize_values, row_scales
 
 
@@ -53,6 +62,13 @@ class PackOptions:
             raise ColcombError(
                 f"acc_bits {self.acc_bits} must exceed bits and data_bits and be at most {MAX_ACC_BITS}"
             )
+        if self.bits + self.data_bits - 1 > self.acc_bits:  # one weight x input product alone
+            raise ColcombError(
+                f"a {self.bits}-bit weight times a {self.data_bits}-bit input needs "
+                f"{self.bits + self.data_bits - 1} bits, more than acc_bits {self.acc_bits}: the "
+                f"accumulator could overflow; raise --acc-bits (at most {MAX_ACC_BITS}) or lower "
+                f"--bits/--data-bits"
+            )
         if self.row_block is not None:
             whole("row_block", self.row_block, 1)
         if self.section is not None:
@@ -68,6 +84,24 @@ class PackOptions:
             )
         if self.act_scale is not None and not (np.isfinite(self.act_scale) and self.act_scale > 0):
             raise ColcombError(f"act_scale must be a positive number, got {self.act_scale!r}")
+
+
+def _check_magnitude(name: str, w: np.ndarray, bits: int) -> None:
+    """Refuse weights whose scale the integer requantization cannot express (instead of an
+    OverflowError or a wrapped multiplier deep inside the quantizer)."""
+    top = float(np.abs(w).max(initial=0.0))
+    if 0.0 < top < np.finfo(np.float64).tiny:
+        raise ColcombError(
+            f"layer {name!r}: its largest weight {top:.3g} is subnormal (below {np.finfo(np.float64).tiny:.3g}); "
+            f"such a layer computes nothing but rounding noise: zero it or rescale it"
+        )
+    qmax = (1 << (bits - 1)) - 1
+    limit = float((1 << MULTIPLIER_BITS) - 1) * qmax  # a weight scale above 2**16-1 has no multiplier
+    if top > limit:
+        raise ColcombError(
+            f"layer {name!r}: weights up to {top:.3g} are too large for the requantization: with "
+            f"{bits}-bit weights they must stay below {limit:.4g} in magnitude; scale the layer down"
+        )
 
 
 def _spans(total: int, step: int | None) -> list[tuple[int, int]]:
@@ -102,6 +136,7 @@ def pack_layer(
         raise ColcombError(f"layer {name!r}: a filter matrix must be 2-D and non-empty, got shape {list(w.shape)}")
     if not np.all(np.isfinite(w)):
         raise ColcombError(f"layer {name!r}: NaN or infinite weights; fix the model first")
+    _check_magnitude(name, w, opts.bits)
     parts = pack_matrix(w, opts)
     scales = row_scales([p[3] for p in parts], opts.bits, opts.quant, opts.power_of_two)
     blocks = tuple(
@@ -133,6 +168,12 @@ def pack_layer(
         acc_bits=opts.acc_bits,
     )
     layer.validate()
+    bound, a_hi = accumulator_bound(layer), signed_range(opts.acc_bits)[1]
+    if bound > a_hi:
+        raise ColcombError(
+            f"layer {name!r}: the accumulator could reach {bound} (|weights| x largest input + |bias|), "
+            f"beyond the {opts.acc_bits}-bit accumulator's {a_hi}; raise --acc-bits or lower --bits/--data-bits"
+        )
     cells = layer.rows * layer.cols
     layer.stats.update(
         {

@@ -69,6 +69,11 @@ class Requant:
                 f"{where}: activation {self.activation!r} is not one of {', '.join(ACTIVATIONS)}"
             )
         c_lo, c_hi = self.clamp
+        if self.activation != "none" and c_lo < 0:
+            raise ColcombError(
+                f"{where}: activation {self.activation} clamps at 0 or above, but the clamp is "
+                f"[{c_lo}, {c_hi}]; use activation none for a negative lower bound"
+            )
         if not lo <= c_lo <= c_hi <= hi:
             raise ColcombError(
                 f"{where}: clamp [{c_lo}, {c_hi}] must be ordered and inside the {out_bits}-bit "

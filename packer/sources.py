@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from colcomb.core.errors import ColcombError
+from colcomb.packer.manifest import MAX_NAME
 
 TORCH_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin")
 
@@ -41,6 +42,13 @@ def _finite(name: str, arr: np.ndarray, source: Path) -> np.ndarray:
     return out
 
 
+def layer_name(key: str) -> str:
+    """A layer name the manifest accepts, from an npz key, file stem or checkpoint key: path
+    separators and control characters become ``_``, leading dots go (``../x`` -> ``_x``)."""
+    name = "".join("_" if c in "/\\" or ord(c) < 32 or ord(c) == 127 else c for c in key)
+    return name.lstrip(".")[:MAX_NAME] or "layer"
+
+
 def _as_matrix(name: str, arr: np.ndarray, bias: np.ndarray | None, source: Path) -> Matrix:
     w = _finite(name, np.asarray(arr), source)
     kernel = None
@@ -59,7 +67,7 @@ def _as_matrix(name: str, arr: np.ndarray, bias: np.ndarray | None, source: Path
             raise ColcombError(
                 f"{source}: bias of {name} has shape {list(b.shape)}, expected [{w.shape[0]}]"
             )
-    return Matrix(name, w, b, kernel)
+    return Matrix(layer_name(name), w, b, kernel)
 
 
 def _from_named(named: dict[str, np.ndarray], source: Path, *, weights_only: bool) -> list[Matrix]:
@@ -99,7 +107,58 @@ def _read_torch(path: Path) -> dict[str, np.ndarray]:
             break
     if not isinstance(obj, dict):
         raise ColcombError(f"{path}: expected a state_dict (a dict of tensors), got {type(obj).__name__}")
-    return {k: v.detach().cpu().numpy() for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    out = {}
+    for key, tensor in obj.items():
+        if not isinstance(tensor, torch.Tensor):
+            continue
+        last = str(key).rsplit(".", 1)[-1]
+        problem = _tensor_problem(tensor)
+        if problem is None:
+            out[key] = _to_numpy(tensor, f"{path}: {key}")
+        elif last.startswith(("weight", "bias")):  # a tensor pack would use: refuse it by name
+            raise ColcombError(f"{path}: {key} is {problem}; convert it to a dense float tensor first")
+    return out
+
+
+def _tensor_problem(tensor) -> str | None:
+    """Why a checkpoint tensor cannot become a float64 matrix, or None when it can."""
+    import torch
+
+    if tensor.is_meta:
+        return "a meta tensor (shape only, no values)"
+    if tensor.layout != torch.strided:
+        return f"a sparse tensor ({tensor.layout})"
+    if tensor.is_complex():
+        return f"complex ({tensor.dtype})"
+    if tensor.is_quantized:
+        return f"a quantized tensor ({tensor.dtype})"
+    if "float8" in str(tensor.dtype) or "float4" in str(tensor.dtype):
+        return f"{tensor.dtype} (an 8-bit float format numpy cannot hold)"
+    return None
+
+
+def _to_numpy(tensor, where: str) -> np.ndarray:
+    import torch
+
+    t = tensor.detach().cpu()
+    if t.dtype in (torch.bfloat16, torch.float16):  # numpy has no bfloat16; float32 holds both exactly
+        t = t.to(torch.float32)
+    try:
+        return t.numpy()
+    except (TypeError, RuntimeError) as exc:
+        raise ColcombError(f"{where} is a {t.dtype} tensor numpy cannot hold ({exc})") from None
+
+
+def _unique(mats: list[Matrix], source: Path) -> list[Matrix]:
+    seen: dict[str, int] = {}
+    for m in mats:
+        if m.name in seen:
+            raise ColcombError(
+                f"{source}: two matrices become the layer name {m.name!r} (path separators, control "
+                f"characters and leading dots are replaced); rename one of them"
+            )
+        seen[m.name] = 1
+    return mats
 
 
 def read_matrices(path: str | os.PathLike) -> list[Matrix]:
@@ -125,6 +184,7 @@ def read_matrices(path: str | os.PathLike) -> list[Matrix]:
             )
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
         raise ColcombError(f"{p}: cannot read it ({type(exc).__name__}: {exc})") from None
+    _unique(mats, p)
     if not mats:
         raise ColcombError(f"{p}: holds no Conv2d, Linear or LSTM weight (2-D or 4-D '...weight*' tensor)")
     return mats

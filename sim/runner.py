@@ -123,7 +123,7 @@ def _verilator_environ(opt: str = DEFAULT_OPT):
 
 
 def default_root() -> Path:
-    return Path(os.environ.get("COLCOMB_SIM_BUILD", Path.cwd() / "build" / "sim"))
+    return Path(os.environ.get("COLCOMB_SIM_BUILD", Path.cwd() / "build" / "sim")).absolute()
 
 
 def _tool_versions() -> dict:
@@ -153,7 +153,8 @@ def build(
     if opt not in OPT_LEVELS:
         raise ColcombError(f"opt must be one of {', '.join(OPT_LEVELS)}, not {opt!r}")
     t0 = time.perf_counter()
-    root = Path(root) if root is not None else default_root()
+    # absolute from the start: the simulator runs in the build folder, where a relative root is wrong
+    root = Path(root).absolute() if root is not None else default_root()
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".gen-", dir=root))
     try:

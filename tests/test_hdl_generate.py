@@ -123,6 +123,8 @@ def test_a_failed_lint_leaves_the_output_folder_untouched(manifest_dir, tmp_path
 
     monkeypatch.setattr(lint_mod, "lint", fail)
     out = tmp_path / "rtl"
+    before = sorted(p.name for p in tmp_path.iterdir())
     with pytest.raises(ColcombError, match="simulated"):
         generate(manifest_dir, 4, 3, out, batch=4)
-    assert list(out.iterdir()) == []
+    assert not out.exists()  # nor any staging folder or lock file beside it
+    assert sorted(p.name for p in tmp_path.iterdir()) == before

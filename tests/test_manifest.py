@@ -10,7 +10,7 @@ import pytest
 
 from colcomb.core.errors import ColcombError
 from colcomb.packer import rom
-from colcomb.packer.manifest import MANIFEST, _sha256, load_manifest, write_manifest
+from colcomb.packer.manifest import MANIFEST, _sha256, load_manifest, manifest_digest, write_manifest
 from colcomb.packer.pack import PackOptions, pack_layer
 
 
@@ -69,9 +69,11 @@ def test_rom_images_decode_to_the_arrays(layers, packed_dir):
 
 
 def _edit(packed_dir: Path, fn) -> None:
+    """Change the manifest and re-seal it (as `colcomb seal` would): the loader's other checks run."""
     path = packed_dir / MANIFEST
     doc = json.loads(path.read_text())
     fn(doc)
+    doc["digest"] = manifest_digest(doc)
     path.write_text(json.dumps(doc))
 
 
@@ -159,7 +161,7 @@ def test_writing_replaces_a_manifest_folder_but_not_other_folders(layers, packed
     other = tmp_path / "precious"
     other.mkdir()
     (other / "thesis.tex").write_text("keep me")
-    with pytest.raises(ColcombError, match="not a colcomb output folder"):
+    with pytest.raises(ColcombError, match="colcomb did not write it"):
         write_manifest(layers, other)
     assert sorted(p.name for p in other.iterdir()) == ["thesis.tex"]
 

@@ -194,16 +194,6 @@ def save_checkpoint(path: Path, model, data, cfg: TrainConfig, result=None) -> N
     write_bytes(path, buf.getvalue())
 
 
-def _check_out(out: Path) -> None:
-    if out.exists() and not out.is_dir():
-        raise ColcombError(f"{out} exists and is not a folder; name a new or empty folder with --out")
-    if out.is_dir() and any(out.iterdir()) and not (out / CHECKPOINT).exists():
-        raise ColcombError(
-            f"{out} is not empty and holds no {CHECKPOINT}; name a new, empty or earlier "
-            f"`colcomb train` folder with --out"
-        )
-
-
 def load_data(cfg: TrainConfig) -> ImageData | TextData:
     data = load_dataset(cfg.dataset, cfg.data_dir)
     if cfg.model == "charlstm" and not isinstance(data, TextData):
@@ -213,11 +203,10 @@ def load_data(cfg: TrainConfig) -> ImageData | TextData:
 
 def run_training(cfg: TrainConfig, out: str | os.PathLike, log: Log = _log_default) -> dict:
     """Train, jointly optimize, export and evaluate; return the report written to DIR/report.json."""
-    from colcomb.core.atomic import write_text
-    from colcomb.train.evaluate import evaluate_run
+    from colcomb.core.outdir import OutputFolder, check_replaceable
 
     out = Path(out)
-    _check_out(out)
+    check_replaceable(out, [cfg.data_dir] if cfg.data_dir else [])
     if not 0.0 < cfg.data_fraction <= 1.0:
         raise ColcombError(f"--data-fraction must lie in (0, 1], got {cfg.data_fraction}")
     for label, lr in (("--lr", cfg.lr), ("--retrain-lr", cfg.retrain_lr)):
@@ -227,6 +216,18 @@ def run_training(cfg: TrainConfig, out: str | os.PathLike, log: Log = _log_defau
     from colcomb.packer.pack import PackOptions
 
     PackOptions(bits=cfg.bits, data_bits=cfg.data_bits, acc_bits=cfg.acc_bits).validate()
+    # OUT is locked from here (a second `train --out OUT` fails at once) and replaced at the end
+    with OutputFolder(out, command="train", inputs=[cfg.data_dir] if cfg.data_dir else []) as stage:
+        report = _train_into(cfg, stage.path, log)
+        stage.commit()
+    log(f"wrote {out / CHECKPOINT}, {out / PACKED} and {out / REPORT}")
+    return report
+
+
+def _train_into(cfg: TrainConfig, out: Path, log: Log) -> dict:
+    from colcomb.core.atomic import write_text
+    from colcomb.train.evaluate import evaluate_run
+
     torch.manual_seed(cfg.seed)
     t0 = time.perf_counter()
     data = load_data(cfg)
@@ -247,7 +248,7 @@ def run_training(cfg: TrainConfig, out: str | os.PathLike, log: Log = _log_defau
     out.mkdir(parents=True, exist_ok=True)
     save_checkpoint(out / CHECKPOINT, model, data, cfg, result)
     _, _, path = export(model, data, cfg, groups, alphas, out)
-    log(f"wrote {out / CHECKPOINT} and {path} ({time.perf_counter() - t0:.1f} s)")
+    log(f"trained, exported and packed {Path(path).parent.name}/ ({time.perf_counter() - t0:.1f} s)")
     report = evaluate_run(out, data=data, log=log)
     write_text(out / REPORT, json.dumps(report, indent=1) + "\n")
     return report

@@ -39,6 +39,7 @@ def run_sweep(
     import torch
 
     from colcomb.core.atomic import write_bytes, write_text
+    from colcomb.core.outdir import OutputFolder, check_replaceable
     from colcomb.train.export import export_model
     from colcomb.train.integer import quantize_input, run_graph
     from colcomb.train.joint import accuracy
@@ -47,47 +48,49 @@ def run_sweep(
     if not alphas or not gammas or not sparsities:
         raise ColcombError("a sweep needs at least one alpha, one gamma and one sparsity")
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ColcombError(f"{out} exists and is not a folder")
-    torch.manual_seed(base.seed)
-    data = load_data(base)
-    if isinstance(data, TextData):
-        raise ColcombError("the sweep measures classification accuracy; pick an image dataset")
-    dense = build_for(base, data)
-    pretrain(dense, data, base, log)
-    dense_acc = accuracy(dense, data.x_test, data.y_test)
-    log(f"dense float accuracy: {dense_acc:.4f}")
-    calib = calibration_inputs(data, base)
-    rows: list[dict] = []
-    points = [(a, g, s) for a in alphas for g in gammas for s in sparsities]
-    for k, (alpha, gamma, sparsity) in enumerate(points, 1):
-        cfg = replace(base, alpha=int(alpha), gamma=float(gamma), sparsity=float(sparsity))
-        mode = "conflict-free" if gamma == 0 else "conflict-permitted"
-        log(f"[{k}/{len(points)}] {mode}: alpha {alpha}, gamma {gamma}, sparsity {sparsity}")
-        model = copy.deepcopy(dense)
-        result = optimize(model, data, cfg, lambda _msg: None)
-        layers, meta = export_model(model, calib, result.groups, result.alphas, cfg.gamma,
-                                    cfg.bits, cfg.data_bits, cfg.acc_bits)
-        x = quantize_input(data.x_test, meta["input_scale"], cfg.data_bits)
-        int_acc = float(np.mean(run_graph(layers, meta["graph"], x).argmax(1) == data.y_test))
-        comb = [layer for layer in layers if layer.name in result.groups]
-        row = {
-            "mode": mode, "alpha": int(alpha), "gamma": float(gamma), "sparsity": float(sparsity),
-            "weights": int(sum(layer.nonzero_weights() for layer in layers)),
-            "columns": int(sum(layer.cols for layer in comb)),
-            "packed_columns": int(sum(layer.packed_columns for layer in comb)),
-            "float_accuracy": accuracy(model, data.x_test, data.y_test),
-            "integer_accuracy": int_acc,
-        }
-        log(f"  weights {row['weights']}, packed columns {row['packed_columns']}/{row['columns']}, "
-            f"float accuracy: {row['float_accuracy']:.4f}, integer accuracy: {int_acc:.4f}")
-        rows.append(row)
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=FIELDS)
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text(out / "sweep.csv", buf.getvalue())
-    write_bytes(out / "sweep.png", plot(rows, dense_acc, f"{base.model} on {base.dataset}"))
+    check_replaceable(out, [base.data_dir] if base.data_dir else [])
+    # OUT is locked from here (a second sweep into it fails at once) and replaced at the end
+    with OutputFolder(out, command="sweep", inputs=[base.data_dir] if base.data_dir else []) as stage:
+        torch.manual_seed(base.seed)
+        data = load_data(base)
+        if isinstance(data, TextData):
+            raise ColcombError("the sweep measures classification accuracy; pick an image dataset")
+        dense = build_for(base, data)
+        pretrain(dense, data, base, log)
+        dense_acc = accuracy(dense, data.x_test, data.y_test)
+        log(f"dense float accuracy: {dense_acc:.4f}")
+        calib = calibration_inputs(data, base)
+        rows: list[dict] = []
+        points = [(a, g, s) for a in alphas for g in gammas for s in sparsities]
+        for k, (alpha, gamma, sparsity) in enumerate(points, 1):
+            cfg = replace(base, alpha=int(alpha), gamma=float(gamma), sparsity=float(sparsity))
+            mode = "conflict-free" if gamma == 0 else "conflict-permitted"
+            log(f"[{k}/{len(points)}] {mode}: alpha {alpha}, gamma {gamma}, sparsity {sparsity}")
+            model = copy.deepcopy(dense)
+            result = optimize(model, data, cfg, lambda _msg: None)
+            layers, meta = export_model(model, calib, result.groups, result.alphas, cfg.gamma,
+                                        cfg.bits, cfg.data_bits, cfg.acc_bits)
+            x = quantize_input(data.x_test, meta["input_scale"], cfg.data_bits)
+            int_acc = float(np.mean(run_graph(layers, meta["graph"], x).argmax(1) == data.y_test))
+            comb = [layer for layer in layers if layer.name in result.groups]
+            row = {
+                "mode": mode, "alpha": int(alpha), "gamma": float(gamma), "sparsity": float(sparsity),
+                "weights": int(sum(layer.nonzero_weights() for layer in layers)),
+                "columns": int(sum(layer.cols for layer in comb)),
+                "packed_columns": int(sum(layer.packed_columns for layer in comb)),
+                "float_accuracy": accuracy(model, data.x_test, data.y_test),
+                "integer_accuracy": int_acc,
+            }
+            log(f"  weights {row['weights']}, packed columns {row['packed_columns']}/{row['columns']}, "
+                f"float accuracy: {row['float_accuracy']:.4f}, integer accuracy: {int_acc:.4f}")
+            rows.append(row)
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+        write_text(stage.path / "sweep.csv", buf.getvalue())
+        write_bytes(stage.path / "sweep.png", plot(rows, dense_acc, f"{base.model} on {base.dataset}"))
+        stage.commit()
     log(f"wrote {out / 'sweep.csv'} and {out / 'sweep.png'}")
     return rows
 

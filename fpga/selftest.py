@@ -40,6 +40,7 @@ from amaranth.lib.wiring import In, Out
 
 from colcomb.core.errors import ColcombError
 from colcomb.hdl.cycles import watchdog_cycles
+from colcomb.hdl.framing import batch_last_flags, encode_word
 from colcomb.hdl.program import Program
 from colcomb.hdl.top import Top
 
@@ -110,15 +111,12 @@ def stream_words(values: np.ndarray, data_bits: int, batch: int | None = None) -
     bits, the ``last`` flag above it on the final word, and, with ``batch``, also on the final
     word of every ``batch`` vectors (:class:`~colcomb.hdl.top.Top` ends each output batch so)."""
     arr = np.asarray(values, np.int64)
-    mask = (1 << data_bits) - 1
-    words = [int(v) & mask for v in arr.ravel()]
-    width = arr.shape[1] if arr.ndim == 2 else len(words)
-    if words:
-        words[-1] |= 1 << data_bits
-        if batch:
-            for v in range(batch, arr.shape[0], batch):
-                words[v * width - 1] |= 1 << data_bits
-    return words
+    if arr.ndim != 2:
+        arr = arr.reshape(1, -1)
+    if arr.size == 0:
+        return []
+    lasts = batch_last_flags(arr.shape[0], arr.shape[1], batch or None)
+    return [encode_word(v, last, data_bits) for v, last in zip(arr.ravel(), lasts, strict=True)]
 
 
 

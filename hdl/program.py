@@ -29,6 +29,7 @@ from amaranth.lib import data
 
 from colcomb.core.errors import ColcombError
 from colcomb.packer.golden import accumulator_bound
+from colcomb.packer.rom import cell_words
 from colcomb.packer.packed import (
     MULTIPLIER_BITS,
     PackedLayer,
@@ -53,8 +54,9 @@ def bits_for(value: int) -> int:
 
 
 def cell_layout(weight_bits: int, alpha: int) -> data.StructLayout:
-    """A cell word: the signed weight in the low bits, the select above it (as the packer's ROM);
-    the dense cell (alpha = 1) has no select field."""
+    """A cell word: the signed weight in the low bits, the select above it (the words
+    :func:`colcomb.packer.rom.cell_words` encodes); the dense cell (alpha = 1) has no select
+    field."""
     if alpha == 1:
         return data.StructLayout({"weight": signed(weight_bits)})
     return data.StructLayout({"weight": signed(weight_bits), "select": unsigned(select_bits(alpha))})
@@ -330,10 +332,7 @@ class Program:
             if self.alpha == 1:
                 s[:] = 0
             for r in reversed(range(R)):  # bottom row first: it is shifted furthest
-                self.cells.append(
-                    pack_array([pack_struct(cl, {"weight": w[r, c], "select": s[r, c]})
-                                for c in range(C)], cw)
-                )
+                self.cells.append(pack_array(cell_words(w[r], s[r], self.weight_bits), cw))
             self.lanes.append(pack_array(lanes.ravel(), self.lane_bits))
             self.descriptors.append(
                 pack_struct(

@@ -1,6 +1,6 @@
 """The top level: a valid/ready input stream of words, the engine, a valid/ready output stream.
 
-Stream format (both directions, :data:`word_layout`): one activation word per beat, payload
+Stream format (both directions, :mod:`colcomb.hdl.framing`): one activation word per beat, payload
 ``{data: signed(data_bits), last: 1}`` (``data`` in the low bits). Input: the words of vector 0
 (layer 0's ``cols`` words, index 0 first), then vector 1, ...; ``last`` on the final word of the
 batch's final vector. A batch ends at ``last`` or when ``batch`` vectors have arrived, whichever
@@ -13,20 +13,16 @@ words leave at one per cycle (after one cycle to address the first output word).
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Module, Mux, Signal, signed
-from amaranth.lib import data, stream, wiring
+from amaranth.hdl import Array, Module, Mux, Signal
+from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from colcomb.hdl.framing import word_layout
 from colcomb.hdl.params import validated
 from colcomb.hdl.program import Program
 from colcomb.hdl.sequencer import Sequencer
 
 __all__ = ["Top", "word_layout"]
-
-
-def word_layout(data_bits: int) -> data.StructLayout:
-    """Payload of the input and output streams."""
-    return data.StructLayout({"data": signed(data_bits), "last": 1})
 
 
 class Top(wiring.Component):

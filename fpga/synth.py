@@ -51,7 +51,7 @@ from colcomb.fpga.resources import (
     parse_yosys_stat,
     yosys_resources,
 )
-from colcomb.hdl.cycles import network_cycles
+from colcomb.hdl.cycles import cycle_summary, network_cycles
 
 #: Yosys commands run right after reading the design. yosys 0.70's abc9 asserts
 #: (``count_id(wire->name) == 0`` in ABC_OPS_REINTEGRATE) when a design has a wire ``\x`` and
@@ -277,7 +277,7 @@ def synthesize(manifest_dir: str | os.PathLike, *, board: str, rows: int, cols: 
             "clock_mhz": f_clk / 1e6,
             "pll": None if pll is None else pll.summary(),
         },
-        "array": {**prog.summary(), "layers_run": design.layer_names},
+        "array": {**prog.summary(), **cycle_summary(prog), "layers_run": design.layer_names},
         "test": {
             "vectors": int(design.inputs.shape[0]),
             "input_words": int(design.inputs.size),

@@ -13,6 +13,7 @@ from pathlib import Path
 from amaranth.back import verilog
 
 from colcomb.core.errors import ColcombError
+from colcomb.hdl.cycles import cycle_summary
 from colcomb.hdl.program import Program
 from colcomb.hdl.top import Top
 from colcomb.packer.manifest import load_manifest
@@ -61,6 +62,7 @@ def design_info(program: Program, top: str) -> dict:
             "ports": ["i__payload", "i__valid", "i__ready", "o__payload", "o__valid", "o__ready"],
         },
         **p.summary(),
+        **cycle_summary(p),
     }
 
 

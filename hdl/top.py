@@ -43,6 +43,11 @@ class Top(wiring.Component):
         The engine is computing (between the end of input and the first output).
     """
 
+    #: cycles per batch besides one per input and output word and the engine's run: the START
+    #: state (one cycle pulsing the engine's ``start``) and the READ state (addressing the first
+    #: output word, :attr:`Sequencer.read_latency` before it is offered)
+    batch_overhead = 1 + Sequencer.read_latency
+
     @validated
     def __init__(self, *, program: Program):
         if not isinstance(program, Program):
@@ -59,6 +64,7 @@ class Top(wiring.Component):
         m = Module()
         p = self.program
         m.submodules.engine = eng = Sequencer(program=p)
+        assert Sequencer.read_latency == 1, "the READ state waits one cycle for the first word"
         n = Signal(range(p.batch + 1))
         j = Signal(range(max(2, p.in_words, p.out_words)))
         nbatch = Signal(range(p.batch + 1))
@@ -92,7 +98,7 @@ class Top(wiring.Component):
             with m.State("RUN"):
                 with m.If(eng.done):
                     m.next = "READ"
-            with m.State("READ"):
+            with m.State("READ"):  # one state: Sequencer.read_latency == 1
                 m.d.comb += eng.out_index.eq(0)
                 m.next = "SEND"
             with m.State("SEND"):

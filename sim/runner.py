@@ -30,7 +30,7 @@ from colcomb.core.tools import verilator_env
 from colcomb.hdl.cycles import stream_cycles, watchdog_budget
 from colcomb.hdl.generate import DEFAULT_TOP, generate_layers
 from colcomb.packer.golden import check_inputs
-from colcomb.packer.manifest import load_manifest
+from colcomb.packer.manifest import load_manifest, provenance
 from colcomb.packer.packed import PackedLayer, signed_range
 
 __all__ = ["Build", "SimResult", "SimulationMismatch", "build", "random_inputs", "run",
@@ -94,6 +94,8 @@ class SimResult:
     cached_build: bool
     waves: Path | None = None
     extra: dict = field(default_factory=dict)
+    # where it came from: manifest path and sha256, the layers, the run's parameters
+    provenance: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
         out = asdict(self)
@@ -246,11 +248,16 @@ def run(
         raise ColcombError(
             f"inputs must be (vectors >= 1, {d['in_words']}), got shape {list(x.shape)}"
         )
-    run_dir = built.dir / "runs" / uuid.uuid4().hex[:12]
-    run_dir.mkdir(parents=True)
-    np.save(run_dir / "inputs.npy", x)
     if max_cycles is None:
         max_cycles = watchdog(d, x.shape[0], idle=idle, stall=stall)
+    run_dir = built.dir / "runs" / uuid.uuid4().hex[:12]
+    parameters = {"rows": d["rows"], "cols": d["cols"], "batch": d["batch"],
+                  "vectors": int(x.shape[0]), "seed": seed, "idle": idle, "stall": stall,
+                  "max_cycles": max_cycles, "build": built.key,
+                  "inputs": str(run_dir / "inputs.npy")}
+    origin = provenance(manifest_dir, layers, parameters)
+    run_dir.mkdir(parents=True)
+    np.save(run_dir / "inputs.npy", x)
     cfg = {
         "manifest": str(Path(manifest_dir).resolve()),
         "layers": list(layers) if layers else None,
@@ -307,6 +314,7 @@ def run(
         run_dir=run_dir,
         cached_build=built.cached,
         waves=(run_dir / "dump.vcd") if waves else None,
+        provenance=origin,
     )
     (run_dir / "result.json").write_text(json.dumps(result.to_json(), indent=1) + "\n")
     if check and not result.passed:

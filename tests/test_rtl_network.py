@@ -6,6 +6,8 @@ hash of their Verilog under build/sim) and several stimuli run through the same 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -78,6 +80,12 @@ def test_network_random_batches(network):
     res = run(built, manifest, x)
     assert res.passed and res.checked == 21 * 3 and res.mismatch_count == 0
     assert res.cycles > res.compute_cycles > 0
+    # the result JSON names the manifest (path, sha256 of its bytes) and the run's parameters
+    saved = json.loads((res.run_dir / "result.json").read_text())["provenance"]
+    assert saved == res.provenance and saved["layers"] == ["l0", "l1", "l2"]
+    assert saved["manifest_sha256"] == hashlib.sha256(
+        (manifest / "manifest.json").read_bytes()).hexdigest()
+    assert saved["parameters"]["vectors"] == 21 and saved["parameters"]["build"] == built.key
     # the golden outputs are not trivial (not all clamped to one value)
     assert len(np.unique(run_network(layers, x))) > 5
 

@@ -201,14 +201,14 @@ class SelfTest(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         p = self.program
-        D = p.data_bits
-        in_words = stream_words(self.inputs, D)
-        out_words = stream_words(self.expected, D, batch=p.batch)
+        word_bits = p.data_bits
+        in_words = stream_words(self.inputs, word_bits)
+        out_words = stream_words(self.expected, word_bits, batch=p.batch)
         m.submodules.net = net = Top(program=p)
 
-        m.submodules.in_rom = in_rom = memory.Memory(shape=unsigned(D + 1), depth=max(2, len(in_words)),
+        m.submodules.in_rom = in_rom = memory.Memory(shape=unsigned(word_bits + 1), depth=max(2, len(in_words)),
                                                      init=in_words)
-        m.submodules.gold_rom = gold_rom = memory.Memory(shape=unsigned(D + 1), depth=max(2, len(out_words)),
+        m.submodules.gold_rom = gold_rom = memory.Memory(shape=unsigned(word_bits + 1), depth=max(2, len(out_words)),
                                                          init=out_words)
         in_rd = in_rom.read_port()
         gold_rd = gold_rom.read_port()
@@ -233,7 +233,7 @@ class SelfTest(wiring.Component):
         done = Signal()
         timeout = Signal()
         o_idx = Signal(range(len(out_words) + 1))
-        got = Signal(D + 1)
+        got = Signal(word_bits + 1)
         m.d.comb += [got.eq(net.o.payload), net.o.ready.eq(~done)]
         beat = net.o.valid & ~done
         o_next = Signal.like(o_idx)

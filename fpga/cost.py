@@ -8,8 +8,9 @@ For the layers of a manifest, on the same R x C array:
   and route) for alpha = 1 and for the network's alpha: the multiplexer, the select register and
   the alpha lanes each cell passes on are what combining pays per cell;
 - cycles: the tiles each array needs, through :func:`colcomb.hdl.cycles.network_cycles`, the cycle model of the
-  sequencer in :mod:`colcomb.hdl.sequencer` (per tile :meth:`Program.tile_cycles`; the
-  end-of-layer and per-batch constants are measured, and checked against simulation in the tests);
+  sequencer in :mod:`colcomb.hdl.sequencer` (per tile :func:`colcomb.hdl.cycles.tile_cycles`; the
+  end-of-layer and per-batch cycles are the latencies of the stages the generator builds, and
+  the tests check the model against simulation);
 - effective MACs per second: the dense network's multiply-accumulates (rows x cols per vector,
   zeros included, as a dense accelerator would count them) over the time either array takes,
   at one clock (the achieved Fmax of a synthesis report, a given clock, or the board's clock);
@@ -30,7 +31,12 @@ import numpy as np
 from colcomb.core.atomic import write_bytes, write_text
 from colcomb.core.errors import ColcombError
 from colcomb.core.outdir import OutputFolder
-from colcomb.hdl.cycles import BATCH_OVERHEAD, FLUSH_CYCLES, engine_cycles, network_cycles
+from colcomb.hdl.cycles import (
+    BATCH_OVERHEAD,
+    FLUSH_PIPELINE_CYCLES,
+    engine_cycles,
+    network_cycles,
+)
 from colcomb.packer.packed import dense_equivalent
 
 __all__ = ["cost_report", "dense_equivalent", "heatmap_png", "synth_cell"]
@@ -278,8 +284,8 @@ def cost_report(manifest_dir: str | os.PathLike, *, rows: int, cols: int, out: s
                       "dense": {"alpha": 1, **{k: v for k, v in cells[1].items() if k != "cells_by_type"}},
                       "combined": {"alpha": combined.alpha,
                                    **{k: v for k, v in cells[combined.alpha].items() if k != "cells_by_type"}}},
-        "cycle_model": "colcomb.hdl.cycles.network_cycles: Program.tile_cycles per tile, "
-                       f"{FLUSH_CYCLES} + written-back rows per layer, one cycle per streamed word, "
+        "cycle_model": "colcomb.hdl.cycles.network_cycles: tile_cycles per tile, "
+                       f"{FLUSH_PIPELINE_CYCLES} + written-back rows per layer, one cycle per streamed word, "
                        f"{BATCH_OVERHEAD} per batch",
         "dense_macs_per_vector": dense_macs,
         "layers": layer_rows,

@@ -40,6 +40,7 @@ from amaranth.lib.wiring import In, Out
 
 from colcomb.core.errors import ColcombError
 from colcomb.hdl.cycles import watchdog_cycles
+from colcomb.hdl.framing import batch_last_flags, encode_word
 from colcomb.hdl.program import Program
 from colcomb.hdl.top import Top
 
@@ -110,15 +111,12 @@ def stream_words(values: np.ndarray, data_bits: int, batch: int | None = None) -
     bits, the ``last`` flag above it on the final word, and, with ``batch``, also on the final
     word of every ``batch`` vectors (:class:`~colcomb.hdl.top.Top` ends each output batch so)."""
     arr = np.asarray(values, np.int64)
-    mask = (1 << data_bits) - 1
-    words = [int(v) & mask for v in arr.ravel()]
-    width = arr.shape[1] if arr.ndim == 2 else len(words)
-    if words:
-        words[-1] |= 1 << data_bits
-        if batch:
-            for v in range(batch, arr.shape[0], batch):
-                words[v * width - 1] |= 1 << data_bits
-    return words
+    if arr.ndim != 2:
+        arr = arr.reshape(1, -1)
+    if arr.size == 0:
+        return []
+    lasts = batch_last_flags(arr.shape[0], arr.shape[1], batch or None)
+    return [encode_word(v, last, data_bits) for v, last in zip(arr.ravel(), lasts, strict=True)]
 
 
 
@@ -203,14 +201,14 @@ class SelfTest(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         p = self.program
-        D = p.data_bits
-        in_words = stream_words(self.inputs, D)
-        out_words = stream_words(self.expected, D, batch=p.batch)
+        word_bits = p.data_bits
+        in_words = stream_words(self.inputs, word_bits)
+        out_words = stream_words(self.expected, word_bits, batch=p.batch)
         m.submodules.net = net = Top(program=p)
 
-        m.submodules.in_rom = in_rom = memory.Memory(shape=unsigned(D + 1), depth=max(2, len(in_words)),
+        m.submodules.in_rom = in_rom = memory.Memory(shape=unsigned(word_bits + 1), depth=max(2, len(in_words)),
                                                      init=in_words)
-        m.submodules.gold_rom = gold_rom = memory.Memory(shape=unsigned(D + 1), depth=max(2, len(out_words)),
+        m.submodules.gold_rom = gold_rom = memory.Memory(shape=unsigned(word_bits + 1), depth=max(2, len(out_words)),
                                                          init=out_words)
         in_rd = in_rom.read_port()
         gold_rd = gold_rom.read_port()
@@ -235,7 +233,7 @@ class SelfTest(wiring.Component):
         done = Signal()
         timeout = Signal()
         o_idx = Signal(range(len(out_words) + 1))
-        got = Signal(D + 1)
+        got = Signal(word_bits + 1)
         m.d.comb += [got.eq(net.o.payload), net.o.ready.eq(~done)]
         beat = net.o.valid & ~done
         o_next = Signal.like(o_idx)

@@ -51,7 +51,7 @@ from colcomb.fpga.resources import (
     parse_yosys_stat,
     yosys_resources,
 )
-from colcomb.hdl.cycles import network_cycles
+from colcomb.hdl.cycles import cycle_summary, network_cycles
 
 #: Yosys commands run right after reading the design. yosys 0.70's abc9 asserts
 #: (``count_id(wire->name) == 0`` in ABC_OPS_REINTEGRATE) when a design has a wire ``\x`` and
@@ -86,6 +86,7 @@ class Design:
     expected: np.ndarray
     layer_names: list[str]
     manifest: Path
+    provenance: dict  # the manifest's path and sha256, the layers, the design's parameters
 
 
 def prepare_design(manifest_dir: str | os.PathLike, *, rows: int, cols: int, batch: int | None = None,
@@ -117,8 +118,13 @@ def prepare_design(manifest_dir: str | os.PathLike, *, rows: int, cols: int, bat
     if x.shape[0] < 1:
         raise ColcombError(f"{inputs}: holds no test vectors")
     y = run_network(chosen, x)
-    return Design(program, np.asarray(x, np.int64), np.asarray(y, np.int64), [la.name for la in chosen],
-                  manifest.path.parent if manifest.path else Path(manifest_dir))
+    names = [la.name for la in chosen]
+    parameters = {"rows": rows, "cols": cols, "batch": program.batch, "vectors": int(x.shape[0]),
+                  "seed": seed if inputs is None else None,
+                  "inputs": None if inputs is None else str(Path(inputs).resolve())}
+    return Design(program, np.asarray(x, np.int64), np.asarray(y, np.int64), names,
+                  manifest.path.parent if manifest.path else Path(manifest_dir),
+                  manifest.provenance(names, parameters))
 
 
 # -- the build -------------------------------------------------------------------------------------
@@ -273,7 +279,7 @@ def synthesize(manifest_dir: str | os.PathLike, *, board: str, rows: int, cols: 
                 "clock_mhz": f_clk / 1e6,
                 "pll": None if pll is None else pll.summary(),
             },
-            "array": {**prog.summary(), "layers_run": design.layer_names},
+            "array": {**prog.summary(), **cycle_summary(prog), "layers_run": design.layer_names},
             "test": {
                 "vectors": int(design.inputs.shape[0]),
                 "input_words": int(design.inputs.size),
@@ -284,6 +290,10 @@ def synthesize(manifest_dir: str | os.PathLike, *, board: str, rows: int, cols: 
             },
             "options": {"dsp": dsp, "nextpnr_seed": nextpnr_seed, "overrides": overrides},
             "manifest": str(design.manifest),
+            "provenance": {**design.provenance,
+                           "parameters": {**design.provenance["parameters"], "board": spec.name,
+                                          "clock_mhz": clock_mhz, "dsp": dsp,
+                                          "nextpnr_seed": nextpnr_seed}},
             "tools": {
                 "yosys": tool_version(env["YOSYS"], env),
                 "nextpnr": tool_version(env["NEXTPNR_ICE40" if family == "ice40" else "NEXTPNR_ECP5"], env),

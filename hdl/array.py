@@ -11,7 +11,13 @@ from colcomb.hdl.params import check_int, validated
 from colcomb.hdl.pipeline import delay
 from colcomb.hdl.program import cell_layout, lane_layout
 
-__all__ = ["SystolicArray"]
+__all__ = ["SystolicArray", "array_latency"]
+
+
+def array_latency(rows: int, cols: int) -> int:
+    """Cycles from a vector entering a ``rows`` x ``cols`` array to its deskewed sums: the skew
+    across the columns, then the deskew down the rows."""
+    return rows + cols - 1
 
 
 class SystolicArray(wiring.Component):
@@ -68,7 +74,7 @@ class SystolicArray(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from a vector on ``lanes_in`` to its sums on ``sums_out``."""
-        return self.rows + self.cols - 1
+        return array_latency(self.rows, self.cols)
 
     def elaborate(self, platform):
         m = Module()

@@ -1,27 +1,55 @@
-"""The sequencer's cycle model: how many cycles a batch takes, in one place.
+"""The cycle model: how many cycles a batch takes, in one place.
 
-The cost report, the simulation watchdog and the board self-test all call this module; the
-tests check it against the cycle counts Verilator measures.
+Every number comes from the pipeline the generator builds: the PREP, DRAIN and end-of-layer
+FLUSH lengths from the sequencer (:meth:`Sequencer.prep_cycles_for`, which its FSM counts,
+:meth:`Sequencer.drain_cycles_for`, :meth:`Sequencer.flush_cycles`, themselves sums of the
+stages' ``latency`` constants) and the per-batch overhead from :attr:`Top.batch_overhead`.
+The cost report, the simulation watchdog and the board self-test all call this module; the tests
+check it against the cycle counts Verilator and the Amaranth simulator measure.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from colcomb.core.errors import ColcombError
 from colcomb.hdl.program import Program
+from colcomb.hdl.sequencer import Sequencer
+from colcomb.hdl.top import Top
 
-#: cycles the sequencer spends at the end of each layer beyond writing back the rows of the
-#: layer's last tile (one buffer row per cycle): the post-array pipeline (accumulator read, add,
-#: two requantizer stages, transpose registers) and the FSM step
-FLUSH_CYCLES = 5
-#: cycles per batch in :class:`colcomb.hdl.top.Top` besides one per input and output word: the
-#: start pulse and addressing the first output word
-BATCH_OVERHEAD = 2
+__all__ = ["BATCH_OVERHEAD", "FLUSH_PIPELINE_CYCLES", "WATCHDOG_FACTOR", "WATCHDOG_SLACK",
+           "cycle_summary", "drain_cycles", "engine_cycles", "flush_cycles", "network_cycles",
+           "prep_cycles", "stream_cycles", "tile_cycles", "watchdog_budget", "watchdog_cycles"]
+
+#: cycles the sequencer waits at the end of each layer beyond writing back the rows of the
+#: layer's last tile (one buffer row per cycle): accumulator, requantizer, transpose registers
+FLUSH_PIPELINE_CYCLES = Sequencer.flush_cycles(0)
+#: cycles per batch in :class:`~colcomb.hdl.top.Top` besides one per input and output word
+BATCH_OVERHEAD = Top.batch_overhead
+#: the watchdog allows this many times the model's cycles (times any stall slowdown) ...
+WATCHDOG_FACTOR = 4
+#: ... plus this many: a stuck design is caught, a slow consumer is not mistaken for one
+WATCHDOG_SLACK = 1000
+
+
+def prep_cycles(program: Program) -> int:
+    """Cycles of a tile's PREP (load the cells, fetch the lanes)."""
+    return Sequencer.prep_cycles_for(program)
+
+
+def drain_cycles(program: Program) -> int:
+    """Cycles of a tile's DRAIN (the last vector leaves the array)."""
+    return Sequencer.drain_cycles_for(program)
 
 
 def tile_cycles(program: Program, vectors: int) -> int:
-    """Engine cycles of one tile (:meth:`Program.tile_cycles`: prepare the tile, stream the
-    vectors, drain the array)."""
-    return program.tile_cycles(vectors)
+    """Engine cycles of one tile for a batch of ``vectors``: prepare, stream, drain."""
+    return prep_cycles(program) + vectors + drain_cycles(program)
+
+
+def flush_cycles(rows_written: int) -> int:
+    """Cycles of the end-of-layer wait after a last tile that writes ``rows_written`` rows."""
+    return Sequencer.flush_cycles(rows_written)
 
 
 def engine_cycles(program: Program, vectors: int, layer: int | None = None) -> int:
@@ -30,31 +58,59 @@ def engine_cycles(program: Program, vectors: int, layer: int | None = None) -> i
     if not 1 <= vectors <= program.batch:
         raise ColcombError(f"a batch holds 1..{program.batch} vectors, not {vectors}")
     tiles = [t for t in program.tiles if layer is None or t.layer == layer]
-    flush = sum(FLUSH_CYCLES + t.count for t in tiles if t.layer_end)
-    return sum(tile_cycles(program, vectors) for _ in tiles) + flush
+    flush = sum(flush_cycles(t.count) for t in tiles if t.layer_end)
+    return len(tiles) * tile_cycles(program, vectors) + flush
 
 
 def network_cycles(program: Program, vectors: int) -> dict:
     """Cycles of :class:`colcomb.hdl.top.Top` for ``vectors`` vectors sent back to back in batches
     of ``program.batch`` to a consumer that is always ready: per batch, one cycle per input word,
     the engine, one cycle per output word and :data:`BATCH_OVERHEAD`."""
+    engine_by_batch = [engine_cycles(program, b) for b in range(1, program.batch + 1)]
+    return stream_cycles(engine_by_batch, program.in_words, program.out_words, vectors)
+
+
+def stream_cycles(engine_by_batch: Sequence[int], in_words: int, out_words: int,
+                  vectors: int) -> dict:
+    """:func:`network_cycles` from a design's numbers (:func:`cycle_summary`):
+    ``engine_by_batch[b - 1]`` is the engine's cycles for a batch of ``b`` vectors."""
     if vectors < 1:
         raise ColcombError(f"vectors must be at least 1, not {vectors}")
+    batch = len(engine_by_batch)
     engine = io = 0
     batches = 0
-    for start in range(0, vectors, program.batch):
-        b = min(program.batch, vectors - start)
-        engine += engine_cycles(program, b)
-        io += (program.in_words + program.out_words) * b + BATCH_OVERHEAD
+    for start in range(0, vectors, batch):
+        b = min(batch, vectors - start)
+        engine += int(engine_by_batch[b - 1])
+        io += (in_words + out_words) * b + BATCH_OVERHEAD
         batches += 1
     return {"engine": engine, "io": io, "total": engine + io, "batches": batches}
 
 
+def watchdog_budget(model_cycles: int, *, slowdown: float = 1.0) -> int:
+    """The watchdog's cycle budget for a stream the model says takes ``model_cycles``;
+    ``slowdown`` (>= 1) scales it for a producer or consumer that idles or stalls."""
+    if slowdown < 1.0:
+        raise ColcombError(f"slowdown must be at least 1, not {slowdown}")
+    return int(WATCHDOG_FACTOR * slowdown * model_cycles) + WATCHDOG_SLACK
+
+
 def watchdog_cycles(program: Program, vectors: int, *, slowdown: float = 1.0) -> int:
-    """A generous cycle budget for streaming ``vectors`` vectors through ``program`` (the
-    watchdog's default): four times a per-tile estimate, plus slack."""
-    p = program
-    batches = -(-vectors // p.batch)
-    per_batch = len(p.tiles) * (p.tile_cycles(p.batch) + 16) + 16 * len(p.layers)
-    io_words = vectors * (p.in_words + p.out_words + 2)
-    return int(4 * slowdown * (batches * per_batch + io_words)) + 4096
+    """The watchdog's default budget for streaming ``vectors`` vectors through ``program``:
+    :func:`watchdog_budget` of :func:`network_cycles`."""
+    return watchdog_budget(network_cycles(program, vectors)["total"], slowdown=slowdown)
+
+
+def cycle_summary(program: Program) -> dict:
+    """The model's numbers for a design's JSON: per tile, per layer end, per batch, and the
+    engine cycles of each batch size (``engine_cycles[b - 1]`` for ``b`` vectors) with which a
+    reader of the JSON computes :func:`network_cycles` without the program."""
+    prep, drain = prep_cycles(program), drain_cycles(program)
+    return {
+        "prep_cycles": prep,
+        "drain_cycles": drain,
+        "cycles_per_tile": f"{prep} prep + batch + {drain} drain",
+        "flush_cycles": f"{FLUSH_PIPELINE_CYCLES} + rows written by the layer's last tile",
+        "batch_overhead_cycles": BATCH_OVERHEAD,
+        "engine_cycles": [engine_cycles(program, b) for b in range(1, program.batch + 1)],
+    }

@@ -12,6 +12,7 @@ from amaranth.back import verilog
 
 from colcomb.core.errors import ColcombError
 from colcomb.core.outdir import OutputFolder
+from colcomb.hdl.cycles import cycle_summary
 from colcomb.hdl.program import Program
 from colcomb.hdl.top import Top
 from colcomb.packer.manifest import load_manifest
@@ -46,7 +47,7 @@ def verilog_text(program: Program, top: str = DEFAULT_TOP) -> str:
     return verilog.convert(dut, name=top, emit_src=False)
 
 
-def design_info(program: Program, top: str) -> dict:
+def design_info(program: Program, top: str, provenance: dict | None = None) -> dict:
     p = program
     return {
         "top": top,
@@ -60,6 +61,8 @@ def design_info(program: Program, top: str) -> dict:
             "ports": ["i__payload", "i__valid", "i__ready", "o__payload", "o__valid", "o__ready"],
         },
         **p.summary(),
+        **cycle_summary(p),
+        "provenance": provenance,
     }
 
 
@@ -76,9 +79,11 @@ def generate_layers(
     acc_bits: int | None = None,
     lint: bool = False,
     inputs: Sequence[str | os.PathLike] = (),
+    provenance: dict | None = None,
 ) -> Design:
     """Like :func:`generate`, from layers already in memory. ``OUT`` is replaced whole (see
-    :mod:`colcomb.core.outdir`); ``inputs`` are files it must not hold."""
+    :mod:`colcomb.core.outdir`); ``inputs`` are files it must not hold; ``provenance`` (where
+    the layers came from, :func:`colcomb.packer.manifest.provenance`) goes into the design JSON."""
     from colcomb.hdl import lint as lint_mod
 
     program = Program.compile(layers, rows=rows, cols=cols, batch=batch,
@@ -91,7 +96,7 @@ def generate_layers(
         try:
             (tmp / f"{top}.v").write_text(text)
             lint_mod.write_waivers(tmp, top)
-            (tmp / f"{top}.json").write_text(json.dumps(design_info(program, top), indent=1) + "\n")
+            (tmp / f"{top}.json").write_text(json.dumps(design_info(program, top, provenance), indent=1) + "\n")
             roms = [f"{top}.{name}.hex" for name in ROM_IMAGES]
             for name, fname in zip(ROM_IMAGES, roms, strict=True):
                 (tmp / fname).write_text(_hex_image(getattr(program, name)))
@@ -134,12 +139,18 @@ def generate(
     program (refusing layers that could overflow their accumulator), and writes into
     ``out_dir``: ``<top>.v`` (the Verilog, ROM contents included as memory initial values),
     ``<top>.vlt`` (named Verilator lint waivers) and ``<top>.json`` (parameters, stream format,
-    tile counts). ``layers`` picks a chain of the manifest's layers by name (default: all, in
+    tile counts, cycle model, and ``provenance``: the manifest's path and sha256, the layers and
+    these parameters). ``layers`` picks a chain of the manifest's layers by name (default: all, in
     order). With ``lint`` (default) it runs ``verilator --lint-only -Wall`` and raises
     :class:`ColcombError` on any warning not waived. ``batch`` is the most vectors one run
     holds on chip; widths default to the widest the layers need.
     """
-    chosen = load_manifest(manifest_dir).chain(layers)
+    manifest = load_manifest(manifest_dir)
+    chosen = manifest.chain(layers)
+    parameters = {"rows": rows, "cols": cols, "batch": batch, "top": top,
+                  "weight_bits": weight_bits, "data_bits": data_bits, "acc_bits": acc_bits,
+                  "lint": lint}
     return generate_layers(chosen, rows, cols, out_dir, batch=batch, top=top,
                            weight_bits=weight_bits, data_bits=data_bits, acc_bits=acc_bits,
-                           lint=lint, inputs=[manifest_dir])
+                           lint=lint, inputs=[manifest_dir], provenance=manifest.provenance(
+                               [la.name for la in chosen], parameters))

@@ -36,6 +36,7 @@ from colcomb.packer.packed import (
     select_bits,
     signed_range,
 )
+from colcomb.packer.rom import cell_words
 
 __all__ = [
     "Program",
@@ -53,8 +54,9 @@ def bits_for(value: int) -> int:
 
 
 def cell_layout(weight_bits: int, alpha: int) -> data.StructLayout:
-    """A cell word: the signed weight in the low bits, the select above it (as the packer's ROM);
-    the dense cell (alpha = 1) has no select field."""
+    """A cell word: the signed weight in the low bits, the select above it (the words
+    :func:`colcomb.packer.rom.cell_words` encodes); the dense cell (alpha = 1) has no select
+    field."""
     if alpha == 1:
         return data.StructLayout({"weight": signed(weight_bits)})
     return data.StructLayout({"weight": signed(weight_bits), "select": unsigned(select_bits(alpha))})
@@ -118,14 +120,15 @@ class Program:
 
     # -- derived sizes ------------------------------------------------------------------------
     @property
-    def width(self) -> int:
-        """Words in an activation vector: the widest layer input or output."""
+    def buffer_rows(self) -> int:
+        """Rows of each activation buffer (one per word of an activation vector): the widest
+        layer input or output."""
         return max([self.layers[0].cols] + [layer.rows for layer in self.layers])
 
     @property
     def zero_lane(self) -> int:
         """Lane source index that means "unused lane, carries zero"."""
-        return self.width
+        return self.buffer_rows
 
     @property
     def lane_bits(self) -> int:
@@ -148,7 +151,7 @@ class Program:
                 "layer_end": 1,
                 "net_end": 1,
                 "rq": unsigned(bits_for(max(len(self.requant) - 1, 1))),
-                "offset": unsigned(bits_for(self.width)),
+                "offset": unsigned(bits_for(self.buffer_rows)),
                 "count": unsigned(bits_for(self.rows)),
                 "layer": unsigned(bits_for(len(self.layers) - 1)),
             }
@@ -160,22 +163,6 @@ class Program:
             data.StructLayout({"bias": signed(self.acc_bits), "mult": unsigned(MULTIPLIER_BITS)}),
             self.rows,
         )
-
-    @property
-    def prep_cycles(self) -> int:
-        """Cycles before a tile streams: the longer of loading the cells (one array row per
-        cycle, + 1 for the ROM read latency) and fetching the ``cols x alpha`` lane channels (one per
-        cycle, + 2 latency)."""
-        return max(self.rows + 1, self.cols * self.alpha + 2)
-
-    @property
-    def drain_cycles(self) -> int:
-        """Cycles after a tile's last vector enters before the cells may be reloaded."""
-        return self.rows + self.cols - 1
-
-    def tile_cycles(self, vectors: int) -> int:
-        """Engine cycles of one tile for a batch of ``vectors``."""
-        return self.prep_cycles + vectors + self.drain_cycles
 
     def dense_macs(self) -> int:
         """Multiply-accumulates of one vector through the dense layers (sum of rows x cols)."""
@@ -190,13 +177,10 @@ class Program:
             "data_bits": self.data_bits,
             "acc_bits": self.acc_bits,
             "batch": self.batch,
-            "width": self.width,
+            "buffer_rows": self.buffer_rows,
             "in_words": self.in_words,
             "out_words": self.out_words,
             "tiles": len(self.tiles),
-            "prep_cycles": self.prep_cycles,
-            "drain_cycles": self.drain_cycles,
-            "cycles_per_tile": f"{self.prep_cycles} prep + batch + {self.drain_cycles} drain",
             "row_tiles": len(self.requant),
             "layers": [
                 {
@@ -330,10 +314,7 @@ class Program:
             if self.alpha == 1:
                 s[:] = 0
             for r in reversed(range(R)):  # bottom row first: it is shifted furthest
-                self.cells.append(
-                    pack_array([pack_struct(cl, {"weight": w[r, c], "select": s[r, c]})
-                                for c in range(C)], cw)
-                )
+                self.cells.append(pack_array(cell_words(w[r], s[r], self.weight_bits), cw))
             self.lanes.append(pack_array(lanes.ravel(), self.lane_bits))
             self.descriptors.append(
                 pack_struct(

@@ -39,6 +39,10 @@ class Rom(wiring.Component):
         The word at the address of the previous enabled cycle.
     """
 
+    #: cycles from an enabled address to its word on ``data{i}`` (the memory's synchronous read
+    #: port); the sequencer's cycle model (:mod:`colcomb.hdl.cycles`) counts with it
+    latency = 1
+
     @validated
     def __init__(self, *, width: int, init: Sequence[int], ports: int = 1, name: str = "rom"):
         self.width = check_int("width", width)
@@ -63,7 +67,7 @@ class Rom(wiring.Component):
         m.submodules.mem = mem = memory.Memory(shape=unsigned(self.width), depth=self.depth,
                                                init=self.init)
         for i in range(self.ports):
-            port = mem.read_port()
+            port = mem.read_port()  # synchronous: one cycle, :attr:`latency`
             m.d.comb += [
                 port.addr.eq(getattr(self, f"addr{i}")),
                 port.en.eq(getattr(self, f"en{i}")),

@@ -5,36 +5,42 @@ Activation buffers are *channel-major*: row ``i`` of a buffer holds word ``i`` (
 output row) of every vector of the batch, ``batch x data_bits`` bits. Two buffers alternate:
 layer ``k`` reads buffer ``k % 2`` and writes buffer ``1 - k % 2``.
 
-Per tile (cycles)::
+Per tile (cycles, :mod:`colcomb.hdl.cycles`)::
 
-    PREP   max(rows + 1,              load the cells, one array row per cycle from the cell ROM
-           cols*alpha + 2)            (read latency 1: rows 0..R-1 arrive in cycles 1..R), and
-                                      meanwhile fetch the cols*alpha lane channels (one buffer
-                                      row each) into the lane shift registers
-    STREAM batch                      one vector per cycle into the array (the shift registers
-                                      move one word per cycle)
-    DRAIN  rows + cols - 1            until the last vector has left the array
+    PREP   max(rows + Rom.latency,         load the cells, one array row per cycle from the cell
+           cols*alpha + LaneFetch.latency) ROM (rows 0..rows-1 arrive in cycles 1..rows), and
+                                           meanwhile fetch the cols*alpha lane channels (one
+                                           buffer row each) into the lane shift registers
+                                           (:class:`~colcomb.hdl.lane_fetch.LaneFetch`)
+    STREAM batch                           one vector per cycle into the array (the shift
+                                           registers move one word per cycle)
+    DRAIN  SystolicArray.latency           until the last vector has left the array
 
-Behind the array (per vector): ``O`` read descriptor and running sum, ``P1`` add this column
-tile and keep the sum in the accumulator memory, or on the last column tile hand it to the
-requantizer (``P2``, ``P3``), ``P4`` store the outputs in the transpose registers (``rows`` x
-``batch`` words). After the batch's last vector the ``count`` valid rows are written back into
-the destination buffer at rows ``offset ..``, one buffer row per cycle (overlapping the next
-tile's PREP). At a layer's end the sequencer waits for the write-back before the next layer.
+Behind the array (per vector): :class:`~colcomb.hdl.accumulate.Accumulate` (``O`` read the
+descriptor and running sum, ``P1`` add this column tile and keep the sum in the accumulator
+memory, or on the last column tile hand it on), the requantizer (``P2``, ``P3``), then
+:class:`~colcomb.hdl.write_back.WriteBack` (``P4`` store the outputs in the transpose registers,
+``rows`` x ``batch`` words; after the batch's last vector write the ``count`` valid rows into the
+destination buffer at rows ``offset ..``, one buffer row per cycle, overlapping the next tile's
+PREP). At a layer's end the sequencer waits (FLUSH) until that pipeline is empty:
+:meth:`Sequencer.flush_cycles` after the DRAIN.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from colcomb.hdl.array import SystolicArray
+from colcomb.hdl.accumulate import Accumulate, result_layout, tag_layout
+from colcomb.hdl.array import SystolicArray, array_latency
+from colcomb.hdl.lane_fetch import BUFFER_READ_LATENCY, LaneFetch
 from colcomb.hdl.params import validated
 from colcomb.hdl.pipeline import delay
-from colcomb.hdl.program import Program, bits_for, cell_layout
+from colcomb.hdl.program import Program, cell_layout
 from colcomb.hdl.requant import Requantizer
 from colcomb.hdl.rom import Rom
+from colcomb.hdl.write_back import WriteBack
 
 __all__ = ["Sequencer"]
 
@@ -67,12 +73,15 @@ class Sequencer(wiring.Component):
     in_addr : ``In(range(program.batch))``
     in_index : ``In(range(program.in_words))``
     in_data : ``In(signed(data_bits))``
-    out_index : ``In(range(program.width))``
-        Output word (row of the final buffer) to read; it appears on ``out_data`` one cycle
-        later.
+    out_index : ``In(range(program.buffer_rows))``
+        Output word (row of the final buffer) to read; it appears on ``out_data``
+        :attr:`read_latency` cycles later.
     out_data : ``Out(ArrayLayout(signed(data_bits), program.batch))``
         Word ``out_index`` of every vector of the batch.
     """
+
+    #: cycles from ``out_index`` to the word on ``out_data`` (the buffer's read port)
+    read_latency = BUFFER_READ_LATENCY
 
     @validated
     def __init__(self, *, program: Program):
@@ -89,244 +98,218 @@ class Sequencer(wiring.Component):
             "in_addr": In(range(depth)),
             "in_index": In(range(max(2, p.in_words))),
             "in_data": In(signed(p.data_bits)),
-            "out_index": In(range(max(2, p.width))),
+            "out_index": In(range(max(2, p.buffer_rows))),
             "out_data": Out(data.ArrayLayout(signed(p.data_bits), p.batch)),
         })
 
+    # -- the pipeline's timing, from its stages' latencies (the cycle model's source) ----------
+    @staticmethod
+    def prep_cycles_for(program: Program) -> int:
+        """Cycles before a tile streams: the longer of loading the cells (one array row per
+        cycle, after the cell ROM's latency) and fetching the ``cols x alpha`` lane channels."""
+        return max(program.rows + Rom.latency,
+                   program.cols * program.alpha + LaneFetch.latency)
+
+    @staticmethod
+    def drain_cycles_for(program: Program) -> int:
+        """Cycles after a tile's last vector enters before the cells may be reloaded: the
+        array's latency."""
+        return array_latency(program.rows, program.cols)
+
+    @staticmethod
+    def flush_cycles(rows_written: int) -> int:
+        """Cycles of the end-of-layer wait after the DRAIN, for a last tile that writes back
+        ``rows_written`` rows: the last vector's sums (out of the array when DRAIN ends) pass
+        the accumulator, the requantizer and the transpose registers, the rows are written one
+        per cycle, and the FSM moves on the cycle after."""
+        return Accumulate.latency + Requantizer.latency + WriteBack.latency + rows_written
+
     @property
     def prep_cycles(self) -> int:
-        return self.program.prep_cycles
+        return self.prep_cycles_for(self.program)
 
     @property
     def drain_cycles(self) -> int:
-        return self.program.drain_cycles
+        return self.drain_cycles_for(self.program)
 
     def elaborate(self, platform):
         m = Module()
         p = self.program
-        R, C, A, D, ACC, W, B = (p.rows, p.cols, p.alpha, p.data_bits, p.acc_bits, p.width,
-                                 p.batch)
-        n_tiles = len(p.tiles)
-        lanes_total = C * A
+        rows, batch_size, word_bits = p.rows, p.batch, p.data_bits
+        tiles = len(p.tiles)
 
-        m.submodules.array = arr = SystolicArray(
-            rows=R, cols=C, alpha=A, weight_bits=p.weight_bits, data_bits=D, acc_bits=ACC)
-        row_layout = data.ArrayLayout(cell_layout(p.weight_bits, A), C)
-        lane_idx_layout = data.ArrayLayout(unsigned(p.lane_bits), lanes_total)  # c-major
-        m.submodules.cell_rom = cell_rom = Rom(width=row_layout.size, init=p.cells, name="cells")
-        m.submodules.lane_rom = lane_rom = Rom(width=lane_idx_layout.size, init=p.lanes,
-                                               name="lanes")
-        tl = p.tile_layout
-        m.submodules.tile_rom = tile_rom = Rom(width=tl.size, init=p.descriptors, ports=2,
-                                               name="tiles")
+        m.submodules.array = array = SystolicArray(
+            rows=rows, cols=p.cols, alpha=p.alpha, weight_bits=p.weight_bits,
+            data_bits=word_bits, acc_bits=p.acc_bits)
+        row_of_cells = data.ArrayLayout(cell_layout(p.weight_bits, p.alpha), p.cols)
+        m.submodules.cell_rom = cell_rom = Rom(width=row_of_cells.size, init=p.cells,
+                                               name="cells")
+        descriptor_layout = p.tile_layout
+        m.submodules.tile_rom = tile_rom = Rom(width=descriptor_layout.size, init=p.descriptors,
+                                               ports=2, name="tiles")
         m.submodules.rq_rom = rq_rom = Rom(width=p.requant_layout.size, init=p.requant,
                                            name="requant")
         m.submodules.requant = rq = Requantizer(
-            lanes=R, acc_bits=ACC, data_bits=D,
+            lanes=rows, acc_bits=p.acc_bits, data_bits=word_bits,
             shifts=[layer.requant.shift for layer in p.layers],
             clamps=[layer.requant.clamp for layer in p.layers])
+        m.submodules.lane_fetch = lane_fetch = LaneFetch(
+            cols=p.cols, alpha=p.alpha, data_bits=word_bits, batch=batch_size,
+            buffer_rows=p.buffer_rows, sources=p.lanes, steps=self.prep_cycles)
+        m.submodules.accumulate = accumulate = Accumulate(
+            rows=rows, acc_bits=p.acc_bits, batch=batch_size, tiles=tiles,
+            descriptor=descriptor_layout)
+        m.submodules.write_back = write_back = WriteBack(
+            rows=rows, data_bits=word_bits, batch=batch_size, buffer_rows=p.buffer_rows,
+            result=result_layout(batch_size, descriptor_layout))
 
-        row_shape = data.ArrayLayout(signed(D), B)  # one buffer row: a word of every vector
-        rd, wr = [], []
+        # two activation buffers: one buffer row = a word of every vector
+        buffer_read, buffer_write = [], []
         for b in range(2):
-            mem = memory.Memory(shape=unsigned(B * D), depth=max(2, W), init=[])
+            mem = memory.Memory(shape=unsigned(batch_size * word_bits),
+                                depth=max(2, p.buffer_rows), init=[])
             m.submodules[f"act{b}"] = mem
-            rd.append(mem.read_port())
-            wr.append(mem.write_port(granularity=D))
-        m.submodules.acc = acc_mem = memory.Memory(
-            shape=unsigned(R * ACC), depth=max(2, B), init=[])
-        acc_rd = acc_mem.read_port()
-        acc_wr = acc_mem.write_port()
+            buffer_read.append(mem.read_port())
+            buffer_write.append(mem.write_port(granularity=word_bits))
+        assert BUFFER_READ_LATENCY == 1  # what a synchronous read port gives
 
         # -- sequencer state ----------------------------------------------------------------
-        tile = Signal(range(max(2, n_tiles)))
-        cell_base = Signal(range(max(2, n_tiles * R)))
-        k = Signal(range(max(2, self.prep_cycles)))
-        n = Signal(range(max(2, B)))
-        nbatch = Signal(range(B + 1))
-        cnt = Signal(range(max(2, self.drain_cycles)))
-        desc = tl(tile_rom.data0)
+        tile = Signal(range(max(2, tiles)))
+        cell_base = Signal(range(max(2, tiles * rows)))
+        step = Signal(range(max(2, self.prep_cycles)))
+        vector = Signal(range(max(2, batch_size)))
+        vectors = Signal(range(batch_size + 1))
+        drain_step = Signal(range(max(2, self.drain_cycles)))
+        descriptor = descriptor_layout(tile_rom.data0)
         prep = Signal()
         streaming = Signal()
-        loading = Signal()
-        post_busy = Signal()
+        pipeline_busy = Signal()
 
         m.d.comb += [
-            cell_rom.addr0.eq(cell_base + k),
+            cell_rom.addr0.eq(cell_base + step),
             tile_rom.addr0.eq(tile),
-            lane_rom.addr0.eq(tile),
         ]
-        m.d.sync += loading.eq(0)
 
-        def advance():
-            m.d.sync += [tile.eq(tile + 1), cell_base.eq(cell_base + R), k.eq(0)]
+        def next_tile():
+            m.d.sync += [tile.eq(tile + 1), cell_base.eq(cell_base + rows), step.eq(0)]
 
         with m.FSM() as fsm:
             with m.State("IDLE"):
                 with m.If(self.start & (self.batch != 0)):
-                    m.d.sync += [tile.eq(0), cell_base.eq(0), k.eq(0), nbatch.eq(self.batch)]
+                    m.d.sync += [tile.eq(0), cell_base.eq(0), step.eq(0),
+                                 vectors.eq(self.batch)]
                     m.next = "PREP"
             with m.State("PREP"):
                 m.d.comb += [
                     prep.eq(1),
-                    cell_rom.en0.eq(k < R),
-                    tile_rom.en0.eq(k == 0),
-                    lane_rom.en0.eq(k == 0),
+                    cell_rom.en0.eq(step < rows),
+                    tile_rom.en0.eq(step == 0),
                 ]
-                m.d.sync += [loading.eq(k < R), k.eq(k + 1)]
-                with m.If(k == self.prep_cycles - 1):
-                    m.d.sync += [k.eq(0), n.eq(0)]
+                m.d.sync += step.eq(step + 1)
+                with m.If(step == self.prep_cycles - 1):
+                    m.d.sync += [step.eq(0), vector.eq(0)]
                     m.next = "STREAM"
             with m.State("STREAM"):
                 m.d.comb += streaming.eq(1)
-                m.d.sync += n.eq(n + 1)
-                with m.If(n == nbatch - 1):
-                    m.d.sync += cnt.eq(0)
+                m.d.sync += vector.eq(vector + 1)
+                with m.If(vector == vectors - 1):
+                    m.d.sync += drain_step.eq(0)
                     m.next = "DRAIN"
             with m.State("DRAIN"):
-                m.d.sync += cnt.eq(cnt + 1)
-                with m.If(cnt == self.drain_cycles - 1):
-                    with m.If(desc.layer_end):
+                m.d.sync += drain_step.eq(drain_step + 1)
+                with m.If(drain_step == self.drain_cycles - 1):
+                    with m.If(descriptor.layer_end):
                         m.next = "FLUSH"
                     with m.Else():
-                        advance()
+                        next_tile()
                         m.next = "PREP"
             with m.State("FLUSH"):
-                with m.If(~post_busy):
-                    with m.If(desc.net_end):
+                with m.If(~pipeline_busy):
+                    with m.If(descriptor.net_end):
                         m.d.comb += self.done.eq(1)
                         m.next = "IDLE"
                     with m.Else():
-                        advance()
+                        next_tile()
                         m.next = "PREP"
         m.d.comb += self.busy.eq(~fsm.ongoing("IDLE"))
-        m.d.comb += [arr.load.eq(loading), arr.w_in.eq(cell_rom.data0)]
 
-        # -- PREP: fetch lane channel f at cycle f + 1, store it at cycle f + 2 -------------
-        parity = desc.layer[0]  # valid from PREP cycle 1
-        lane_idx = lane_idx_layout(lane_rom.data0)
-        f = Signal(range(max(2, lanes_total + 1)))
-        m.d.comb += f.eq(k - 1)
-        fetching = prep & (k >= 1) & (k <= lanes_total)
-        idx = Signal(unsigned(p.lane_bits))
-        m.d.comb += idx.eq(Array(lane_idx[i] for i in range(lanes_total))[f])
-        got_valid = Signal()
-        got_slot = Signal.like(f)
-        got_zero = Signal()
-        m.d.sync += [
-            got_valid.eq(fetching),
-            got_slot.eq(f),
-            got_zero.eq(idx == p.zero_lane),
+        # -- PREP: the cell ROM shifts one array row per cycle into the array ------------------
+        loading = delay(m, prep & (step < rows), Rom.latency, "loading")
+        m.d.comb += [array.load.eq(loading), array.w_in.eq(cell_rom.data0)]
+
+        # -- PREP and STREAM: lane fetch from the source buffer --------------------------------
+        source_parity = descriptor.layer[0]  # valid from PREP step 1
+        m.d.comb += [
+            lane_fetch.control.tile.eq(tile),
+            lane_fetch.control.prep.eq(prep),
+            lane_fetch.control.step.eq(step),
+            lane_fetch.control.shift.eq(streaming),
+            lane_fetch.buffer.data.eq(
+                Mux(source_parity, buffer_read[1].data, buffer_read[0].data)),
+            array.lanes_in.eq(lane_fetch.lanes),
         ]
-        fetched = Mux(parity, rd[1].data, rd[0].data)
-        lanebufs = []
-        for i in range(lanes_total):
-            buf = Signal(row_shape, name=f"lanebuf_{i // A}_{i % A}")
-            lanebufs.append(buf)
-            with m.If(got_valid & (got_slot == i)):
-                m.d.sync += buf.eq(Mux(got_zero, 0, fetched))
-            with m.Elif(streaming):  # shift one vector per cycle towards word 0
-                m.d.sync += buf.eq(buf.as_value()[D:])
-            m.d.comb += arr.lanes_in[i // A][i % A].eq(buf[0])
-
         for b in range(2):
             m.d.comb += [
-                rd[b].addr.eq(Mux(self.busy, idx, self.out_index)),
-                rd[b].en.eq(1),
+                buffer_read[b].addr.eq(Mux(self.busy, lane_fetch.buffer.addr, self.out_index)),
+                buffer_read[b].en.eq(1),
             ]
-        final = len(p.layers) % 2
-        m.d.comb += self.out_data.eq(rd[final].data)
+        final_buffer = len(p.layers) % 2
+        m.d.comb += self.out_data.eq(buffer_read[final_buffer].data)
 
         # -- the tag that travels with each vector through the array -------------------------
-        tag_layout = data.StructLayout({"valid": 1, "final": 1, "n": unsigned(len(n)),
-                                        "tile": unsigned(len(tile))})
-        tag0 = Signal(tag_layout)
-        m.d.comb += [tag0.valid.eq(streaming), tag0.final.eq(n == nbatch - 1), tag0.n.eq(n),
-                     tag0.tile.eq(tile)]
-        taps = []
-        tag = tag0
-        for i in range(arr.latency):
-            reg = Signal(tag_layout, name=f"tag_{i}")
+        tag_shape = tag_layout(batch_size, tiles)
+        entering = Signal(tag_shape)
+        m.d.comb += [entering.valid.eq(streaming), entering.final.eq(vector == vectors - 1),
+                     entering.n.eq(vector), entering.tile.eq(tile)]
+        in_array = []
+        tag = entering
+        for i in range(array.latency):
+            reg = Signal(tag_shape, name=f"tag_{i}")
             m.d.sync += reg.eq(tag)
-            taps.append(reg.valid)
+            in_array.append(reg.valid)
             tag = reg
 
-        # -- O: read the descriptor and the running sum --------------------------------------
+        # -- O, P1: accumulate the column tiles ------------------------------------------------
         m.d.comb += [
-            tile_rom.addr1.eq(tag.tile), tile_rom.en1.eq(1),
-            acc_rd.addr.eq(tag.n), acc_rd.en.eq(1),
-        ]
-        sums_layout = data.ArrayLayout(signed(ACC), R)
-        p1 = Signal(tag_layout)
-        p1_sums = Signal(sums_layout)
-        m.d.sync += [p1.eq(tag), p1_sums.eq(arr.sums_out)]
-
-        # -- P1: add the column tile, keep the sum or requantize it ---------------------------
-        d1 = tl(tile_rom.data1)
-        running = sums_layout(acc_rd.data)
-        total = Signal(sums_layout)
-        for r in range(R):
-            m.d.comb += total[r].eq(Mux(d1.first, p1_sums[r], running[r] + p1_sums[r]))
-        m.d.comb += [
-            acc_wr.addr.eq(p1.n),
-            acc_wr.data.eq(total),
-            acc_wr.en.eq(p1.valid & ~d1.last),
-            rq_rom.addr0.eq(d1.rq),
+            accumulate.tag.eq(tag),
+            accumulate.sums.eq(array.sums_out),
+            tile_rom.addr1.eq(accumulate.descriptor.addr), tile_rom.en1.eq(1),
+            accumulate.descriptor.data.eq(tile_rom.data1),
+            rq_rom.addr0.eq(accumulate.requant_row),
             rq_rom.en0.eq(1),
-        ]
-        side_layout = data.StructLayout({
-            "valid": 1, "final": 1, "n": unsigned(len(n)), "offset": unsigned(bits_for(W)),
-            "count": unsigned(bits_for(R)), "layer": unsigned(len(d1.layer)),
-        })
-        p2 = Signal(side_layout)
-        p2_sums = Signal(sums_layout)
-        m.d.sync += [
-            p2.valid.eq(p1.valid & d1.last), p2.final.eq(p1.final), p2.n.eq(p1.n),
-            p2.offset.eq(d1.offset), p2.count.eq(d1.count), p2.layer.eq(d1.layer),
-            p2_sums.eq(total),
         ]
 
         # -- P2..P3: requantize ------------------------------------------------------------
+        p2 = accumulate.result
         coeffs = p.requant_layout(rq_rom.data0)
-        m.d.comb += [rq.valid.eq(p2.valid), rq.layer.eq(p2.layer), rq.sums.eq(p2_sums)]
-        for r in range(R):
+        m.d.comb += [rq.valid.eq(p2.valid), rq.layer.eq(p2.layer), rq.sums.eq(accumulate.total)]
+        for r in range(rows):
             m.d.comb += [rq.bias[r].eq(coeffs[r].bias), rq.mult[r].eq(coeffs[r].mult)]
         p3 = delay(m, p2, 1, "p3")
         p4 = delay(m, p3, 1, "p4")
         assert rq.latency == 2
 
-        # -- P4: transpose registers; then write back one buffer row per cycle ---------------
-        outbufs = [Signal(row_shape, name=f"outbuf_{r}") for r in range(R)]
-        wb_left = Signal(range(R + 1))
-        wb_row = Signal(range(max(2, W)))
-        wb_dst = Signal()
-        with m.If(wb_left != 0):
-            m.d.sync += [wb_left.eq(wb_left - 1), wb_row.eq(wb_row + 1)]
-            for r in range(R):
-                m.d.sync += outbufs[r].eq(outbufs[r + 1] if r + 1 < R else 0)
-        with m.Elif(p4.valid):
-            for r in range(R):
-                m.d.sync += outbufs[r][p4.n].eq(rq.out[r])
-            with m.If(p4.final):
-                m.d.sync += [wb_left.eq(p4.count), wb_row.eq(p4.offset),
-                             wb_dst.eq(~p4.layer[0])]
-
-        in_en = Signal(B)
-        m.d.comb += in_en.eq(Const(1, B) << self.in_addr)
+        # -- P4: transpose registers, then write back one buffer row per cycle ---------------
+        m.d.comb += [write_back.result.eq(p4), write_back.values.eq(rq.out)]
+        in_vector_mask = Signal(batch_size)
+        m.d.comb += in_vector_mask.eq(Const(1, batch_size) << self.in_addr)
+        writing = write_back.buffer
         for b in range(2):
             with m.If(self.busy):
                 m.d.comb += [
-                    wr[b].addr.eq(wb_row),
-                    wr[b].data.eq(outbufs[0]),
-                    wr[b].en.eq(Mux((wb_left != 0) & (wb_dst == b), (1 << B) - 1, 0)),
+                    buffer_write[b].addr.eq(writing.addr),
+                    buffer_write[b].data.eq(writing.data),
+                    buffer_write[b].en.eq(
+                        Mux(writing.en & (writing.target == b), (1 << batch_size) - 1, 0)),
                 ]
             if b == 0:
                 with m.Elif(self.in_en):
                     m.d.comb += [
-                        wr[b].addr.eq(self.in_index),
-                        wr[b].data.eq(Cat(*([self.in_data] * B))),
-                        wr[b].en.eq(in_en),
+                        buffer_write[b].addr.eq(self.in_index),
+                        buffer_write[b].data.eq(Cat(*([self.in_data] * batch_size))),
+                        buffer_write[b].en.eq(in_vector_mask),
                     ]
-        m.d.comb += post_busy.eq(
-            Cat(*taps, p1.valid, p2.valid, p3.valid, p4.valid, wb_left != 0).any())
+        m.d.comb += pipeline_busy.eq(
+            Cat(*in_array, accumulate.busy, p2.valid, p3.valid, p4.valid,
+                write_back.busy).any())
         return m

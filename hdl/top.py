@@ -1,6 +1,6 @@
 """The top level: a valid/ready input stream of words, the engine, a valid/ready output stream.
 
-Stream format (both directions, :data:`word_layout`): one activation word per beat, payload
+Stream format (both directions, :mod:`colcomb.hdl.framing`): one activation word per beat, payload
 ``{data: signed(data_bits), last: 1}`` (``data`` in the low bits). Input: the words of vector 0
 (layer 0's ``cols`` words, index 0 first), then vector 1, ...; ``last`` on the final word of the
 batch's final vector. A batch ends at ``last`` or when ``batch`` vectors have arrived, whichever
@@ -13,20 +13,16 @@ words leave at one per cycle (after one cycle to address the first output word).
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Module, Mux, Signal, signed
-from amaranth.lib import data, stream, wiring
+from amaranth.hdl import Array, Module, Mux, Signal
+from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from colcomb.hdl.framing import word_layout
 from colcomb.hdl.params import validated
 from colcomb.hdl.program import Program
 from colcomb.hdl.sequencer import Sequencer
 
 __all__ = ["Top", "word_layout"]
-
-
-def word_layout(data_bits: int) -> data.StructLayout:
-    """Payload of the input and output streams."""
-    return data.StructLayout({"data": signed(data_bits), "last": 1})
 
 
 class Top(wiring.Component):
@@ -47,6 +43,11 @@ class Top(wiring.Component):
         The engine is computing (between the end of input and the first output).
     """
 
+    #: cycles per batch besides one per input and output word and the engine's run: the START
+    #: state (one cycle pulsing the engine's ``start``) and the READ state (addressing the first
+    #: output word, :attr:`Sequencer.read_latency` before it is offered)
+    batch_overhead = 1 + Sequencer.read_latency
+
     @validated
     def __init__(self, *, program: Program):
         if not isinstance(program, Program):
@@ -63,6 +64,7 @@ class Top(wiring.Component):
         m = Module()
         p = self.program
         m.submodules.engine = eng = Sequencer(program=p)
+        assert Sequencer.read_latency == 1, "the READ state waits one cycle for the first word"
         n = Signal(range(p.batch + 1))
         j = Signal(range(max(2, p.in_words, p.out_words)))
         nbatch = Signal(range(p.batch + 1))
@@ -96,7 +98,7 @@ class Top(wiring.Component):
             with m.State("RUN"):
                 with m.If(eng.done):
                     m.next = "READ"
-            with m.State("READ"):
+            with m.State("READ"):  # one state: Sequencer.read_latency == 1
                 m.d.comb += eng.out_index.eq(0)
                 m.next = "SEND"
             with m.State("SEND"):

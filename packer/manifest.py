@@ -47,10 +47,16 @@ class Manifest:
     layers: list[PackedLayer]
     meta: dict = field(default_factory=dict)
     path: Path | None = None
+    sha256: str | None = None  # of the manifest.json bytes that were read and validated
 
     def chain(self, names: Sequence[str] | None = None) -> list[PackedLayer]:
         """The named layers in the given order (all layers when ``names`` is empty or None)."""
         return select_layers(self, names)
+
+    def provenance(self, layers: Sequence[str], parameters: dict) -> dict:
+        """Where a flow step's output came from (:func:`provenance`), for this loaded manifest."""
+        path = None if self.path is None else str(self.path.resolve())
+        return _provenance(path, self.sha256, layers, parameters)
 
     def layer(self, name: str) -> PackedLayer:
         for layer in self.layers:
@@ -58,6 +64,32 @@ class Manifest:
                 return layer
         names = ", ".join(x.name for x in self.layers)
         raise ColcombError(f"no layer {name!r} in the manifest; it has: {names}")
+
+
+def _provenance(path: str | None, sha256: str | None, layers: Sequence[str], parameters: dict) -> dict:
+    return {"manifest": path, "manifest_sha256": sha256, "layers": list(layers),
+            "parameters": dict(parameters)}
+
+
+def provenance(path: str | os.PathLike, layers: Sequence[str] | None, parameters: dict) -> dict:
+    """Where a flow step's output came from, for its JSON: ``manifest`` (the absolute path of
+    manifest.json), ``manifest_sha256`` (sha256 of its bytes: the manifest lists every array and
+    ROM image with its own sha256, so this one digest pins the weights), the ``layers`` run and
+    the step's ``parameters``. ``path`` is the manifest folder or file; ``layers`` None means
+    all of its layers."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / MANIFEST
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise ColcombError(f"cannot read {p}: {exc.strerror or exc}; name a manifest folder") from None
+    if not layers:
+        try:
+            layers = [str(layer["name"]) for layer in json.loads(raw)["layers"]]
+        except (ValueError, KeyError, TypeError):
+            raise ColcombError(f"{p} is not a colcomb manifest; run `colcomb pack` first") from None
+    return _provenance(str(p.resolve()), _sha256(raw), layers, parameters)
 
 
 def select_layers(manifest: Manifest, names: Sequence[str] | None) -> list[PackedLayer]:
@@ -227,7 +259,8 @@ def seal_manifest(path: str | os.PathLike) -> Path:
     p = Path(path)
     if p.is_dir():
         p = p / MANIFEST
-    doc = _parse(_read_manifest_text(p), p)
+    text = _read_manifest_text(p)
+    doc = _parse(text, p)
     original = p.read_bytes()
     doc[DIGEST] = manifest_digest(doc)
     write_text(p, _dumps(doc) + "\n")
@@ -511,7 +544,8 @@ def load_manifest(path: str | os.PathLike) -> Manifest:
 
 
 def _load(p: Path) -> Manifest:
-    doc = _parse(_read_manifest_text(p), p)
+    text = _read_manifest_text(p)
+    doc = _parse(text, p)
     _check_digest(doc, p)
     hashes = _field(doc, "files", dict, "the manifest")
     files = _Files(p.parent, hashes)
@@ -523,4 +557,4 @@ def _load(p: Path) -> Manifest:
     if len(set(names)) != len(names):
         raise ColcombError(f"{p}: layer names repeat: {names}")
     meta = doc.get("meta", {}) if isinstance(doc.get("meta", {}), dict) else {}
-    return Manifest(layers=layers, meta=meta, path=p)
+    return Manifest(layers=layers, meta=meta, path=p, sha256=_sha256(text.encode()))  # UTF-8: the bytes read

@@ -38,10 +38,18 @@ def lane_word_bits(cols: int) -> int:
     return max(1, cols.bit_length())
 
 
+def cell_words(weights: np.ndarray, selects: np.ndarray, bits: int) -> np.ndarray:
+    """The cell word of each (weight, select) pair, as unsigned ints of the same shape: the
+    weight's ``bits``-bit two's complement in the low bits, the select above it. The one cell
+    word encoder: the ROM images here and the hardware's cell ROM
+    (:mod:`colcomb.hdl.program`) both use it."""
+    mask = (1 << bits) - 1
+    return (np.asarray(selects, np.int64) << bits) | (np.asarray(weights, np.int64) & mask)
+
+
 def encode_cells(block: PackedBlock, bits: int, alpha: int) -> np.ndarray:
     """Cell words of a block, row-major, as unsigned ints."""
-    mask = (1 << bits) - 1
-    return ((block.selects.astype(np.int64) << bits) | (block.weights.astype(np.int64) & mask)).ravel()
+    return cell_words(block.weights, block.selects, bits).ravel()
 
 
 def decode_cells(words: np.ndarray, bits: int, rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:

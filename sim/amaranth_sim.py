@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from amaranth.sim import Simulator
 
+from colcomb.hdl.framing import batch_last_flags
 from colcomb.hdl.program import Program
 from colcomb.hdl.top import Top
 from colcomb.packer.packed import PackedLayer
@@ -44,9 +45,7 @@ def run_top(
     x = np.asarray(x, np.int64)
     vectors = x.shape[0]
     words = x.reshape(-1).tolist()
-    lasts = [False] * len(words)
-    for start in range(0, vectors, program.batch):
-        lasts[min(vectors, start + program.batch) * program.in_words - 1] = True
+    lasts = batch_last_flags(vectors, program.in_words, program.batch)
     total_out = vectors * program.out_words
     sent: list[int] = []
     received: list[tuple[int, int, bool]] = []

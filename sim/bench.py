@@ -30,6 +30,7 @@ from cocotb.clock import Clock
 from cocotb.simtime import get_sim_time
 from cocotb.triggers import ClockCycles, SimTimeoutError, with_timeout
 
+from colcomb.hdl.framing import batch_last_flags
 from colcomb.sim.scoreboard import ReferenceModel, Scoreboard
 from colcomb.sim.stream import StreamDriver, StreamMonitor
 
@@ -89,14 +90,12 @@ async def network_matches_golden_model(dut):
     monitor.start()
 
     words = x.reshape(-1).tolist()
-    lasts = np.zeros(len(words), bool)
-    for start in range(0, vectors, batch):
-        lasts[min(vectors, start + batch) * in_words - 1] = True
+    lasts = batch_last_flags(vectors, in_words, batch)
     wall = time.perf_counter()
     start_cycle = get_sim_time("ns") / PERIOD_NS
     timed_out = False
     try:
-        await with_timeout(_run(driver, monitor, words, lasts.tolist(), vectors * out_words),
+        await with_timeout(_run(driver, monitor, words, lasts, vectors * out_words),
                            cfg.get("max_cycles", 10**7) * PERIOD_NS, "ns")
     except SimTimeoutError:
         timed_out = True

@@ -27,13 +27,14 @@ import numpy as np
 
 from colcomb.core.errors import ColcombError
 from colcomb.core.tools import verilator_env
+from colcomb.hdl.cycles import stream_cycles, watchdog_budget
 from colcomb.hdl.generate import DEFAULT_TOP, generate_layers
 from colcomb.packer.golden import check_inputs
-from colcomb.packer.manifest import load_manifest
+from colcomb.packer.manifest import load_manifest, provenance
 from colcomb.packer.packed import PackedLayer, signed_range
 
 __all__ = ["Build", "SimResult", "SimulationMismatch", "build", "random_inputs", "run",
-           "simulate"]
+           "simulate", "watchdog"]
 
 BENCH_MODULE = "colcomb.sim.bench"
 # C++ optimisation of Verilator builds: -O0 compiles several times faster than the makefile's
@@ -93,6 +94,8 @@ class SimResult:
     cached_build: bool
     waves: Path | None = None
     extra: dict = field(default_factory=dict)
+    # where it came from: manifest path and sha256, the layers, the run's parameters
+    provenance: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
         out = asdict(self)
@@ -162,6 +165,7 @@ def build(
         params = {"rows": rows, "cols": cols, "batch": batch, "waves": bool(waves), "top": top,
                   "opt": opt, "build_args": BUILD_ARGS, **_tool_versions()}
         digest = hashlib.sha256(design.verilog.read_bytes())
+        digest.update(design.info.read_bytes())  # a cached build's JSON is this design's
         digest.update(json.dumps(params, sort_keys=True).encode())
         key = digest.hexdigest()[:16]
         final = root / key
@@ -207,6 +211,16 @@ def random_inputs(layer: PackedLayer, vectors: int, seed: int = 0) -> np.ndarray
     return x
 
 
+def watchdog(design: dict, vectors: int, *, idle: float = 0.0, stall: float = 0.0) -> int:
+    """The bench's cycle budget: :func:`colcomb.hdl.cycles.watchdog_budget` of the cycle model's
+    prediction (from the design JSON's ``engine_cycles``), stretched by the expected slowdown of
+    an input that idles or an output that stalls with the given probability."""
+    model = stream_cycles(design["engine_cycles"], design["in_words"], design["out_words"],
+                          vectors)
+    slowdown = 1.0 / max(0.05, 1.0 - max(idle, stall))
+    return watchdog_budget(model["total"], slowdown=slowdown)
+
+
 def run(
     built: Build,
     manifest_dir: str | os.PathLike,
@@ -235,16 +249,16 @@ def run(
         raise ColcombError(
             f"inputs must be (vectors >= 1, {d['in_words']}), got shape {list(x.shape)}"
         )
+    if max_cycles is None:
+        max_cycles = watchdog(d, x.shape[0], idle=idle, stall=stall)
     run_dir = built.dir / "runs" / uuid.uuid4().hex[:12]
+    parameters = {"rows": d["rows"], "cols": d["cols"], "batch": d["batch"],
+                  "vectors": int(x.shape[0]), "seed": seed, "idle": idle, "stall": stall,
+                  "max_cycles": max_cycles, "build": built.key,
+                  "inputs": str(run_dir / "inputs.npy")}
+    origin = provenance(manifest_dir, layers, parameters)
     run_dir.mkdir(parents=True)
     np.save(run_dir / "inputs.npy", x)
-    if max_cycles is None:
-        batches = -(-x.shape[0] // d["batch"])
-        prep = d.get("prep_cycles", d["rows"] + d["cols"] * d["alpha"] + 2)
-        per_tile = prep + d["batch"] + d["rows"] + d["cols"] + 16
-        io = x.shape[0] * (d["in_words"] + d["out_words"] + 2)
-        slow = 1.0 / max(0.05, 1.0 - max(idle, stall))
-        max_cycles = int(4 * slow * (batches * d["tiles"] * per_tile + io)) + 1000
     cfg = {
         "manifest": str(Path(manifest_dir).resolve()),
         "layers": list(layers) if layers else None,
@@ -301,6 +315,7 @@ def run(
         run_dir=run_dir,
         cached_build=built.cached,
         waves=(run_dir / "dump.vcd") if waves else None,
+        provenance=origin,
     )
     (run_dir / "result.json").write_text(json.dumps(result.to_json(), indent=1) + "\n")
     if check and not result.passed:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from colcomb.hdl.framing import batch_last_flags
 from colcomb.packer.golden import run_network
 from colcomb.packer.manifest import load_manifest, select_layers
 
@@ -69,9 +70,7 @@ class Scoreboard:
                 {"vector": int(i // width), "index": int(i % width),
                  "got": int(got[i]), "expected": int(exp[i])}
             )
-        expect_last = np.zeros(vectors * width, bool)
-        for end in range(0, vectors, batch):
-            expect_last[min(vectors, end + batch) * width - 1] = True
+        expect_last = np.array(batch_last_flags(vectors, width, batch), bool)
         wrong = np.flatnonzero(np.asarray(lasts[:n], bool) != expect_last[:n])
         if wrong.size:
             self.protocol_errors.append(

@@ -15,6 +15,8 @@ import cocotb
 from cocotb.simtime import get_sim_time
 from cocotb.triggers import Event, ReadOnly, RisingEdge
 
+from colcomb.hdl.framing import decode_word, encode_word
+
 __all__ = ["Beat", "StreamDriver", "StreamMonitor"]
 
 
@@ -27,16 +29,6 @@ class Beat:
 
 def _cycle(period_ns: float) -> int:
     return round(get_sim_time("ns") / period_ns)
-
-
-def encode(data: int, last: bool, data_bits: int) -> int:
-    return (int(last) << data_bits) | (int(data) & ((1 << data_bits) - 1))
-
-
-def decode(word: int, data_bits: int) -> tuple[int, bool]:
-    raw = word & ((1 << data_bits) - 1)
-    value = raw - (1 << data_bits) if raw >> (data_bits - 1) else raw
-    return value, bool(word >> data_bits & 1)
 
 
 class _StreamPort:
@@ -70,7 +62,7 @@ class StreamDriver(_StreamPort):
                 self.valid.value = 0
                 await RisingEdge(self.clk)
             self.valid.value = 1
-            self.payload.value = encode(data, last, self.data_bits)
+            self.payload.value = encode_word(data, last, self.data_bits)
             while True:
                 await ReadOnly()
                 if self.ready.value == 1:
@@ -110,7 +102,7 @@ class StreamMonitor(_StreamPort):
             self.ready.value = 0 if self.stall and self.rng.random() < self.stall else 1
             await ReadOnly()
             if self.valid.value == 1 and self.ready.value == 1:
-                data, last = decode(self.payload.value.to_unsigned(), self.data_bits)
+                data, last = decode_word(self.payload.value.to_unsigned(), self.data_bits)
                 self.received.append(Beat(_cycle(self.period), data, last))
                 if self._want and len(self.received) >= self._want:
                     self._enough.set()

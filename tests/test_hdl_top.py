@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from hw_layers import inputs, random_layer
 
+from colcomb.hdl.cycles import tile_cycles
 from colcomb.hdl.program import Program, dense_equivalent
 from colcomb.packer.golden import run_network
 from colcomb.sim.amaranth_sim import run_top
@@ -76,7 +77,7 @@ def test_column_combining_takes_fewer_cycles_than_dense():
     # one vector per cycle within a tile: cycles follow the tile count
     for prog, res in ((Program.compile([layer], rows=4, cols=4, batch=8), packed),
                       (Program.compile([dense], rows=4, cols=4, batch=8), plain)):
-        engine = len(prog.tiles) * prog.tile_cycles(8)
+        engine = len(prog.tiles) * tile_cycles(prog, 8)
         assert engine <= res.compute_cycles < engine + 20  # + the post-array pipeline
 
 

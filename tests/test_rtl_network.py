@@ -6,6 +6,8 @@ hash of their Verilog under build/sim) and several stimuli run through the same 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -13,9 +15,10 @@ import numpy as np
 import pytest
 from hw_layers import random_layer
 
+from colcomb.hdl.cycles import stream_cycles
 from colcomb.packer.golden import run_network
 from colcomb.packer.manifest import write_manifest
-from colcomb.sim.runner import build, random_inputs, run
+from colcomb.sim.runner import build, random_inputs, run, watchdog
 
 pytestmark = pytest.mark.rtl
 
@@ -77,8 +80,27 @@ def test_network_random_batches(network):
     res = run(built, manifest, x)
     assert res.passed and res.checked == 21 * 3 and res.mismatch_count == 0
     assert res.cycles > res.compute_cycles > 0
+    # the result JSON names the manifest (path, sha256 of its bytes) and the run's parameters
+    saved = json.loads((res.run_dir / "result.json").read_text())["provenance"]
+    assert saved == res.provenance and saved["layers"] == ["l0", "l1", "l2"]
+    assert saved["manifest_sha256"] == hashlib.sha256(
+        (manifest / "manifest.json").read_bytes()).hexdigest()
+    assert saved["parameters"]["vectors"] == 21 and saved["parameters"]["build"] == built.key
     # the golden outputs are not trivial (not all clamped to one value)
     assert len(np.unique(run_network(layers, x))) > 5
+
+
+def test_verilator_cycles_match_the_cycle_model(network):
+    """The cycle model (hdl/cycles.py, from the stages' latencies), read back from the design
+    JSON as the simulation watchdog reads it, predicts the cycles Verilator measures."""
+    manifest, built, layers = network
+    d = built.design
+    for vectors in (1, 8, 13):  # one vector, one full batch, a full and a partial batch
+        res = run(built, manifest, random_inputs(layers[0], vectors, seed=vectors))
+        model = stream_cycles(d["engine_cycles"], d["in_words"], d["out_words"], vectors)
+        # the bench counts the cycles from the first input word to the last output word, both in
+        assert res.cycles == model["total"]
+        assert model["total"] < watchdog(d, vectors) < 10 * model["total"] + 1000
 
 
 def test_network_with_idle_inputs_and_backpressure(network):

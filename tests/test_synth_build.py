@@ -4,6 +4,7 @@ cannot meet (it must fail, say why, and still leave its report)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 
@@ -69,6 +70,12 @@ def test_tiny_network_builds_for_icebreaker(tiny_manifest, tmp_path, capsys):
     assert x.shape == (3, 6)
     assert np.array_equal(y, run_network(load_manifest(tiny_manifest).layers, x))
     assert "PASSED" in text and f"{clock['fmax_mhz']:.2f}" in text
+    # the report names the weights it was built from
+    origin = report["provenance"]
+    manifest_json = tiny_manifest / "manifest.json"
+    assert origin["manifest"] == str(manifest_json.resolve()) and origin["layers"] == ["tiny"]
+    assert origin["manifest_sha256"] == hashlib.sha256(manifest_json.read_bytes()).hexdigest()
+    assert origin["parameters"]["board"] == "icebreaker" and origin["parameters"]["rows"] == 2
 
 
 def test_missed_clock_fails_and_keeps_the_report(tiny_manifest, tmp_path):

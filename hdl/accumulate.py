@@ -1,0 +1,161 @@
+"""Accumulate: add each vector's row sums for one column tile to its running sums.
+
+A row tile of a layer is computed as several column tiles in turn; the running sums of every
+vector of the batch wait in the accumulator memory between them. Per vector (one per cycle,
+tagged with its index ``n`` and tile), two stages:
+
+- O: read the tile's descriptor (tile ROM) and the vector's running sums (accumulator memory);
+- P1: the total is this tile's sums (first column tile) or running + this tile's sums; on the
+  last column tile it leaves for the requantizer (with the descriptor's ``offset``, ``count`` and
+  ``layer``), otherwise it is written back to the accumulator memory.
+
+So :attr:`Accumulate.latency` = 2 cycles from a tag on ``tag`` to the result on ``result``.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Shape, Signal, signed, unsigned
+from amaranth.lib import data, memory, wiring
+from amaranth.lib.wiring import In, Out
+
+from colcomb.hdl.params import check_int, validated
+
+__all__ = ["Accumulate", "descriptor_read_signature", "result_layout", "sums_layout",
+           "tag_layout"]
+
+DESCRIPTOR_FIELDS = ("first", "last", "rq", "offset", "count", "layer")
+
+
+def tag_layout(batch: int, tiles: int) -> data.StructLayout:
+    """What travels with each vector through the array: ``valid``, ``final`` (last vector of the
+    batch), its index ``n`` in the batch and its ``tile``."""
+    return data.StructLayout({"valid": 1, "final": 1, "n": Shape.cast(range(max(2, batch))),
+                              "tile": Shape.cast(range(max(2, tiles)))})
+
+
+def result_layout(batch: int, descriptor: data.StructLayout) -> data.StructLayout:
+    """What travels with a finished vector's sums to the requantizer and the write-back:
+    ``valid``, ``final``, ``n``, and from the tile's descriptor the destination rows
+    (``offset``, ``count``) and the ``layer``."""
+    return data.StructLayout({
+        "valid": 1, "final": 1, "n": Shape.cast(range(max(2, batch))),
+        "offset": descriptor["offset"].shape, "count": descriptor["count"].shape,
+        "layer": descriptor["layer"].shape,
+    })
+
+
+def sums_layout(rows: int, acc_bits: int) -> data.ArrayLayout:
+    """The ``rows`` row sums of one vector."""
+    return data.ArrayLayout(signed(acc_bits), rows)
+
+
+def descriptor_read_signature(tiles: int, descriptor: data.StructLayout) -> wiring.Signature:
+    """A read port of the tile ROM, seen from the reader: ``addr`` out, the descriptor in one
+    cycle later (the ROM's port stays enabled)."""
+    return wiring.Signature({"addr": Out(range(max(2, tiles))), "data": In(descriptor)})
+
+
+class Accumulate(wiring.Component):
+    """The accumulator memory and the column-tile adder behind the array.
+
+    Parameters
+    ----------
+    rows : int
+        Row sums per vector (the array's rows).
+    acc_bits : int
+        Bits of a sum.
+    batch : int
+        Vectors per batch (the accumulator memory's depth).
+    tiles : int
+        Tiles of the program (the width of the tag's tile field).
+    descriptor : StructLayout
+        The tile descriptor (:attr:`Program.tile_layout`); uses its ``first``, ``last``, ``rq``,
+        ``offset``, ``count`` and ``layer`` fields.
+
+    Members
+    -------
+    tag : ``In(tag_layout(batch, tiles))``
+        The vector whose sums are on ``sums`` this cycle.
+    sums : ``In(sums_layout(rows, acc_bits))``
+        Its row sums for the current column tile (the array's ``sums_out``).
+    descriptor : ``Out(descriptor_read_signature(tiles, descriptor))``
+        The tile ROM port that reads the tag's descriptor.
+    requant_row : ``Out(descriptor["rq"].shape)``
+        The row tile of the vector in P1 (the requant ROM address, read alongside).
+    result : ``Out(result_layout(batch, descriptor))``
+        A vector's final sums are valid on ``total`` (last column tile).
+    total : ``Out(sums_layout(rows, acc_bits))``
+    busy : ``Out(1)``
+        A vector is in O..P1 (for the sequencer's end-of-layer wait).
+    """
+
+    #: cycles from a tag on ``tag`` to its result on ``result``: O, then P1
+    latency = 2
+
+    @validated
+    def __init__(self, *, rows: int, acc_bits: int, batch: int, tiles: int,
+                 descriptor: data.StructLayout):
+        self.rows = check_int("rows", rows)
+        self.acc_bits = check_int("acc_bits", acc_bits, 2)
+        self.batch = check_int("batch", batch)
+        self.tiles = check_int("tiles", tiles)
+        if not isinstance(descriptor, data.StructLayout):
+            raise TypeError(f"descriptor must be a StructLayout, not {descriptor!r}")
+        missing = [f for f in DESCRIPTOR_FIELDS if f not in dict(descriptor.members)]
+        if missing:
+            raise ValueError(f"descriptor {descriptor!r} lacks the fields {missing}")
+        self.descriptor_layout = descriptor
+        super().__init__({
+            "tag": In(tag_layout(batch, tiles)),
+            "sums": In(sums_layout(rows, acc_bits)),
+            "descriptor": Out(descriptor_read_signature(tiles, descriptor)),
+            "requant_row": Out(descriptor["rq"].shape),
+            "result": Out(result_layout(batch, descriptor)),
+            "total": Out(sums_layout(rows, acc_bits)),
+            "busy": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        layout = sums_layout(self.rows, self.acc_bits)
+        m.submodules.acc = running_sums = memory.Memory(
+            shape=unsigned(self.rows * self.acc_bits), depth=max(2, self.batch), init=[])
+        running_read = running_sums.read_port()
+        running_write = running_sums.write_port()
+
+        # -- O: read the descriptor and the running sums ------------------------------------
+        m.d.comb += [
+            self.descriptor.addr.eq(self.tag.tile),
+            running_read.addr.eq(self.tag.n), running_read.en.eq(1),
+        ]
+        p1 = Signal(self.tag.shape())
+        p1_sums = Signal(layout)
+        m.d.sync += [p1.eq(self.tag), p1_sums.eq(self.sums)]
+
+        # -- P1: add the column tile; keep the total or pass it on ---------------------------
+        tile = self.descriptor.data
+        running = layout(running_read.data)
+        total = Signal(layout)
+        for r in range(self.rows):
+            m.d.comb += total[r].eq(Mux(tile.first, p1_sums[r], running[r] + p1_sums[r]))
+        m.d.comb += [
+            running_write.addr.eq(p1.n),
+            running_write.data.eq(total),
+            running_write.en.eq(p1.valid & ~tile.last),
+            self.requant_row.eq(tile.rq),
+        ]
+        result = self.result
+        # the outputs are P1's registers: valid from the cycle after P1
+        out = Signal(result.shape(), name="p2")
+        out_total = Signal(layout, name="p2_sums")
+        m.d.sync += [
+            out.valid.eq(p1.valid & tile.last), out.final.eq(p1.final), out.n.eq(p1.n),
+            out.offset.eq(tile.offset), out.count.eq(tile.count), out.layer.eq(tile.layer),
+            out_total.eq(total),
+        ]
+        m.d.comb += [
+            result.eq(out),
+            self.total.eq(out_total),
+            self.busy.eq(p1.valid | out.valid),
+        ]
+        return m

@@ -170,8 +170,10 @@ class Program:
 
     @property
     def drain_cycles(self) -> int:
-        """Cycles after a tile's last vector enters before the cells may be reloaded."""
-        return self.rows + self.cols - 1
+        """Cycles after a tile's last vector enters before the cells may be reloaded: the
+        array's latency (the lanes reach every row of a column at once, so only the columns
+        count; :attr:`colcomb.hdl.array.SystolicArray.latency`)."""
+        return self.cols
 
     def tile_cycles(self, vectors: int) -> int:
         """Engine cycles of one tile for a batch of ``vectors``."""

@@ -13,7 +13,7 @@ Per tile (cycles)::
                                       row each) into the lane shift registers
     STREAM batch                      one vector per cycle into the array (the shift registers
                                       move one word per cycle)
-    DRAIN  rows + cols - 1            until the last vector has left the array
+    DRAIN  cols                       until the last vector has left the array
 
 Behind the array (per vector): ``O`` read descriptor and running sum, ``P1`` add this column
 tile and keep the sum in the accumulator memory, or on the last column tile hand it to the

@@ -1,8 +1,9 @@
 """Area of the systolic array per cell: yosys synthesis of a ladder of array sizes.
 
 For each family (iCE40 with ``synth_ice40``, ECP5 with ``synth_ecp5``), each alpha (1: the dense
-array, 8: column-combined) and each multiplier (DSP blocks, or the shift-and-add logic the array
-uses beyond a device's DSPs), the script synthesizes ``rows x cols`` arrays for a ladder of row
+array, 8: column-combined) and each cell (bit-parallel with DSP blocks, bit-parallel with the
+shift-and-add logic the array uses beyond a device's DSPs, and the bit-serial cell, which has no
+multiplier), the script synthesizes ``rows x cols`` arrays for a ladder of row
 counts (yosys only, no place and route) and fits a line through LUTs and flip-flops against the
 number of cells: the slope is the cost of one more cell, with the fixed skew registers excluded.
 
@@ -24,9 +25,11 @@ from colcomb.core.table import table
 from colcomb.fpga.cost import synth_components
 from colcomb.hdl.array import SystolicArray
 
-TARGETS = {  # issue 10's per-cell targets at alpha 8
+#: (cell, multiplier) -> issue 10's per-cell target at alpha 8
+KINDS = {
     ("parallel", "dsp"): "<= 60 LUTs",
     ("parallel", "logic"): "<= 150 LUTs",
+    ("serial", "none"): "<= 40 LUTs, <= 40 FFs",
 }
 
 
@@ -49,9 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     rows_out = []
     t0 = time.perf_counter()
     for family in args.family:
-        for mult in ("dsp", "logic"):
+        for (cell, mult), target in KINDS.items():
             for alpha in args.alpha:
-                comps = {f"r{r}": SystolicArray(rows=r, cols=args.cols, alpha=alpha,
+                comps = {f"r{r}": SystolicArray(rows=r, cols=args.cols, alpha=alpha, cell=cell,
                                                 dsp_cells=None if mult == "dsp" else 0)
                          for r in args.rows}
                 res = synth_components(family, comps, dsp=mult == "dsp", jobs=args.jobs)
@@ -59,14 +62,14 @@ def main(argv: list[str] | None = None) -> int:
                 luts = [res[f"r{r}"]["luts"] for r in args.rows]
                 ffs = [res[f"r{r}"]["flip_flops"] for r in args.rows]
                 dsps = [res[f"r{r}"]["dsps"] for r in args.rows]
-                rows_out.append([family, mult, alpha, " ".join(map(str, cells)), " ".join(map(str, luts)),
+                rows_out.append([family, cell, mult, alpha, " ".join(map(str, cells)), " ".join(map(str, luts)),
                                  " ".join(map(str, ffs)), " ".join(map(str, dsps)),
                                  round(slope(cells, luts), 1), round(slope(cells, ffs), 1),
-                                 TARGETS.get(("parallel", mult), "") if alpha == 8 else ""])
-                print(f"  {family} {mult} alpha {alpha}: done ({time.perf_counter() - t0:.0f} s)", flush=True)
+                                 target if alpha == 8 else ""])
+                print(f"  {family} {cell} {mult} alpha {alpha}: done ({time.perf_counter() - t0:.0f} s)", flush=True)
     print()
-    print(f"bit-parallel cell, 8-bit weights and data, {args.cols}-wide rows (yosys synth only)")
-    print(table(["family", "multiplier", "alpha", "cells", "LUTs", "flip-flops", "DSPs",
+    print(f"8-bit weights and data, {args.cols}-wide rows (yosys synth only)")
+    print(table(["family", "cell", "multiplier", "alpha", "cells", "LUTs", "flip-flops", "DSPs",
                  "LUTs/cell", "FFs/cell", "target"], rows_out))
     print(f"({time.perf_counter() - t0:.0f} s)")
     return 0

@@ -87,22 +87,25 @@ def synth_components(family: str, components: dict[str, object], *, dsp: bool,
 
 
 def synth_cell(family: str, alphas: Sequence[int], *, weight_bits: int = 8, data_bits: int = 8,
-               cols: int = 8, dsp: bool = False) -> dict[int, dict]:
+               cols: int = 8, dsp: bool = False, cell: str = "parallel") -> dict[int, dict]:
     """Resources of one array cell per alpha in ``alphas`` (:func:`synth_components`):
     ``{alpha: {"luts", "flip_flops", "carries", "dsps", "block_rams"}}``. The cell priced is the
     last of a ``cols``-wide array row (the widest partial sums). With ``dsp`` the multiplier goes
     to a DSP block; without, it is the shift-and-add multiplier the array uses for cells beyond
-    the device's DSPs."""
+    the device's DSPs. ``cell="serial"`` prices the bit-serial cell (no multiplier)."""
     from colcomb.hdl.array import psum_bits
     from colcomb.hdl.cell import Cell
+    from colcomb.hdl.serial_cell import SerialCell
 
-    key = (family, weight_bits, data_bits, cols, dsp)
+    key = (family, weight_bits, data_bits, cols, dsp, cell)
     want = [a for a in dict.fromkeys(alphas) if (*key, a) not in _CELL_CACHE]
     if want:
-        comps = {f"cell{a}": Cell(weight_bits=weight_bits, data_bits=data_bits, alpha=a,
-                                  psum_in_bits=psum_bits(weight_bits, data_bits, cols - 1) if cols > 1 else 0,
-                                  psum_out_bits=psum_bits(weight_bits, data_bits, cols),
-                                  multiplier="dsp" if dsp else "logic")
+        plane = 1 if cell == "serial" else data_bits
+        widths = {"psum_in_bits": psum_bits(weight_bits, plane, cols - 1) if cols > 1 else 0,
+                  "psum_out_bits": psum_bits(weight_bits, plane, cols)}
+        comps = {f"cell{a}": SerialCell(weight_bits=weight_bits, alpha=a, **widths) if cell == "serial"
+                 else Cell(weight_bits=weight_bits, data_bits=data_bits, alpha=a,
+                           multiplier="dsp" if dsp else "logic", **widths)
                  for a in want}
         res = synth_components(family, comps, dsp=dsp)
         for a in want:
@@ -193,7 +196,8 @@ def _array_side(program, cell: dict, vectors: int, clock_hz: float, dense_macs: 
 def cost_report(manifest_dir: str | os.PathLike, *, rows: int, cols: int, out: str | os.PathLike,
                 board: str = "icebreaker", batch: int | None = None, vectors: int | None = None,
                 clock_mhz: float | None = None, synth_report: str | os.PathLike | None = None,
-                layers: list[str] | None = None, synth: bool = True, dsp: bool = False) -> dict:
+                layers: list[str] | None = None, synth: bool = True, dsp: bool = False,
+                cell: str = "parallel") -> dict:
     """Compare the dense and the column-combined array for the manifest's layers; write
     ``out/cost.json``, ``out/cost.md`` and ``out/heatmap.png``; return the report."""
     from colcomb.core.tools import tool_env, tool_version
@@ -207,8 +211,8 @@ def cost_report(manifest_dir: str | os.PathLike, *, rows: int, cols: int, out: s
     manifest = load_manifest(manifest_dir)
     chosen = manifest.chain(layers)
     kw = {} if batch is None else {"batch": batch}
-    combined = Program.compile(chosen, rows=rows, cols=cols, **kw)
-    dense = Program.compile([dense_equivalent(la) for la in chosen], rows=rows, cols=cols, **kw)
+    combined = Program.compile(chosen, rows=rows, cols=cols, cell=cell, **kw)
+    dense = Program.compile([dense_equivalent(la) for la in chosen], rows=rows, cols=cols, cell=cell, **kw)
     n_vec = vectors or combined.batch
 
     if synth_report is not None:
@@ -228,9 +232,10 @@ def cost_report(manifest_dir: str | os.PathLike, *, rows: int, cols: int, out: s
 
     wb, db, ab = combined.weight_bits, combined.data_bits, combined.acc_bits
     if synth:
-        cells = synth_cell(family, [1, combined.alpha], weight_bits=wb, data_bits=db, cols=cols, dsp=dsp)
-        cell_source = (f"yosys synth_{family} of one cell, multiplier in "
-                       + ("DSP blocks" if dsp else "LUTs"))
+        cells = synth_cell(family, [1, combined.alpha], weight_bits=wb, data_bits=db, cols=cols, dsp=dsp,
+                           cell=cell)
+        cell_source = (f"yosys synth_{family} of one {cell} cell"
+                       + ("" if cell == "serial" else ", multiplier in " + ("DSP blocks" if dsp else "LUTs")))
     else:
         zero = {"luts": None, "flip_flops": None, "carries": None, "dsps": None, "block_rams": None}
         cells = {1: zero, combined.alpha: zero}

@@ -76,12 +76,13 @@ def generate_layers(
     data_bits: int | None = None,
     acc_bits: int | None = None,
     lint: bool = False,
+    cell: str = "parallel",
 ) -> Design:
     """Like :func:`generate`, from layers already in memory."""
     from colcomb.hdl import lint as lint_mod
 
     program = Program.compile(layers, rows=rows, cols=cols, batch=batch,
-                              weight_bits=weight_bits, data_bits=data_bits, acc_bits=acc_bits)
+                              weight_bits=weight_bits, data_bits=data_bits, acc_bits=acc_bits, cell=cell)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ColcombError(f"{out} exists and is not a folder; name a folder with --out")
@@ -133,6 +134,7 @@ def generate(
     acc_bits: int | None = None,
     lint: bool = True,
     layers: Sequence[str] | None = None,
+    cell: str = "parallel",
 ) -> Design:
     """Elaborate the accelerator for the manifest's network on a ``rows`` x ``cols`` array.
 
@@ -143,9 +145,10 @@ def generate(
     tile counts). ``layers`` picks a chain of the manifest's layers by name (default: all, in
     order). With ``lint`` (default) it runs ``verilator --lint-only -Wall`` and raises
     :class:`ColcombError` on any warning not waived. ``batch`` is the most vectors one run
-    holds on chip; widths default to the widest the layers need.
+    holds on chip; widths default to the widest the layers need; ``cell`` is the array's cell
+    kind (:data:`colcomb.hdl.program.CELLS`).
     """
     chosen = load_manifest(manifest_dir).chain(layers)
     return generate_layers(chosen, rows, cols, out_dir, batch=batch, top=top,
                            weight_bits=weight_bits, data_bits=data_bits, acc_bits=acc_bits,
-                           lint=lint)
+                           lint=lint, cell=cell)

@@ -38,6 +38,7 @@ from colcomb.packer.packed import (
 )
 
 __all__ = [
+    "CELLS",
     "Program",
     "bits_for",
     "cell_layout",
@@ -45,6 +46,10 @@ __all__ = [
     "lane_layout",
     "pack_struct",
 ]
+
+
+#: the array's cell kinds: one vector per cycle, or the paper's bit-serial cell
+CELLS = ("parallel", "serial")
 
 
 def bits_for(value: int) -> int:
@@ -110,6 +115,10 @@ class Program:
     data_bits: int
     acc_bits: int
     batch: int
+    #: cells (row-major) whose multiplier is DSP-mappable; the rest use logic (None: all)
+    dsp_cells: int | None = None
+    #: the array's cell kind, one of :data:`CELLS`
+    cell: str = "parallel"
     tiles: list[Tile] = field(default_factory=list)
     cells: list[int] = field(default_factory=list)
     lanes: list[int] = field(default_factory=list)
@@ -172,12 +181,18 @@ class Program:
     def drain_cycles(self) -> int:
         """Cycles after a tile's last vector enters before the cells may be reloaded: the
         array's latency (the lanes reach every row of a column at once, so only the columns
-        count; :attr:`colcomb.hdl.array.SystolicArray.latency`)."""
-        return self.cols
+        count, and the serial array's bit-plane accumulator;
+        :attr:`colcomb.hdl.array.SystolicArray.latency`)."""
+        return self.cols + (self.cell == "serial")
+
+    @property
+    def cycles_per_vector(self) -> int:
+        """Cycles a vector streams through the array: 1, or ``data_bits`` for the serial cell."""
+        return self.data_bits if self.cell == "serial" else 1
 
     def tile_cycles(self, vectors: int) -> int:
         """Engine cycles of one tile for a batch of ``vectors``."""
-        return self.prep_cycles + vectors + self.drain_cycles
+        return self.prep_cycles + vectors * self.cycles_per_vector + self.drain_cycles
 
     def dense_macs(self) -> int:
         """Multiply-accumulates of one vector through the dense layers (sum of rows x cols)."""
@@ -192,13 +207,18 @@ class Program:
             "data_bits": self.data_bits,
             "acc_bits": self.acc_bits,
             "batch": self.batch,
+            "dsp_cells": self.rows * self.cols if self.dsp_cells is None else self.dsp_cells,
             "width": self.width,
             "in_words": self.in_words,
             "out_words": self.out_words,
             "tiles": len(self.tiles),
             "prep_cycles": self.prep_cycles,
             "drain_cycles": self.drain_cycles,
-            "cycles_per_tile": f"{self.prep_cycles} prep + batch + {self.drain_cycles} drain",
+            "cell": self.cell,
+            "cycles_per_vector": self.cycles_per_vector,
+            "cycles_per_tile": (f"{self.prep_cycles} prep + batch"
+                                + (f" x {self.cycles_per_vector}" if self.cycles_per_vector > 1 else "")
+                                + f" + {self.drain_cycles} drain"),
             "row_tiles": len(self.requant),
             "layers": [
                 {
@@ -225,6 +245,8 @@ class Program:
         weight_bits: int | None = None,
         data_bits: int | None = None,
         acc_bits: int | None = None,
+        dsp_cells: int | None = None,
+        cell: str = "parallel",
     ) -> Program:
         """Check ``layers`` against the array and compute the ROM images.
 
@@ -235,6 +257,11 @@ class Program:
         for label, value in (("rows", rows), ("cols", cols), ("batch", batch)):
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
                 raise ColcombError(f"{label} must be a positive integer, not {value!r}")
+        if dsp_cells is not None and (not isinstance(dsp_cells, (int, np.integer)) or isinstance(dsp_cells, bool)
+                                      or dsp_cells < 0):
+            raise ColcombError(f"dsp_cells must be a non-negative integer or None, not {dsp_cells!r}")
+        if cell not in CELLS:
+            raise ColcombError(f"cell must be one of {', '.join(CELLS)}, not {cell!r}")
         layers = list(layers)
         if not layers:
             raise ColcombError("the network has no layers; pack at least one layer")
@@ -275,6 +302,8 @@ class Program:
             data_bits=db,
             acc_bits=ab,
             batch=int(batch),
+            dsp_cells=None if dsp_cells is None else min(int(dsp_cells), int(rows) * int(cols)),
+            cell=cell,
         )
         prog._build()
         return prog

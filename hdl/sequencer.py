@@ -110,7 +110,9 @@ class Sequencer(wiring.Component):
         lanes_total = C * A
 
         m.submodules.array = arr = SystolicArray(
-            rows=R, cols=C, alpha=A, weight_bits=p.weight_bits, data_bits=D, acc_bits=ACC)
+            rows=R, cols=C, alpha=A, weight_bits=p.weight_bits, data_bits=D, acc_bits=ACC,
+            dsp_cells=p.dsp_cells, cell=p.cell)
+        serial = p.cell == "serial"
         row_layout = data.ArrayLayout(cell_layout(p.weight_bits, A), C)
         lane_idx_layout = data.ArrayLayout(unsigned(p.lane_bits), lanes_total)  # c-major
         m.submodules.cell_rom = cell_rom = Rom(width=row_layout.size, init=p.cells, name="cells")
@@ -150,6 +152,15 @@ class Sequencer(wiring.Component):
         streaming = Signal()
         loading = Signal()
         post_busy = Signal()
+        # the serial array takes a vector in data_bits cycles, one bit of every word per cycle
+        bit = Signal(range(max(2, D)))
+        vector_end = Signal()
+        if serial:
+            m.d.comb += [vector_end.eq(bit == D - 1), arr.bit.eq(bit)]
+            with m.If(streaming):
+                m.d.sync += bit.eq(Mux(vector_end, 0, bit + 1))
+        else:
+            m.d.comb += vector_end.eq(1)
 
         m.d.comb += [
             cell_rom.addr0.eq(cell_base + k),
@@ -179,10 +190,11 @@ class Sequencer(wiring.Component):
                     m.next = "STREAM"
             with m.State("STREAM"):
                 m.d.comb += streaming.eq(1)
-                m.d.sync += n.eq(n + 1)
-                with m.If(n == nbatch - 1):
-                    m.d.sync += cnt.eq(0)
-                    m.next = "DRAIN"
+                with m.If(vector_end):
+                    m.d.sync += n.eq(n + 1)
+                    with m.If(n == nbatch - 1):
+                        m.d.sync += cnt.eq(0)
+                        m.next = "DRAIN"
             with m.State("DRAIN"):
                 m.d.sync += cnt.eq(cnt + 1)
                 with m.If(cnt == self.drain_cycles - 1):
@@ -225,9 +237,9 @@ class Sequencer(wiring.Component):
             lanebufs.append(buf)
             with m.If(got_valid & (got_slot == i)):
                 m.d.sync += buf.eq(Mux(got_zero, 0, fetched))
-            with m.Elif(streaming):  # shift one vector per cycle towards word 0
-                m.d.sync += buf.eq(buf.as_value()[D:])
-            m.d.comb += arr.lanes_in[i // A][i % A].eq(buf[0])
+            with m.Elif(streaming):  # shift one vector (serial: one bit) per cycle towards word 0
+                m.d.sync += buf.eq(buf.as_value()[1 if serial else D:])
+            m.d.comb += arr.lanes_in[i // A][i % A].eq(buf.as_value()[0] if serial else buf[0])
 
         for b in range(2):
             m.d.comb += [
@@ -241,7 +253,7 @@ class Sequencer(wiring.Component):
         tag_layout = data.StructLayout({"valid": 1, "final": 1, "n": unsigned(len(n)),
                                         "tile": unsigned(len(tile))})
         tag0 = Signal(tag_layout)
-        m.d.comb += [tag0.valid.eq(streaming), tag0.final.eq(n == nbatch - 1), tag0.n.eq(n),
+        m.d.comb += [tag0.valid.eq(streaming & vector_end), tag0.final.eq(n == nbatch - 1), tag0.n.eq(n),
                      tag0.tile.eq(tile)]
         taps = []
         tag = tag0

@@ -193,3 +193,63 @@ def test_requantizer_equals_golden_requantize():
 def test_requantizer_rejects_bad_clamp():
     with pytest.raises(ValueError, match=r"\(0, 300\)"):
         Requantizer(lanes=1, shifts=[0], clamps=[(0, 300)])
+
+
+@pytest.mark.parametrize(("rows", "cols", "alpha", "data_bits"), [(1, 1, 1, 8), (3, 4, 8, 8), (2, 3, 3, 4)])
+def test_serial_array_streams_bit_planes(rows, cols, alpha, data_bits):
+    """The bit-serial array: vectors enter one bit of every lane per cycle, LSB first, back to
+    back; the row sums equal W x lanes[select] (numpy), extreme values included."""
+    rng = np.random.default_rng(rows * 100 + cols * 10 + alpha)
+    lo, hi = -(1 << (data_bits - 1)), (1 << (data_bits - 1)) - 1
+    dut = SystolicArray(rows=rows, cols=cols, alpha=alpha, data_bits=data_bits, acc_bits=24, cell="serial")
+    assert dut.cycles_per_vector == data_bits and dut.latency == cols + 1
+    w = rng.integers(-128, 128, (rows, cols))
+    w[0, 0] = -128
+    s = rng.integers(0, alpha, (rows, cols))
+    n = 6
+    xs = rng.integers(lo, hi + 1, (n, cols, alpha))
+    xs[0], xs[1] = lo, hi
+    picked = np.take_along_axis(xs[:, None, :, :], np.broadcast_to(s[None, :, :, None],
+                                (n, rows, cols, 1)), axis=3)[..., 0]
+    expect = (picked * w[None]).sum(axis=2)
+    got = []
+
+    async def bench(ctx):
+        ctx.set(dut.load, 1)
+        for r in reversed(range(rows)):
+            ctx.set(dut.w_in, [{"weight": int(w[r, c]), "select": int(s[r, c])} if alpha > 1
+                               else {"weight": int(w[r, c])} for c in range(cols)])
+            await ctx.tick()
+        ctx.set(dut.load, 0)
+        for t in range(n * data_bits + dut.latency):
+            v, b = divmod(t, data_bits)
+            if v < n:
+                ctx.set(dut.bit, b)
+                ctx.set(dut.lanes_in, [[(int(xs[v, c, a]) >> b) & 1 for a in range(alpha)]
+                                       for c in range(cols)])
+            await ctx.tick()
+            done = t + 1 - dut.latency  # the cycle whose bits entered latency cycles ago
+            if done >= 0 and done % data_bits == data_bits - 1 and len(got) < n:
+                got.append([ctx.get(dut.sums_out[r]) for r in range(rows)])
+
+    _run(dut, bench)
+    assert np.array_equal(np.array(got), expect)
+
+
+def test_serial_cell_gates_the_weight_with_the_selected_bit():
+    from colcomb.hdl.serial_cell import SerialCell
+
+    dut = SerialCell(weight_bits=8, alpha=3, psum_in_bits=10, psum_out_bits=11)
+
+    async def bench(ctx):
+        ctx.set(dut.w_in, {"weight": -77, "select": 2})
+        ctx.set(dut.load, 1)
+        await ctx.tick()
+        ctx.set(dut.load, 0)
+        for lanes, psum, expect in (([0, 0, 1], 5, -72), ([1, 1, 0], 5, 5), ([1, 1, 1], -512, -589)):
+            ctx.set(dut.lanes, lanes)
+            ctx.set(dut.psum_in, psum)
+            await ctx.tick()
+            assert ctx.get(dut.psum_out) == expect
+
+    _run(dut, bench)

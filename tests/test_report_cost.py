@@ -64,17 +64,19 @@ def _simulate_top(prog: Program, x: np.ndarray) -> tuple[int, np.ndarray]:
 
 
 @pytest.mark.parametrize(
-    "shapes, alpha, rows, cols, batch, vectors",
+    "shapes, alpha, rows, cols, batch, vectors, cell",
     [
-        ([(9, 14), (5, 9)], 3, 4, 3, 4, 4),
-        ([(9, 14), (5, 9)], 3, 4, 3, 4, 6),  # two batches, the second partial
-        ([(7, 20), (6, 7), (3, 6)], 4, 2, 5, 3, 3),
-        ([(12, 8)], 1, 5, 2, 2, 5),
+        ([(9, 14), (5, 9)], 3, 4, 3, 4, 4, "parallel"),
+        ([(9, 14), (5, 9)], 3, 4, 3, 4, 6, "parallel"),  # two batches, the second partial
+        ([(7, 20), (6, 7), (3, 6)], 4, 2, 5, 3, 3, "parallel"),
+        ([(12, 8)], 1, 5, 2, 2, 5, "parallel"),
+        ([(9, 14), (5, 9)], 3, 4, 3, 4, 6, "serial"),
+        ([(12, 8)], 1, 5, 2, 2, 5, "serial"),
     ],
 )
-def test_cycle_model_matches_simulation(rng, shapes, alpha, rows, cols, batch, vectors):
+def test_cycle_model_matches_simulation(rng, shapes, alpha, rows, cols, batch, vectors, cell):
     layers = _layers(rng, shapes, alpha, density=0.3)
-    prog = Program.compile(layers, rows=rows, cols=cols, batch=batch)
+    prog = Program.compile(layers, rows=rows, cols=cols, batch=batch, cell=cell)
     x = self_test_inputs(layers, vectors, 1)
     cycles, y = _simulate_top(prog, x)
     assert np.array_equal(y, run_network(layers, x))

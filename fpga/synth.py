@@ -302,7 +302,8 @@ def synthesize(manifest_dir: str | os.PathLike, *, board: str, rows: int, cols: 
             "clock_mhz": f_clk / 1e6,
             "pll": None if pll is None else pll.summary(),
         },
-        "array": {**prog.summary(), "logic_multiplier_cells": prog.rows * prog.cols - dsp_cells,
+        "array": {**prog.summary(),
+                  "logic_multiplier_cells": 0 if prog.cell == "serial" else prog.rows * prog.cols - dsp_cells,
                   "layers_run": design.layer_names},
         "test": {
             "vectors": int(design.inputs.shape[0]),
@@ -390,7 +391,7 @@ def summary(report: dict) -> str:
         f"{a['tiles']} tiles, batch {a['batch']}, "
         f"layers {', '.join(a['layers_run'])}",
     ]
-    if "dsp_cells" in a:
+    if "dsp_cells" in a and a.get("cell", "parallel") == "parallel":
         lines.append(f"  multipliers   {a['dsp_cells']} cells in DSP blocks, "
                      f"{a.get('logic_multiplier_cells', 0)} in logic")
     for label, key in (("LUTs", "luts"), ("logic cells", "logic_cells"), ("flip-flops", "flip_flops"),

@@ -207,7 +207,8 @@ class Program:
             "data_bits": self.data_bits,
             "acc_bits": self.acc_bits,
             "batch": self.batch,
-            "dsp_cells": self.rows * self.cols if self.dsp_cells is None else self.dsp_cells,
+            "dsp_cells": 0 if self.cell == "serial" else (self.rows * self.cols if self.dsp_cells is None
+                                                          else self.dsp_cells),
             "width": self.width,
             "in_words": self.in_words,
             "out_words": self.out_words,

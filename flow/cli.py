@@ -184,6 +184,12 @@ def _seal(args: argparse.Namespace) -> int:
 
 # -- generate / simulate -------------------------------------------------------------------------
 
+def _cell_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cell", choices=["parallel", "serial"], default="parallel",
+                   help="array cell: parallel (a multiplier per cell, one vector per cycle; default) or serial "
+                   "(the paper's bit-serial cell: no multiplier, one activation bit per lane per cycle)")
+
+
 def _array_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("manifest", type=Path, help="folder holding manifest.json (from colcomb pack or train)")
     p.add_argument("--rows", type=_positive_int, required=True, help="array height R (cells per column)")
@@ -193,6 +199,7 @@ def _array_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--layer", action="append", default=None, metavar="NAME",
                    help="run only these manifest layers, in this order (repeatable; default: all). "
                    "The hardware chains layers as matrices: conv layers need one --layer each")
+    _cell_arg(p)
 
 
 def _generate_args(p: argparse.ArgumentParser) -> None:
@@ -208,9 +215,9 @@ def _generate(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     design = generate(args.manifest, args.rows, args.cols, args.out, batch=args.batch, top=args.top,
-                      lint=not args.no_lint, layers=args.layer)
+                      lint=not args.no_lint, layers=args.layer, cell=args.cell)
     info = design.program.summary()
-    print(f"{design.top}: {args.rows}x{args.cols} array, "
+    print(f"{design.top}: {args.rows}x{args.cols} {args.cell} array, "
           f"{len(design.program.layers)} layer(s), {info.get('tiles', '?')} tile(s), "
           f"lint {'skipped' if args.no_lint else 'clean'} ({time.perf_counter() - t0:.1f} s)")
     for path in design.paths:
@@ -239,7 +246,7 @@ def _simulate(args: argparse.Namespace) -> int:
     result = simulate(args.manifest, args.rows, args.cols, vectors=args.vectors, seed=args.seed,
                       waves=args.waves, batch=args.batch, inputs=inputs,
                       root=None if args.build_dir is None else args.build_dir.absolute(),
-                      check=False, layers=args.layer)
+                      check=False, layers=args.layer, cell=args.cell)
     verdict = "all equal to the golden model" if result.passed else f"{result.mismatch_count} differ"
     print(f"vectors checked: {result.vectors} ({result.checked} output words, {verdict})")
     print(f"cycles: {result.cycles} (first input word to last output word; "
@@ -466,8 +473,10 @@ def _synth_args(p: argparse.ArgumentParser) -> None:
                    help="test vectors stored on the chip (default: one batch)")
     p.add_argument("--inputs", type=Path, default=None, help=".npy of integer test inputs (default: generated)")
     p.add_argument("--seed", type=int, default=0, help="seed of the generated test inputs (default 0)")
-    p.add_argument("--dsp", action="store_true",
-                   help="map multipliers to DSP blocks (SB_MAC16 / MULT18X18D); default: LUTs")
+    p.add_argument("--dsp", action=argparse.BooleanOptionalAction, default=None,
+                   help="multiply in DSP blocks (SB_MAC16 / MULT18X18D) as far as the device has them, the "
+                        "remaining cells in logic (default: on for ECP5, off for iCE40)")
+    _cell_arg(p)
     p.add_argument("--out", type=Path, default=None, help="output folder: report.json, build/ with the bitstream")
 
 
@@ -488,7 +497,7 @@ def _synthesize(args: argparse.Namespace) -> int:
     try:
         report = synthesize(args.manifest, board=args.board, rows=args.rows, cols=args.cols, out=args.out,
                             clock_mhz=args.clock, batch=args.batch, layers=args.layer, vectors=args.vectors,
-                            seed=args.seed, inputs=args.inputs, dsp=args.dsp)
+                            seed=args.seed, inputs=args.inputs, dsp=args.dsp, cell=args.cell)
     except ColcombError:
         report_path = args.out / "report.json"
         if report_path.exists():
@@ -536,6 +545,7 @@ def _report_args(p: argparse.ArgumentParser) -> None:
                        "`colcomb synthesize` report")
     p.add_argument("--no-synth", action="store_true", help="skip the yosys cell synthesis (no LUT figures)")
     p.add_argument("--dsp", action="store_true", help="price the multiplier as DSP blocks instead of LUTs")
+    _cell_arg(p)
     p.add_argument("--out", type=Path, required=True, help="output folder: cost.json, cost.md, heatmap.png")
 
 
@@ -559,7 +569,8 @@ def _report(args: argparse.Namespace) -> int:
         raise ColcombError(f"--clock {args.clock} must be a positive frequency in MHz")
     report = cost_report(args.manifest, rows=rows or 8, cols=cols or 8, out=args.out, board=board or "icebreaker",
                          batch=batch, vectors=args.vectors, clock_mhz=args.clock,
-                         synth_report=args.synth_report, layers=args.layer, synth=not args.no_synth, dsp=args.dsp)
+                         synth_report=args.synth_report, layers=args.layer, synth=not args.no_synth, dsp=args.dsp,
+                         cell=args.cell)
     print(markdown(report))
     print(f"wrote {args.out / 'cost.json'}, {args.out / 'cost.md'}, {args.out / 'heatmap.png'}")
     return 0

@@ -18,6 +18,7 @@ class Board:
     pass_led: tuple[str, int]
     fail_led: tuple[str, int]
     uart: tuple[str, int] | None
+    dsps: int = 0  # the device's multiplier blocks (SB_MAC16 / MULT18X18D)
     pll_pad: bool = False  # iCE40: the oscillator pin is the PLL's dedicated pad
     note: str = ""
 
@@ -43,22 +44,26 @@ class Board:
             "pass_led": list(self.pass_led),
             "fail_led": list(self.fail_led),
             "uart": list(self.uart) if self.uart else None,
+            "dsps": self.dsps,
             "note": self.note,
         }
 
+
+#: MULT18X18D blocks of each LFE5U size (Lattice's ECP5 family data sheet)
+ECP5_DSPS = {"12F": 28, "25F": 28, "45F": 72, "85F": 156}
 
 BOARDS: dict[str, Board] = {
     b.name: b
     for b in (
         Board("icebreaker", "amaranth_boards.icebreaker", "ICEBreakerPlatform",
-              pass_led=("led_g", 0), fail_led=("led_r", 0), uart=("uart", 0), pll_pad=True,
+              pass_led=("led_g", 0), fail_led=("led_r", 0), uart=("uart", 0), dsps=8, pll_pad=True,
               note="1BitSquared iCEBreaker; green LED = pass, red LED = fail, UART on the FTDI port"),
         Board("icestick", "amaranth_boards.icestick", "ICEStickPlatform",
               pass_led=("led", 4), fail_led=("led", 0), uart=("uart", 0),
               note="Lattice iCEstick (1280 LCs: only tiny networks fit); green LED 4 = pass"),
         *(
             Board(f"ulx3s-{size.lower()}", "amaranth_boards.ulx3s", f"ULX3S_{size}_Platform",
-                  pass_led=("led", 0), fail_led=("led", 1), uart=("uart", 0),
+                  pass_led=("led", 0), fail_led=("led", 1), uart=("uart", 0), dsps=ECP5_DSPS[size],
                   note=f"Radiona ULX3S with an LFE5U-{size}; LED 0 = pass, LED 1 = fail"
                   + (", UART on the US1 FTDI port" if size == "85F" else ""))
             for size in ("12F", "25F", "45F", "85F")

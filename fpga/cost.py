@@ -39,7 +39,7 @@ from colcomb.hdl.cycles import (
 )
 from colcomb.packer.packed import dense_equivalent
 
-__all__ = ["cost_report", "dense_equivalent", "heatmap_png", "synth_cell"]
+__all__ = ["cost_report", "dense_equivalent", "heatmap_png", "synth_cell", "synth_components"]
 
 # -- cell synthesis ----------------------------------------------------------------------------------
 
@@ -58,40 +58,66 @@ def _run_yosys(il: str, family: str, top: str, workdir: Path, tag: str, opts: st
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
-def synth_cell(family: str, alphas: Sequence[int], *, weight_bits: int = 8, data_bits: int = 8,
-               acc_bits: int = 32, dsp: bool = False) -> dict[int, dict]:
-    """Resources of one array cell per alpha in ``alphas`` (yosys ``synth_<family>``, the runs
-    in parallel): ``{alpha: {"luts", "flip_flops", "carries", "dsps", "block_rams"}}``.
-    Without ``dsp`` the multiplier is built from LUTs (``-nodsp`` on ECP5; iCE40 never maps
-    DSPs unless asked)."""
+def synth_components(family: str, components: dict[str, object], *, dsp: bool,
+                     jobs: int = 2) -> dict[str, dict]:
+    """Resources of each Amaranth component after yosys ``synth_<family>`` (no place and route),
+    ``jobs`` runs at a time: ``{tag: {"luts", "flip_flops", "carries", "dsps", "block_rams",
+    "cells_by_type"}}``. ``dsp``: map multipliers to DSP blocks (iCE40 ``-dsp``; ECP5 ``-nodsp``
+    without it)."""
     from amaranth.back import rtlil
 
     from colcomb.fpga.resources import parse_yosys_stat, yosys_resources
-    from colcomb.hdl.cell import Cell
 
     if family not in ("ice40", "ecp5"):
-        raise ColcombError(f"cell synthesis knows the ice40 and ecp5 families, not {family!r}")
-    want = [a for a in dict.fromkeys(alphas) if (family, a, weight_bits, data_bits, acc_bits, dsp) not in _CELL_CACHE]
+        raise ColcombError(f"yosys estimates know the ice40 and ecp5 families, not {family!r}")
+    opts = {("ecp5", False): "-nodsp", ("ice40", True): "-dsp"}.get((family, dsp), "")
+    out: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory(prefix="colcomb-yosys-") as tmp:
+        work = Path(tmp)
+        pending = list(components.items())
+        running: dict[str, subprocess.Popen] = {}
+        while pending or running:
+            while pending and len(running) < max(1, jobs):
+                tag, comp = pending.pop(0)
+                running[tag] = _run_yosys(rtlil.convert(comp, name="top"), family, "top", work, tag, opts)
+            tag = next(iter(running))
+            proc = running.pop(tag)
+            _, err = proc.communicate()
+            if proc.returncode:
+                log_path = work / f"{tag}.log"
+                log = log_path.read_text(errors="replace") if log_path.exists() else ""
+                raise ColcombError(f"yosys synth_{family} of {tag} failed:\n"
+                                   + "\n".join((log or err).splitlines()[-15:]))
+            cells = parse_yosys_stat(json.loads((work / f"{tag}.stat.json").read_text()))
+            out[tag] = {**yosys_resources(cells, family), "cells_by_type": cells}
+    return out
+
+
+def synth_cell(family: str, alphas: Sequence[int], *, weight_bits: int = 8, data_bits: int = 8,
+               cols: int = 8, dsp: bool = False, cell: str = "parallel") -> dict[int, dict]:
+    """Resources of one array cell per alpha in ``alphas`` (:func:`synth_components`):
+    ``{alpha: {"luts", "flip_flops", "carries", "dsps", "block_rams"}}``. The cell priced is the
+    last of a ``cols``-wide array row (the widest partial sums). With ``dsp`` the multiplier goes
+    to a DSP block; without, it is the shift-and-add multiplier the array uses for cells beyond
+    the device's DSPs. ``cell="serial"`` prices the bit-serial cell (no multiplier)."""
+    from colcomb.hdl.array import psum_bits
+    from colcomb.hdl.cell import Cell
+    from colcomb.hdl.serial_cell import SerialCell
+
+    key = (family, weight_bits, data_bits, cols, dsp, cell)
+    want = [a for a in dict.fromkeys(alphas) if (*key, a) not in _CELL_CACHE]
     if want:
-        with tempfile.TemporaryDirectory(prefix="colcomb-cell-") as tmp:
-            work = Path(tmp)
-            procs = {}
-            for a in want:
-                il = rtlil.convert(Cell(weight_bits=weight_bits, data_bits=data_bits, acc_bits=acc_bits, alpha=a),
-                                   name="cell")
-                opts = {("ecp5", False): "-nodsp", ("ice40", True): "-dsp"}.get((family, dsp), "")
-                procs[a] = _run_yosys(il, family, "cell", work, f"cell{a}", opts)
-            for a, proc in procs.items():
-                _, err = proc.communicate()
-                if proc.returncode:
-                    log_path = work / f"cell{a}.log"
-                    log = log_path.read_text(errors="replace") if log_path.exists() else ""
-                    raise ColcombError(f"yosys synth_{family} of an alpha={a} cell failed:\n"
-                                       + "\n".join((log or err).splitlines()[-15:]))
-                cells = parse_yosys_stat(json.loads((work / f"cell{a}.stat.json").read_text()))
-                _CELL_CACHE[(family, a, weight_bits, data_bits, acc_bits, dsp)] = {
-                    **yosys_resources(cells, family), "cells_by_type": cells}
-    return {a: dict(_CELL_CACHE[(family, a, weight_bits, data_bits, acc_bits, dsp)]) for a in alphas}
+        plane = 1 if cell == "serial" else data_bits
+        widths = {"psum_in_bits": psum_bits(weight_bits, plane, cols - 1) if cols > 1 else 0,
+                  "psum_out_bits": psum_bits(weight_bits, plane, cols)}
+        comps = {f"cell{a}": SerialCell(weight_bits=weight_bits, alpha=a, **widths) if cell == "serial"
+                 else Cell(weight_bits=weight_bits, data_bits=data_bits, alpha=a,
+                           multiplier="dsp" if dsp else "logic", **widths)
+                 for a in want}
+        res = synth_components(family, comps, dsp=dsp)
+        for a in want:
+            _CELL_CACHE[(*key, a)] = res[f"cell{a}"]
+    return {a: dict(_CELL_CACHE[(*key, a)]) for a in alphas}
 
 
 # -- heatmap -----------------------------------------------------------------------------------------
@@ -177,7 +203,8 @@ def _array_side(program, cell: dict, vectors: int, clock_hz: float, dense_macs: 
 def cost_report(manifest_dir: str | os.PathLike, *, rows: int, cols: int, out: str | os.PathLike,
                 board: str = "icebreaker", batch: int | None = None, vectors: int | None = None,
                 clock_mhz: float | None = None, synth_report: str | os.PathLike | None = None,
-                layers: list[str] | None = None, synth: bool = True, dsp: bool = False) -> dict:
+                layers: list[str] | None = None, synth: bool = True, dsp: bool = False,
+                cell: str = "parallel") -> dict:
     """Compare the dense and the column-combined array for the manifest's layers; write
     ``out/cost.json``, ``out/cost.md`` and ``out/heatmap.png``; return the report."""
     from colcomb.core.tools import tool_env, tool_version
@@ -191,8 +218,8 @@ def cost_report(manifest_dir: str | os.PathLike, *, rows: int, cols: int, out: s
     manifest = load_manifest(manifest_dir)
     chosen = manifest.chain(layers)
     kw = {} if batch is None else {"batch": batch}
-    combined = Program.compile(chosen, rows=rows, cols=cols, **kw)
-    dense = Program.compile([dense_equivalent(la) for la in chosen], rows=rows, cols=cols, **kw)
+    combined = Program.compile(chosen, rows=rows, cols=cols, cell=cell, **kw)
+    dense = Program.compile([dense_equivalent(la) for la in chosen], rows=rows, cols=cols, cell=cell, **kw)
     n_vec = vectors or combined.batch
 
     if synth_report is not None:
@@ -212,9 +239,10 @@ def cost_report(manifest_dir: str | os.PathLike, *, rows: int, cols: int, out: s
 
     wb, db, ab = combined.weight_bits, combined.data_bits, combined.acc_bits
     if synth:
-        cells = synth_cell(family, [1, combined.alpha], weight_bits=wb, data_bits=db, acc_bits=ab, dsp=dsp)
-        cell_source = (f"yosys synth_{family} of one cell, multiplier in "
-                       + ("DSP blocks" if dsp else "LUTs"))
+        cells = synth_cell(family, [1, combined.alpha], weight_bits=wb, data_bits=db, cols=cols, dsp=dsp,
+                           cell=cell)
+        cell_source = (f"yosys synth_{family} of one {cell} cell"
+                       + ("" if cell == "serial" else ", multiplier in " + ("DSP blocks" if dsp else "LUTs")))
     else:
         zero = {"luts": None, "flip_flops": None, "carries": None, "dsps": None, "block_rams": None}
         cells = {1: zero, combined.alpha: zero}

@@ -18,12 +18,15 @@ board oscillator. Any other ``--clock`` instantiates a PLL (iCE40 ``SB_PLL40_PAD
 from the oscillator pin's, and the design passes only when every clock's achieved Fmax is at least
 its constraint and the system clock. The UART divisor follows the real clock.
 
-Multipliers go to LUTs unless ``dsp=True`` (``synth_ice40 -dsp``; ECP5 gets ``-nodsp`` without it),
-so the LUT counts price the whole arithmetic; an iCE40UP5K has only 8 DSPs.
+Multipliers: with DSPs (the default on ECP5, ``--dsp`` on iCE40) the first cells of the array
+multiply in DSP blocks and the cells beyond the device's count (less the requantizer's share, see
+:func:`dsp_plan`) use shift-and-add logic, so the design never asks for more DSPs than there are;
+without (``--no-dsp``), every multiplier is logic (``-nodsp`` on ECP5).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib
 import importlib.metadata
@@ -91,7 +94,7 @@ class Design:
 
 def prepare_design(manifest_dir: str | os.PathLike, *, rows: int, cols: int, batch: int | None = None,
                    layers: list[str] | None = None, vectors: int | None = None, seed: int = 0,
-                   inputs: str | os.PathLike | None = None) -> Design:
+                   inputs: str | os.PathLike | None = None, cell: str = "parallel") -> Design:
     """Load the manifest, compile the chosen layers (default all, in order) for a ``rows`` x
     ``cols`` array, and compute the golden outputs of the test inputs (``inputs``: a .npy of
     integers; default ``vectors`` generated ones, ``vectors`` defaulting to the batch)."""
@@ -102,7 +105,7 @@ def prepare_design(manifest_dir: str | os.PathLike, *, rows: int, cols: int, bat
     manifest = load_manifest(manifest_dir)
     chosen = manifest.chain(layers)
     kwargs = {} if batch is None else {"batch": batch}
-    program = Program.compile(chosen, rows=rows, cols=cols, **kwargs)
+    program = Program.compile(chosen, rows=rows, cols=cols, cell=cell, **kwargs)
     if inputs is not None:
         try:
             x = np.load(inputs, allow_pickle=False)
@@ -212,11 +215,32 @@ def analyse_build(build_dir: str | os.PathLike, *, family: str, device: str, clo
             "bitstream": bitstream, "failures": failures}
 
 
+def requant_dsps(family: str, rows: int, acc_bits: int) -> int:
+    """DSP blocks the requantizer's ``rows`` multipliers ((acc_bits + 1) x 17 signed bits) take
+    when yosys splits them into the family's DSP ports (16 x 16 on iCE40, 18 x 18 on ECP5)."""
+    from colcomb.packer.packed import MULTIPLIER_BITS
+
+    port = 16 if family == "ice40" else 18
+    return rows * -(-(acc_bits + 1) // port) * -(-(MULTIPLIER_BITS + 1) // port)
+
+
+def dsp_plan(spec, family: str, program, dsp: bool | None) -> tuple[bool, int]:
+    """Whether to map multipliers to DSPs (``dsp``; ``None``: on for ECP5, off for iCE40) and how
+    many array cells get one: the device's DSPs less the requantizer's, at most every cell."""
+    use = family == "ecp5" if dsp is None else bool(dsp)
+    if not use:
+        return False, 0
+    free = spec.dsps - requant_dsps(family, program.rows, program.acc_bits)
+    return True, max(0, min(free, program.rows * program.cols))
+
+
 def synthesize(manifest_dir: str | os.PathLike, *, board: str, rows: int, cols: int, out: str | os.PathLike,
                clock_mhz: float | None = None, batch: int | None = None, layers: list[str] | None = None,
                vectors: int | None = None, seed: int = 0, inputs: str | os.PathLike | None = None,
-               dsp: bool = False, nextpnr_seed: int = 1, log=None) -> dict:
+               dsp: bool | None = None, nextpnr_seed: int = 1, log=None, cell: str = "parallel") -> dict:
     """Build the self-testing board top for ``board`` and write ``out/report.json``.
+
+    ``dsp``: map multipliers to DSP blocks (``None``: the family's default, :func:`dsp_plan`).
 
     Returns the report. Raises :class:`ColcombError` (after writing the report, marked failed)
     when the design does not fit, misses the clock, or a tool fails.
@@ -235,8 +259,9 @@ def synthesize(manifest_dir: str | os.PathLike, *, board: str, rows: int, cols: 
 
     # every check of the inputs comes before OUT is made: a refused run leaves nothing behind
     design = prepare_design(manifest_dir, rows=rows, cols=cols, batch=batch, layers=layers,
-                            vectors=vectors, seed=seed, inputs=inputs)
-    prog = design.program
+                            vectors=vectors, seed=seed, inputs=inputs, cell=cell)
+    use_dsp, dsp_cells = dsp_plan(spec, family, design.program, dsp)
+    prog = design.program = dataclasses.replace(design.program, dsp_cells=dsp_cells)
 
     f_osc = platform.default_clk_frequency
     requested = f_osc if clock_mhz is None else clock_mhz * 1e6
@@ -260,9 +285,9 @@ def synthesize(manifest_dir: str | os.PathLike, *, board: str, rows: int, cols: 
             "script_after_read": YOSYS_AFTER_READ,
             "script_after_synth": "tee -q -o yosys_stat.json stat -json",
         }
-        if family == "ice40" and dsp:
+        if family == "ice40" and use_dsp:
             overrides["synth_opts"] = "-dsp"
-        if family == "ecp5" and not dsp:
+        if family == "ecp5" and not use_dsp:
             overrides["synth_opts"] = "-nodsp"
 
         report: dict = {
@@ -279,7 +304,9 @@ def synthesize(manifest_dir: str | os.PathLike, *, board: str, rows: int, cols: 
                 "clock_mhz": f_clk / 1e6,
                 "pll": None if pll is None else pll.summary(),
             },
-            "array": {**prog.summary(), **cycle_summary(prog), "layers_run": design.layer_names},
+            "array": {**prog.summary(), **cycle_summary(prog),
+                      "logic_multiplier_cells": 0 if prog.cell == "serial" else prog.rows * prog.cols - dsp_cells,
+                      "layers_run": design.layer_names},
             "test": {
                 "vectors": int(design.inputs.shape[0]),
                 "input_words": int(design.inputs.size),
@@ -288,11 +315,11 @@ def synthesize(manifest_dir: str | os.PathLike, *, board: str, rows: int, cols: 
                 "expected": "test_expected.npy",
                 "seed": seed if inputs is None else None,
             },
-            "options": {"dsp": dsp, "nextpnr_seed": nextpnr_seed, "overrides": overrides},
+            "options": {"dsp": use_dsp, "nextpnr_seed": nextpnr_seed, "overrides": overrides},
             "manifest": str(design.manifest),
             "provenance": {**design.provenance,
                            "parameters": {**design.provenance["parameters"], "board": spec.name,
-                                          "clock_mhz": clock_mhz, "dsp": dsp,
+                                          "clock_mhz": clock_mhz, "dsp": use_dsp, "cell": cell,
                                           "nextpnr_seed": nextpnr_seed}},
             "tools": {
                 "yosys": tool_version(env["YOSYS"], env),
@@ -367,9 +394,13 @@ def summary(report: dict) -> str:
 
     lines = [
         f"{report['board']}: {report['device']}-{report['package']} ({report['family']}) - {report['status'].upper()}",
-        f"  array         {a['rows']}x{a['cols']} cells, alpha {a['alpha']}, {a['tiles']} tiles, batch {a['batch']}, "
+        f"  array         {a['rows']}x{a['cols']} {a.get('cell', 'parallel')} cells, alpha {a['alpha']}, "
+        f"{a['tiles']} tiles, batch {a['batch']}, "
         f"layers {', '.join(a['layers_run'])}",
     ]
+    if "dsp_cells" in a and a.get("cell", "parallel") == "parallel":
+        lines.append(f"  multipliers   {a['dsp_cells']} cells in DSP blocks, "
+                     f"{a.get('logic_multiplier_cells', 0)} in logic")
     for label, key in (("LUTs", "luts"), ("logic cells", "logic_cells"), ("flip-flops", "flip_flops"),
                        ("block RAMs", "block_rams"), ("DSPs", "dsps"), ("PLLs", "plls")):
         line = res(label, key)

@@ -1,33 +1,44 @@
-"""The R x C systolic array of :class:`~colcomb.hdl.cell.Cell`, with input skew and output deskew."""
+"""The R x C systolic array of :class:`~colcomb.hdl.cell.Cell`, with input skew."""
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal, signed
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from colcomb.hdl.cell import Cell
+from colcomb.hdl.cell import MULTIPLIERS, Cell
 from colcomb.hdl.params import check_int, validated
 from colcomb.hdl.pipeline import delay
-from colcomb.hdl.program import cell_layout, lane_layout
+from colcomb.hdl.program import CELLS, bits_for, cell_layout, lane_layout
+from colcomb.hdl.serial_cell import SerialCell
 
-__all__ = ["SystolicArray", "array_latency"]
+__all__ = ["SystolicArray", "array_latency", "psum_bits"]
 
 
-def array_latency(rows: int, cols: int) -> int:
-    """Cycles from a vector entering a ``rows`` x ``cols`` array to its deskewed sums: the skew
-    across the columns, then the deskew down the rows."""
-    return rows + cols - 1
+def array_latency(rows: int, cols: int, cell: str = "parallel") -> int:
+    """Cycles from a vector (serial: its last bit) entering a ``rows`` x ``cols`` array to its
+    sums: one per column (a column's lanes reach all of its rows at once), and the serial
+    edge's bit-plane accumulator."""
+    return cols + (cell == "serial")
+
+
+
+def psum_bits(weight_bits: int, data_bits: int, columns: int, acc_bits: int | None = None) -> int:
+    """Bits of a sum of ``columns`` products of ``weight_bits`` x ``data_bits`` (``data_bits`` 1:
+    a bit-plane of the serial array), which can then never wrap; at most ``acc_bits`` (a tile's
+    partial sum is bounded by its row's whole sum, which the program checks fits ``acc_bits``)."""
+    bits = weight_bits + data_bits + (bits_for(columns - 1) if columns > 1 else 0)
+    return bits if acc_bits is None else min(bits, acc_bits)
 
 
 class SystolicArray(wiring.Component):
     """A weight-stationary ``rows`` x ``cols`` array; one input vector per cycle.
 
-    Column ``c`` carries ``alpha`` input lanes from row 0 downwards, partial sums run from column
-    0 rightwards, and row ``r``'s sum leaves the right edge. The array skews its inputs (column
-    ``c`` is delayed ``c`` cycles) and deskews its outputs (row ``r`` is delayed ``rows - 1 - r``
-    cycles), so a vector presented on ``lanes_in`` in one cycle comes out on ``sums_out`` whole,
-    :attr:`latency` cycles later, and a new vector may enter every cycle.
+    Column ``c`` carries ``alpha`` input lanes to all of its cells at once (broadcast: the lanes
+    are registered once per column, not once per cell), partial sums run from column 0
+    rightwards, and every row's sum leaves the right edge in the same cycle. Column ``c``'s lanes
+    are delayed ``c`` cycles (the skew), so a vector presented on ``lanes_in`` in one cycle comes
+    out on ``sums_out`` whole, :attr:`latency` cycles later, and a new vector may enter every cycle.
 
     Weights are loaded through a shift chain down each column: while ``load`` is high, row 0 takes
     ``w_in`` and every other row takes the word of the row above. After ``rows`` load cycles row
@@ -41,7 +52,17 @@ class SystolicArray(wiring.Component):
     alpha : int
         Input lanes per column (>= 1; 1 is the plain dense array).
     weight_bits, data_bits, acc_bits : int
-        Widths of weights, lanes and partial sums.
+        Widths of weights, lanes and the row sums (sign-extended from the partial sums, which are
+        only as wide as :func:`psum_bits`). Every row sum must fit ``acc_bits``
+        (:meth:`colcomb.hdl.program.Program.compile` checks the layers' bounds).
+    dsp_cells : int or None
+        How many cells (row-major) multiply with ``*``, which DSP mappers take; the others use
+        the shift-and-add multiplier (see :data:`colcomb.hdl.cell.MULTIPLIERS`). ``None``: all.
+    cell : str
+        ``"parallel"`` (:class:`~colcomb.hdl.cell.Cell`, one vector per cycle) or ``"serial"``
+        (:class:`~colcomb.hdl.serial_cell.SerialCell`: one bit of every lane per cycle, least
+        significant first, :attr:`cycles_per_vector` = ``data_bits`` cycles per vector; each row's
+        edge weights the bit-planes and adds them up).
 
     Members
     -------
@@ -50,53 +71,102 @@ class SystolicArray(wiring.Component):
     w_in : ``In(ArrayLayout(cell_layout(weight_bits, alpha), cols))``
         One row of cell words (weight and select per column) entering row 0.
     lanes_in : ``In(ArrayLayout(ArrayLayout(signed(data_bits), alpha), cols))``
-        One input vector: the lanes of every column, unskewed.
+        One input vector: the lanes of every column, unskewed (serial: ``unsigned(1)`` lanes,
+        bit ``bit`` of each word).
+    bit : ``In(range(data_bits))``
+        Serial only: which bit of the words ``lanes_in`` carries.
     sums_out : ``Out(ArrayLayout(signed(acc_bits), rows))``
-        Row sums of the vector that entered :attr:`latency` cycles before, deskewed.
+        Row sums of the vector that entered :attr:`latency` cycles before (serial: whose last
+        bit entered then).
     """
 
     @validated
     def __init__(self, *, rows: int, cols: int, alpha: int = 1, weight_bits: int = 8,
-                 data_bits: int = 8, acc_bits: int = 32):
+                 data_bits: int = 8, acc_bits: int = 32, dsp_cells: int | None = None,
+                 cell: str = "parallel"):
         self.rows = check_int("rows", rows)
         self.cols = check_int("cols", cols)
         self.alpha = check_int("alpha", alpha)
         self.weight_bits = check_int("weight_bits", weight_bits, 2)
         self.data_bits = check_int("data_bits", data_bits, 2)
         self.acc_bits = check_int("acc_bits", acc_bits, 2)
-        super().__init__({
+        self.dsp_cells = rows * cols if dsp_cells is None else check_int("dsp_cells", dsp_cells, 0)
+        if cell not in CELLS:
+            raise ValueError(f"cell must be one of {', '.join(CELLS)}, not {cell!r}")
+        self.cell = cell
+        serial = cell == "serial"
+        lane = data.ArrayLayout(unsigned(1), alpha) if serial else lane_layout(data_bits, alpha)
+        ports = {
             "load": In(1),
             "w_in": In(data.ArrayLayout(cell_layout(weight_bits, alpha), cols)),
-            "lanes_in": In(data.ArrayLayout(lane_layout(data_bits, alpha), cols)),
+            "lanes_in": In(data.ArrayLayout(lane, cols)),
             "sums_out": Out(data.ArrayLayout(signed(acc_bits), rows)),
-        })
+        }
+        if serial:
+            ports["bit"] = In(range(data_bits))
+        super().__init__(ports)
 
     @property
     def latency(self) -> int:
-        """Cycles from a vector on ``lanes_in`` to its sums on ``sums_out``."""
-        return array_latency(self.rows, self.cols)
+        """Cycles from a vector on ``lanes_in`` (serial: its last bit) to its sums on
+        ``sums_out``: one per column, and the serial edge's bit-plane accumulator."""
+        return array_latency(self.rows, self.cols, self.cell)
+
+    @property
+    def cycles_per_vector(self) -> int:
+        """Cycles each vector occupies the lanes: 1, or ``data_bits`` for the serial cell."""
+        return self.data_bits if self.cell == "serial" else 1
+
+    def _psum_bits(self, columns: int) -> int:
+        data_bits = 1 if self.cell == "serial" else self.data_bits
+        return psum_bits(self.weight_bits, data_bits, columns, self.acc_bits)
+
+    def _cell(self, row: int, col: int) -> Cell | SerialCell:
+        widths = {"psum_in_bits": 0 if col == 0 else self._psum_bits(col),
+                  "psum_out_bits": self._psum_bits(col + 1)}
+        if self.cell == "serial":
+            return SerialCell(weight_bits=self.weight_bits, alpha=self.alpha, **widths)
+        return Cell(weight_bits=self.weight_bits, data_bits=self.data_bits, alpha=self.alpha,
+                    multiplier=self.multiplier(row, col), **widths)
+
+    def multiplier(self, row: int, col: int) -> str:
+        """The multiplier kind of cell (row, col): DSP-mappable for the first ``dsp_cells``."""
+        return MULTIPLIERS[0] if row * self.cols + col < self.dsp_cells else MULTIPLIERS[1]
 
     def elaborate(self, platform):
         m = Module()
-        R, C = self.rows, self.cols
-        cells = [[Cell(weight_bits=self.weight_bits, data_bits=self.data_bits,
-                       acc_bits=self.acc_bits, alpha=self.alpha) for _ in range(C)]
-                 for _ in range(R)]
-        for r in range(R):
-            for c in range(C):
+        n_rows, n_cols = self.rows, self.cols
+        lanes = [delay(m, self.lanes_in[c], c, f"skew_{c}") for c in range(n_cols)]
+        cells = [[self._cell(r, c) for c in range(n_cols)] for r in range(n_rows)]
+        for r in range(n_rows):
+            for c in range(n_cols):
                 cell = cells[r][c]
                 m.submodules[f"cell_{r}_{c}"] = cell
-                m.d.comb += cell.load.eq(self.load)
-                if r == 0:
-                    m.d.comb += [
-                        cell.w_in.eq(self.w_in[c]),
-                        cell.lanes_in.eq(delay(m, self.lanes_in[c], c, f"skew_{c}")),
-                    ]
-                else:
-                    above = cells[r - 1][c]
-                    m.d.comb += [cell.w_in.eq(above.w_out), cell.lanes_in.eq(above.lanes_out)]
-                m.d.comb += cell.psum_in.eq(0 if c == 0 else cells[r][c - 1].psum_out)
-            edge = Signal(signed(self.acc_bits), name=f"edge_{r}")
-            m.d.comb += edge.eq(cells[r][C - 1].psum_out)
-            m.d.comb += self.sums_out[r].eq(delay(m, edge, R - 1 - r, f"deskew_{r}"))
+                m.d.comb += [cell.load.eq(self.load), cell.lanes.eq(lanes[c])]
+                m.d.comb += cell.w_in.eq(self.w_in[c] if r == 0 else cells[r - 1][c].w_out)
+                if c:
+                    m.d.comb += cell.psum_in.eq(cells[r][c - 1].psum_out)
+        edges = [cells[r][n_cols - 1].psum_out for r in range(n_rows)]
+        if self.cell == "parallel":
+            for r in range(n_rows):
+                m.d.comb += self.sums_out[r].eq(edges[r])
+        else:
+            self._bit_planes(m, edges)
         return m
+
+    def _bit_planes(self, m: Module, edges: list) -> None:
+        """Serial edge: ``acc += plane << b`` per row, the sign bit's plane subtracted; the sum
+        of a vector's planes goes to ``sums_out`` with its last bit. Everything is computed
+        modulo ``2^acc_bits``, so the intermediate sums may wrap: the final sum fits."""
+        width = self.acc_bits
+        bit = delay(m, self.bit, self.cols, "edge_bit")  # the bit index of the planes at the edge
+        top = self.data_bits - 1
+        for r, plane in enumerate(edges):
+            acc = Signal(signed(width), name=f"planes_{r}")
+            weighted = Signal(signed(width), name=f"weighted_{r}")
+            m.d.comb += weighted.eq(plane << bit)
+            total = Signal(signed(width), name=f"total_{r}")
+            m.d.comb += total.eq(Mux(bit == 0, 0, acc) + Mux(bit == top, -weighted, weighted))
+            m.d.sync += acc.eq(total)
+            with m.If(bit == top):
+                m.d.sync += self.sums_out[r].eq(total)

@@ -2,30 +2,47 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal, signed
+from amaranth.hdl import Cat, Module, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from colcomb.hdl.params import check_int, validated
 from colcomb.hdl.program import cell_layout, lane_layout
 
-__all__ = ["Cell"]
+__all__ = ["MULTIPLIERS", "Cell"]
+
+#: how a cell multiplies: ``"dsp"`` writes ``weight * lane`` (yosys maps it to a DSP block where
+#: the synthesis script asks for DSPs); ``"logic"`` writes the shift-and-add of the weight's bits,
+#: which no DSP mapper takes, so a design can keep cells beyond a device's DSP count in LUTs
+MULTIPLIERS = ("dsp", "logic")
 
 
 class Cell(wiring.Component):
     """A weight-stationary cell with an ``alpha``-input lane multiplexer (bit-parallel).
 
     The cell holds a signed weight and a select. Every cycle it picks input lane ``select``,
-    multiplies it by the weight and adds the partial sum coming from its left neighbour. Lanes and
-    the partial sum are registered on their way out, so a vector moves one cell per cycle. With
+    multiplies it by the weight and adds the partial sum coming from its left neighbour; the sum is
+    registered, so a vector moves one column per cycle. The lanes are not registered: a column's
+    lanes reach all of its cells in the same cycle (no per-cell lane flip-flops). With
     ``alpha = 1`` there is no multiplexer and no select register: the plain dense cell.
+
+    Partial sums are only as wide as they can grow: a cell adds one product to ``psum_in_bits``
+    and emits ``psum_out_bits``, truncating; the array sizes them so the sum cannot wrap
+    (:func:`colcomb.hdl.array.psum_bits`).
 
     Parameters
     ----------
-    weight_bits, data_bits, acc_bits : int
-        Widths of the weight, of each input lane and of the partial sum (two's complement).
+    weight_bits, data_bits : int
+        Widths of the weight and of each input lane (two's complement).
     alpha : int
         Input lanes per column (columns combined in one packed column).
+    psum_in_bits : int
+        Width of the incoming partial sum; 0 for the left edge (no input port).
+    psum_out_bits : int
+        Width of the outgoing partial sum, at least ``psum_in_bits`` (default:
+        ``max(psum_in_bits, weight_bits + data_bits)``, plus one when there is an input).
+    multiplier : str
+        One of :data:`MULTIPLIERS`.
 
     Members
     -------
@@ -35,35 +52,39 @@ class Cell(wiring.Component):
         The word shifted in from the cell above (row 0: from the ROM).
     w_out : ``Out(cell_layout(weight_bits, alpha))``
         The held word, towards the cell below.
-    lanes_in : ``In(ArrayLayout(signed(data_bits), alpha))``
-        The column's input lanes from the cell above.
-    lanes_out : ``Out(ArrayLayout(signed(data_bits), alpha))``
-        ``lanes_in`` delayed one cycle, towards the cell below.
-    psum_in : ``In(signed(acc_bits))``
-        Partial sum from the left neighbour (0 at the left edge).
-    psum_out : ``Out(signed(acc_bits))``
-        ``psum_in + weight * lanes_in[select]``, registered, truncated to ``acc_bits`` (two's
-        complement wrap-around; the generator refuses layers that could overflow).
+    lanes : ``In(ArrayLayout(signed(data_bits), alpha))``
+        The column's input lanes (shared by every cell of the column).
+    psum_in : ``In(signed(psum_in_bits))``
+        Partial sum from the left neighbour (absent when ``psum_in_bits`` is 0).
+    psum_out : ``Out(signed(psum_out_bits))``
+        ``psum_in + weight * lanes[select]``, registered.
     """
 
     @validated
-    def __init__(self, *, weight_bits: int = 8, data_bits: int = 8, acc_bits: int = 32,
-                 alpha: int = 1):
+    def __init__(self, *, weight_bits: int = 8, data_bits: int = 8, alpha: int = 1,
+                 psum_in_bits: int = 0, psum_out_bits: int | None = None, multiplier: str = "dsp"):
         self.weight_bits = check_int("weight_bits", weight_bits, 2)
         self.data_bits = check_int("data_bits", data_bits, 2)
-        self.acc_bits = check_int("acc_bits", acc_bits, 2)
         self.alpha = check_int("alpha", alpha)
+        self.psum_in_bits = check_int("psum_in_bits", psum_in_bits, 0)
+        product = weight_bits + data_bits
+        if psum_out_bits is None:
+            psum_out_bits = max(psum_in_bits, product) + (psum_in_bits > 0)
+        self.psum_out_bits = check_int("psum_out_bits", psum_out_bits, max(2, psum_in_bits))
+        if multiplier not in MULTIPLIERS:
+            raise ValueError(f"multiplier must be one of {', '.join(MULTIPLIERS)}, not {multiplier!r}")
+        self.multiplier = multiplier
         cl = cell_layout(weight_bits, alpha)
-        ll = lane_layout(data_bits, alpha)
-        super().__init__({
+        ports = {
             "load": In(1),
             "w_in": In(cl),
             "w_out": Out(cl),
-            "lanes_in": In(ll),
-            "lanes_out": Out(ll),
-            "psum_in": In(signed(acc_bits)),
-            "psum_out": Out(signed(acc_bits)),
-        })
+            "lanes": In(lane_layout(data_bits, alpha)),
+            "psum_out": Out(signed(psum_out_bits)),
+        }
+        if psum_in_bits:
+            ports["psum_in"] = In(signed(psum_in_bits))
+        super().__init__(ports)
 
     def elaborate(self, platform):
         m = Module()
@@ -73,18 +94,32 @@ class Cell(wiring.Component):
         m.d.comb += self.w_out.eq(held)
 
         if self.alpha == 1:
-            picked = self.lanes_in[0]
+            picked = self.lanes[0]
         else:
+            # an indexed read becomes one balanced mux tree; selects >= alpha never come from
+            # the program (they read an arbitrary lane)
             picked = Signal(signed(self.data_bits))
-            with m.Switch(held.select):
-                for lane in range(self.alpha):
-                    with m.Case(lane):
-                        m.d.comb += picked.eq(self.lanes_in[lane])
-                # selects >= alpha never come from the program; they read lane 0
-                with m.Default():
-                    m.d.comb += picked.eq(self.lanes_in[0])
-        m.d.sync += [
-            self.lanes_out.eq(self.lanes_in),
-            self.psum_out.eq(self.psum_in + held.weight * picked),
-        ]
+            m.d.comb += picked.eq(self.lanes[held.select])
+
+        product_bits = self.weight_bits + self.data_bits
+        product = Signal(signed(product_bits))
+        if self.multiplier == "dsp":
+            m.d.comb += product.eq(held.weight * picked)
+        else:
+            m.d.comb += product.eq(_shift_add(m, held.weight, picked, product_bits))
+        total = product if not self.psum_in_bits else self.psum_in + product
+        m.d.sync += self.psum_out.eq(total)
         return m
+
+
+def _shift_add(m: Module, weight, lane, width: int):
+    """``weight * lane`` as the sum of the lane shifted by each weight bit (the sign bit's term
+    subtracted): no ``$mul`` cell, so no DSP mapper takes it."""
+    terms = []
+    n = len(weight)
+    for i in range(n):
+        term = Signal(signed(width), name=f"pp{i}")
+        shifted = (lane << i) if i < n - 1 else -(lane << i)
+        m.d.comb += term.eq(shifted & Cat(*([weight[i]] * width)).as_signed())
+        terms.append(term)
+    return sum(terms[1:], terms[0])

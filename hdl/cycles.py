@@ -43,8 +43,9 @@ def drain_cycles(program: Program) -> int:
 
 
 def tile_cycles(program: Program, vectors: int) -> int:
-    """Engine cycles of one tile for a batch of ``vectors``: prepare, stream, drain."""
-    return prep_cycles(program) + vectors + drain_cycles(program)
+    """Engine cycles of one tile for a batch of ``vectors``: prepare, stream (``data_bits``
+    cycles per vector on the serial array), drain."""
+    return prep_cycles(program) + vectors * program.cycles_per_vector + drain_cycles(program)
 
 
 def flush_cycles(rows_written: int) -> int:

@@ -80,6 +80,7 @@ def generate_layers(
     lint: bool = False,
     inputs: Sequence[str | os.PathLike] = (),
     provenance: dict | None = None,
+    cell: str = "parallel",
 ) -> Design:
     """Like :func:`generate`, from layers already in memory. ``OUT`` is replaced whole (see
     :mod:`colcomb.core.outdir`); ``inputs`` are files it must not hold; ``provenance`` (where
@@ -87,7 +88,7 @@ def generate_layers(
     from colcomb.hdl import lint as lint_mod
 
     program = Program.compile(layers, rows=rows, cols=cols, batch=batch,
-                              weight_bits=weight_bits, data_bits=data_bits, acc_bits=acc_bits)
+                              weight_bits=weight_bits, data_bits=data_bits, acc_bits=acc_bits, cell=cell)
     out = Path(out_dir)
     text = verilog_text(program, top)  # before OUT is touched: a bad --top leaves nothing behind
     # everything is written and linted in a staging folder that replaces OUT only when complete
@@ -132,6 +133,7 @@ def generate(
     acc_bits: int | None = None,
     lint: bool = True,
     layers: Sequence[str] | None = None,
+    cell: str = "parallel",
 ) -> Design:
     """Elaborate the accelerator for the manifest's network on a ``rows`` x ``cols`` array.
 
@@ -143,7 +145,8 @@ def generate(
     these parameters). ``layers`` picks a chain of the manifest's layers by name (default: all, in
     order). With ``lint`` (default) it runs ``verilator --lint-only -Wall`` and raises
     :class:`ColcombError` on any warning not waived. ``batch`` is the most vectors one run
-    holds on chip; widths default to the widest the layers need.
+    holds on chip; widths default to the widest the layers need; ``cell`` is the array's cell
+    kind (:data:`colcomb.hdl.program.CELLS`).
     """
     manifest = load_manifest(manifest_dir)
     chosen = manifest.chain(layers)
@@ -152,5 +155,5 @@ def generate(
                   "lint": lint}
     return generate_layers(chosen, rows, cols, out_dir, batch=batch, top=top,
                            weight_bits=weight_bits, data_bits=data_bits, acc_bits=acc_bits,
-                           lint=lint, inputs=[manifest_dir], provenance=manifest.provenance(
+                           lint=lint, cell=cell, inputs=[manifest_dir], provenance=manifest.provenance(
                                [la.name for la in chosen], parameters))

@@ -75,13 +75,17 @@ class LaneFetch(wiring.Component):
         bits each, lane ``c * alpha + l`` (column ``c``, lane ``l``) lowest first.
     steps : int
         Cycles of a tile's PREP (at least ``cols * alpha + latency``).
+    serial : bool
+        Feed the bit-serial array: each shift moves one bit (not one word) towards the array, and
+        each lane is one wire (bit 0 of its register).
 
     Members
     -------
     control : ``In(fetch_control_signature(len(sources), steps))``
     buffer : ``Out(buffer_read_signature(buffer_rows, data_bits, batch))``
     lanes : ``Out(ArrayLayout(lane_layout(data_bits, alpha), cols))``
-        Each lane's current word (vector 0 of its register), wired to the array's ``lanes_in``.
+        Each lane's current word (vector 0 of its register), wired to the array's ``lanes_in``
+        (serial: ``unsigned(1)`` lanes, the register's lowest bit).
     """
 
     #: steps from counting a lane to holding its channel: the lane ROM read, then the buffer read
@@ -89,7 +93,7 @@ class LaneFetch(wiring.Component):
 
     @validated
     def __init__(self, *, cols: int, alpha: int, data_bits: int, batch: int, buffer_rows: int,
-                 sources: Sequence[int], steps: int):
+                 sources: Sequence[int], steps: int, serial: bool = False):
         self.cols = check_int("cols", cols)
         self.alpha = check_int("alpha", alpha)
         self.data_bits = check_int("data_bits", data_bits, 2)
@@ -99,10 +103,12 @@ class LaneFetch(wiring.Component):
         if not self.sources:
             raise ValueError(f"sources needs one word per tile, got {list(sources)!r}")
         self.steps = check_int("steps", steps, cols * alpha + self.latency)
+        self.serial = bool(serial)
+        lane = data.ArrayLayout(unsigned(1), alpha) if self.serial else lane_layout(data_bits, alpha)
         super().__init__({
             "control": In(fetch_control_signature(len(self.sources), steps)),
             "buffer": Out(buffer_read_signature(buffer_rows, data_bits, batch)),
-            "lanes": Out(data.ArrayLayout(lane_layout(data_bits, alpha), cols)),
+            "lanes": Out(data.ArrayLayout(lane, cols)),
         })
 
     @property
@@ -146,7 +152,8 @@ class LaneFetch(wiring.Component):
                                name=f"lanebuf_{i // self.alpha}_{i % self.alpha}")
             with m.If(arrived.valid & (arrived.lane == i)):
                 m.d.sync += shift_reg.eq(Mux(arrived.zero, 0, row))
-            with m.Elif(ctl.shift):  # one vector per cycle towards word 0
-                m.d.sync += shift_reg.eq(shift_reg.as_value()[word_bits:])
-            m.d.comb += self.lanes[i // self.alpha][i % self.alpha].eq(shift_reg[0])
+            with m.Elif(ctl.shift):  # one vector (serial: one bit) per cycle towards word 0
+                m.d.sync += shift_reg.eq(shift_reg.as_value()[1 if self.serial else word_bits:])
+            m.d.comb += self.lanes[i // self.alpha][i % self.alpha].eq(
+                shift_reg.as_value()[0] if self.serial else shift_reg[0])
         return m

@@ -39,6 +39,7 @@ from colcomb.packer.packed import (
 from colcomb.packer.rom import cell_words
 
 __all__ = [
+    "CELLS",
     "Program",
     "bits_for",
     "cell_layout",
@@ -46,6 +47,10 @@ __all__ = [
     "lane_layout",
     "pack_struct",
 ]
+
+
+#: the array's cell kinds: one vector per cycle, or the paper's bit-serial cell
+CELLS = ("parallel", "serial")
 
 
 def bits_for(value: int) -> int:
@@ -112,6 +117,10 @@ class Program:
     data_bits: int
     acc_bits: int
     batch: int
+    #: cells (row-major) whose multiplier is DSP-mappable; the rest use logic (None: all)
+    dsp_cells: int | None = None
+    #: the array's cell kind, one of :data:`CELLS`
+    cell: str = "parallel"
     tiles: list[Tile] = field(default_factory=list)
     cells: list[int] = field(default_factory=list)
     lanes: list[int] = field(default_factory=list)
@@ -164,6 +173,11 @@ class Program:
             self.rows,
         )
 
+    @property
+    def cycles_per_vector(self) -> int:
+        """Cycles a vector streams through the array: 1, or ``data_bits`` for the serial cell."""
+        return self.data_bits if self.cell == "serial" else 1
+
     def dense_macs(self) -> int:
         """Multiply-accumulates of one vector through the dense layers (sum of rows x cols)."""
         return sum(layer.rows * layer.cols for layer in self.layers)
@@ -177,6 +191,10 @@ class Program:
             "data_bits": self.data_bits,
             "acc_bits": self.acc_bits,
             "batch": self.batch,
+            "dsp_cells": 0 if self.cell == "serial" else (self.rows * self.cols if self.dsp_cells is None
+                                                          else self.dsp_cells),
+            "cell": self.cell,
+            "cycles_per_vector": self.cycles_per_vector,
             "buffer_rows": self.buffer_rows,
             "in_words": self.in_words,
             "out_words": self.out_words,
@@ -207,6 +225,8 @@ class Program:
         weight_bits: int | None = None,
         data_bits: int | None = None,
         acc_bits: int | None = None,
+        dsp_cells: int | None = None,
+        cell: str = "parallel",
     ) -> Program:
         """Check ``layers`` against the array and compute the ROM images.
 
@@ -217,6 +237,11 @@ class Program:
         for label, value in (("rows", rows), ("cols", cols), ("batch", batch)):
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
                 raise ColcombError(f"{label} must be a positive integer, not {value!r}")
+        if dsp_cells is not None and (not isinstance(dsp_cells, (int, np.integer)) or isinstance(dsp_cells, bool)
+                                      or dsp_cells < 0):
+            raise ColcombError(f"dsp_cells must be a non-negative integer or None, not {dsp_cells!r}")
+        if cell not in CELLS:
+            raise ColcombError(f"cell must be one of {', '.join(CELLS)}, not {cell!r}")
         layers = list(layers)
         if not layers:
             raise ColcombError("the network has no layers; pack at least one layer")
@@ -257,6 +282,8 @@ class Program:
             data_bits=db,
             acc_bits=ab,
             batch=int(batch),
+            dsp_cells=None if dsp_cells is None else min(int(dsp_cells), int(rows) * int(cols)),
+            cell=cell,
         )
         prog._build()
         return prog

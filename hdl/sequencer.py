@@ -12,8 +12,8 @@ Per tile (cycles, :mod:`colcomb.hdl.cycles`)::
                                            meanwhile fetch the cols*alpha lane channels (one
                                            buffer row each) into the lane shift registers
                                            (:class:`~colcomb.hdl.lane_fetch.LaneFetch`)
-    STREAM batch                           one vector per cycle into the array (the shift
-                                           registers move one word per cycle)
+    STREAM batch x cycles_per_vector       one vector per cycle into the array (the shift
+                                           registers move one word per cycle; serial: one bit)
     DRAIN  SystolicArray.latency           until the last vector has left the array
 
 Behind the array (per vector): :class:`~colcomb.hdl.accumulate.Accumulate` (``O`` read the
@@ -114,7 +114,7 @@ class Sequencer(wiring.Component):
     def drain_cycles_for(program: Program) -> int:
         """Cycles after a tile's last vector enters before the cells may be reloaded: the
         array's latency."""
-        return array_latency(program.rows, program.cols)
+        return array_latency(program.rows, program.cols, program.cell)
 
     @staticmethod
     def flush_cycles(rows_written: int) -> int:
@@ -140,7 +140,8 @@ class Sequencer(wiring.Component):
 
         m.submodules.array = array = SystolicArray(
             rows=rows, cols=p.cols, alpha=p.alpha, weight_bits=p.weight_bits,
-            data_bits=word_bits, acc_bits=p.acc_bits)
+            data_bits=word_bits, acc_bits=p.acc_bits, dsp_cells=p.dsp_cells, cell=p.cell)
+        serial = p.cell == "serial"
         row_of_cells = data.ArrayLayout(cell_layout(p.weight_bits, p.alpha), p.cols)
         m.submodules.cell_rom = cell_rom = Rom(width=row_of_cells.size, init=p.cells,
                                                name="cells")
@@ -155,7 +156,7 @@ class Sequencer(wiring.Component):
             clamps=[layer.requant.clamp for layer in p.layers])
         m.submodules.lane_fetch = lane_fetch = LaneFetch(
             cols=p.cols, alpha=p.alpha, data_bits=word_bits, batch=batch_size,
-            buffer_rows=p.buffer_rows, sources=p.lanes, steps=self.prep_cycles)
+            buffer_rows=p.buffer_rows, sources=p.lanes, steps=self.prep_cycles, serial=serial)
         m.submodules.accumulate = accumulate = Accumulate(
             rows=rows, acc_bits=p.acc_bits, batch=batch_size, tiles=tiles,
             descriptor=descriptor_layout)
@@ -184,6 +185,15 @@ class Sequencer(wiring.Component):
         prep = Signal()
         streaming = Signal()
         pipeline_busy = Signal()
+        # the serial array takes a vector in data_bits cycles, one bit of every word per cycle
+        bit = Signal(range(max(2, word_bits)))
+        vector_end = Signal()
+        if serial:
+            m.d.comb += [vector_end.eq(bit == word_bits - 1), array.bit.eq(bit)]
+            with m.If(streaming):
+                m.d.sync += bit.eq(Mux(vector_end, 0, bit + 1))
+        else:
+            m.d.comb += vector_end.eq(1)
 
         m.d.comb += [
             cell_rom.addr0.eq(cell_base + step),
@@ -211,8 +221,9 @@ class Sequencer(wiring.Component):
                     m.next = "STREAM"
             with m.State("STREAM"):
                 m.d.comb += streaming.eq(1)
-                m.d.sync += vector.eq(vector + 1)
-                with m.If(vector == vectors - 1):
+                with m.If(vector_end):
+                    m.d.sync += vector.eq(vector + 1)
+                with m.If(vector_end & (vector == vectors - 1)):
                     m.d.sync += drain_step.eq(0)
                     m.next = "DRAIN"
             with m.State("DRAIN"):
@@ -259,7 +270,7 @@ class Sequencer(wiring.Component):
         # -- the tag that travels with each vector through the array -------------------------
         tag_shape = tag_layout(batch_size, tiles)
         entering = Signal(tag_shape)
-        m.d.comb += [entering.valid.eq(streaming), entering.final.eq(vector == vectors - 1),
+        m.d.comb += [entering.valid.eq(streaming & vector_end), entering.final.eq(vector == vectors - 1),
                      entering.n.eq(vector), entering.tile.eq(tile)]
         in_array = []
         tag = entering

@@ -147,6 +147,7 @@ def build(
     root: str | os.PathLike | None = None,
     top: str = DEFAULT_TOP,
     opt: str = DEFAULT_OPT,
+    cell: str = "parallel",
 ) -> Build:
     """Generate the design for ``layers`` and compile it with Verilator, unless a build of the
     same Verilog and parameters exists under ``root`` (then it is reused). ``opt`` is the C++
@@ -161,7 +162,7 @@ def build(
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".gen-", dir=root))
     try:
-        design = generate_layers(layers, rows, cols, tmp, batch=batch, top=top)
+        design = generate_layers(layers, rows, cols, tmp, batch=batch, top=top, cell=cell)
         params = {"rows": rows, "cols": cols, "batch": batch, "waves": bool(waves), "top": top,
                   "opt": opt, "build_args": BUILD_ARGS, **_tool_versions()}
         digest = hashlib.sha256(design.verilog.read_bytes())
@@ -342,6 +343,7 @@ def simulate(
     check: bool = True,
     opt: str = DEFAULT_OPT,
     layers: Sequence[str] | None = None,
+    cell: str = "parallel",
 ) -> SimResult:
     """Simulate the manifest's network on a ``rows`` x ``cols`` array in Verilator and check
     every output word against the golden model.
@@ -352,7 +354,7 @@ def simulate(
     batches of ``batch`` (the design's on-chip depth). ``hardware_layers`` builds the hardware
     from other layers than the manifest's (to prove that the checker fails); ``opt`` is the
     C++ optimisation level of the Verilator build; ``layers`` picks a chain of the manifest's
-    layers by name (default: all of them, in order). Returns a
+    layers by name (default: all of them, in order); ``cell`` picks the array's cell kind. Returns a
     :class:`SimResult`; with ``check`` (default) raises :class:`SimulationMismatch` unless every
     output equals the golden model.
     """
@@ -362,6 +364,6 @@ def simulate(
         x = random_inputs(chosen[0], vectors, seed)
     else:  # integers of the data width, checked before a build: np.int64() would wrap or truncate
         x = check_inputs(chosen[0], inputs)
-    built = build(hw, rows, cols, batch=batch, waves=waves, root=root, opt=opt)
+    built = build(hw, rows, cols, batch=batch, waves=waves, root=root, opt=opt, cell=cell)
     return run(built, manifest_dir, x, idle=idle, stall=stall, seed=seed, waves=waves,
                check=check, layers=layers)

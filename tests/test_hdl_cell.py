@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from colcomb.hdl.array import SystolicArray
+from colcomb.hdl.array import SystolicArray, psum_bits
 from colcomb.hdl.cell import Cell
 from colcomb.hdl.requant import Requantizer
 from colcomb.packer.golden import requantize
@@ -20,10 +20,12 @@ def _run(dut, bench):
     sim.run()
 
 
+@pytest.mark.parametrize("multiplier", ["dsp", "logic"])
 @pytest.mark.parametrize("alpha", [1, 2, 3, 4, 8])
-def test_cell_picks_lane_multiplies_and_passes_through(alpha):
+def test_cell_picks_lane_multiplies_and_adds(alpha, multiplier):
     rng = np.random.default_rng(alpha)
-    dut = Cell(weight_bits=8, data_bits=8, acc_bits=20, alpha=alpha)
+    dut = Cell(weight_bits=8, data_bits=8, alpha=alpha, psum_in_bits=19, psum_out_bits=20,
+               multiplier=multiplier)
     checked = []
 
     async def bench(ctx):
@@ -37,33 +39,53 @@ def test_cell_picks_lane_multiplies_and_passes_through(alpha):
             assert ctx.get(dut.w_out.weight) == w
             lanes = [int(v) for v in rng.integers(-128, 128, alpha)]
             psum = int(rng.integers(-(1 << 18), 1 << 18))
-            ctx.set(dut.lanes_in, lanes)
+            ctx.set(dut.lanes, lanes)
             ctx.set(dut.psum_in, psum)
             await ctx.tick()
-            expect = psum + w * lanes[sel]
-            expect = (expect + (1 << 19)) % (1 << 20) - (1 << 19)  # 20-bit two's complement
+            expect = psum + w * lanes[sel]  # fits 20 bits: no wrap-around to model
             assert ctx.get(dut.psum_out) == expect
-            assert [ctx.get(dut.lanes_out[i]) for i in range(alpha)] == lanes
             checked.append(expect)
 
     _run(dut, bench)
     assert len(checked) == 40
 
 
-def test_cell_most_negative_weight_and_input():
-    dut = Cell(weight_bits=8, data_bits=8, acc_bits=32, alpha=2)
+@pytest.mark.parametrize("multiplier", ["dsp", "logic"])
+def test_cell_extreme_weights_and_inputs(multiplier):
+    """Every corner of the signed ranges, through both multipliers, at the narrowest widths."""
+    dut = Cell(weight_bits=8, data_bits=8, alpha=2, psum_in_bits=16, psum_out_bits=17,
+               multiplier=multiplier)
+    corners = [-128, -127, -1, 0, 1, 127]
 
     async def bench(ctx):
-        ctx.set(dut.w_in, {"weight": -128, "select": 1})
-        ctx.set(dut.load, 1)
-        await ctx.tick()
-        ctx.set(dut.load, 0)
-        ctx.set(dut.lanes_in, [127, -128])
-        ctx.set(dut.psum_in, -(1 << 31) + 16384)
-        await ctx.tick()
-        assert ctx.get(dut.psum_out) == -(1 << 31) + 16384 + 16384
+        for w in corners:
+            ctx.set(dut.w_in, {"weight": w, "select": 1})
+            ctx.set(dut.load, 1)
+            await ctx.tick()
+            ctx.set(dut.load, 0)
+            for x in corners:
+                for psum in (-(1 << 15), (1 << 15) - 1):
+                    ctx.set(dut.lanes, [0, x])
+                    ctx.set(dut.psum_in, psum)
+                    await ctx.tick()
+                    assert ctx.get(dut.psum_out) == psum + w * x, (w, x, psum)
 
     _run(dut, bench)
+
+
+def test_cell_refuses_a_partial_sum_narrower_than_its_input():
+    with pytest.raises(ValueError, match="psum_out_bits must be at least 19, not 18"):
+        Cell(weight_bits=8, data_bits=8, psum_in_bits=19, psum_out_bits=18)
+    with pytest.raises(ValueError, match="multiplier must be one of dsp, logic, not 'booth'"):
+        Cell(multiplier="booth")
+
+
+def test_partial_sums_grow_one_bit_per_doubling_up_to_the_accumulator():
+    assert [psum_bits(8, 8, n) for n in (1, 2, 3, 4, 5, 8, 9, 64)] == [16, 17, 18, 18, 19, 19, 20, 22]
+    assert psum_bits(8, 8, 64, acc_bits=20) == 20
+    # the widest sum of n products fits: n * (-128 * -128) <= 2^(bits-1) - 1
+    for n in range(1, 70):
+        assert n * 128 * 128 <= (1 << (psum_bits(8, 8, n) - 1)) - 1
 
 
 @pytest.mark.parametrize(
@@ -72,7 +94,7 @@ def test_cell_most_negative_weight_and_input():
         ({"alpha": 0}, ValueError, "0"),
         ({"alpha": 2.5}, TypeError, "2.5"),
         ({"weight_bits": 1}, ValueError, "1"),
-        ({"acc_bits": "32"}, TypeError, "'32'"),
+        ({"psum_in_bits": "32"}, TypeError, "'32'"),
     ],
 )
 def test_cell_rejects_bad_parameters(kwargs, exc, quoted):
@@ -86,11 +108,13 @@ def test_array_rejects_bad_size(rows, cols):
         SystolicArray(rows=rows, cols=cols)
 
 
-@pytest.mark.parametrize(("rows", "cols", "alpha"), [(1, 1, 1), (3, 2, 4), (2, 5, 2)])
-def test_array_streams_one_vector_per_cycle(rows, cols, alpha):
+@pytest.mark.parametrize(("rows", "cols", "alpha", "dsp_cells"),
+                         [(1, 1, 1, None), (3, 2, 4, 0), (2, 5, 2, 3), (4, 8, 8, None)])
+def test_array_streams_one_vector_per_cycle(rows, cols, alpha, dsp_cells):
     """Load random cells, stream vectors back to back, get W x lanes[select] row sums."""
     rng = np.random.default_rng(rows * 10 + cols)
-    dut = SystolicArray(rows=rows, cols=cols, alpha=alpha, acc_bits=24)
+    dut = SystolicArray(rows=rows, cols=cols, alpha=alpha, acc_bits=24, dsp_cells=dsp_cells)
+    assert dut.latency == cols
     w = rng.integers(-128, 128, (rows, cols))
     s = rng.integers(0, alpha, (rows, cols))
     xs = rng.integers(-128, 128, (12, cols, alpha))
@@ -169,3 +193,63 @@ def test_requantizer_equals_golden_requantize():
 def test_requantizer_rejects_bad_clamp():
     with pytest.raises(ValueError, match=r"\(0, 300\)"):
         Requantizer(lanes=1, shifts=[0], clamps=[(0, 300)])
+
+
+@pytest.mark.parametrize(("rows", "cols", "alpha", "data_bits"), [(1, 1, 1, 8), (3, 4, 8, 8), (2, 3, 3, 4)])
+def test_serial_array_streams_bit_planes(rows, cols, alpha, data_bits):
+    """The bit-serial array: vectors enter one bit of every lane per cycle, LSB first, back to
+    back; the row sums equal W x lanes[select] (numpy), extreme values included."""
+    rng = np.random.default_rng(rows * 100 + cols * 10 + alpha)
+    lo, hi = -(1 << (data_bits - 1)), (1 << (data_bits - 1)) - 1
+    dut = SystolicArray(rows=rows, cols=cols, alpha=alpha, data_bits=data_bits, acc_bits=24, cell="serial")
+    assert dut.cycles_per_vector == data_bits and dut.latency == cols + 1
+    w = rng.integers(-128, 128, (rows, cols))
+    w[0, 0] = -128
+    s = rng.integers(0, alpha, (rows, cols))
+    n = 6
+    xs = rng.integers(lo, hi + 1, (n, cols, alpha))
+    xs[0], xs[1] = lo, hi
+    picked = np.take_along_axis(xs[:, None, :, :], np.broadcast_to(s[None, :, :, None],
+                                (n, rows, cols, 1)), axis=3)[..., 0]
+    expect = (picked * w[None]).sum(axis=2)
+    got = []
+
+    async def bench(ctx):
+        ctx.set(dut.load, 1)
+        for r in reversed(range(rows)):
+            ctx.set(dut.w_in, [{"weight": int(w[r, c]), "select": int(s[r, c])} if alpha > 1
+                               else {"weight": int(w[r, c])} for c in range(cols)])
+            await ctx.tick()
+        ctx.set(dut.load, 0)
+        for t in range(n * data_bits + dut.latency):
+            v, b = divmod(t, data_bits)
+            if v < n:
+                ctx.set(dut.bit, b)
+                ctx.set(dut.lanes_in, [[(int(xs[v, c, a]) >> b) & 1 for a in range(alpha)]
+                                       for c in range(cols)])
+            await ctx.tick()
+            done = t + 1 - dut.latency  # the cycle whose bits entered latency cycles ago
+            if done >= 0 and done % data_bits == data_bits - 1 and len(got) < n:
+                got.append([ctx.get(dut.sums_out[r]) for r in range(rows)])
+
+    _run(dut, bench)
+    assert np.array_equal(np.array(got), expect)
+
+
+def test_serial_cell_gates_the_weight_with_the_selected_bit():
+    from colcomb.hdl.serial_cell import SerialCell
+
+    dut = SerialCell(weight_bits=8, alpha=3, psum_in_bits=10, psum_out_bits=11)
+
+    async def bench(ctx):
+        ctx.set(dut.w_in, {"weight": -77, "select": 2})
+        ctx.set(dut.load, 1)
+        await ctx.tick()
+        ctx.set(dut.load, 0)
+        for lanes, psum, expect in (([0, 0, 1], 5, -72), ([1, 1, 0], 5, 5), ([1, 1, 1], -512, -589)):
+            ctx.set(dut.lanes, lanes)
+            ctx.set(dut.psum_in, psum)
+            await ctx.tick()
+            assert ctx.get(dut.psum_out) == expect
+
+    _run(dut, bench)

@@ -25,16 +25,13 @@ pytestmark = pytest.mark.rtl
 ROOT = Path(os.environ.get("COLCOMB_SIM_BUILD", Path(__file__).parents[1] / "build" / "sim"))
 
 
-def _design(tmp_path_factory, name, layers, rows, cols, batch):
+def _design(tmp_path_factory, name, layers, rows, cols, batch, cell="parallel"):
     folder = tmp_path_factory.mktemp(name) / "manifest"
     write_manifest(layers, folder)
-    return folder, build(layers, rows, cols, batch=batch, root=ROOT), layers
+    return folder, build(layers, rows, cols, batch=batch, root=ROOT, cell=cell), layers
 
 
-@pytest.fixture(scope="module")
-def network(tmp_path_factory):
-    """Three chained layers on a 3 x 3 array: alpha 8 / 2 / 4, gamma > 0 and 0, row blocks,
-    tiling in both directions, a last layer smaller than the array, relu/relu6/none."""
+def _network_layers():
     rng = np.random.default_rng(2024)
     layers = [
         random_layer(rng, 10, 20, 8, gamma=0.25, density=0.3, name="l0", block_rows=6,
@@ -42,7 +39,15 @@ def network(tmp_path_factory):
         random_layer(rng, 9, 10, 2, gamma=0.0, name="l1", activation="relu6"),
         random_layer(rng, 3, 9, 4, gamma=0.2, name="l2"),
     ]
-    return _design(tmp_path_factory, "network", layers, 3, 3, 8)
+    return layers
+
+
+@pytest.fixture(scope="module", params=["parallel", "serial"])
+def network(tmp_path_factory, request):
+    """Three chained layers on a 3 x 3 array: alpha 8 / 2 / 4, gamma > 0 and 0, row blocks,
+    tiling in both directions, a last layer smaller than the array, relu/relu6/none; built with
+    each cell kind."""
+    return _design(tmp_path_factory, "network", _network_layers(), 3, 3, 8, cell=request.param)
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +64,8 @@ def dense_narrow(tmp_path_factory):
     return _design(tmp_path_factory, "dense", [layer], 4, 4, 4)
 
 
-@pytest.fixture(scope="module")
-def extremes(tmp_path_factory):
+@pytest.fixture(scope="module", params=["parallel", "serial"])
+def extremes(tmp_path_factory, request):
     """Saturation: weights only -128/127, multiplier 1, shift 0, biases near the limits; then a
     layer with shift 1 where exact halves must round up."""
     rng = np.random.default_rng(99)
@@ -71,7 +76,7 @@ def extremes(tmp_path_factory):
     w1 = rng.choice([-1, 1], (5, 8)) * (rng.random((5, 8)) < 0.5)
     l1 = random_layer(rng, 5, 8, 2, weights=w1, shift=1, multiplier=np.ones(5, np.int64),
                       bias=np.array([1, 0, -1, 3, -3]), name="round", activation="relu6")
-    return _design(tmp_path_factory, "extremes", [l0, l1], 3, 3, 4)
+    return _design(tmp_path_factory, "extremes", [l0, l1], 3, 3, 4, cell=request.param)
 
 
 def test_network_random_batches(network):

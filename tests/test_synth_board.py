@@ -14,7 +14,7 @@ from colcomb.core.errors import ColcombError
 from colcomb.fpga.boards import BOARDS, get_board
 from colcomb.fpga.selftest import MESSAGES, SelfTest, ecp5_pll, ice40_pll, stream_words
 from colcomb.fpga.selftest_sim import decode_uart, simulate_selftest, verilate_selftest
-from colcomb.fpga.synth import analyse_build, self_test_inputs
+from colcomb.fpga.synth import analyse_build, dsp_plan, requant_dsps, self_test_inputs
 from colcomb.hdl.program import Program
 from colcomb.packer.golden import run_network
 from colcomb.packer.pack import PackOptions, pack_layer
@@ -203,3 +203,26 @@ def test_analyse_build_fails_on_timing_and_on_overuse(tmp_path):
     a2 = analyse_build(d2, family="ice40", device="iCE40UP5K", clock_hz=12e6, tool_failed=True)
     assert any("does not fit" in f and "6000/5280" in f for f in a2["failures"])
     assert a2["bitstream"] is None
+
+
+def test_dsp_plan_never_asks_for_more_dsps_than_the_device_has(rng):
+    prog = Program.compile(_network(rng), rows=4, cols=4, batch=2)
+    ice, ecp = get_board("icebreaker"), get_board("ulx3s-85f")
+    assert dsp_plan(ice, "ice40", prog, None) == (False, 0)  # iCE40: logic unless --dsp
+    use, cells = dsp_plan(ice, "ice40", prog, True)
+    assert use and cells == max(0, 8 - requant_dsps("ice40", 4, prog.acc_bits))
+    use, cells = dsp_plan(ecp, "ecp5", prog, None)  # ECP5: on by default, every cell fits
+    assert use and cells == 16
+    big = Program.compile(_network(rng), rows=16, cols=16, batch=2)
+    use, cells = dsp_plan(ecp, "ecp5", big, None)
+    assert cells == 156 - requant_dsps("ecp5", 16, big.acc_bits) < 256
+    assert dsp_plan(ecp, "ecp5", big, False) == (False, 0)
+
+
+def test_array_maps_exactly_its_dsp_cells_to_dsp_blocks():
+    """yosys sees a multiplier only in the DSP cells: the rest stay logic even under -dsp."""
+    from colcomb.fpga.cost import synth_components
+    from colcomb.hdl.array import SystolicArray
+
+    res = synth_components("ice40", {"a": SystolicArray(rows=2, cols=2, alpha=2, dsp_cells=3)}, dsp=True)
+    assert res["a"]["dsps"] == 3

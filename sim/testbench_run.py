@@ -86,7 +86,7 @@ def build_verilator(folder: str | os.PathLike, top: str, *, args: Sequence[str] 
     if proc.returncode != 0:
         raise ColcombError(f"verilator --binary failed on {folder / tb}.v:\n"
                            f"{(proc.stdout + proc.stderr)[-4000:]}")
-    return folder / obj_dir / f"V{tb}"
+    return folder.absolute() / obj_dir / f"V{tb}"
 
 
 def run_verilator(folder: str | os.PathLike, binary: str | os.PathLike, *,

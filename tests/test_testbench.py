@@ -198,3 +198,22 @@ def test_verilator_fails_on_a_corrupted_expected_word(verilated, tmp_path):
     run = run_verilator(folder, binary)  # the images are read at run time
     assert not run.passed and run.returncode != 0
     assert run.verdict == "FAIL: tb_colcomb_top" and "mismatches: 1 data, 0 last;" in run.output
+
+
+def test_testbench_lints_clean_on_its_own(design, tmp_path):
+    """verilator --lint-only -Wall on tb_<top>.v with the design's waivers scoped to the
+    design's file only: the testbench itself needs none."""
+    import subprocess
+
+    from colcomb.core.tools import verilator_env
+
+    _, d, _, _ = design
+    vlt = tmp_path / "design_only.vlt"
+    vlt.write_text(d.waivers.read_text().replace('-file "*colcomb_top.v"', f'-file "{d.verilog}"'))
+    assert str(d.verilog) in vlt.read_text()
+    env = verilator_env()
+    tb = d.testbench[0]
+    proc = subprocess.run([shutil.which("verilator", path=env["PATH"]), "--lint-only", "-Wall", "--timing",
+                           "--top-module", tb.stem, str(vlt), str(tb), str(d.verilog)],
+                          env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -38,6 +38,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} must be 0 or more")
+    return value
+
+
 def _fraction(text: str) -> float:
     try:
         value = float(text)
@@ -206,6 +216,9 @@ def _generate_args(p: argparse.ArgumentParser) -> None:
     _array_args(p)
     p.add_argument("--top", default="colcomb_top", help="Verilog module name (default colcomb_top)")
     p.add_argument("--no-lint", action="store_true", help="skip `verilator --lint-only -Wall`")
+    p.add_argument("--tb-vectors", type=_count, default=16,
+                   help="random vectors in the self-checking testbench tb_TOP.v (default 16; 0: no testbench)")
+    p.add_argument("--tb-seed", type=int, default=0, help="seed of the testbench's vectors (default 0)")
     p.add_argument("--out", type=Path, required=True, help="output folder for the Verilog, waivers and ROM images")
 
 
@@ -215,7 +228,8 @@ def _generate(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     design = generate(args.manifest, args.rows, args.cols, args.out, batch=args.batch, top=args.top,
-                      lint=not args.no_lint, layers=args.layer, cell=args.cell)
+                      lint=not args.no_lint, layers=args.layer, cell=args.cell, tb_vectors=args.tb_vectors,
+                      tb_seed=args.tb_seed)
     info = design.program.summary()
     print(f"{design.top}: {args.rows}x{args.cols} {args.cell} array, "
           f"{len(design.program.layers)} layer(s), {info.get('tiles', '?')} tile(s), "

@@ -8,12 +8,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from amaranth.back import verilog
-
 from colcomb.core.errors import ColcombError
 from colcomb.core.outdir import OutputFolder
 from colcomb.hdl.cycles import cycle_summary
+from colcomb.hdl.emit import portable_verilog
 from colcomb.hdl.program import Program
+from colcomb.hdl.testbench import DEFAULT_VECTORS, write_testbench
 from colcomb.hdl.top import Top
 from colcomb.packer.manifest import load_manifest
 from colcomb.packer.packed import PackedLayer
@@ -33,18 +33,20 @@ class Design:
     info: Path  # OUT/<top>.json: parameters, stream format, tile counts, latencies
     program: Program
     roms: tuple[Path, ...] = ()  # OUT/<top>.<rom>.hex: the ROM contents the Verilog holds
+    testbench: tuple[Path, ...] = ()  # OUT/tb_<top>.v and its hex images (colcomb.hdl.testbench)
 
     @property
     def paths(self) -> list[Path]:
-        return [self.verilog, self.waivers, self.info, *self.roms]
+        return [self.verilog, self.waivers, self.info, *self.roms, *self.testbench]
 
 
 def verilog_text(program: Program, top: str = DEFAULT_TOP) -> str:
-    """The Verilog of :class:`~colcomb.hdl.top.Top` for ``program``."""
+    """The Verilog of :class:`~colcomb.hdl.top.Top` for ``program``: plain Verilog-2001 without
+    ``always @*`` blocks, so that event-driven simulators start it (:mod:`colcomb.hdl.emit`)."""
     if not top.isidentifier():
         raise ColcombError(f"the top-level name must be a Verilog identifier, got {top!r}")
     dut = Top(program=program)
-    return verilog.convert(dut, name=top, emit_src=False)
+    return portable_verilog(dut, top)
 
 
 def design_info(program: Program, top: str, provenance: dict | None = None) -> dict:
@@ -81,6 +83,8 @@ def generate_layers(
     inputs: Sequence[str | os.PathLike] = (),
     provenance: dict | None = None,
     cell: str = "parallel",
+    tb_vectors: int = DEFAULT_VECTORS,
+    tb_seed: int = 0,
 ) -> Design:
     """Like :func:`generate`, from layers already in memory. ``OUT`` is replaced whole (see
     :mod:`colcomb.core.outdir`); ``inputs`` are files it must not hold; ``provenance`` (where
@@ -90,6 +94,8 @@ def generate_layers(
     program = Program.compile(layers, rows=rows, cols=cols, batch=batch,
                               weight_bits=weight_bits, data_bits=data_bits, acc_bits=acc_bits, cell=cell)
     out = Path(out_dir)
+    if isinstance(tb_vectors, bool) or not isinstance(tb_vectors, int) or tb_vectors < 0:
+        raise ColcombError(f"the testbench's vector count must be 0 (none) or more, not {tb_vectors!r}")
     text = verilog_text(program, top)  # before OUT is touched: a bad --top leaves nothing behind
     # everything is written and linted in a staging folder that replaces OUT only when complete
     with OutputFolder(out, command="generate", inputs=inputs) as stage:
@@ -101,13 +107,17 @@ def generate_layers(
             roms = [f"{top}.{name}.hex" for name in ROM_IMAGES]
             for name, fname in zip(ROM_IMAGES, roms, strict=True):
                 (tmp / fname).write_text(_hex_image(getattr(program, name)))
+            tb = []
+            if tb_vectors:  # the self-checking testbench and its golden-model images
+                written = write_testbench(tmp, top, program, layers, vectors=tb_vectors, seed=tb_seed)
+                tb = [path.name for path in written.paths]
         except OSError as exc:
             raise ColcombError(f"cannot write {out}: {exc.strerror or exc}") from None
         if lint:
             lint_mod.lint(tmp / f"{top}.v", tmp / f"{top}.vlt", top)
         stage.commit()
     return Design(top=top, verilog=out / f"{top}.v", waivers=out / f"{top}.vlt", info=out / f"{top}.json",
-                  program=program, roms=tuple(out / r for r in roms))
+                  program=program, roms=tuple(out / r for r in roms), testbench=tuple(out / t for t in tb))
 
 
 # Program attributes holding ROM contents, written as OUT/<top>.<name>.hex for reference and
@@ -134,6 +144,8 @@ def generate(
     lint: bool = True,
     layers: Sequence[str] | None = None,
     cell: str = "parallel",
+    tb_vectors: int = DEFAULT_VECTORS,
+    tb_seed: int = 0,
 ) -> Design:
     """Elaborate the accelerator for the manifest's network on a ``rows`` x ``cols`` array.
 
@@ -146,7 +158,9 @@ def generate(
     order). With ``lint`` (default) it runs ``verilator --lint-only -Wall`` and raises
     :class:`ColcombError` on any warning not waived. ``batch`` is the most vectors one run
     holds on chip; widths default to the widest the layers need; ``cell`` is the array's cell
-    kind (:data:`colcomb.hdl.program.CELLS`).
+    kind (:data:`colcomb.hdl.program.CELLS`). ``tb_vectors`` (0: none) seeded random vectors
+    (``tb_seed``) go into the self-checking testbench ``tb_<top>.v`` with its input and
+    golden-model output images (:mod:`colcomb.hdl.testbench`).
     """
     manifest = load_manifest(manifest_dir)
     chosen = manifest.chain(layers)
@@ -155,5 +169,6 @@ def generate(
                   "lint": lint}
     return generate_layers(chosen, rows, cols, out_dir, batch=batch, top=top,
                            weight_bits=weight_bits, data_bits=data_bits, acc_bits=acc_bits,
-                           lint=lint, cell=cell, inputs=[manifest_dir], provenance=manifest.provenance(
+                           lint=lint, cell=cell, tb_vectors=tb_vectors, tb_seed=tb_seed,
+                           inputs=[manifest_dir], provenance=manifest.provenance(
                                [la.name for la in chosen], parameters))

@@ -13,8 +13,10 @@ scoped to that file), never with ``-Wno-fatal``; every other warning fails the l
   exact zero/sign extension Verilog applies.
 - ``PROCASSINIT``: Amaranth gives every register an initial value in its declaration *and* a
   synchronous reset in its process (both are its reset value).
-- ``CASEINCOMPLETE``: Yosys writes ``x = default; casez (...) ... endcase`` without a
-  ``default:`` arm; the assignment before the case covers the missing patterns.
+- ``CASEINCOMPLETE``: Amaranth's own converter (``amaranth.back.verilog``, which the board
+  self-test's Verilator run uses) writes ``x = default; casez (...) ... endcase`` without a
+  ``default:`` arm; the assignment before the case covers the missing patterns. The IP that
+  ``generate`` writes (:mod:`colcomb.hdl.emit`) has no such ``casez``.
 - ``DECLFILENAME``: Amaranth writes every submodule (``colcomb_top.engine.array...``) into the
   one file named after the top module.
 """

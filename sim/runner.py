@@ -206,6 +206,13 @@ def random_inputs(layer: PackedLayer, vectors: int, seed: int = 0) -> np.ndarray
     return x
 
 
+def _check_probabilities(**values: float) -> None:
+    for label, value in values.items():
+        if isinstance(value, bool) or not (isinstance(value, (int, float)) and 0.0 <= value < 1.0):
+            raise ColcombError(f"{label} must be a probability in [0, 1), not {value!r} (1 would "
+                               f"never transfer a word)")
+
+
 def run(
     built: Build,
     manifest_dir: str | os.PathLike,
@@ -221,13 +228,14 @@ def run(
 ) -> SimResult:
     """Run the bench on a build: ``inputs`` (vectors, in_words) through the hardware, outputs
     checked against the golden model on the manifest's layers. ``idle``/``stall``: probability
-    of an idle input cycle / a stalled output cycle. ``layers`` names the manifest layers the
+    of an idle input cycle / a stalled output cycle, each in [0, 1). ``layers`` names the manifest layers the
     reference runs (default: all, in manifest order). With ``check``, raise
     :class:`SimulationMismatch` unless everything matched."""
     from cocotb_tools.runner import get_runner
 
     if waves and not built.waves:
         raise ColcombError("waves need a build made with waves=True")
+    _check_probabilities(idle=idle, stall=stall)
     x = np.asarray(inputs, np.int64)
     d = built.design
     if x.ndim != 2 or x.shape[1] != d["in_words"] or x.shape[0] < 1:
@@ -237,13 +245,15 @@ def run(
     run_dir = built.dir / "runs" / uuid.uuid4().hex[:12]
     run_dir.mkdir(parents=True)
     np.save(run_dir / "inputs.npy", x)
+    batches = -(-x.shape[0] // d["batch"])
+    prep = d.get("prep_cycles", d["rows"] + d["cols"] * d["alpha"] + 2)
+    per_tile = prep + d["batch"] + d["rows"] + d["cols"] + 16
+    slow = 1.0 / (1.0 - max(idle, stall))
+    # after the last expected word: long enough for a tile's run and a whole output vector
+    drain_cycles = int(slow * (per_tile + d["out_words"])) + 32
     if max_cycles is None:
-        batches = -(-x.shape[0] // d["batch"])
-        prep = d.get("prep_cycles", d["rows"] + d["cols"] * d["alpha"] + 2)
-        per_tile = prep + d["batch"] + d["rows"] + d["cols"] + 16
         io = x.shape[0] * (d["in_words"] + d["out_words"] + 2)
-        slow = 1.0 / max(0.05, 1.0 - max(idle, stall))
-        max_cycles = int(4 * slow * (batches * d["tiles"] * per_tile + io)) + 1000
+        max_cycles = int(4 * slow * (batches * d["tiles"] * per_tile + io)) + drain_cycles + 1000
     cfg = {
         "manifest": str(Path(manifest_dir).resolve()),
         "layers": list(layers) if layers else None,
@@ -254,6 +264,7 @@ def run(
         "stall": stall,
         "seed": seed,
         "max_cycles": max_cycles,
+        "drain_cycles": drain_cycles,
     }
     (run_dir / "bench.json").write_text(json.dumps(cfg, indent=1) + "\n")
     exit_code = 0
@@ -336,10 +347,12 @@ def simulate(
     batches of ``batch`` (the design's on-chip depth). ``hardware_layers`` builds the hardware
     from other layers than the manifest's (to prove that the checker fails); ``opt`` is the
     C++ optimisation level of the Verilator build; ``layers`` picks a chain of the manifest's
-    layers by name (default: all of them, in order). Returns a
+    layers by name (default: all of them, in order); ``idle``/``stall`` (each in [0, 1)) make the
+    input stream idle and the output stream stall on random cycles. Returns a
     :class:`SimResult`; with ``check`` (default) raises :class:`SimulationMismatch` unless every
     output equals the golden model.
     """
+    _check_probabilities(idle=idle, stall=stall)
     chosen = load_manifest(manifest_dir).chain(layers)
     hw = list(hardware_layers) if hardware_layers is not None else chosen
     if inputs is None:

@@ -10,7 +10,7 @@ row at scale 1.0). With --area it also synthesizes one requantizer lane (yosys, 
 mapping) with no shifter (every row shift 0), with the shifter this layer needs, and with the
 largest (shift up to 62).
 
-    python benchmarks/requant_precision.py [--seed 0] [--vectors 64] [--area]
+    python benchmarks/requant_precision.py [--seed 0] [--vectors 64] [--area [--area-shifts 0,31,62]]
 """
 
 from __future__ import annotations
@@ -113,6 +113,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--vectors", type=int, default=64)
     ap.add_argument("--area", action="store_true", help="also synthesize a requantizer lane")
+    ap.add_argument("--area-shifts", default=None, metavar="S,S,..",
+                    help="largest shifts of the lanes to synthesize (default: 0, this layer's, 62)")
     args = ap.parse_args()
     w = make_weights(args.seed)
     print(f"layer {ROWS}x{COLS}, 10% dense, row {DEAD} dead, row magnitudes over 2^-10..1, "
@@ -132,9 +134,12 @@ def main() -> None:
                   f"{r['err']:>15} {r['min_bits']:>13}  {r['shifts'][0]}..{r['shifts'][1]}")
     if args.area:
         print("requantizer lane, 40-bit sums, 16-bit data (yosys synth; abc -lut 4):")
-        for label, s in (("no shifter (every shift 0)", 0), (f"shifts up to {need} (this layer)", need),
-                         (f"shifts up to {MAX_SHIFT}", MAX_SHIFT)):
-            print(f"  {label:<30} {lane_luts(s, 40, 16):>6} LUT4")
+        shifts = ([int(v) for v in args.area_shifts.split(",")] if args.area_shifts
+                  else [0, need, MAX_SHIFT])
+        for s in shifts:
+            label = "no shifter (every shift 0)" if s == 0 else f"shifts up to {s}"
+            label += " (this layer)" if s == need else ""
+            print(f"  {label:<34} {lane_luts(s, 40, 16):>6} LUT4", flush=True)
 
 
 if __name__ == "__main__":

@@ -101,7 +101,9 @@ class Requantizer(wiring.Component):
             m.d.sync += [prod.eq((self.sums[i] + self.bias[i]) * self.mult[i]),
                          shift.eq(self.shift[i])]
             halves = Signal(signed(prod_bits + 1), name=f"halves_{i}")  # y / 2**(shift-1)
-            m.d.comb += halves.eq(Cat(Const(0, 1), prod).as_signed() >> shift)
+            doubled = Cat(Const(0, 1), prod).as_signed()
+            # no shifter at all when every row's shift is 0 (the ROM field then holds 0)
+            m.d.comb += halves.eq(doubled >> shift if self.max_shift else doubled)
             rounded = Signal(signed(prod_bits + 1), name=f"rounded_{i}")
             m.d.comb += rounded.eq((halves + 1) >> 1)
             with m.If(rounded < lo[layer1]):

@@ -180,3 +180,35 @@ def test_requantizer_rejects_bad_clamp():
 def test_requantizer_rejects_bad_shift():
     with pytest.raises(ValueError, match="63"):
         Requantizer(lanes=1, max_shift=63)
+
+
+def test_requantizer_without_shifter_when_every_shift_is_zero():
+    """max_shift = 0 builds no shifter: y = clamp(sum + bias) * mult, as the golden model."""
+    rng = np.random.default_rng(3)
+    dut = Requantizer(lanes=3, acc_bits=20, data_bits=8, max_shift=0, clamps=[(-128, 127)])
+    acc = rng.integers(-300, 300, (10, 3))
+    bias = rng.integers(-40, 40, 3)
+    mult = np.array([0, 1, 2])
+    rq = Requant(bias=bias, multiplier=mult, shift=0, activation="none", clamp=(-128, 127))
+
+    class _L:
+        requant = rq
+        acc_bits = 20
+        name = "t"
+
+    expect = requantize(_L, acc)
+    got = []
+
+    async def bench(ctx):
+        ctx.set(dut.bias, [int(v) for v in bias])
+        ctx.set(dut.mult, [int(v) for v in mult])
+        for t in range(len(acc) + dut.latency):
+            ctx.set(dut.valid, int(t < len(acc)))
+            if t < len(acc):
+                ctx.set(dut.sums, [int(v) for v in acc[t]])
+            await ctx.tick()
+            if ctx.get(dut.out_valid):
+                got.append([ctx.get(dut.out[i]) for i in range(3)])
+
+    _run(dut, bench)
+    assert len(np.unique(expect)) > 5 and np.array_equal(np.array(got), expect)

@@ -48,6 +48,17 @@ def _count(text: str) -> int:
     return value
 
 
+def _probability(text: str) -> float:
+    """A probability in [0, 1): a stream stalled or idle on every cycle would never finish."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"{value} must lie in [0, 1) (1 would never transfer a word)")
+    return value
+
+
 def _fraction(text: str) -> float:
     try:
         value = float(text)
@@ -127,7 +138,9 @@ def _golden_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input", type=Path, required=True,
                    help=".npy of integer inputs: (batch, cols of the first layer) or (cols,)")
     p.add_argument("--out", type=Path, required=True, help=".npy file for the integer outputs")
-    p.add_argument("--layer", default=None, help="run only this layer (default: the whole network, in manifest order)")
+    p.add_argument("--layer", action="append", default=None, metavar="NAME",
+                   help="run only these manifest layers, chained in this order (repeatable; "
+                   "default: the whole network, in manifest order), as simulate and generate do")
 
 
 @command("golden", _golden_args)
@@ -137,7 +150,7 @@ def _golden(args: argparse.Namespace) -> int:
     from colcomb.packer.manifest import load_manifest
 
     manifest = load_manifest(args.manifest)
-    layers = [manifest.layer(args.layer)] if args.layer else manifest.layers
+    layers = manifest.chain(args.layer)
     _check_out_file(args.out, args.input, manifest.path.parent)
     x = load_input_array(args.input)
     if x.size == 0:
@@ -245,6 +258,12 @@ def _simulate_args(p: argparse.ArgumentParser) -> None:
                    help="random input vectors to run (default 16; the first three are the extremes)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
     p.add_argument("--input", type=Path, default=None, help=".npy of integer input vectors instead of random ones")
+    p.add_argument("--stall", type=_probability, default=0.0, metavar="P",
+                   help="back-pressure: the output stream's ready is low on a cycle with probability P "
+                   "(0 <= P < 1, default 0)")
+    p.add_argument("--idle", type=_probability, default=0.0, metavar="P",
+                   help="the input stream's valid is low before a word with probability P "
+                   "(0 <= P < 1, default 0)")
     p.add_argument("--waves", action="store_true", help="dump waveforms (VCD) into the run folder")
     p.add_argument("--build-dir", type=Path, default=None,
                    help="cache of Verilator builds (default build/sim or $COLCOMB_SIM_BUILD)")
@@ -255,12 +274,13 @@ def _simulate(args: argparse.Namespace) -> int:
     from colcomb.sim.runner import simulate
 
     inputs = None if args.input is None else load_input_array(args.input)
-    print(f"building and running {args.manifest} on a {args.rows}x{args.cols} array in Verilator "
-          f"(the first build of a design takes a minute or two)...", file=sys.stderr)
+    streams = f", input idle {args.idle:g}, output stalled {args.stall:g}" if args.idle or args.stall else ""
+    print(f"building and running {args.manifest} on a {args.rows}x{args.cols} array in Verilator"
+          f"{streams} (the first build of a design takes a minute or two)...", file=sys.stderr)
     result = simulate(args.manifest, args.rows, args.cols, vectors=args.vectors, seed=args.seed,
                       waves=args.waves, batch=args.batch, inputs=inputs,
                       root=None if args.build_dir is None else args.build_dir.absolute(),
-                      check=False, layers=args.layer, cell=args.cell)
+                      check=False, layers=args.layer, cell=args.cell, stall=args.stall, idle=args.idle)
     verdict = "all equal to the golden model" if result.passed else f"{result.mismatch_count} differ"
     print(f"vectors checked: {result.vectors} ({result.checked} output words, {verdict})")
     print(f"cycles: {result.cycles} (first input word to last output word; "

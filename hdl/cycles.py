@@ -110,7 +110,9 @@ def cycle_summary(program: Program) -> dict:
     return {
         "prep_cycles": prep,
         "drain_cycles": drain,
-        "cycles_per_tile": f"{prep} prep + batch + {drain} drain",
+        "cycles_per_tile": (f"{prep} prep + batch"
+                            + (f" x {program.cycles_per_vector}" if program.cycles_per_vector > 1 else "")
+                            + f" + {drain} drain"),
         "flush_cycles": f"{FLUSH_PIPELINE_CYCLES} + rows written by the layer's last tile",
         "batch_overhead_cycles": BATCH_OVERHEAD,
         "engine_cycles": [engine_cycles(program, b) for b in range(1, program.batch + 1)],

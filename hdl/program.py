@@ -10,7 +10,8 @@ layer into tiles and computes the contents of the four ROMs the sequencer reads:
   word of the activation vector that feeds the lane, or :attr:`Program.zero_lane` (zero).
 - ``tiles``: one word per tile, the descriptor of :data:`tile_layout` (accumulate or start fresh,
   requantize and write, where the outputs go, layer boundaries).
-- ``requant``: one word per row tile, bias and multiplier of each of its ``rows`` rows.
+- ``requant``: one word per row tile, bias, multiplier and shift of each of its ``rows`` rows
+  (:attr:`Program.requant_layout`).
 
 Tiling: for each layer, each row block, each row tile of ``rows`` rows of that block, each column
 tile of ``cols`` packed columns of that block, in that order. A block without packed columns
@@ -167,9 +168,17 @@ class Program:
         )
 
     @property
+    def max_shift(self) -> int:
+        """Largest requantization shift of any row of any layer (sizes the shift fields)."""
+        return max(int(layer.requant.shift.max(initial=0)) for layer in self.layers)
+
+    @property
     def requant_layout(self) -> data.ArrayLayout:
+        """A requant ROM word: for each of the ``rows`` rows its bias, multiplier and shift
+        (row 0 in the low bits)."""
         return data.ArrayLayout(
-            data.StructLayout({"bias": signed(self.acc_bits), "mult": unsigned(MULTIPLIER_BITS)}),
+            data.StructLayout({"bias": signed(self.acc_bits), "mult": unsigned(MULTIPLIER_BITS),
+                               "shift": unsigned(bits_for(self.max_shift))}),
             self.rows,
         )
 
@@ -293,6 +302,7 @@ class Program:
         cl = cell_layout(self.weight_bits, self.alpha)
         cw = cl.size
         rq_words: list[int] = []
+        rl = self.requant_layout.elem_shape
         tiles: list[Tile] = []
         for li, layer in enumerate(self.layers):
             rq = layer.requant
@@ -306,11 +316,12 @@ class Program:
                     rq_words.append(
                         pack_array(
                             [
-                                (int(rq.bias[start + i]) & ((1 << self.acc_bits) - 1))
-                                | int(rq.multiplier[start + i]) << self.acc_bits
+                                pack_struct(rl, {"bias": rq.bias[start + i],
+                                                 "mult": rq.multiplier[start + i],
+                                                 "shift": rq.shift[start + i]})
                                 for i in range(count)
                             ],
-                            self.acc_bits + MULTIPLIER_BITS,
+                            rl.size,
                         )
                     )
                     for ct in range(n_ct):

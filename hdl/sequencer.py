@@ -151,8 +151,7 @@ class Sequencer(wiring.Component):
         m.submodules.rq_rom = rq_rom = Rom(width=p.requant_layout.size, init=p.requant,
                                            name="requant")
         m.submodules.requant = rq = Requantizer(
-            lanes=rows, acc_bits=p.acc_bits, data_bits=word_bits,
-            shifts=[layer.requant.shift for layer in p.layers],
+            lanes=rows, acc_bits=p.acc_bits, data_bits=word_bits, max_shift=p.max_shift,
             clamps=[layer.requant.clamp for layer in p.layers])
         m.submodules.lane_fetch = lane_fetch = LaneFetch(
             cols=p.cols, alpha=p.alpha, data_bits=word_bits, batch=batch_size,
@@ -295,7 +294,8 @@ class Sequencer(wiring.Component):
         coeffs = p.requant_layout(rq_rom.data0)
         m.d.comb += [rq.valid.eq(p2.valid), rq.layer.eq(p2.layer), rq.sums.eq(accumulate.total)]
         for r in range(rows):
-            m.d.comb += [rq.bias[r].eq(coeffs[r].bias), rq.mult[r].eq(coeffs[r].mult)]
+            m.d.comb += [rq.bias[r].eq(coeffs[r].bias), rq.mult[r].eq(coeffs[r].mult),
+                         rq.shift[r].eq(coeffs[r].shift)]
         p3 = delay(m, p2, 1, "p3")
         p4 = delay(m, p3, 1, "p4")
         assert rq.latency == 2

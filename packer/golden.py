@@ -2,7 +2,7 @@
 
 It computes what the hardware computes, the way the hardware computes it: each packed column
 carries its group's input lanes, each cell picks lane ``select`` and multiplies it by its weight,
-each row sums its cells. Then bias, integer multiplier and shift (round half up), clamp. Every
+each row sums its cells. Then bias, integer multiplier and shift of the row (round half up), clamp. Every
 other part of colcomb (the cocotb scoreboard, the training flow's integer evaluation, the
 packer's accuracy figures) calls this module as the one reference.
 """
@@ -82,14 +82,16 @@ def accumulate(layer: PackedLayer, x: np.ndarray) -> np.ndarray:
 
 
 def requantize(layer: PackedLayer, acc: np.ndarray) -> np.ndarray:
-    """Bias, multiply, shift with round half up, clamp: accumulator values to output integers."""
+    """Bias, multiply, shift with round half up, clamp: accumulator values to output integers
+    (each row with its own multiplier and shift)."""
     rq: Requant = layer.requant
     lo, hi = signed_range(layer.acc_bits)
     biased = acc + rq.bias[None, :]
     _check_range(biased, lo, hi, layer, "accumulator + bias")
     y = biased * rq.multiplier[None, :]
-    if rq.shift:
-        y = (y + (1 << (rq.shift - 1))) >> rq.shift
+    # row r: (y + 2**(shift[r]-1)) >> shift[r]; no rounding term where shift[r] == 0
+    half = np.where(rq.shift > 0, np.left_shift(1, np.maximum(rq.shift - 1, 0)), 0)
+    y = (y + half[None, :]) >> rq.shift[None, :]
     return np.clip(y, rq.clamp[0], rq.clamp[1])
 
 

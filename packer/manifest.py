@@ -190,7 +190,7 @@ def manifest_json(layers: Sequence[PackedLayer], meta: dict | None = None) -> tu
                 "requant": {
                     "bias": [int(b) for b in rq.bias],
                     "multiplier": [int(m) for m in rq.multiplier],
-                    "shift": rq.shift,
+                    "shift": [int(v) for v in rq.shift],
                     "activation": rq.activation,
                     "clamp": [int(rq.clamp[0]), int(rq.clamp[1])],
                 },
@@ -423,6 +423,17 @@ def _read_block(obj: dict, layer: dict, k: int, files: _Files) -> PackedBlock:
     return block
 
 
+def _shifts(value, rows: int, where: str) -> np.ndarray:
+    """Per-row shifts: a list of one integer per row, or (manifests written before shifts were
+    per row) one integer meaning that shift for every row."""
+    if isinstance(value, int):
+        return np.full(rows, value, np.int64)
+    shifts = _int_list(value, where)
+    if len(shifts) != rows:
+        raise ColcombError(f"manifest: {where} has {len(shifts)} entries, the layer has {rows} rows")
+    return np.array(shifts, np.int64)
+
+
 def _read_layer(obj: dict, i: int, files: _Files) -> PackedLayer:
     where = f"layers[{i}]"
     name = _field(obj, "name", str, where)
@@ -451,7 +462,7 @@ def _read_layer(obj: dict, i: int, files: _Files) -> PackedLayer:
         multiplier=np.array(
             _int_list(_field(rq, "multiplier", list, f"{where}.requant"), f"{where}.requant.multiplier"), np.int64
         ),
-        shift=_field(rq, "shift", int, f"{where}.requant"),
+        shift=_shifts(_field(rq, "shift", (int, list), f"{where}.requant"), shape[0], f"{where}.requant.shift"),
         activation=_field(rq, "activation", str, f"{where}.requant"),
         clamp=(clamp[0], clamp[1]),
     )

@@ -38,22 +38,32 @@ class Requant:
     2**shift)`` with round half up (toward +infinity); clamp to ``clamp`` (which the activation
     chose, inside the output width).
 
-    bias and multiplier are int64 arrays with one entry per output row.
+    bias, multiplier and shift are int64 arrays with one entry per output row. Each row has its
+    own shift, so a row's multiplier keeps its precision whatever the other rows' scales are
+    (:func:`colcomb.packer.quantize.fixed_point` normalizes every multiplier to 16 significant
+    bits). A scalar ``shift`` (older manifests, hand-built layers) means that shift for every row.
     """
 
     bias: np.ndarray
     multiplier: np.ndarray
-    shift: int
+    shift: np.ndarray
     activation: str
     clamp: tuple[int, int]
 
+    def __post_init__(self):
+        shift = np.asarray(self.shift)
+        if shift.ndim == 0:  # one shift for every row
+            shift = np.full(np.shape(self.bias)[:1] or (0,), int(shift), np.int64)
+        object.__setattr__(self, "shift", shift.astype(np.int64))
+
     def validate(self, rows: int, out_bits: int, where: str) -> None:
         lo, hi = signed_range(out_bits)
-        if self.bias.shape != (rows,) or self.multiplier.shape != (rows,):
+        if self.bias.shape != (rows,) or self.multiplier.shape != (rows,) or self.shift.shape != (rows,):
             raise ColcombError(
-                f"{where}: bias and multiplier need {rows} entries (one per output row), "
-                f"got {self.bias.shape[0] if self.bias.ndim else 'scalar'} and "
-                f"{self.multiplier.shape[0] if self.multiplier.ndim else 'scalar'}"
+                f"{where}: bias, multiplier and shift need {rows} entries (one per output row), "
+                f"got {self.bias.shape[0] if self.bias.ndim else 'scalar'}, "
+                f"{self.multiplier.shape[0] if self.multiplier.ndim else 'scalar'} and "
+                f"{self.shift.shape[0] if self.shift.ndim else 'scalar'}"
             )
         if self.multiplier.size and (
             self.multiplier.min() < 0 or self.multiplier.max() >= 1 << MULTIPLIER_BITS
@@ -62,8 +72,9 @@ class Requant:
                 f"{where}: multipliers must lie in [0, {1 << MULTIPLIER_BITS}), got range "
                 f"[{self.multiplier.min()}, {self.multiplier.max()}]; raise the shift instead"
             )
-        if not 0 <= self.shift <= MAX_SHIFT:
-            raise ColcombError(f"{where}: shift {self.shift} is outside [0, {MAX_SHIFT}]")
+        if self.shift.size and (self.shift.min() < 0 or self.shift.max() > MAX_SHIFT):
+            bad = self.shift.min() if self.shift.min() < 0 else self.shift.max()
+            raise ColcombError(f"{where}: shift {bad} is outside [0, {MAX_SHIFT}]")
         if self.activation not in ACTIVATIONS:
             raise ColcombError(
                 f"{where}: activation {self.activation!r} is not one of {', '.join(ACTIVATIONS)}"

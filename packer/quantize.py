@@ -6,9 +6,14 @@ Weights: ``q = round(w / scale)`` with ``|q| <= 2**(bits-1) - 1``; the dequantiz
 
 Column sections share their rows' scale: the partial sums of all sections of a row meet in one
 accumulator, which integer-exact accumulation allows only when they share one scale.
+
+Requantization: each row gets its own multiplier and shift (:func:`fixed_point`), so no row's
+precision depends on another row's scale; rows without weights get a neutral scale.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -48,46 +53,64 @@ def quantize_values(values: np.ndarray, scale: np.ndarray | float, bits: int) ->
 def row_scales(
     blocks: list[np.ndarray], bits: int, granularity: str = "layer", power_of_two: bool = False
 ) -> list[np.ndarray]:
-    """Per-row scales for each block's values (one array of block rows per block)."""
+    """Per-row scales for each block's values (one array of block rows per block).
+
+    A row (``row``) or block (``block``) without any nonzero weight gets the neutral scale: the
+    layer's own scale (what ``layer`` quantization would give it; 1.0 for an all-zero layer).
+    Its integer weights are all 0 whatever the scale, and a scale of the layer's size keeps its
+    bias and requantization multiplier in the same range as the other rows'.
+    """
     if granularity not in GRANULARITIES:
         raise ColcombError(
             f"unknown quantization granularity {granularity!r}; use one of {', '.join(GRANULARITIES)}"
         )
     if not 2 <= bits <= 32:
         raise ColcombError(f"bits must lie in [2, 32], got {bits}")
+    top = max((float(np.abs(b).max(initial=0.0)) for b in blocks), default=0.0)
+    neutral = scale_for(top, bits, power_of_two)
     if granularity == "layer":
-        top = max((float(np.abs(b).max(initial=0.0)) for b in blocks), default=0.0)
-        s = scale_for(top, bits, power_of_two)
-        return [np.full(b.shape[0], s) for b in blocks]
+        return [np.full(b.shape[0], neutral) for b in blocks]
+
+    def scale(max_abs: float) -> float:
+        return scale_for(max_abs, bits, power_of_two) if max_abs > 0 else neutral
+
     if granularity == "block":
-        return [
-            np.full(b.shape[0], scale_for(float(np.abs(b).max(initial=0.0)), bits, power_of_two))
-            for b in blocks
-        ]
-    return [
-        np.array([scale_for(float(m), bits, power_of_two) for m in np.abs(b).max(axis=1, initial=0.0)])
-        for b in blocks
-    ]
+        return [np.full(b.shape[0], scale(float(np.abs(b).max(initial=0.0)))) for b in blocks]
+    return [np.array([scale(float(m)) for m in np.abs(b).max(axis=1, initial=0.0)]) for b in blocks]
 
 
-def fixed_point(real: np.ndarray) -> tuple[np.ndarray, int]:
-    """Unsigned multipliers below 2**MULTIPLIER_BITS and one shift with ``m / 2**shift ~ real``."""
+def fixed_point(real: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row unsigned multipliers below ``2**MULTIPLIER_BITS`` and per-row shifts with
+    ``m / 2**shift ~ real``.
+
+    Each row's multiplier is normalized on its own: ``2**15 <= m < 2**16`` (16 significant bits)
+    unless the shift hits ``MAX_SHIFT`` (scales below ``2**-47``, whose outputs are far below
+    one step anyway). The rounding error of ``m`` is then at most ``2**-16`` of the row's scale,
+    so the output's error stays below one step for every row, whatever the other rows' scales.
+    A scale of 0 gives ``m = 0, shift = 0``. Powers of two are exact (``m = 2**15``).
+    """
     r = np.asarray(real, np.float64)
     if not np.all(np.isfinite(r)) or np.any(r < 0):
         raise ColcombError("requantization scales must be finite and non-negative")
-    top = float(r.max(initial=0.0))
-    if top == 0:
-        return np.zeros(r.shape, np.int64), 0
     limit = (1 << MULTIPLIER_BITS) - 1
-    shift = int(np.floor(np.log2(limit / top)))
-    shift = min(max(shift, 0), MAX_SHIFT)
-    m = np.rint(r * 2.0**shift).astype(np.int64)
-    if m.max() > limit:
-        raise ColcombError(
-            f"output scale {top:g} is too large for a {MULTIPLIER_BITS}-bit multiplier; "
-            f"use a coarser output scale"
-        )
-    return m, shift
+    mult = np.zeros(r.shape, np.int64)
+    shift = np.zeros(r.shape, np.int64)
+    for i, value in enumerate(r.ravel()):
+        if value == 0:
+            continue
+        _, e = math.frexp(float(value))  # value = f * 2**e, 0.5 <= f < 1
+        s = min(MULTIPLIER_BITS - e, MAX_SHIFT)  # value * 2**s in [2**15, 2**16)
+        m = round(math.ldexp(float(value), s)) if s >= 0 else round(value)  # ldexp is exact
+        if m > limit and s > 0:  # f rounded up to 2**16: one bit less
+            s -= 1
+            m = round(math.ldexp(float(value), s))
+        if m > limit or s < 0:
+            raise ColcombError(
+                f"output scale {value:g} is too large for a {MULTIPLIER_BITS}-bit multiplier "
+                f"(at most {limit}); use a coarser output scale"
+            )
+        mult.flat[i], shift.flat[i] = m, s
+    return mult, shift
 
 
 def make_requant(
@@ -97,7 +120,8 @@ def make_requant(
     activation: str = "none",
     six: int | None = None,
 ) -> Requant:
-    """Requant stage computing ``round((acc + bias) * real_multiplier)`` per row, then the clamp.
+    """Requant stage computing ``round((acc + bias) * real_multiplier)`` per row, then the clamp;
+    each row's multiplier and shift from :func:`fixed_point`.
 
     ``bias`` is in accumulator units (integer, rounded here); ``six`` is 6.0 as an output integer.
     """

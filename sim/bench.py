@@ -15,6 +15,9 @@ run's configuration comes as a JSON file named by the ``COLCOMB_BENCH`` environm
     probability of an idle input cycle and of a stalled output cycle, and their seed
 ``max_cycles``
     give up after this many cycles (a hung design fails instead of running forever)
+``drain_cycles``
+    after the last expected output word, keep accepting words for this many cycles: a word that
+    follows the final ``last`` is a protocol error, not something left unread
 """
 
 from __future__ import annotations
@@ -95,7 +98,8 @@ async def network_matches_golden_model(dut):
     start_cycle = get_sim_time("ns") / PERIOD_NS
     timed_out = False
     try:
-        await with_timeout(_run(driver, monitor, words, lasts, vectors * out_words),
+        await with_timeout(_run(driver, monitor, words, lasts, vectors * out_words,
+                                dut.clk, cfg.get("drain_cycles", 64)),
                            cfg.get("max_cycles", 10**7) * PERIOD_NS, "ns")
     except SimTimeoutError:
         timed_out = True
@@ -126,6 +130,9 @@ async def network_matches_golden_model(dut):
     assert board.passed, board.summary()
 
 
-async def _run(driver, monitor, words, lasts, total) -> None:
+async def _run(driver, monitor, words, lasts, total, clk, drain: int) -> None:
+    """Send every word, wait for the expected output words, then watch ``drain`` more cycles
+    (the monitor keeps accepting) so that trailing words are seen, not left in the design."""
     await driver.send(words, lasts)
     await monitor.wait_for(total)
+    await ClockCycles(clk, drain)

@@ -222,6 +222,13 @@ def watchdog(design: dict, vectors: int, *, idle: float = 0.0, stall: float = 0.
     return watchdog_budget(model["total"], slowdown=slowdown)
 
 
+def _check_probabilities(**values: float) -> None:
+    for label, value in values.items():
+        if isinstance(value, bool) or not (isinstance(value, (int, float)) and 0.0 <= value < 1.0):
+            raise ColcombError(f"{label} must be a probability in [0, 1), not {value!r} (1 would "
+                               f"never transfer a word)")
+
+
 def run(
     built: Build,
     manifest_dir: str | os.PathLike,
@@ -238,7 +245,7 @@ def run(
 ) -> SimResult:
     """Run the bench on a build: ``inputs`` (vectors, in_words) through the hardware, outputs
     checked against the golden model on the manifest's layers. ``idle``/``stall``: probability
-    of an idle input cycle / a stalled output cycle. ``layers`` names the manifest layers the
+    of an idle input cycle / a stalled output cycle, each in [0, 1). ``layers`` names the manifest layers the
     reference runs (default: all, in manifest order). With ``check``, raise
     :class:`SimulationMismatch` unless everything matched. ``x_seed`` (an ``x_random`` build
     only) seeds the random values of uninitialized variables and explicit x."""
@@ -246,6 +253,7 @@ def run(
 
     if waves and not built.waves:
         raise ColcombError("waves need a build made with waves=True")
+    _check_probabilities(idle=idle, stall=stall)
     if x_seed is not None and not built.x_random:
         raise ColcombError("x_seed needs a build made with x_random=True")
     plusargs = [] if x_seed is None else [f"+verilator+seed+{int(x_seed)}", "+verilator+rand+reset+2"]
@@ -255,8 +263,13 @@ def run(
         raise ColcombError(
             f"inputs must be (vectors >= 1, {d['in_words']}), got shape {list(x.shape)}"
         )
+    # after the last expected word the bench keeps listening this long for stray words: a tile's
+    # run (cycle model) and a whole output vector, stretched by the stalls
+    slow = 1.0 / (1.0 - max(idle, stall))
+    per_tile = d["prep_cycles"] + d["batch"] * d.get("cycles_per_vector", 1) + d["drain_cycles"]
+    drain_cycles = int(slow * (per_tile + d["out_words"])) + 32
     if max_cycles is None:
-        max_cycles = watchdog(d, x.shape[0], idle=idle, stall=stall)
+        max_cycles = watchdog(d, x.shape[0], idle=idle, stall=stall) + drain_cycles
     run_dir = built.dir / "runs" / uuid.uuid4().hex[:12]
     parameters = {"rows": d["rows"], "cols": d["cols"], "batch": d["batch"],
                   "vectors": int(x.shape[0]), "seed": seed, "idle": idle, "stall": stall,
@@ -275,6 +288,7 @@ def run(
         "stall": stall,
         "seed": seed,
         "max_cycles": max_cycles,
+        "drain_cycles": drain_cycles,
     }
     (run_dir / "bench.json").write_text(json.dumps(cfg, indent=1) + "\n")
     exit_code = 0
@@ -360,10 +374,13 @@ def simulate(
     batches of ``batch`` (the design's on-chip depth). ``hardware_layers`` builds the hardware
     from other layers than the manifest's (to prove that the checker fails); ``opt`` is the
     C++ optimisation level of the Verilator build; ``layers`` picks a chain of the manifest's
-    layers by name (default: all of them, in order); ``cell`` picks the array's cell kind. Returns a
+    layers by name (default: all of them, in order); ``cell`` picks the array's cell kind;
+    ``idle``/``stall`` (each in [0, 1)) make the input stream idle and the output stream stall on
+    random cycles. Returns a
     :class:`SimResult`; with ``check`` (default) raises :class:`SimulationMismatch` unless every
     output equals the golden model.
     """
+    _check_probabilities(idle=idle, stall=stall)
     chosen = load_manifest(manifest_dir).chain(layers)
     hw = list(hardware_layers) if hardware_layers is not None else chosen
     if inputs is None:

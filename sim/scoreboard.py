@@ -52,10 +52,17 @@ class Scoreboard:
     protocol_errors: list[str] = field(default_factory=list)
 
     def check(self, words: list[int], lasts: list[bool], batch: int) -> None:
-        """Check every received word; ``last`` must mark exactly the final word of each batch
-        of ``batch`` vectors."""
+        """Check every received word (all that arrived, including any after the expected
+        count); ``last`` must mark exactly the final word of each batch of ``batch`` vectors,
+        and no word may follow the final one."""
         vectors, width = self.expected.shape
-        if len(words) != vectors * width:
+        if len(words) > vectors * width:
+            extra = len(words) - vectors * width
+            self.protocol_errors.append(
+                f"{extra} output word(s) after the final word of the last batch (received "
+                f"{len(words)}, expected {vectors * width}): nothing may follow the final 'last'"
+            )
+        elif len(words) < vectors * width:
             self.protocol_errors.append(
                 f"received {len(words)} output words, expected {vectors * width}"
             )

@@ -29,13 +29,14 @@ def random_layer(
     acc_bits: int = 32,
     block_rows: int | None = None,
     activation: str = "none",
-    shift: int | None = None,
+    shift: int | np.ndarray | None = None,
     weights: np.ndarray | None = None,
     bias: np.ndarray | None = None,
     multiplier: np.ndarray | None = None,
 ) -> PackedLayer:
     """A valid column-combined layer; output scale chosen so that most outputs stay unclamped
-    unless ``shift``/``multiplier`` say otherwise."""
+    unless ``shift``/``multiplier`` say otherwise. ``shift``: one for every row or one per row
+    (default: random per row)."""
     lo, hi = signed_range(bits)
     if weights is None:
         w = rng.integers(lo, hi + 1, (rows, cols)) * (rng.random((rows, cols)) < density)
@@ -59,10 +60,12 @@ def random_layer(
         )
     d_hi = 1 << (data_bits - 1)
     typical = max(1.0, float(np.sqrt(max(1, np.count_nonzero(w) / rows))) * (hi / 2) * d_hi / 2)
-    if shift is None:
-        shift = int(rng.integers(10, 20))
+    if shift is None:  # one per row, up to 12 apart (as per-row scales give), outputs in range
+        top = max(0, int(np.log2((1 << 15) * typical / (d_hi / 3))))
+        shift = rng.integers(max(0, top - 12), top + 1, rows)
+    shift = np.broadcast_to(np.asarray(shift, np.int64), (rows,)).copy()
     if multiplier is None:
-        target = d_hi / 3 * (1 << shift) / typical
+        target = d_hi / 3 * 2.0 ** shift / typical
         multiplier = np.clip(
             np.round(target * rng.uniform(0.5, 2.0, rows)), 0, (1 << 16) - 1
         ).astype(np.int64)

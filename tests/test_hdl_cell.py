@@ -142,22 +142,25 @@ def test_array_streams_one_vector_per_cycle(rows, cols, alpha, dsp_cells):
 
 
 def test_requantizer_equals_golden_requantize():
+    """Per-lane shifts that differ within one vector (0, 1, 15, 40, 62 side by side), exact
+    halves (ties round up), the most negative sum, and each layer's clamp."""
     rng = np.random.default_rng(7)
-    lanes = 4
-    shifts = [0, 1, 15, 40, 62]
-    clamps = [(-128, 127), (0, 127), (0, 48), (-128, 127), (-5, 5)]
-    dut = Requantizer(lanes=lanes, acc_bits=32, data_bits=8, shifts=shifts, clamps=clamps)
+    lanes = 5
+    clamps = [(-128, 127), (0, 127), (0, 48), (-5, 5)]
+    dut = Requantizer(lanes=lanes, acc_bits=32, data_bits=8, max_shift=62, clamps=clamps)
     cases = []
-    for layer, (shift, clamp) in enumerate(zip(shifts, clamps, strict=True)):
-        for _ in range(12):
+    for layer, clamp in enumerate(clamps):
+        for k in range(16):
             acc = rng.integers(-(1 << 30), 1 << 30, lanes)
             bias = rng.integers(-(1 << 30), 1 << 30, lanes)
             mult = rng.integers(0, 1 << 16, lanes)
-            if _ == 0 and shift <= 29:  # exact halves: ties round up
-                acc = np.array([1, -1, 3, -3]) * (1 << max(0, shift - 1))
+            shift = rng.permutation([0, 1, 15, 40, 62]) if k % 2 else rng.integers(0, 63, lanes)
+            if k == 0:  # exact halves: ties round up
+                shift = np.array([1, 2, 7, 20, 29])
+                acc = np.array([1, -1, 3, -3, -5]) * (1 << (shift - 1))
                 bias[:] = 0
                 mult[:] = 1
-            if _ == 1:
+            if k == 1:
                 acc[:] = -(1 << 30)
                 bias[:] = -(1 << 30)  # most negative accumulator + bias
                 mult[:] = (1 << 16) - 1
@@ -168,18 +171,19 @@ def test_requantizer_equals_golden_requantize():
                 acc_bits = 32
                 name = "t"
 
-            cases.append((layer, acc, bias, mult, requantize(_L, acc[None, :])[0]))
+            cases.append((layer, acc, bias, mult, shift, requantize(_L, acc[None, :])[0]))
     got = []
 
     async def bench(ctx):
         for t in range(len(cases) + dut.latency):
             if t < len(cases):
-                layer, acc, bias, mult, _ = cases[t]
+                layer, acc, bias, mult, shift, _ = cases[t]
                 ctx.set(dut.valid, 1)
                 ctx.set(dut.layer, layer)
                 ctx.set(dut.sums, [int(v) for v in acc])
                 ctx.set(dut.bias, [int(v) for v in bias])
                 ctx.set(dut.mult, [int(v) for v in mult])
+                ctx.set(dut.shift, [int(v) for v in shift])
             else:
                 ctx.set(dut.valid, 0)
             await ctx.tick()
@@ -187,12 +191,51 @@ def test_requantizer_equals_golden_requantize():
                 got.append([ctx.get(dut.out[i]) for i in range(lanes)])
 
     _run(dut, bench)
-    assert np.array_equal(np.array(got), np.array([c[4] for c in cases]))
+    expect = np.array([c[5] for c in cases])
+    assert len({tuple(v) for v in expect}) > len(cases) // 2  # the cases do not all saturate
+    assert np.array_equal(np.array(got), expect)
 
 
 def test_requantizer_rejects_bad_clamp():
     with pytest.raises(ValueError, match=r"\(0, 300\)"):
-        Requantizer(lanes=1, shifts=[0], clamps=[(0, 300)])
+        Requantizer(lanes=1, max_shift=0, clamps=[(0, 300)])
+
+
+def test_requantizer_rejects_bad_shift():
+    with pytest.raises(ValueError, match="63"):
+        Requantizer(lanes=1, max_shift=63)
+
+
+def test_requantizer_without_shifter_when_every_shift_is_zero():
+    """max_shift = 0 builds no shifter: y = clamp(sum + bias) * mult, as the golden model."""
+    rng = np.random.default_rng(3)
+    dut = Requantizer(lanes=3, acc_bits=20, data_bits=8, max_shift=0, clamps=[(-128, 127)])
+    acc = rng.integers(-300, 300, (10, 3))
+    bias = rng.integers(-40, 40, 3)
+    mult = np.array([0, 1, 2])
+    rq = Requant(bias=bias, multiplier=mult, shift=0, activation="none", clamp=(-128, 127))
+
+    class _L:
+        requant = rq
+        acc_bits = 20
+        name = "t"
+
+    expect = requantize(_L, acc)
+    got = []
+
+    async def bench(ctx):
+        ctx.set(dut.bias, [int(v) for v in bias])
+        ctx.set(dut.mult, [int(v) for v in mult])
+        for t in range(len(acc) + dut.latency):
+            ctx.set(dut.valid, int(t < len(acc)))
+            if t < len(acc):
+                ctx.set(dut.sums, [int(v) for v in acc[t]])
+            await ctx.tick()
+            if ctx.get(dut.out_valid):
+                got.append([ctx.get(dut.out[i]) for i in range(3)])
+
+    _run(dut, bench)
+    assert len(np.unique(expect)) > 5 and np.array_equal(np.array(got), expect)
 
 
 @pytest.mark.parametrize(("rows", "cols", "alpha", "data_bits"), [(1, 1, 1, 8), (3, 4, 8, 8), (2, 3, 3, 4)])

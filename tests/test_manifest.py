@@ -38,10 +38,9 @@ def _same(a, b):
         assert (x.row_start, x.row_stop, x.groups) == (y.row_start, y.row_stop, y.groups)
         assert np.array_equal(x.weights, y.weights) and np.array_equal(x.selects, y.selects)
         assert np.array_equal(x.scale, y.scale)
-    for f in ("bias", "multiplier"):
+    for f in ("bias", "multiplier", "shift"):
         assert np.array_equal(getattr(a.requant, f), getattr(b.requant, f))
-    assert (a.requant.shift, a.requant.clamp, a.requant.activation) == (
-        b.requant.shift, b.requant.clamp, b.requant.activation)
+    assert (a.requant.clamp, a.requant.activation) == (b.requant.clamp, b.requant.activation)
 
 
 def test_round_trip(layers, packed_dir):

@@ -120,3 +120,29 @@ def test_lstm_matrices_are_read_with_their_biases(tmp_path):
     assert sorted(mats) == ["weight_hh_l0", "weight_ih_l0"]
     assert mats["weight_ih_l0"].weights.shape == (16, 5)
     assert np.allclose(mats["weight_hh_l0"].bias, lstm.bias_hh_l0.detach().numpy())
+
+
+def test_golden_chains_the_layers_named(tmp_path, rng, capsys):
+    """`golden --layer A --layer B` runs A then B on A's outputs (as simulate and generate
+    chain them); one --layer runs that layer alone; layers that do not chain are refused."""
+    npz = {"a": rng.standard_normal((6, 9)) * (rng.random((6, 9)) < 0.5),
+           "b": rng.standard_normal((4, 6)) * (rng.random((4, 6)) < 0.5),
+           "c": rng.standard_normal((5, 7)) * (rng.random((5, 7)) < 0.5)}
+    np.savez(tmp_path / "net.npz", **npz)
+    assert main(["pack", str(tmp_path / "net.npz"), "--alpha", "2", "--activation", "relu",
+                 "--out", str(tmp_path / "net")]) == 0
+    layers = {x.name: x for x in load_manifest(tmp_path / "net").layers}
+    x = rng.integers(-128, 128, (5, 9))
+    np.save(tmp_path / "x.npy", x)
+    assert main(["golden", str(tmp_path / "net"), "--input", str(tmp_path / "x.npy"),
+                 "--layer", "a", "--layer", "b", "--out", str(tmp_path / "ab.npy")]) == 0
+    hidden = run_network([layers["a"]], x)
+    assert np.array_equal(np.load(tmp_path / "ab.npy"), run_network([layers["b"]], hidden))
+    assert "a .. b: 5 vector(s)" in capsys.readouterr().out
+    np.save(tmp_path / "x7.npy", x[:, :7])
+    assert main(["golden", str(tmp_path / "net"), "--input", str(tmp_path / "x7.npy"),
+                 "--layer", "c", "--out", str(tmp_path / "c.npy")]) == 0
+    assert np.array_equal(np.load(tmp_path / "c.npy"), run_network([layers["c"]], x[:, :7]))
+    assert main(["golden", str(tmp_path / "net"), "--input", str(tmp_path / "x.npy"),
+                 "--layer", "a", "--layer", "c", "--out", str(tmp_path / "ac.npy")]) == 2
+    assert "layer 'c' takes 7 inputs but 'a' gives 6 outputs" in capsys.readouterr().err

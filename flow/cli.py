@@ -278,6 +278,9 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dense", action="store_true", help="no pruning or combining (the dense baseline)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--data-dir", default=None, help="folder holding the mnist or cifar10 files")
+    p.add_argument("--integer-samples", type=_positive_int, default=None, metavar="N",
+                   help="integer (golden model) accuracy on the first N test samples (default all; the golden "
+                   "model runs on the CPU, which takes long for the CIFAR-10 networks)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="where to train (default auto: cuda when torch sees a GPU); bf16 autocast on cuda")
     p.add_argument("--resume", action="store_true",
@@ -297,7 +300,7 @@ def _train_config(args: argparse.Namespace):
         row_block=args.row_block, section=args.section, method=args.method, bits=args.bits,
         data_bits=args.data_bits, lr=args.lr, retrain_lr=args.retrain_lr,
         batch_size=args.batch_size, seed=args.seed, hidden=args.hidden, width=args.width, dense=args.dense,
-        data_dir=args.data_dir,
+        data_dir=args.data_dir, integer_samples=args.integer_samples,
     )
 
 
@@ -332,13 +335,15 @@ def _train(args: argparse.Namespace) -> int:
 def _evaluate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", type=Path, help="the --out folder of `colcomb train`")
     p.add_argument("--data-dir", default=None, help="folder holding the mnist or cifar10 files, if moved")
+    p.add_argument("--integer-samples", type=_positive_int, default=None, metavar="N",
+                   help="integer accuracy on the first N test samples (default: the run's setting, else all)")
 
 
 @command("evaluate", _evaluate_args)
 def _evaluate(args: argparse.Namespace) -> int:
     from colcomb.train.evaluate import evaluate_run
 
-    evaluate_run(args.run, data_dir=args.data_dir)
+    evaluate_run(args.run, data_dir=args.data_dir, integer_samples=args.integer_samples)
     return 0
 
 

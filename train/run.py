@@ -79,6 +79,7 @@ class TrainConfig:
     width: int | None = None  # vgg16 / resnet20 first-stage channels (default 64 / 16)
     dense: bool = False  # skip the joint optimization (the dense baseline)
     calib_samples: int = 1000
+    integer_samples: int | None = None  # integer (golden model) accuracy on the first N test samples; None: all
     data_dir: str | None = None
 
     @classmethod

@@ -13,7 +13,7 @@ from torch import nn
 from colcomb.core.errors import ColcombError
 from colcomb.packer.golden import run_layer
 from colcomb.train.datasets import load_dataset
-from colcomb.train.export import export_model, fold_batchnorm, walk
+from colcomb.train.export import build_graph, export_model, fold_batchnorm, walk
 from colcomb.train.integer import global_avgpool, quantize_input, residual_add, run_graph
 from colcomb.train.joint import augment_batch
 from colcomb.train.models import Residual, Shift, build_model
@@ -228,3 +228,24 @@ def test_augmentation_crops_padded_images_and_flips():
     a = augment_batch(x, torch.Generator().manual_seed(3))
     b = augment_batch(x, torch.Generator().manual_seed(3))
     assert torch.equal(a, b)
+
+
+def test_paper_benchmark_counts_each_layers_output_positions():
+    """benchmarks/paper.py feeds each layer its output positions per image to the cycle model."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("paper", Path(__file__).parents[1] / "benchmarks" / "paper.py")
+    paper = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(paper)
+    for name in ("resnet20-shift", "vgg16"):
+        model = build_model(name, (3, 32, 32), 10, width=2).eval()
+        graph = build_graph(fold_batchnorm(model))
+        seen = {}
+        hooks = [m.register_forward_hook(lambda _m, _i, y, n=n, s=seen: s.__setitem__(n, y[0, 0].numel()))
+                 for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+        with torch.no_grad():
+            model(torch.zeros(1, 3, 32, 32))
+        for h in hooks:
+            h.remove()
+        assert paper.layer_positions(graph, [3, 32, 32]) == seen

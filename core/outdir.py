@@ -285,3 +285,67 @@ class OutputFolder:
 
     def __exit__(self, *exc) -> None:
         self._cleanup()
+
+
+class RunFolder:
+    """An output folder that a long command writes in place, for ``train`` (whose checkpoint after
+    every epoch must stay where ``--resume`` finds it, so it cannot be staged and swapped).
+
+    ``out`` is locked for the whole run. A new run (``resume=False``) takes only a folder
+    :func:`check_replaceable` allows, and first removes the files colcomb wrote there; a resumed
+    run needs the folder to be colcomb's already. :meth:`record` writes the ownership record
+    listing every file now in the folder: call it after each file the command writes, so an
+    interrupted run leaves a folder colcomb can prove it wrote.
+    """
+
+    def __init__(self, out: str | os.PathLike, *, command: str, inputs: Iterable[str | os.PathLike] = (),
+                 resume: bool = False):
+        self.out = Path(os.path.abspath(out))
+        self.command = command
+        self.inputs = [Path(p) for p in inputs]
+        self.resume = resume
+        self._lock: _Lock | None = None
+
+    def __enter__(self) -> RunFolder:
+        out = self.out
+        check_replaceable(out, self.inputs)
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            self._lock = _Lock(out)
+            self._lock.acquire()
+            check_replaceable(out, self.inputs)  # again, now that no other colcomb can change it
+            if not self.resume and os.path.lexists(out):
+                for name in sorted(_files_under(out), reverse=True):  # all provably colcomb's
+                    (out / name).unlink()
+                for sub in sorted((p for p in out.rglob("*") if p.is_dir()), reverse=True):
+                    sub.rmdir()
+            out.mkdir(exist_ok=True)
+            os.chmod(out, user_mode("dir"))
+            self.record()
+        except OSError as exc:
+            self._release()
+            raise ColcombError(f"cannot write {out}: {exc.strerror or exc}; name another folder with --out") from None
+        except BaseException:
+            self._release()
+            raise
+        return self
+
+    def record(self) -> None:
+        """Mark every file now in the folder as this command's output."""
+        record = {"format": RECORD_FORMAT, "command": self.command,
+                  "files": [f for f in _files_under(self.out) if f != RECORD]}
+        tmp = self.out / f".{RECORD}.tmp"
+        tmp.write_text(json.dumps(record, indent=1) + "\n")
+        os.replace(tmp, self.out / RECORD)
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def __exit__(self, *exc) -> None:
+        try:
+            self.record()
+        except OSError:
+            pass
+        self._release()

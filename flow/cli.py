@@ -322,9 +322,9 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     from colcomb.train.catalog import MODELS, RAMPS
     from colcomb.train.datasets import DATASETS
 
-    p.add_argument("--dataset", required=True, metavar="D",
-                   help=f"one of {', '.join(DATASETS)} (mnist and cifar10 read --data-dir)")
-    p.add_argument("--model", required=True, metavar="M", help=f"one of {', '.join(MODELS)}")
+    p.add_argument("--dataset", default=None, metavar="D",
+                   help=f"one of {', '.join(DATASETS)} (mnist and cifar10 read --data-dir); required unless --resume")
+    p.add_argument("--model", default=None, metavar="M", help=f"one of {', '.join(MODELS)}; required unless --resume")
     p.add_argument("--alpha", type=_positive_int, default=8, help="most columns per group (default 8)")
     p.add_argument("--gamma", type=_fraction, default=0.5,
                    help="conflict budget per group, fraction of rows (default 0.5; 0 = conflict-free)")
@@ -353,9 +353,19 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=_positive_int, default=64, help="minibatch size (default 64)")
     p.add_argument("--hidden", type=_int_list, default=None, metavar="W[,W..]",
                    help="mlp hidden widths (default 300,100) or charlstm units (default 128)")
+    p.add_argument("--width", type=_positive_int, default=None, metavar="W",
+                   help="vgg16/resnet20 first-stage channels (default 64 / 16; other stages scale with it)")
     p.add_argument("--dense", action="store_true", help="no pruning or combining (the dense baseline)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--data-dir", default=None, help="folder holding the mnist or cifar10 files")
+    p.add_argument("--integer-samples", type=_positive_int, default=None, metavar="N",
+                   help="integer (golden model) accuracy on the first N test samples (default all; the golden "
+                   "model runs on the CPU, which takes long for the CIFAR-10 networks)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="where to train (default auto: cuda when torch sees a GPU); bf16 autocast on cuda")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the interrupted run in --out from its last checkpoint with the options it was "
+                   "started with (other training options are not read; --device and --data-dir are)")
     p.add_argument("--out", type=Path, required=True, help="run folder: model.pt, packed/, report.json")
 
 
@@ -370,8 +380,8 @@ def _train_config(args: argparse.Namespace):
         include_first=args.include_first, layer_alpha=dict(args.layer_alpha),
         row_block=args.row_block, section=args.section, method=args.method, bits=args.bits,
         data_bits=args.data_bits, lr=args.lr, retrain_lr=args.retrain_lr,
-        batch_size=args.batch_size, seed=args.seed, hidden=args.hidden, dense=args.dense,
-        data_dir=args.data_dir,
+        batch_size=args.batch_size, seed=args.seed, hidden=args.hidden, width=args.width, dense=args.dense,
+        data_dir=args.data_dir, integer_samples=args.integer_samples,
     )
 
 
@@ -387,12 +397,17 @@ def _check_names(dataset: str, model: str) -> None:
 
 @command("train", _train_args)
 def _train(args: argparse.Namespace) -> int:
-    from colcomb.train.run import run_training
+    from colcomb.train.run import TrainConfig, run_training
 
+    if args.resume:
+        run_training(TrainConfig(data_dir=args.data_dir), args.out, resume=True, device=args.device)
+        return 0
+    if args.dataset is None or args.model is None:
+        raise ColcombError("name the --dataset and the --model to train (or --resume an earlier run)")
     _check_names(args.dataset, args.model)
     if args.epochs < 0 or args.retrain_epochs < 0 or args.final_epochs < 0:
         raise ColcombError("epoch counts must be >= 0")
-    run_training(_train_config(args), args.out)
+    run_training(_train_config(args), args.out, device=args.device)
     return 0
 
 
@@ -401,13 +416,15 @@ def _train(args: argparse.Namespace) -> int:
 def _evaluate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", type=Path, help="the --out folder of `colcomb train`")
     p.add_argument("--data-dir", default=None, help="folder holding the mnist or cifar10 files, if moved")
+    p.add_argument("--integer-samples", type=_positive_int, default=None, metavar="N",
+                   help="integer accuracy on the first N test samples (default: the run's setting, else all)")
 
 
 @command("evaluate", _evaluate_args)
 def _evaluate(args: argparse.Namespace) -> int:
     from colcomb.train.evaluate import evaluate_run
 
-    evaluate_run(args.run, data_dir=args.data_dir)
+    evaluate_run(args.run, data_dir=args.data_dir, integer_samples=args.integer_samples)
     return 0
 
 

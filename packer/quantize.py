@@ -113,6 +113,19 @@ def fixed_point(real: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mult, shift
 
 
+def fixed_point_shared(real: np.ndarray) -> tuple[np.ndarray, int]:
+    """Multipliers below ``2**MULTIPLIER_BITS`` with one shift for all of them,
+    ``m / 2**shift ~ real``: for sums of terms that meet before one rounding (the integer
+    residual add). The largest value sets the shift (it keeps 16 significant bits); smaller
+    values keep fewer."""
+    mult, shifts = fixed_point(real)
+    live = shifts[mult > 0]
+    shift = int(live.min()) if live.size else 0
+    r = np.asarray(real, np.float64)
+    shared = np.array([round(math.ldexp(float(v), shift)) for v in r.ravel()], np.int64).reshape(r.shape)
+    return shared, shift
+
+
 def make_requant(
     real_multiplier: np.ndarray,
     bias: np.ndarray | None,

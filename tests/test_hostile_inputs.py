@@ -577,3 +577,27 @@ def test_a_relative_build_dir_is_made_absolute_before_the_build(packed, tmp_path
     built = runner.build(load_manifest(packed).layers, 4, 4, batch=2, root="rel/cache")
     assert built.dir.is_absolute() and built.dir.is_relative_to(tmp_path / "rel" / "cache")
     assert Path(seen["build_dir"]).is_absolute()
+
+
+def test_run_folder_keeps_an_interrupted_run_resumable_and_refuses_foreign_files(tmp_path):
+    """train's in-place folder: every checkpoint is recorded as colcomb's, so an interrupted run
+    can be resumed or replaced; a second writer fails; a user's file is never removed."""
+    out = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="killed"):
+        with outdir.RunFolder(out, command="train") as folder:
+            (out / "model.pt").write_bytes(b"epoch 1")
+            folder.record()
+            with pytest.raises(ColcombError, match="another colcomb"):
+                with outdir.RunFolder(out, command="train", resume=True):
+                    pass
+            raise RuntimeError("killed")
+    with outdir.RunFolder(out, command="train", resume=True):  # resume: the checkpoint stays
+        assert (out / "model.pt").read_bytes() == b"epoch 1"
+    with outdir.RunFolder(out, command="train"):  # a new run: colcomb's old files go
+        assert not (out / "model.pt").exists()
+    (out / "notes.txt").write_text("mine")
+    for resume in (False, True):
+        with pytest.raises(ColcombError, match="colcomb did not write"):
+            with outdir.RunFolder(out, command="train", resume=resume):
+                pass
+    assert (out / "notes.txt").read_text() == "mine"

@@ -20,7 +20,11 @@ Read from a folder the user names (``--data-dir``), never downloaded:
   (the folder itself or its ``cifar-10-batches-py`` subfolder). The pickles are read with an
   unpickler that only rebuilds numpy arrays, lists, dicts and strings.
 
-Images are float32 arrays (N, channels, height, width) in [0, 1]; labels int64 (N,).
+Images are float32 arrays (N, channels, height, width) in [0, 1]; labels int64 (N,). CIFAR-10
+is normalized per channel (minus the training set's mean, divided by its standard deviation, both
+kept in :attr:`ImageData.normalization`) and marked for training-time augmentation
+(:attr:`ImageData.augment` = ``"crop-flip"``: random 32x32 crops of the image padded by 4, random
+horizontal flips; see :func:`colcomb.train.joint.augment_batch`).
 """
 
 from __future__ import annotations
@@ -53,6 +57,8 @@ class ImageData:
     x_test: np.ndarray
     y_test: np.ndarray
     classes: int
+    augment: str | None = None  # "crop-flip": random crop (padding 4) and horizontal flip when training
+    normalization: tuple[list[float], list[float]] | None = None  # per-channel (mean, std) applied
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -258,7 +264,21 @@ def load_cifar10_folder(folder: str | os.PathLike) -> ImageData:
     xte, yte = _cifar_batch(test_path)
     if len(xtr) == 0 or len(xte) == 0:
         raise ColcombError(f"{root}: the batches hold no images")
-    return ImageData("cifar10", xtr, ytr, xte, yte, 10)
+    return ImageData("cifar10", xtr, ytr, xte, yte, 10, augment="crop-flip")
+
+
+def normalize(data: ImageData) -> ImageData:
+    """Subtract the training set's per-channel mean and divide by its standard deviation (train and
+    test alike); record both in ``normalization``."""
+    mean = data.x_train.mean(axis=(0, 2, 3), dtype=np.float64)
+    std = data.x_train.std(axis=(0, 2, 3), dtype=np.float64)
+    std = np.where(std > 0, std, 1.0)
+    shape = (1, -1, 1, 1)
+    m, s = mean.reshape(shape).astype(np.float32), std.reshape(shape).astype(np.float32)
+    data.x_train = (data.x_train - m) / s
+    data.x_test = (data.x_test - m) / s
+    data.normalization = ([float(v) for v in mean], [float(v) for v in std])
+    return data
 
 
 def _folder(folder: str | os.PathLike | None, name: str) -> Path:
@@ -283,7 +303,7 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None) -> ImageD
     elif name == "mnist":
         data = load_mnist_folder(data_dir)
     elif name == "cifar10":
-        data = load_cifar10_folder(data_dir)
+        data = normalize(load_cifar10_folder(data_dir))
     else:
         raise ColcombError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
     if len(data.x_train) == 0 or len(data.x_test) == 0:

@@ -99,8 +99,9 @@ def layer_rows(manifest) -> list[dict]:
     return rows
 
 
-def integer_score(manifest, data) -> float:
-    """Integer accuracy (classifier) or bits per character (LSTM) on the test split."""
+def integer_score(manifest, data, samples: int | None = None) -> float:
+    """Integer accuracy (classifier) or bits per character (LSTM) on the test split (its first
+    ``samples`` images when given: the golden model runs on the CPU, slowly for CIFAR networks)."""
     from colcomb.train.integer import lstm_bits_per_char, quantize_input, run_graph
 
     meta = manifest.meta
@@ -109,12 +110,14 @@ def integer_score(manifest, data) -> float:
     bits = int(meta.get("data_bits", 8))
     if isinstance(data, TextData):
         return lstm_bits_per_char(manifest.layers, meta["graph"], data.encode(data.test), bits)
-    x = quantize_input(data.x_test, float(meta["input_scale"]), bits)
+    n = len(data.y_test) if samples is None else min(int(samples), len(data.y_test))
+    x = quantize_input(data.x_test[:n], float(meta["input_scale"]), bits)
     out = run_graph(manifest.layers, meta["graph"], x)
-    return float(np.mean(out.argmax(axis=1) == data.y_test))
+    return float(np.mean(out.argmax(axis=1) == data.y_test[:n]))
 
 
-def evaluate_run(run_dir, data=None, data_dir: str | None = None, log: Log = print) -> dict:
+def evaluate_run(run_dir, data=None, data_dir: str | None = None, log: Log = print,
+                 integer_samples: int | None = None) -> dict:
     """Measure and print float and integer quality and the packing of every layer."""
     from colcomb.core.table import table
     from colcomb.train.joint import accuracy, bits_per_char
@@ -126,7 +129,12 @@ def evaluate_run(run_dir, data=None, data_dir: str | None = None, log: Log = pri
     else:
         metric = "accuracy"
         flt = accuracy(model, data.x_test, data.y_test)
-    integer = integer_score(manifest, data)
+    if integer_samples is None:
+        integer_samples = cfg.integer_samples
+    if integer_samples is not None and integer_samples < 1:
+        raise ColcombError(f"--integer-samples must be at least 1, got {integer_samples}")
+    integer = integer_score(manifest, data, integer_samples)
+    n_int = None if isinstance(data, TextData) else min(integer_samples or len(data.y_test), len(data.y_test))
     rows = layer_rows(manifest)
     comb = [r for r in rows if r["combined"]]
     dense_cols = sum(r["columns"] for r in comb)
@@ -140,7 +148,9 @@ def evaluate_run(run_dir, data=None, data_dir: str | None = None, log: Log = pri
             f"({dense_cols / max(packed_cols, 1):.2f}x fewer)")
     log(f"total weights: {sum(r['weights'] for r in rows)}")
     log(f"float {metric}: {flt:.4f}")
-    log(f"integer {metric}: {integer:.4f}")
+    log(f"integer {metric}: {integer:.4f}"
+        + (f" (first {n_int} of {len(data.y_test)} test samples)" if n_int is not None and n_int < len(data.y_test)
+           else ""))
     return {
         "model": cfg.model,
         "dataset": cfg.dataset,
@@ -152,4 +162,5 @@ def evaluate_run(run_dir, data=None, data_dir: str | None = None, log: Log = pri
         "combined_packed_columns": packed_cols,
         "weights": sum(r["weights"] for r in rows),
         "test_samples": len(data.test) if isinstance(data, TextData) else len(data.y_test),
+        "integer_samples": n_int,
     }

@@ -17,6 +17,20 @@ Conv layers run as matrix products on im2col patch vectors (columns in torch's
 (channel, kh, kw) order); the graph in the manifest's ``meta`` holds kernel, stride, padding,
 pooling and the scales the host needs.
 
+The input scale is ``max(1, largest |calibration input|) / qmax``: inputs in [0, 1] or [-1, 1]
+keep ``1 / qmax``; normalized inputs (CIFAR-10's per-channel mean and deviation) get the range
+they need.
+
+Residual blocks (:class:`~colcomb.train.models.Residual`) become one ``residual`` step holding two
+sub-graphs, ``body`` and ``shortcut`` (empty for the identity), and the integer add that joins
+them: with ``a`` the body's output at scale ``s_a``, ``b`` the shortcut's at ``s_b`` and the block
+output calibrated to ``s_out``, ``out = clamp((a * m_a + b * m_b + 2^(shift-1)) >> shift)``
+(round half up, as the golden model's requantization), ``m_a / 2^shift ~ s_a / s_out`` and
+``m_b / 2^shift ~ s_b / s_out`` unsigned 16-bit, the clamp the ReLU's ``[0, qmax]``. Global average
+pooling (``AdaptiveAvgPool2d(1)``) is an ``avgpool`` step: the rounded mean
+``floor((sum + n // 2) / n)`` over the ``n`` positions of each channel (round half up), its scale
+unchanged.
+
 LSTM (``CharLSTM``): ``weight_ih`` and ``weight_hh`` become two layers with no clamp and one
 shared output scale (the gate pre-activations); the host adds their integer outputs and applies
 sigmoid/tanh in floating point, then quantizes h at scale 1/qmax for the next step.
@@ -34,8 +48,8 @@ from torch import nn
 
 from colcomb.core.errors import ColcombError
 from colcomb.packer.combine import combine
-from colcomb.packer.packed import PackedBlock, PackedLayer
-from colcomb.packer.quantize import make_requant, quantize_values, row_scales
+from colcomb.packer.packed import PackedBlock, PackedLayer, activation_clamp
+from colcomb.packer.quantize import fixed_point_shared, make_requant, quantize_values, row_scales
 from colcomb.train.prune import Groups
 
 GRAPH_VERSION = 1
@@ -62,16 +76,26 @@ def _fold_pair(layer: nn.Module, bn: nn.Module) -> None:
 
 
 def fold_batchnorm(model: nn.Module) -> nn.Module:
-    """A copy of an ``nn.Sequential`` with every BatchNorm folded into the conv/linear before it
-    (and replaced by Identity). Other models are returned as copies unchanged."""
+    """A copy of a model with every BatchNorm folded into the Conv2d/Linear registered right before
+    it in the same container (and replaced by Identity), in ``nn.Sequential`` models and the
+    residual blocks inside them. A CharLSTM is returned as a copy unchanged."""
+    from colcomb.train.models import CharLSTM
+
     out = copy.deepcopy(model).eval()
-    if not isinstance(out, nn.Sequential):
+    if isinstance(out, CharLSTM):
         return out
-    names = list(out._modules)
+    _fold_children(out)
+    return out
+
+
+def _fold_children(container: nn.Module) -> None:
+    names = list(container._modules)
+    if names and isinstance(container._modules[names[0]], (nn.BatchNorm1d, nn.BatchNorm2d)):
+        raise ColcombError("a batch norm as the model's first module cannot be folded")
     for prev, name in itertools.pairwise(names):
-        mod = out._modules[name]
+        mod = container._modules[name]
         if isinstance(mod, (nn.BatchNorm1d, nn.BatchNorm2d)):
-            before = out._modules[prev]
+            before = container._modules[prev]
             if not isinstance(before, (nn.Conv2d, nn.Linear)):
                 raise ColcombError(
                     f"batch norm {name!r} follows {type(before).__name__} {prev!r}; only a batch "
@@ -79,10 +103,10 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
                 )
             with torch.no_grad():
                 _fold_pair(before, mod)
-            out._modules[name] = nn.Identity()
-    if names and isinstance(out._modules[names[0]], (nn.BatchNorm1d, nn.BatchNorm2d)):
-        raise ColcombError("a batch norm as the model's first module cannot be folded")
-    return out
+            container._modules[name] = nn.Identity()
+    for mod in container.children():
+        if len(mod._modules):
+            _fold_children(mod)
 
 
 # -- graph ---------------------------------------------------------------------------------------
@@ -93,7 +117,7 @@ def _pair(v) -> list[int]:
 
 def build_graph(model: nn.Module) -> list[dict]:
     """Host steps of a folded ``nn.Sequential`` (see the module docstring)."""
-    from colcomb.train.models import CharLSTM, Shift
+    from colcomb.train.models import CharLSTM
 
     if isinstance(model, CharLSTM):
         lstm = model.lstm
@@ -108,9 +132,19 @@ def build_graph(model: nn.Module) -> list[dict]:
         raise ColcombError(
             f"export needs an nn.Sequential (or the built-in charlstm), got {type(model).__name__}"
         )
+    steps = _steps(list(model.named_children()), "")
+    if not any(s["op"] in ("conv", "linear", "residual") for s in steps):
+        raise ColcombError("the model has no Conv2d or Linear layer to export")
+    return steps
+
+
+def _steps(children: list[tuple[str, nn.Module]], prefix: str) -> list[dict]:
+    from colcomb.train.models import Residual, Shift
+
     steps: list[dict] = []
     last_matrix: dict | None = None
-    for name, mod in model.named_children():
+    for short, mod in children:
+        name = prefix + short
         if isinstance(mod, nn.Conv2d):
             if mod.groups != 1 or _pair(mod.dilation) != [1, 1] or mod.padding_mode != "zeros":
                 raise ColcombError(f"conv {name!r}: only groups=1, dilation 1, zero padding export")
@@ -134,22 +168,41 @@ def build_graph(model: nn.Module) -> list[dict]:
             stride = mod.stride if mod.stride is not None else mod.kernel_size
             steps.append({"op": "maxpool", "kernel": _pair(mod.kernel_size),
                           "stride": _pair(stride), "padding": _pair(mod.padding)})
+        elif isinstance(mod, nn.AdaptiveAvgPool2d):
+            if _pair(mod.output_size) != [1, 1]:
+                raise ColcombError(f"average pool {name!r}: only global pooling (output size 1) exports")
+            steps.append({"op": "avgpool"})
+            last_matrix = None
         elif isinstance(mod, nn.Flatten):
             if mod.start_dim != 1 or mod.end_dim != -1:
                 raise ColcombError(f"flatten {name!r}: only start_dim=1, end_dim=-1 exports")
             steps.append({"op": "flatten"})
         elif isinstance(mod, Shift):
             steps.append({"op": "shift", "shifts": [list(s) for s in mod.shifts]})
+        elif isinstance(mod, Residual):
+            sub = dict(mod.named_children())
+            steps.append({"op": "residual", "name": name, "activation": "relu",
+                          "body": _steps([(n, sub[n]) for n in mod.body()], name + "."),
+                          "shortcut": _steps([(n, sub[n]) for n in mod.shortcut()], name + ".")})
+            last_matrix = None
         elif isinstance(mod, (nn.Identity, nn.Dropout)):
             continue
         else:
             raise ColcombError(
                 f"module {name!r} ({type(mod).__name__}) has no integer implementation; the flow "
-                f"exports Conv2d, Linear, BatchNorm (folded), ReLU, MaxPool2d, Flatten, Shift, Dropout"
+                f"exports Conv2d, Linear, BatchNorm (folded), ReLU, MaxPool2d, global AdaptiveAvgPool2d, "
+                f"Flatten, Shift, Residual, Dropout"
             )
-    if not any(s["op"] in ("conv", "linear") for s in steps):
-        raise ColcombError("the model has no Conv2d or Linear layer to export")
     return steps
+
+
+def walk(steps: list[dict]):
+    """Every step of a graph, depth first (residual sub-graphs after their residual step)."""
+    for step in steps:
+        yield step
+        if step["op"] == "residual":
+            yield from walk(step["body"])
+            yield from walk(step["shortcut"])
 
 
 def matrices(model: nn.Module) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -165,7 +218,7 @@ def matrices(model: nn.Module) -> dict[str, tuple[np.ndarray, np.ndarray]]:
                                     np.zeros(4 * model.hidden))
         mods = {"fc": model.fc}
     else:
-        mods = {n: m for n, m in model.named_children() if isinstance(m, (nn.Conv2d, nn.Linear))}
+        mods = {n: m for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
     for name, m in mods.items():
         w = m.weight.detach().numpy().astype(np.float64)
         b = m.bias.detach().numpy().astype(np.float64) if m.bias is not None else np.zeros(w.shape[0])
@@ -182,9 +235,11 @@ def _range(t: torch.Tensor, percentile: float) -> float:
 
 
 @torch.no_grad()
-def calibrate(model: nn.Module, x: np.ndarray, percentile: float = 99.99) -> dict[str, float]:
-    """Real range of each layer's output (after its ReLU) on calibration inputs ``x``; for an
-    LSTM the key ``gates`` holds the gate pre-activations' range."""
+def calibrate(model: nn.Module, x: np.ndarray, percentile: float = 99.99,
+              graph: list[dict] | None = None) -> dict[str, float]:
+    """Real range of each layer's output (after its ReLU, if the graph clamps it) and of each
+    residual block's output on calibration inputs ``x``; for an LSTM the key ``gates`` holds the
+    gate pre-activations' range."""
     from colcomb.train.models import CharLSTM
 
     model.eval()
@@ -192,17 +247,23 @@ def calibrate(model: nn.Module, x: np.ndarray, percentile: float = 99.99) -> dic
         ids = torch.as_tensor(np.asarray(x))[None, :]
         gates_all, logits = _lstm_float(model, ids)
         return {"gates": _range(gates_all, percentile), "fc": _range(logits, percentile)}
+    graph = build_graph(model) if graph is None else graph
+    relu = {s["layer"] for s in walk(graph) if s.get("activation") == "relu" and "layer" in s}
+    watched = {s["layer"] for s in walk(graph) if "layer" in s} | {
+        s["name"] for s in walk(graph) if s["op"] == "residual"}
     out: dict[str, float] = {}
-    h = torch.as_tensor(np.asarray(x, np.float32))
-    pending = None
-    for name, mod in model.named_children():
-        h = mod(h)
-        if isinstance(mod, (nn.Conv2d, nn.Linear)):
-            pending = name
-            out[name] = _range(h, percentile)
-        elif isinstance(mod, nn.ReLU) and pending is not None:
-            out[pending] = _range(h, percentile)
-            pending = None
+
+    def hook(name):
+        def record(_mod, _inp, y):
+            out[name] = _range(y.clamp(min=0) if name in relu else y, percentile)
+        return record
+
+    handles = [m.register_forward_hook(hook(n)) for n, m in model.named_modules() if n in watched]
+    try:
+        model(torch.as_tensor(np.asarray(x, np.float32)))
+    finally:
+        for h in handles:
+            h.remove()
     return out
 
 
@@ -303,9 +364,13 @@ def export_model(
     folded = fold_batchnorm(model)
     graph = build_graph(folded)
     mats = matrices(folded)
-    ranges = calibrate(folded, calib_x, percentile)
+    ranges = calibrate(folded, calib_x, percentile, graph)
     q = qmax(data_bits)
-    s_input = 1.0 / q
+    if isinstance(folded, nn.Sequential):
+        top = float(np.abs(np.asarray(calib_x, np.float64)).max(initial=0.0))
+        s_input = max(1.0, top) / q
+    else:
+        s_input = 1.0 / q
     layers: list[PackedLayer] = []
 
     def add(name: str, s_in: float, s_out: float, activation: str) -> None:
@@ -315,21 +380,35 @@ def export_model(
         layers.append(pack_trained(name, w, b, gs, alpha, gamma if name in groups else 0.0,
                                    s_in, s_out, activation, bits, data_bits, acc_bits))
 
-    s = s_input
-    for step in graph:
-        if step["op"] == "lstm":
-            s_g = ranges["gates"] / q
-            step["in_scale"] = s_input
-            step["gate_scale"] = s_g
-            add(step["ih"], s_input, s_g, "none")
-            add(step["hh"], s_input, s_g, "none")
-            s = s_input  # h is quantized at 1/qmax
-        elif step["op"] in ("conv", "linear"):
-            s_out = ranges[step["layer"]] / q
-            step["in_scale"] = s
-            step["out_scale"] = s_out
-            add(step["layer"], s, s_out, step["activation"])
-            s = s_out
+    def assign(steps: list[dict], s: float) -> float:
+        """Give every step its scales and pack its layers; return the output scale."""
+        for step in steps:
+            if step["op"] == "lstm":
+                s_g = ranges["gates"] / q
+                step["in_scale"] = s_input
+                step["gate_scale"] = s_g
+                add(step["ih"], s_input, s_g, "none")
+                add(step["hh"], s_input, s_g, "none")
+                s = s_input  # h is quantized at 1/qmax
+            elif step["op"] in ("conv", "linear"):
+                s_out = ranges[step["layer"]] / q
+                step["in_scale"] = s
+                step["out_scale"] = s_out
+                add(step["layer"], s, s_out, step["activation"])
+                s = s_out
+            elif step["op"] == "residual":
+                s_a = assign(step["body"], s)
+                s_b = assign(step["shortcut"], s)
+                s_out = ranges[step["name"]] / q
+                mult, shift = fixed_point_shared(np.array([s_a / s_out, s_b / s_out]))
+                lo, hi = activation_clamp(step["activation"], data_bits)
+                step.update({"in_scale": s, "body_scale": s_a, "shortcut_scale": s_b, "out_scale": s_out,
+                             "multipliers": [int(mult[0]), int(mult[1])], "shift": int(shift),
+                             "clamp": [int(lo), int(hi)]})
+                s = s_out
+        return s
+
+    s = assign(graph, s_input)
     meta = {
         "graph_version": GRAPH_VERSION,
         "graph": graph,

@@ -2,7 +2,9 @@
 
 Every conv/linear layer runs through :func:`colcomb.packer.golden.run_layer` (the integer-exact
 model of the array); the host does only what moves integers around without arithmetic on them:
-zero padding and im2col for convs, max-pooling, flattening, channel shifts. For an LSTM the host
+zero padding and im2col for convs, max-pooling, flattening, channel shifts; and two integer
+steps the array has no unit for: the rounded mean of global average pooling and the residual
+add, whose integer semantics :mod:`colcomb.train.export` defines. For an LSTM the host
 also adds the two gate layers' integer outputs and applies sigmoid/tanh in floating point (the
 array has no such units), quantizing h back to integers for the next step.
 
@@ -99,13 +101,43 @@ def _run_chunk(by_name: dict[str, PackedLayer], graph: list[dict], x: np.ndarray
             h = run_layer(_layer(by_name, step["layer"]), h)
         elif op == "maxpool":
             h = maxpool(h, step["kernel"], step["stride"], step["padding"])
+        elif op == "avgpool":
+            h = global_avgpool(h)
         elif op == "flatten":
             h = h.reshape(h.shape[0], -1)
         elif op == "shift":
             h = shift(h, step["shifts"])
+        elif op == "residual":
+            a = _run_chunk(by_name, step["body"], h)
+            b = _run_chunk(by_name, step["shortcut"], h) if step["shortcut"] else h
+            h = residual_add(a, b, step["multipliers"], step["shift"], step["clamp"])
         else:
             raise ColcombError(f"graph step {op!r} is not an image-network step")
     return np.ascontiguousarray(h)
+
+
+def global_avgpool(x: np.ndarray) -> np.ndarray:
+    """(N, C, 1, 1) rounded means (half up) of each channel's H x W integers: ``floor((sum + n//2) / n)``."""
+    if x.ndim != 4:
+        raise ColcombError(f"global average pooling needs (N, C, H, W) inputs, got {list(x.shape)}")
+    n = x.shape[2] * x.shape[3]
+    total = x.sum(axis=(2, 3), keepdims=True, dtype=np.int64)
+    return np.floor_divide(total + n // 2, n)
+
+
+def residual_add(
+    a: np.ndarray, b: np.ndarray, multipliers: Sequence[int], shift: int, clamp: Sequence[int]
+) -> np.ndarray:
+    """``clamp((a * m_a + b * m_b + 2^(shift-1)) >> shift)``: the two branches of a residual block
+    brought to the block's output scale and added, rounded half up like the golden model's
+    requantization."""
+    if a.shape != b.shape:
+        raise ColcombError(f"residual add of shapes {list(a.shape)} and {list(b.shape)}; they must match")
+    ma, mb = (int(m) for m in multipliers)
+    y = a.astype(np.int64) * ma + b.astype(np.int64) * mb
+    if shift:
+        y = (y + (1 << (int(shift) - 1))) >> int(shift)
+    return np.clip(y, int(clamp[0]), int(clamp[1]))
 
 
 def _sigmoid(v: np.ndarray) -> np.ndarray:

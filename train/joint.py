@@ -58,6 +58,10 @@ class Schedule:
         if not self.lr > 0:
             raise ColcombError(f"learning rate must be positive, got {self.lr}")
 
+    def round_epochs(self, k: int) -> int:
+        """Retraining epochs after round k's combining (the last round adds ``final_epochs``)."""
+        return self.retrain_epochs + (self.final_epochs if k == self.rounds else 0)
+
     def sparsity_at(self, k: int) -> float:
         """Magnitude sparsity of round k (1-based)."""
         t = k / self.rounds
@@ -124,6 +128,32 @@ def combine_target(target: Target, keep: np.ndarray, opts: JointOptions) -> tupl
     )
 
 
+def combine_round(targets: list[Target], masks: Masks, opts: JointOptions, k: int) -> tuple[dict[str, Groups], dict]:
+    """Round ``k``'s magnitude pruning and column combining of every target: updates and applies
+    ``masks``; returns the groups per target and the round's figures for the history."""
+    s = opts.schedule.sparsity_at(k)
+    dense_cols = packed = 0
+    groups: dict[str, Groups] = {}
+    for t in targets:
+        shape = t.weight.shape
+        keep = masks.masks[t.name].reshape(shape[0], -1).cpu().numpy()
+        keep = magnitude_mask(t.matrix(), keep, s)
+        keep, gs = combine_target(t, keep, opts)
+        masks.set(t.name, torch.from_numpy(keep.reshape(shape)))
+        groups[t.name] = gs
+        dense_cols += t.matrix().shape[1]
+        packed += sum(len(g) for _, _, g in gs)
+    masks.apply()
+    density = float(np.mean([masks.density(t.name) for t in targets]))
+    return groups, {"round": k, "sparsity": s, "density": density, "columns": dense_cols,
+                    "packed_columns": packed}
+
+
+def round_message(info: dict, rounds: int) -> str:
+    return (f"round {info['round']}/{rounds}: magnitude sparsity {info['sparsity']:.3f}, weights kept "
+            f"{info['density']:.3f}, columns {info['columns']} -> {info['packed_columns']} packed")
+
+
 def joint_optimize(
     model: nn.Module, opts: JointOptions, retrain: Callable[[int, Masks], float | None], log: Log = print
 ) -> JointResult:
@@ -136,30 +166,58 @@ def joint_optimize(
     result = JointResult(targets, masks, {}, {t.name: opts.pack_options(t.name).alpha for t in targets})
     sched = opts.schedule
     for k in range(1, sched.rounds + 1):
-        s = sched.sparsity_at(k)
-        dense_cols = packed = 0
-        for t in targets:
-            shape = t.weight.shape
-            keep = masks.masks[t.name].reshape(shape[0], -1).cpu().numpy()
-            keep = magnitude_mask(t.matrix(), keep, s)
-            keep, groups = combine_target(t, keep, opts)
-            masks.set(t.name, torch.from_numpy(keep.reshape(shape)))
-            result.groups[t.name] = groups
-            dense_cols += t.matrix().shape[1]
-            packed += sum(len(g) for _, _, g in groups)
-        masks.apply()
-        density = np.mean([masks.density(t.name) for t in targets])
-        log(f"round {k}/{sched.rounds}: magnitude sparsity {s:.3f}, weights kept {density:.3f}, "
-            f"columns {dense_cols} -> {packed} packed")
-        score = retrain(sched.retrain_epochs + (sched.final_epochs if k == sched.rounds else 0), masks)
-        result.history.append(
-            {"round": k, "sparsity": s, "density": float(density), "columns": dense_cols,
-             "packed_columns": packed, "score": score}
-        )
+        groups, info = combine_round(targets, masks, opts, k)
+        result.groups.update(groups)
+        log(round_message(info, sched.rounds))
+        info["score"] = retrain(sched.round_epochs(k), masks)
+        result.history.append(info)
     return result
 
 
 # -- training loops ------------------------------------------------------------------------------
+
+def augment_batch(x: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tensor:
+    """Random crops of the images padded by ``pad`` (zeros) and random horizontal flips: the
+    standard CIFAR-10 augmentation. Offsets and flips are drawn from ``gen`` (on the CPU) for the
+    whole batch."""
+    n, _, h, w = x.shape
+    oy = torch.randint(0, 2 * pad + 1, (n,), generator=gen).to(x.device)
+    ox = torch.randint(0, 2 * pad + 1, (n,), generator=gen).to(x.device)
+    flip = (torch.rand(n, generator=gen) < 0.5).to(x.device)
+    xp = nn.functional.pad(x, (pad, pad, pad, pad))
+    rows = oy[:, None] + torch.arange(h, device=x.device)[None, :]  # (n, h)
+    cols = ox[:, None] + torch.arange(w, device=x.device)[None, :]  # (n, w)
+    cols = torch.where(flip[:, None], cols.flip(1), cols)
+    b = torch.arange(n, device=x.device)[:, None, None]
+    out = xp.permute(0, 2, 3, 1)[b, rows[:, :, None], cols[:, None, :]]  # (n, h, w, c)
+    return out.permute(0, 3, 1, 2).contiguous()
+
+
+def _progress(total: int, desc: str, enabled: bool):
+    """A tqdm bar (with ETA) on a terminal, else a silent stand-in."""
+    if enabled:
+        try:
+            from tqdm import tqdm
+
+            return tqdm(total=total, desc=desc, unit="batch", leave=False, dynamic_ncols=True)
+        except ImportError:
+            pass
+    return _NoBar()
+
+
+class _NoBar:
+    def update(self, _n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _show_progress(runtime) -> bool:
+    import sys
+
+    return (runtime is None or runtime.main) and sys.stderr.isatty()
+
 
 def fit_classifier(
     model: nn.Module,
@@ -172,40 +230,87 @@ def fit_classifier(
     seed: int = 0,
     log: Log | None = None,
     evaluate: Callable[[], float] | None = None,
+    *,
+    runtime=None,
+    augment: str | None = None,
+    start_epoch: int = 1,
+    optimizer_state: dict | None = None,
+    on_epoch: Callable[[int, torch.optim.Optimizer], None] | None = None,
+    label: str = "",
 ) -> None:
-    """Adam on cross-entropy; masks re-applied after every step."""
+    """Adam on cross-entropy; masks re-applied after every step.
+
+    ``runtime`` (:class:`colcomb.train.distributed.Runtime`) gives the device, bf16 autocast on
+    CUDA and, under torchrun, the rank's share of every minibatch (DDP averages the gradients; the
+    loss is scaled so the step equals one process's on the whole minibatch). ``augment`` =
+    ``"crop-flip"`` augments each minibatch. ``start_epoch`` > 1 resumes: the shuffles of the
+    skipped epochs are still drawn, so the run continues exactly; ``optimizer_state`` restores
+    Adam. ``on_epoch(epoch, optimizer)`` runs after every epoch (checkpoints)."""
+    from colcomb.train.distributed import Runtime
+
     if len(x) == 0:
         raise ColcombError("no training samples")
+    if augment not in (None, "crop-flip"):
+        raise ColcombError(f"unknown augmentation {augment!r}")
+    rt = runtime or Runtime(torch.device("cpu"))
+    dev = rt.device
     gen = torch.Generator().manual_seed(seed)
-    xt = torch.as_tensor(np.asarray(x, np.float32))
-    yt = torch.as_tensor(np.asarray(y, np.int64))
+    xt = torch.as_tensor(np.asarray(x, np.float32)).to(dev)
+    yt = torch.as_tensor(np.asarray(y, np.int64)).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    loss_fn = nn.CrossEntropyLoss()
+    if optimizer_state is not None:
+        opt.load_state_dict(optimizer_state)
+    net = rt.wrap(model)
+    whole = rt.world == 1
+    loss_fn = nn.CrossEntropyLoss(reduction="mean" if whole else "sum")
     for epoch in range(1, epochs + 1):
-        model.train()
         perm = torch.randperm(len(xt), generator=gen)
-        total = 0.0
+        if epoch < start_epoch:
+            continue
+        aug_gen = torch.Generator().manual_seed(seed * 100_003 + epoch) if augment else None
+        perm = perm.to(dev)
+        model.train()
+        total = torch.zeros((), dtype=torch.float64, device=dev)
+        bar = _progress(-(-len(xt) // batch_size), f"{label}epoch {epoch}/{epochs}", _show_progress(runtime))
         for i in range(0, len(xt), batch_size):
             idx = perm[i : i + batch_size]
+            xb = augment_batch(xt[idx], aug_gen) if aug_gen is not None else xt[idx]
+            yb = yt[idx]
+            if not whole:
+                if len(idx) < rt.world:  # too few to share; every rank skips it alike
+                    continue
+                xb, yb = xb[rt.rank :: rt.world], yb[rt.rank :: rt.world]
             opt.zero_grad()
-            loss = loss_fn(model(xt[idx]), yt[idx])
-            loss.backward()
+            with rt.autocast():
+                loss = loss_fn(net(xb), yb)
+            if whole:
+                loss.backward()
+                total += loss.detach().double() * len(idx)
+            else:
+                (loss * (rt.world / len(idx))).backward()
+                total += loss.detach().double()
             opt.step()
             if masks is not None:
                 masks.apply()
-            total += loss.item() * len(idx)
-        if log is not None:
+            bar.update()
+        bar.close()
+        total = rt.all_sum(total)
+        if on_epoch is not None:
+            on_epoch(epoch, opt)
+        if log is not None and rt.main:
             extra = f", test accuracy {evaluate():.4f}" if evaluate is not None else ""
-            log(f"  epoch {epoch}/{epochs}: loss {total / len(xt):.4f}{extra}")
+            log(f"  {label}epoch {epoch}/{epochs}: loss {float(total) / len(xt):.4f}{extra}")
 
 
 @torch.no_grad()
 def predict(model: nn.Module, x: np.ndarray, batch_size: int = 500) -> np.ndarray:
-    """Class predictions of a classifier (eval mode)."""
+    """Class predictions of a classifier (eval mode), computed on the model's device."""
     model.eval()
+    dev = next(model.parameters()).device
     out = []
     for i in range(0, len(x), batch_size):
-        out.append(model(torch.as_tensor(np.asarray(x[i : i + batch_size], np.float32))).argmax(1))
+        xb = torch.as_tensor(np.asarray(x[i : i + batch_size], np.float32)).to(dev)
+        out.append(model(xb).argmax(1).cpu())
     return torch.cat(out).numpy() if out else np.zeros(0, np.int64)
 
 
@@ -237,15 +342,32 @@ def fit_lm(
     seed: int = 0,
     log: Log | None = None,
     evaluate: Callable[[], float] | None = None,
+    *,
+    runtime=None,
+    start_epoch: int = 1,
+    optimizer_state: dict | None = None,
+    on_epoch: Callable[[int, torch.optim.Optimizer], None] | None = None,
+    label: str = "",
 ) -> None:
-    """Adam on next-character cross-entropy over random windows of ``seq_len`` characters."""
+    """Adam on next-character cross-entropy over random windows of ``seq_len`` characters (one
+    process; ``runtime`` gives the device; resuming as :func:`fit_classifier`)."""
+    if runtime is not None and runtime.distributed:
+        raise ColcombError("the character LSTM trains in one process; run it without torchrun")
+    dev = runtime.device if runtime is not None else torch.device("cpu")
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
+    if optimizer_state is not None:
+        opt.load_state_dict(optimizer_state)
     loss_fn = nn.CrossEntropyLoss()
+    ids = np.asarray(ids)
     for epoch in range(1, epochs + 1):
+        if epoch < start_epoch:
+            torch.randperm(max(1, (len(ids) - 1) // seq_len), generator=gen)  # the skipped epoch's draw
+            continue
         model.train()
         total, count = 0.0, 0
-        for xb, yb in _lm_batches(np.asarray(ids), seq_len, batch_size, gen):
+        for xb, yb in _lm_batches(ids, seq_len, batch_size, gen):
+            xb, yb = xb.to(dev), yb.to(dev)
             opt.zero_grad()
             logits, _ = model(xb)
             loss = loss_fn(logits.reshape(-1, logits.shape[-1]), yb.reshape(-1))
@@ -256,9 +378,11 @@ def fit_lm(
                 masks.apply()
             total += loss.item() * yb.numel()
             count += yb.numel()
+        if on_epoch is not None:
+            on_epoch(epoch, opt)
         if log is not None:
             extra = f", test bits/char {evaluate():.4f}" if evaluate is not None else ""
-            log(f"  epoch {epoch}/{epochs}: bits/char {total / count / np.log(2):.4f}{extra}")
+            log(f"  {label}epoch {epoch}/{epochs}: bits/char {total / count / np.log(2):.4f}{extra}")
 
 
 @torch.no_grad()
@@ -267,7 +391,7 @@ def bits_per_char(model: nn.Module, ids: np.ndarray) -> float:
     if len(ids) < 2:
         raise ColcombError("need at least two characters to measure bits per character")
     model.eval()
-    t = torch.as_tensor(np.asarray(ids))[None, :]
+    t = torch.as_tensor(np.asarray(ids))[None, :].to(next(model.parameters()).device)
     logits, _ = model(t[:, :-1])
-    loss = nn.functional.cross_entropy(logits[0], t[0, 1:])
+    loss = nn.functional.cross_entropy(logits[0].float(), t[0, 1:])
     return float(loss) / float(np.log(2))

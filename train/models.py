@@ -7,6 +7,16 @@
   moved by one of the nine 3x3 offsets, zero fill) followed by a 1x1 conv, BN and ReLU, with
   max-pooling; the 1x1 convs are plain matrix products, which is what column combining packs.
 - ``charlstm``: character-level language model: one-hot characters - LSTM - fc to the vocabulary.
+- ``vgg16``: VGG-16 in its CIFAR-10 form: 13 3x3 convs (64, 64, M, 128, 128, M, 256 x3, M, 512 x3,
+  M, 512 x3, M), each with BN and ReLU, then one fc layer on the 512 features of a 32x32 image.
+- ``resnet20``: ResNet-20 for CIFAR-10 (He et al. 2016): a 3x3 conv (16), three stages of three
+  :class:`Residual` blocks (16, 32, 64 channels; stride 2 entering stages 2 and 3, where a 1x1
+  conv + BN projects the shortcut), global average pooling, one fc layer.
+- ``vgg16-shift`` / ``resnet20-shift``: the paper's shift-convolution forms: every 3x3 conv but the
+  first becomes a :class:`Shift` followed by a 1x1 conv (the same stride), as in ``shiftcnn``.
+
+``width`` scales the VGG / ResNet channel counts (the first stage's channels: 64 and 16 by
+default); smaller widths train in seconds for tests and smoke runs.
 
 Layer names are the module names (``conv1``, ``fc1``, ...); the manifest uses the same names.
 """
@@ -22,7 +32,9 @@ from torch import nn
 from colcomb.core.errors import ColcombError
 from colcomb.train.catalog import MODELS
 
-__all__ = ["MODELS", "CharLSTM", "Shift", "build_model", "lenet5", "mlp", "shiftcnn"]
+__all__ = [
+    "MODELS", "CharLSTM", "Residual", "Shift", "build_model", "lenet5", "mlp", "resnet20", "shiftcnn", "vgg16",
+]
 
 
 class Shift(nn.Module):
@@ -137,10 +149,111 @@ def shiftcnn(input_shape: Sequence[int], classes: int, widths: Sequence[int] = (
     return nn.Sequential(OrderedDict(mods))
 
 
+VGG16_PLAN = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
+
+
+def _conv_block(i: int, cin: int, cout: int, stride: int, shift: bool) -> list[tuple[str, nn.Module]]:
+    """conv{i} (3x3, or shift{i} + 1x1 when ``shift``), bn{i}, relu{i}."""
+    if shift:
+        conv: list[tuple[str, nn.Module]] = [
+            (f"shift{i}", Shift(cin)), (f"conv{i}", nn.Conv2d(cin, cout, 1, stride=stride, bias=False))]
+    else:
+        conv = [(f"conv{i}", nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False))]
+    return [*conv, (f"bn{i}", nn.BatchNorm2d(cout)), (f"relu{i}", nn.ReLU())]
+
+
+def _check_width(width: int) -> int:
+    if not isinstance(width, int) or isinstance(width, bool) or width < 1:
+        raise ColcombError(f"width must be a positive integer, got {width!r}")
+    return width
+
+
+def vgg16(input_shape: Sequence[int], classes: int, width: int = 64, shift: bool = False) -> nn.Sequential:
+    c, h, w = input_shape
+    if h < 32 or w < 32:
+        raise ColcombError(f"vgg16 pools five times and needs images of at least 32x32, got {h}x{w}")
+    scale = _check_width(width)
+    mods: list[tuple[str, nn.Module]] = []
+    prev, i, p = c, 0, 0
+    for item in VGG16_PLAN:
+        if item == "M":
+            p += 1
+            mods.append((f"pool{p}", nn.MaxPool2d(2)))
+            continue
+        i += 1
+        out = max(1, int(item) * scale // 64)
+        mods += _conv_block(i, prev, out, 1, shift and i > 1)
+        prev = out
+    mods.append(("flatten", nn.Flatten()))
+    flat = _flat_size(nn.Sequential(OrderedDict(mods)), input_shape)
+    mods.append(("fc", nn.Linear(flat, classes)))
+    return nn.Sequential(OrderedDict(mods))
+
+
+class Residual(nn.Module):
+    """A basic residual block: ``relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))``, the
+    shortcut the identity or, when the stride or width changes, ``proj_bn(proj(x))`` (1x1 conv).
+    With ``shift`` each 3x3 conv is a :class:`Shift` then a 1x1 conv.
+
+    :meth:`body` and :meth:`shortcut` name the children of each branch in order (the export walks
+    them); the sum is followed by a ReLU."""
+
+    def __init__(self, cin: int, cout: int, stride: int = 1, shift: bool = False):
+        super().__init__()
+        self.shift = shift
+        for k, (a, b, s) in enumerate(((cin, cout, stride), (cout, cout, 1)), 1):
+            if shift:
+                self.add_module(f"shift{k}", Shift(a))
+                self.add_module(f"conv{k}", nn.Conv2d(a, b, 1, stride=s, bias=False))
+            else:
+                self.add_module(f"conv{k}", nn.Conv2d(a, b, 3, stride=s, padding=1, bias=False))
+            self.add_module(f"bn{k}", nn.BatchNorm2d(b))
+            if k == 1:
+                self.add_module("relu1", nn.ReLU())
+        self.projects = stride != 1 or cin != cout
+        if self.projects:
+            self.proj = nn.Conv2d(cin, cout, 1, stride=stride, bias=False)
+            self.proj_bn = nn.BatchNorm2d(cout)
+
+    def body(self) -> list[str]:
+        names = ["shift1", "conv1", "bn1", "relu1", "shift2", "conv2", "bn2"]
+        return [n for n in names if n in self._modules]
+
+    def shortcut(self) -> list[str]:
+        return ["proj", "proj_bn"] if self.projects else []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x
+        for name in self.body():
+            h = self._modules[name](h)
+        s = x
+        for name in self.shortcut():
+            s = self._modules[name](s)
+        return torch.relu(h + s)
+
+
+def resnet20(input_shape: Sequence[int], classes: int, width: int = 16, shift: bool = False) -> nn.Sequential:
+    c = input_shape[0]
+    w0 = _check_width(width)
+    mods: list[tuple[str, nn.Module]] = _conv_block(1, c, w0, 1, False)
+    prev, b = w0, 0
+    for stage, mult in enumerate((1, 2, 4)):
+        for k in range(3):
+            b += 1
+            stride = 2 if stage > 0 and k == 0 else 1
+            mods.append((f"block{b}", Residual(prev, w0 * mult, stride, shift)))
+            prev = w0 * mult
+    mods += [("pool", nn.AdaptiveAvgPool2d(1)), ("flatten", nn.Flatten()), ("fc", nn.Linear(prev, classes))]
+    model = nn.Sequential(OrderedDict(mods))
+    _flat_size(model[:-1], input_shape)
+    return model
+
+
 def build_model(name: str, input_shape: Sequence[int] | None, classes: int, **kwargs) -> nn.Module:
     """A built-in model for inputs of ``input_shape`` (C, H, W) and ``classes`` outputs.
 
-    ``kwargs``: ``hidden`` (mlp widths, or the charlstm's units), ``widths`` (shiftcnn)."""
+    ``kwargs``: ``hidden`` (mlp widths, or the charlstm's units), ``widths`` (shiftcnn), ``width``
+    (vgg16 / resnet20 first-stage channels)."""
     if name not in MODELS:
         raise ColcombError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
     if name == "charlstm":
@@ -157,4 +270,10 @@ def build_model(name: str, input_shape: Sequence[int] | None, classes: int, **kw
         return lenet5(input_shape, classes)
     if name == "mlp":
         return mlp(input_shape, classes, kwargs.get("hidden") or (300, 100))
+    if name in ("vgg16", "vgg16-shift"):
+        width = kwargs.get("width")
+        return vgg16(input_shape, classes, 64 if width is None else width, shift=name.endswith("-shift"))
+    if name in ("resnet20", "resnet20-shift"):
+        width = kwargs.get("width")
+        return resnet20(input_shape, classes, 16 if width is None else width, shift=name.endswith("-shift"))
     return shiftcnn(input_shape, classes, kwargs.get("widths") or (32, 64, 64))

@@ -85,7 +85,7 @@ class Masks:
         want = self.targets[name].weight.shape
         if tuple(mask.shape) != tuple(want):
             raise ColcombError(f"mask for {name} has shape {list(mask.shape)}, the weight {list(want)}")
-        self.masks[name] = mask.to(torch.bool)
+        self.masks[name] = mask.to(device=self.targets[name].weight.device, dtype=torch.bool)
 
     @torch.no_grad()
     def apply(self) -> None:
@@ -96,7 +96,8 @@ class Masks:
         return float(self.masks[name].float().mean())
 
     def state(self) -> dict[str, torch.Tensor]:
-        return {k: v.clone() for k, v in self.masks.items()}
+        """CPU copies of the masks (for checkpoints)."""
+        return {k: v.detach().cpu().clone() for k, v in self.masks.items()}
 
 
 def magnitude_mask(weight: np.ndarray, keep: np.ndarray, sparsity: float) -> np.ndarray:

@@ -190,6 +190,20 @@ class _Lock:
             self.fd = None
 
 
+def _lock_replaceable(out: Path, inputs: Iterable[Path]) -> _Lock:
+    """Take ``out``'s lock and check again, now that no other colcomb can change it, that it may
+    be replaced (the lock is released again when the check fails)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    lock = _Lock(out)
+    lock.acquire()
+    try:
+        check_replaceable(out, inputs)
+    except BaseException:
+        lock.release()
+        raise
+    return lock
+
+
 class OutputFolder:
     """Stage a command's output folder and swap it into place on :meth:`commit`.
 
@@ -212,10 +226,7 @@ class OutputFolder:
             out = self.out = Path(os.path.abspath(out))
         check_replaceable(out, self.inputs)
         try:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            self._lock = _Lock(out)
-            self._lock.acquire()
-            check_replaceable(out, self.inputs)  # again, now that no other colcomb can change it
+            self._lock = _lock_replaceable(out, self.inputs)
             self._remove_stale_staging()
             self.path = Path(tempfile.mkdtemp(prefix=f".{out.name}.colcomb-new.", dir=out.parent))
             os.chmod(self.path, user_mode("dir"))
@@ -310,10 +321,7 @@ class RunFolder:
         out = self.out
         check_replaceable(out, self.inputs)
         try:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            self._lock = _Lock(out)
-            self._lock.acquire()
-            check_replaceable(out, self.inputs)  # again, now that no other colcomb can change it
+            self._lock = _lock_replaceable(out, self.inputs)
             if not self.resume and os.path.lexists(out):
                 for name in sorted(_files_under(out), reverse=True):  # all provably colcomb's
                     (out / name).unlink()

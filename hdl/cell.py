@@ -9,7 +9,7 @@ from amaranth.lib.wiring import In, Out
 from colcomb.hdl.params import check_int, validated
 from colcomb.hdl.program import cell_layout, lane_layout
 
-__all__ = ["MULTIPLIERS", "Cell"]
+__all__ = ["MULTIPLIERS", "Cell", "cell_ports", "hold_weight"]
 
 #: how a cell multiplies: ``"dsp"`` writes ``weight * lane`` (yosys maps it to a DSP block where
 #: the synthesis script asks for DSPs); ``"logic"`` writes the shift-and-add of the weight's bits,
@@ -74,24 +74,12 @@ class Cell(wiring.Component):
         if multiplier not in MULTIPLIERS:
             raise ValueError(f"multiplier must be one of {', '.join(MULTIPLIERS)}, not {multiplier!r}")
         self.multiplier = multiplier
-        cl = cell_layout(weight_bits, alpha)
-        ports = {
-            "load": In(1),
-            "w_in": In(cl),
-            "w_out": Out(cl),
-            "lanes": In(lane_layout(data_bits, alpha)),
-            "psum_out": Out(signed(psum_out_bits)),
-        }
-        if psum_in_bits:
-            ports["psum_in"] = In(signed(psum_in_bits))
-        super().__init__(ports)
+        super().__init__(cell_ports(cell_layout(weight_bits, alpha), lane_layout(data_bits, alpha),
+                                    psum_in_bits, psum_out_bits))
 
     def elaborate(self, platform):
         m = Module()
-        held = Signal(self.w_in.shape())
-        with m.If(self.load):
-            m.d.sync += held.eq(self.w_in)
-        m.d.comb += self.w_out.eq(held)
+        held = hold_weight(m, self)
 
         if self.alpha == 1:
             picked = self.lanes[0]
@@ -110,6 +98,26 @@ class Cell(wiring.Component):
         total = product if not self.psum_in_bits else self.psum_in + product
         m.d.sync += self.psum_out.eq(total)
         return m
+
+
+def cell_ports(word, lanes, psum_in_bits: int, psum_out_bits: int) -> dict:
+    """The ports every cell kind has: the weight chain (``load``, ``w_in``, ``w_out``), the
+    column's ``lanes`` and the partial sums (no ``psum_in`` at the left edge)."""
+    ports = {"load": In(1), "w_in": In(word), "w_out": Out(word), "lanes": In(lanes),
+             "psum_out": Out(signed(psum_out_bits))}
+    if psum_in_bits:
+        ports["psum_in"] = In(signed(psum_in_bits))
+    return ports
+
+
+def hold_weight(m: Module, cell: wiring.Component) -> Signal:
+    """The cell's weight-and-select register, loaded from ``w_in`` on ``load`` and passed down
+    the column on ``w_out``."""
+    held = Signal(cell.w_in.shape())
+    with m.If(cell.load):
+        m.d.sync += held.eq(cell.w_in)
+    m.d.comb += cell.w_out.eq(held)
+    return held
 
 
 def _shift_add(m: Module, weight, lane, width: int):

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Module, Mux, unsigned
 from amaranth.lib import data, wiring
-from amaranth.lib.wiring import In, Out
 
+from colcomb.hdl.cell import cell_ports, hold_weight
 from colcomb.hdl.params import check_int, validated
 from colcomb.hdl.program import cell_layout
 
@@ -60,24 +60,12 @@ class SerialCell(wiring.Component):
         if psum_out_bits is None:
             psum_out_bits = max(psum_in_bits, weight_bits) + (psum_in_bits > 0)
         self.psum_out_bits = check_int("psum_out_bits", psum_out_bits, max(2, psum_in_bits))
-        cl = cell_layout(weight_bits, alpha)
-        ports = {
-            "load": In(1),
-            "w_in": In(cl),
-            "w_out": Out(cl),
-            "lanes": In(data.ArrayLayout(unsigned(1), alpha)),
-            "psum_out": Out(signed(psum_out_bits)),
-        }
-        if psum_in_bits:
-            ports["psum_in"] = In(signed(psum_in_bits))
-        super().__init__(ports)
+        super().__init__(cell_ports(cell_layout(weight_bits, alpha), data.ArrayLayout(unsigned(1), alpha),
+                                    psum_in_bits, psum_out_bits))
 
     def elaborate(self, platform):
         m = Module()
-        held = Signal(self.w_in.shape())
-        with m.If(self.load):
-            m.d.sync += held.eq(self.w_in)
-        m.d.comb += self.w_out.eq(held)
+        held = hold_weight(m, self)
         bit = self.lanes[0] if self.alpha == 1 else self.lanes.as_value().bit_select(held.select, 1)
         term = Mux(bit, held.weight, 0)
         m.d.sync += self.psum_out.eq(term if not self.psum_in_bits else self.psum_in + term)

@@ -215,13 +215,23 @@ def analyse_build(build_dir: str | os.PathLike, *, family: str, device: str, clo
             "bitstream": bitstream, "failures": failures}
 
 
-def requant_dsps(family: str, rows: int, acc_bits: int) -> int:
-    """DSP blocks the requantizer's ``rows`` multipliers ((acc_bits + 1) x 17 signed bits) take
-    when yosys splits them into the family's DSP ports (16 x 16 on iCE40, 18 x 18 on ECP5)."""
-    from colcomb.packer.packed import MULTIPLIER_BITS
+def requant_dsps(family: str, program) -> int:
+    """DSP blocks the requantizer of ``program``'s engine takes, counted by a yosys synthesis of
+    it (``synth_<family>`` with DSPs): how yosys splits its multipliers into DSP ports depends on
+    the widths, so it is measured rather than estimated."""
+    from amaranth.back import rtlil
 
-    port = 16 if family == "ice40" else 18
-    return rows * -(-(acc_bits + 1) // port) * -(-(MULTIPLIER_BITS + 1) // port)
+    from colcomb.fpga.cost import synth_components
+    from colcomb.hdl.sequencer import Sequencer
+
+    rq = Sequencer.requantizer_for(program)
+    key = (family, rtlil.convert(rq, name="requant"))  # the same requantizer is synthesized once
+    if key not in _REQUANT_DSPS:
+        _REQUANT_DSPS[key] = synth_components(family, {"requant": rq}, dsp=True)["requant"]["dsps"]
+    return _REQUANT_DSPS[key]
+
+
+_REQUANT_DSPS: dict[tuple[str, str], int] = {}
 
 
 def dsp_plan(spec, family: str, program, dsp: bool | None) -> tuple[bool, int]:
@@ -230,7 +240,7 @@ def dsp_plan(spec, family: str, program, dsp: bool | None) -> tuple[bool, int]:
     use = family == "ecp5" if dsp is None else bool(dsp)
     if not use:
         return False, 0
-    free = spec.dsps - requant_dsps(family, program.rows, program.acc_bits)
+    free = spec.dsps - requant_dsps(family, program)
     return True, max(0, min(free, program.rows * program.cols))
 
 

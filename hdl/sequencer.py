@@ -124,6 +124,13 @@ class Sequencer(wiring.Component):
         per cycle, and the FSM moves on the cycle after."""
         return Accumulate.latency + Requantizer.latency + WriteBack.latency + rows_written
 
+    @staticmethod
+    def requantizer_for(program: Program) -> Requantizer:
+        """The requantizer the sequencer builds for ``program``: one lane per array row."""
+        return Requantizer(lanes=program.rows, acc_bits=program.acc_bits, data_bits=program.data_bits,
+                           max_shift=program.max_shift,
+                           clamps=[layer.requant.clamp for layer in program.layers])
+
     @property
     def prep_cycles(self) -> int:
         return self.prep_cycles_for(self.program)
@@ -150,9 +157,7 @@ class Sequencer(wiring.Component):
                                                ports=2, name="tiles")
         m.submodules.rq_rom = rq_rom = Rom(width=p.requant_layout.size, init=p.requant,
                                            name="requant")
-        m.submodules.requant = rq = Requantizer(
-            lanes=rows, acc_bits=p.acc_bits, data_bits=word_bits, max_shift=p.max_shift,
-            clamps=[layer.requant.clamp for layer in p.layers])
+        m.submodules.requant = rq = self.requantizer_for(p)
         m.submodules.lane_fetch = lane_fetch = LaneFetch(
             cols=p.cols, alpha=p.alpha, data_bits=word_bits, batch=batch_size,
             buffer_rows=p.buffer_rows, sources=p.lanes, steps=self.prep_cycles, serial=serial)

@@ -207,8 +207,8 @@ def _seal(args: argparse.Namespace) -> int:
 
 # -- generate / simulate -------------------------------------------------------------------------
 
-def _cell_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--cell", choices=["parallel", "serial"], default="parallel",
+def _cell_arg(p: argparse.ArgumentParser, default: str | None = "parallel") -> None:
+    p.add_argument("--cell", choices=["parallel", "serial"], default=default,
                    help="array cell: parallel (a multiplier per cell, one vector per cycle; default) or serial "
                    "(the paper's bit-serial cell: no multiplier, one activation bit per lane per cycle)")
 
@@ -595,8 +595,10 @@ def _report_args(p: argparse.ArgumentParser) -> None:
                        help="take the clock (achieved Fmax), board, array size and batch from a "
                        "`colcomb synthesize` report")
     p.add_argument("--no-synth", action="store_true", help="skip the yosys cell synthesis (no LUT figures)")
-    p.add_argument("--dsp", action="store_true", help="price the multiplier as DSP blocks instead of LUTs")
-    _cell_arg(p)
+    p.add_argument("--dsp", action=argparse.BooleanOptionalAction, default=None,
+                   help="price the multiplier as DSP blocks instead of LUTs (default: as the synthesis report "
+                   "built it, else LUTs)")
+    _cell_arg(p, default=None)
     p.add_argument("--out", type=Path, required=True, help="output folder: cost.json, cost.md, heatmap.png")
 
 
@@ -606,7 +608,7 @@ def _report(args: argparse.Namespace) -> int:
 
     from colcomb.fpga.cost import cost_report, markdown
 
-    rows, cols, board, batch = args.rows, args.cols, args.board, args.batch
+    rows, cols, board, batch, dsp, cell = args.rows, args.cols, args.board, args.batch, args.dsp, args.cell
     if args.synth_report is not None:
         try:
             srep = json.loads(args.synth_report.read_text())
@@ -614,14 +616,16 @@ def _report(args: argparse.Namespace) -> int:
             cols = cols or srep["array"]["cols"]
             board = board or srep["board"]
             batch = args.batch or srep["array"]["batch"]
+            dsp = bool(srep["options"]["dsp"]) if dsp is None else dsp
+            cell = cell or srep["array"].get("cell", "parallel")
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ColcombError(f"{args.synth_report}: not a colcomb synthesis report ({exc})") from None
     if args.clock is not None and not (args.clock > 0 and math.isfinite(args.clock)):
         raise ColcombError(f"--clock {args.clock} must be a positive frequency in MHz")
     report = cost_report(args.manifest, rows=rows or 8, cols=cols or 8, out=args.out, board=board or "icebreaker",
                          batch=batch, vectors=args.vectors, clock_mhz=args.clock,
-                         synth_report=args.synth_report, layers=args.layer, synth=not args.no_synth, dsp=args.dsp,
-                         cell=args.cell)
+                         synth_report=args.synth_report, layers=args.layer, synth=not args.no_synth,
+                         dsp=bool(dsp), cell=cell or "parallel")
     print(markdown(report))
     print(f"wrote {args.out / 'cost.json'}, {args.out / 'cost.md'}, {args.out / 'heatmap.png'}")
     return 0

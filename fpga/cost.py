@@ -294,10 +294,12 @@ def cost_report(manifest_dir: str | os.PathLike, *, rows: int, cols: int, out: s
         "end_to_end_speedup": d_side["total_cycles"] / c_side["total_cycles"],
     }
     if synth:
-        comparison["lut_per_cell_ratio"] = c_side["luts_per_cell"] / d_side["luts_per_cell"]
+        # a dense cell whose multiply-add is all DSP and carry chain (ECP5) takes no LUT: no ratio
+        if d_side["luts_per_cell"]:
+            comparison["lut_per_cell_ratio"] = c_side["luts_per_cell"] / d_side["luts_per_cell"]
         comparison["macs_per_s_per_array_lut"] = {
-            "dense": d_side["effective_macs_per_s"] / d_side["array_luts"],
-            "combined": c_side["effective_macs_per_s"] / c_side["array_luts"],
+            side: rep["effective_macs_per_s"] / rep["array_luts"] if rep["array_luts"] else None
+            for side, rep in (("dense", d_side), ("combined", c_side))
         }
     env = tool_env()
     report = {

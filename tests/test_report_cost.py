@@ -147,3 +147,20 @@ def test_report_cli_writes_the_files(rng, tmp_path, capsys):
         assert (tmp_path / "r" / name).stat().st_size > 0
     assert main(["report", str(tmp_path / "m"), "--board", "zx81", "--out", str(tmp_path / "r2")]) == 2
     assert "unknown board 'zx81'" in capsys.readouterr().err
+
+
+def test_report_of_a_dsp_build_follows_the_synthesis_report(rng, tmp_path, capsys):
+    """An ECP5 dense cell with a DSP multiplier takes no LUT: the report prices both arrays
+    with DSPs, as the synthesis report built them, and gives no LUT ratio rather than failing."""
+    layers = _layers(rng, [(8, 24)], 3)
+    write_manifest(layers, tmp_path / "m")
+    srep = {"board": "ulx3s-85f", "array": {"rows": 2, "cols": 2, "batch": 2, "cell": "parallel"},
+            "options": {"dsp": True}, "clock": {"fmax_mhz": 70.0}}
+    (tmp_path / "report.json").write_text(json.dumps(srep))
+    assert main(["report", str(tmp_path / "m"), "--synth-report", str(tmp_path / "report.json"),
+                 "--out", str(tmp_path / "r")]) == 0
+    rep = json.loads((tmp_path / "r" / "cost.json").read_text())
+    assert rep["cell_cost"]["dsp"] is True and "DSP blocks" in rep["cell_cost"]["source"]
+    assert rep["dense"]["luts_per_cell"] == 0 and rep["combined"]["luts_per_cell"] > 0  # the multiplexer
+    assert "lut_per_cell_ratio" not in rep["comparison"]
+    assert rep["comparison"]["macs_per_s_per_array_lut"]["dense"] is None

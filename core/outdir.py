@@ -1,7 +1,8 @@
 """Output folders that colcomb owns: written aside, swapped in whole, never destroying user files.
 
-Every command that writes a folder (``pack``, ``generate``, ``train``, ``sweep``, ``report``,
-``synthesize``) goes through :class:`OutputFolder`:
+Every command that writes a folder (``pack``, ``generate``, ``sweep``, ``report``, ``synthesize``)
+goes through :class:`OutputFolder` (``train``, which must keep its checkpoints where ``--resume``
+finds them, through :class:`RunFolder`: the same ownership rules and lock, written in place):
 
 - it writes into a staging folder beside ``--out`` and swaps it in only when the command succeeds,
   so a failure leaves ``--out`` as it was and no staging folder behind;
@@ -81,7 +82,13 @@ def owned_files(folder: Path) -> set[str] | None:
     """The files colcomb records as its own in ``folder``, or None when it holds no record."""
     rec = _read_json(folder / RECORD)
     if isinstance(rec, dict) and rec.get("format") == RECORD_FORMAT and isinstance(rec.get("files"), list):
-        return {f for f in rec["files"] if isinstance(f, str)} | {RECORD}
+        owned = {f for f in rec["files"] if isinstance(f, str)} | {RECORD}
+        for sub in rec.get("folders", []) if isinstance(rec.get("folders"), list) else []:
+            # a folder colcomb writes whole (train's packed/): everything under it is colcomb's
+            if isinstance(sub, str) and "/" not in sub and sub not in ("", ".", "..") \
+                    and (folder / sub).is_dir() and not (folder / sub).is_symlink():
+                owned |= {f"{sub}/{f}" for f in _files_under(folder / sub)}
+        return owned
     man = _read_json(folder / "manifest.json")  # a manifest written before the ownership record
     if isinstance(man, dict) and man.get("format") == "colcomb-manifest" and isinstance(man.get("files"), dict):
         return {f for f in man["files"] if isinstance(f, str)} | {"manifest.json"}
@@ -190,13 +197,16 @@ class _Lock:
             self.fd = None
 
 
-def _lock_replaceable(out: Path, inputs: Iterable[Path]) -> _Lock:
-    """Take ``out``'s lock and check again, now that no other colcomb can change it, that it may
-    be replaced (the lock is released again when the check fails)."""
+def _lock_replaceable(out: Path, inputs: Iterable[Path], tidy=None) -> _Lock:
+    """Take ``out``'s lock, run ``tidy()`` (removing what a killed colcomb left, which only the lock
+    holder may do), and check again, now that no other colcomb can change it, that ``out`` may be
+    replaced (the lock is released again when the check fails)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     lock = _Lock(out)
     lock.acquire()
     try:
+        if tidy is not None:
+            tidy()
         check_replaceable(out, inputs)
     except BaseException:
         lock.release()
@@ -303,10 +313,12 @@ class RunFolder:
     every epoch must stay where ``--resume`` finds it, so it cannot be staged and swapped).
 
     ``out`` is locked for the whole run. A new run (``resume=False``) takes only a folder
-    :func:`check_replaceable` allows, and first removes the files colcomb wrote there; a resumed
-    run needs the folder to be colcomb's already. :meth:`record` writes the ownership record
-    listing every file now in the folder: call it after each file the command writes, so an
-    interrupted run leaves a folder colcomb can prove it wrote.
+    :func:`check_replaceable` allows and first removes the files colcomb wrote there; a resumed
+    run needs the folder to be colcomb's already. The command names each file (or whole folder)
+    with :meth:`record` *before* writing it, so the ownership record never claims a file the user
+    put there and an interrupted run leaves a folder colcomb can prove it wrote; what a killed run
+    left half-written (atomic-write temporaries, a staged ``packed`` folder, lock files) is
+    removed when the next run takes the lock.
     """
 
     def __init__(self, out: str | os.PathLike, *, command: str, inputs: Iterable[str | os.PathLike] = (),
@@ -316,15 +328,21 @@ class RunFolder:
         self.inputs = [Path(p) for p in inputs]
         self.resume = resume
         self._lock: _Lock | None = None
+        self._files: set[str] = set()
+        self._folders: set[str] = set()
 
     def __enter__(self) -> RunFolder:
         out = self.out
-        check_replaceable(out, self.inputs)
         try:
-            self._lock = _lock_replaceable(out, self.inputs)
+            self._lock = _lock_replaceable(out, self.inputs, tidy=self._tidy)
+            rec = _read_json(out / RECORD) if self.resume else None
+            if isinstance(rec, dict):
+                self._files = {f for f in rec.get("files", []) if isinstance(f, str)}
+                self._folders = {f for f in rec.get("folders", []) if isinstance(f, str)}
             if not self.resume and os.path.lexists(out):
                 for name in sorted(_files_under(out), reverse=True):  # all provably colcomb's
-                    (out / name).unlink()
+                    if name != RECORD:
+                        (out / name).unlink()
                 for sub in sorted((p for p in out.rglob("*") if p.is_dir()), reverse=True):
                     sub.rmdir()
             out.mkdir(exist_ok=True)
@@ -338,10 +356,32 @@ class RunFolder:
             raise
         return self
 
-    def record(self) -> None:
-        """Mark every file now in the folder as this command's output."""
-        record = {"format": RECORD_FORMAT, "command": self.command,
-                  "files": [f for f in _files_under(self.out) if f != RECORD]}
+    def _tidy(self) -> None:
+        """Remove what a killed run of colcomb left in a folder colcomb owns: temporaries of atomic
+        writes of its recorded files, the record's own temporary, staging folders and lock files
+        of a folder written whole inside it."""
+        out = self.out
+        if not out.is_dir() or out.is_symlink() or not isinstance(_read_json(out / RECORD), dict):
+            return
+        rec = _read_json(out / RECORD)
+        names = {f for f in rec.get("files", []) + rec.get("folders", []) if isinstance(f, str) and "/" not in f}
+        for entry in out.iterdir():
+            n = entry.name
+            leftover = (n == f".{RECORD}.tmp" or n.endswith(".colcomb-lock")
+                        or ".colcomb-new." in n or ".colcomb-old." in n
+                        or any(n.startswith(f".{name}.") for name in names))
+            if leftover and n.startswith("."):
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)
+
+    def record(self, *names: str, folder: bool = False) -> None:
+        """Claim ``names`` (files, or with ``folder`` whole folders) as this command's output and
+        rewrite the ownership record; call it before writing them."""
+        (self._folders if folder else self._files).update(names)
+        record = {"format": RECORD_FORMAT, "command": self.command, "files": sorted(self._files),
+                  "folders": sorted(self._folders)}
         tmp = self.out / f".{RECORD}.tmp"
         tmp.write_text(json.dumps(record, indent=1) + "\n")
         os.replace(tmp, self.out / RECORD)
@@ -352,8 +392,4 @@ class RunFolder:
             self._lock = None
 
     def __exit__(self, *exc) -> None:
-        try:
-            self.record()
-        except OSError:
-            pass
         self._release()

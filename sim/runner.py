@@ -265,7 +265,7 @@ def run(
         )
     # after the last expected word the bench keeps listening this long for stray words: a tile's
     # run (cycle model) and a whole output vector, stretched by the stalls
-    slow = 1.0 / (1.0 - max(idle, stall))
+    slow = 1.0 / max(0.05, 1.0 - max(idle, stall))  # as the watchdog stretches its budget
     per_tile = d["prep_cycles"] + d["batch"] * d.get("cycles_per_vector", 1) + d["drain_cycles"]
     drain_cycles = int(slow * (per_tile + d["out_words"])) + 32
     if max_cycles is None:

@@ -580,24 +580,33 @@ def test_a_relative_build_dir_is_made_absolute_before_the_build(packed, tmp_path
 
 
 def test_run_folder_keeps_an_interrupted_run_resumable_and_refuses_foreign_files(tmp_path):
-    """train's in-place folder: every checkpoint is recorded as colcomb's, so an interrupted run
-    can be resumed or replaced; a second writer fails; a user's file is never removed."""
+    """train's in-place folder: only what the run names is recorded as colcomb's, so an
+    interrupted run can be resumed or replaced, a killed write's leftovers are tidied, a second
+    writer fails, and a user's file is never claimed or removed."""
     out = tmp_path / "run"
     with pytest.raises(RuntimeError, match="killed"):
         with outdir.RunFolder(out, command="train") as folder:
+            folder.record("model.pt")
             (out / "model.pt").write_bytes(b"epoch 1")
-            folder.record()
+            folder.record("packed", folder=True)
+            (out / "packed").mkdir()
+            (out / "packed" / "w.npy").write_bytes(b"w")
+            (out / ".model.pt.x1y2").write_bytes(b"half")  # an atomic write cut short by the kill
+            (out / ".packed.colcomb-new.abc").mkdir()  # a staged packed/ not yet swapped in
             with pytest.raises(ColcombError, match="another colcomb"):
                 with outdir.RunFolder(out, command="train", resume=True):
                     pass
             raise RuntimeError("killed")
-    with outdir.RunFolder(out, command="train", resume=True):  # resume: the checkpoint stays
-        assert (out / "model.pt").read_bytes() == b"epoch 1"
-    with outdir.RunFolder(out, command="train"):  # a new run: colcomb's old files go
-        assert not (out / "model.pt").exists()
-    (out / "notes.txt").write_text("mine")
+    with outdir.RunFolder(out, command="train", resume=True) as folder:  # resume: all kept, leftovers gone
+        assert (out / "model.pt").read_bytes() == b"epoch 1" and (out / "packed" / "w.npy").exists()
+        assert not (out / ".model.pt.x1y2").exists() and not (out / ".packed.colcomb-new.abc").exists()
+        (out / "notes.txt").write_text("mine")  # the user's file, mid-run: never claimed
+        folder.record("report.json")
     for resume in (False, True):
         with pytest.raises(ColcombError, match="colcomb did not write"):
             with outdir.RunFolder(out, command="train", resume=resume):
                 pass
-    assert (out / "notes.txt").read_text() == "mine"
+    assert (out / "notes.txt").read_text() == "mine" and (out / "model.pt").exists()
+    (out / "notes.txt").unlink()
+    with outdir.RunFolder(out, command="train"):  # a new run: colcomb's old files go
+        assert not (out / "model.pt").exists() and not (out / "packed").exists()

@@ -359,15 +359,30 @@ def run_training(cfg: TrainConfig | None, out: str | os.PathLike, log: Log = _lo
     _check_options(cfg)
     rt = setup(device)
     try:
+        data, model = _prepare(cfg)  # everything that can refuse the run, before OUT is touched
         if not rt.main:  # rank 0 owns the folder; the others only train
-            return _train(cfg, out, _quiet, rt, ck, lambda: None)
+            return _train(cfg, out, _quiet, rt, ck, data, model, None)
         inputs = [cfg.data_dir] if cfg.data_dir else []
         with RunFolder(out, command="train", inputs=inputs, resume=resume) as folder:
-            report = _train(cfg, out, log, rt, ck, folder.record)
+            if resume:  # the checkpoint as it is now that OUT is locked
+                ck = resume_config(out, cfg.data_dir)[1]
+            report = _train(cfg, out, log, rt, ck, data, model, folder)
         log(f"wrote {out / CHECKPOINT}, {out / PACKED} and {out / REPORT}")
         return report
     finally:
         rt.close()
+
+
+def _prepare(cfg: TrainConfig):
+    """The data and the model, with the combining options checked against the model."""
+    torch.manual_seed(cfg.seed)
+    data = load_data(cfg)
+    model = build_for(cfg, data)
+    if not cfg.dense:  # refuse bad combining options before spending time on training
+        from colcomb.train.prune import find_targets
+
+        joint_options(cfg).validate(find_targets(model, not cfg.include_first))
+    return data, model
 
 
 def _check_options(cfg: TrainConfig) -> None:
@@ -383,20 +398,17 @@ def _check_options(cfg: TrainConfig) -> None:
     PackOptions(bits=cfg.bits, data_bits=cfg.data_bits, acc_bits=cfg.acc_bits).validate()
 
 
-def _train(cfg: TrainConfig, out: Path, log: Log, rt, ck: dict | None, record) -> dict | None:
-    """The run itself; ``record()`` marks the files now in ``out`` as colcomb's (after each
-    checkpoint, so an interrupted run's folder can be resumed or replaced)."""
+def _train(cfg: TrainConfig, out: Path, log: Log, rt, ck: dict | None, data, model, folder) -> dict | None:
+    """The run itself; ``folder`` (a :class:`colcomb.core.outdir.RunFolder`, None on the ranks
+    that write nothing) is told each file before it is written."""
     from colcomb.core.atomic import write_text
     from colcomb.train.evaluate import evaluate_run
 
-    torch.manual_seed(cfg.seed)
-    t0 = time.perf_counter()
-    data = load_data(cfg)
-    model = build_for(cfg, data)
-    if not cfg.dense:  # refuse bad combining options before spending time on training
-        from colcomb.train.prune import find_targets
+    def claim(name: str, whole_folder: bool = False) -> None:
+        if folder is not None:
+            folder.record(name, folder=whole_folder)
 
-        joint_options(cfg).validate(find_targets(model, not cfg.include_first))
+    t0 = time.perf_counter()
     state = RunState()
     if ck is not None:
         state = RunState.from_checkpoint(ck)
@@ -416,8 +428,8 @@ def _train(cfg: TrainConfig, out: Path, log: Log, rt, ck: dict | None, record) -
 
     def save(st: RunState) -> None:
         if rt.main:
+            claim(CHECKPOINT)
             save_checkpoint(out / CHECKPOINT, model, data, cfg, state=st)
-            record()
 
     pretrain(model, data, cfg, log, rt, state, save)
     groups: dict = {}
@@ -430,12 +442,12 @@ def _train(cfg: TrainConfig, out: Path, log: Log, rt, ck: dict | None, record) -
     if not rt.main:
         return None
     model.to("cpu")
+    claim(CHECKPOINT)
     save_checkpoint(out / CHECKPOINT, model, data, cfg, state=state)
-    record()
+    claim(PACKED, whole_folder=True)
     _, _, path = export(model, data, cfg, groups, alphas, out)
-    record()
     log(f"trained, exported and packed {Path(path).parent.name}/ ({time.perf_counter() - t0:.1f} s)")
     report = evaluate_run(out, data=data, log=log)
+    claim(REPORT)
     write_text(out / REPORT, json.dumps(report, indent=1) + "\n")
-    record()
     return report

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from colcomb.packer.manifest import write_manifest
 from colcomb.packer.pack import PackOptions, pack_layer
 
 
@@ -27,3 +28,13 @@ def packed_layer(rng):
         return w, pack_layer(name, w, PackOptions(**opts), bias)
 
     return make
+
+
+@pytest.fixture
+def tiny_manifest(tmp_path):
+    """One 4x6 layer, 4-bit weights and data, 12-bit accumulators, alpha 2."""
+    rng = np.random.default_rng(5)
+    w = rng.standard_normal((4, 6)) * (rng.random((4, 6)) < 0.4)
+    layer = pack_layer("tiny", w, PackOptions(alpha=2, bits=4, data_bits=4, acc_bits=12),
+                       rng.standard_normal(4) * 0.1)
+    return write_manifest([layer], tmp_path / "m").parent

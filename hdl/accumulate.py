@@ -6,8 +6,8 @@ tagged with its index ``n`` and tile), two stages:
 
 - O: read the tile's descriptor (tile ROM) and the vector's running sums (accumulator memory);
 - P1: the total is this tile's sums (first column tile) or running + this tile's sums; on the
-  last column tile it leaves for the requantizer (with the descriptor's ``offset``, ``count`` and
-  ``layer``), otherwise it is written back to the accumulator memory.
+  last column tile it leaves for the requantizer (with the descriptor's ``wr_first``,
+  ``wr_count`` and ``layer``), otherwise it is written back to the accumulator memory.
 
 So :attr:`Accumulate.latency` = 2 cycles from a tag on ``tag`` to the result on ``result``.
 """
@@ -23,7 +23,7 @@ from colcomb.hdl.params import check_int, validated
 __all__ = ["Accumulate", "descriptor_read_signature", "result_layout", "sums_layout",
            "tag_layout"]
 
-DESCRIPTOR_FIELDS = ("first", "last", "rq", "offset", "count", "layer")
+DESCRIPTOR_FIELDS = ("first", "last", "rq", "wr_first", "wr_count", "layer")
 
 
 def tag_layout(batch: int, tiles: int) -> data.StructLayout:
@@ -35,11 +35,11 @@ def tag_layout(batch: int, tiles: int) -> data.StructLayout:
 
 def result_layout(batch: int, descriptor: data.StructLayout) -> data.StructLayout:
     """What travels with a finished vector's sums to the requantizer and the write-back:
-    ``valid``, ``final``, ``n``, and from the tile's descriptor the destination rows
-    (``offset``, ``count``) and the ``layer``."""
+    ``valid``, ``final``, ``n``, and from the tile's descriptor the lane memory words to write
+    (``wr_first``, ``wr_count``) and the ``layer``."""
     return data.StructLayout({
         "valid": 1, "final": 1, "n": Shape.cast(range(max(2, batch))),
-        "offset": descriptor["offset"].shape, "count": descriptor["count"].shape,
+        "wr_first": descriptor["wr_first"].shape, "wr_count": descriptor["wr_count"].shape,
         "layer": descriptor["layer"].shape,
     })
 
@@ -70,7 +70,7 @@ class Accumulate(wiring.Component):
         Tiles of the program (the width of the tag's tile field).
     descriptor : StructLayout
         The tile descriptor (:attr:`Program.tile_layout`); uses its ``first``, ``last``, ``rq``,
-        ``offset``, ``count`` and ``layer`` fields.
+        ``wr_first``, ``wr_count`` and ``layer`` fields.
 
     Members
     -------
@@ -150,7 +150,7 @@ class Accumulate(wiring.Component):
         out_total = Signal(layout, name="p2_sums")
         m.d.sync += [
             out.valid.eq(p1.valid & tile.last), out.final.eq(p1.final), out.n.eq(p1.n),
-            out.offset.eq(tile.offset), out.count.eq(tile.count), out.layer.eq(tile.layer),
+            out.wr_first.eq(tile.wr_first), out.wr_count.eq(tile.wr_count), out.layer.eq(tile.layer),
             out_total.eq(total),
         ]
         m.d.comb += [

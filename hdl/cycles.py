@@ -21,8 +21,8 @@ __all__ = ["BATCH_OVERHEAD", "FLUSH_PIPELINE_CYCLES", "WATCHDOG_FACTOR", "WATCHD
            "cycle_summary", "drain_cycles", "engine_cycles", "flush_cycles", "network_cycles",
            "prep_cycles", "stream_cycles", "tile_cycles", "watchdog_budget", "watchdog_cycles"]
 
-#: cycles the sequencer waits at the end of each layer beyond writing back the rows of the
-#: layer's last tile (one buffer row per cycle): accumulator, requantizer, transpose registers
+#: cycles the sequencer waits at the end of each layer beyond writing the lane memory words of
+#: the layer's last row tile (one per cycle): accumulator, requantizer, writes ROM
 FLUSH_PIPELINE_CYCLES = Sequencer.flush_cycles(0)
 #: cycles per batch in :class:`~colcomb.hdl.top.Top` besides one per input and output word
 BATCH_OVERHEAD = Top.batch_overhead
@@ -33,7 +33,7 @@ WATCHDOG_SLACK = 1000
 
 
 def prep_cycles(program: Program) -> int:
-    """Cycles of a tile's PREP (load the cells, fetch the lanes)."""
+    """Cycles of a tile's PREP (load the cells, fetch the first vector's lanes)."""
     return Sequencer.prep_cycles_for(program)
 
 
@@ -48,9 +48,10 @@ def tile_cycles(program: Program, vectors: int) -> int:
     return prep_cycles(program) + vectors * program.cycles_per_vector + drain_cycles(program)
 
 
-def flush_cycles(rows_written: int) -> int:
-    """Cycles of the end-of-layer wait after a last tile that writes ``rows_written`` rows."""
-    return Sequencer.flush_cycles(rows_written)
+def flush_cycles(words_written: int) -> int:
+    """Cycles of the end-of-layer wait after a last row tile that writes ``words_written`` lane
+    memory words per vector."""
+    return Sequencer.flush_cycles(words_written)
 
 
 def engine_cycles(program: Program, vectors: int, layer: int | None = None) -> int:
@@ -59,22 +60,24 @@ def engine_cycles(program: Program, vectors: int, layer: int | None = None) -> i
     if not 1 <= vectors <= program.batch:
         raise ColcombError(f"a batch holds 1..{program.batch} vectors, not {vectors}")
     tiles = [t for t in program.tiles if layer is None or t.layer == layer]
-    flush = sum(flush_cycles(t.count) for t in tiles if t.layer_end)
+    flush = sum(flush_cycles(t.wr_count) for t in tiles if t.layer_end)
     return len(tiles) * tile_cycles(program, vectors) + flush
 
 
 def network_cycles(program: Program, vectors: int) -> dict:
     """Cycles of :class:`colcomb.hdl.top.Top` for ``vectors`` vectors sent back to back in batches
-    of ``program.batch`` to a consumer that is always ready: per batch, one cycle per input word,
-    the engine, one cycle per output word and :data:`BATCH_OVERHEAD`."""
+    of ``program.batch`` to a consumer that is always ready: per batch, the input port's cycles
+    (one per lane slot an input word is written to, :attr:`Program.input_cycles`), the engine,
+    one cycle per output word and :data:`BATCH_OVERHEAD`."""
     engine_by_batch = [engine_cycles(program, b) for b in range(1, program.batch + 1)]
-    return stream_cycles(engine_by_batch, program.in_words, program.out_words, vectors)
+    return stream_cycles(engine_by_batch, program.input_cycles, program.out_words, vectors)
 
 
-def stream_cycles(engine_by_batch: Sequence[int], in_words: int, out_words: int,
+def stream_cycles(engine_by_batch: Sequence[int], in_cycles: int, out_words: int,
                   vectors: int) -> dict:
     """:func:`network_cycles` from a design's numbers (:func:`cycle_summary`):
-    ``engine_by_batch[b - 1]`` is the engine's cycles for a batch of ``b`` vectors."""
+    ``engine_by_batch[b - 1]`` is the engine's cycles for a batch of ``b`` vectors, ``in_cycles``
+    the input port's cycles per vector (``in_cycles_per_vector``)."""
     if vectors < 1:
         raise ColcombError(f"vectors must be at least 1, not {vectors}")
     batch = len(engine_by_batch)
@@ -83,7 +86,7 @@ def stream_cycles(engine_by_batch: Sequence[int], in_words: int, out_words: int,
     for start in range(0, vectors, batch):
         b = min(batch, vectors - start)
         engine += int(engine_by_batch[b - 1])
-        io += (in_words + out_words) * b + BATCH_OVERHEAD
+        io += (in_cycles + out_words) * b + BATCH_OVERHEAD
         batches += 1
     return {"engine": engine, "io": io, "total": engine + io, "batches": batches}
 
@@ -113,7 +116,8 @@ def cycle_summary(program: Program) -> dict:
         "cycles_per_tile": (f"{prep} prep + batch"
                             + (f" x {program.cycles_per_vector}" if program.cycles_per_vector > 1 else "")
                             + f" + {drain} drain"),
-        "flush_cycles": f"{FLUSH_PIPELINE_CYCLES} + rows written by the layer's last tile",
+        "flush_cycles": f"{FLUSH_PIPELINE_CYCLES} + words written per vector by the layer's last row tile",
         "batch_overhead_cycles": BATCH_OVERHEAD,
+        "in_cycles_per_vector": program.input_cycles,
         "engine_cycles": [engine_cycles(program, b) for b in range(1, program.batch + 1)],
     }

@@ -122,7 +122,7 @@ def generate_layers(
 
 # Program attributes holding ROM contents, written as OUT/<top>.<name>.hex for reference and
 # for tools that load $readmemh images; the Verilog carries the same words as memory initial values.
-ROM_IMAGES = ("cells", "lanes", "descriptors", "requant")
+ROM_IMAGES = ("cells", "descriptors", "requant", "writes", "input_map")
 
 
 def _hex_image(words: Sequence[int]) -> str:

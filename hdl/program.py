@@ -1,21 +1,24 @@
 """The tile program: a network of packed layers compiled for one R x C array.
 
 This is the Python half of the generator. It checks that the layers fit the hardware, cuts every
-layer into tiles and computes the contents of the four ROMs the sequencer reads:
+layer into tiles, lays the activations out in the lane memory (:mod:`colcomb.hdl.layout`) and
+computes the contents of the ROMs the sequencer reads:
 
 - ``cells``: one word per (tile, array row), the ``cols`` cell words of that row of the tile;
   a tile's ``rows`` words are stored bottom row first, because they are shifted into the array
   from row 0 (after ``rows`` shifts the first word sits in the last row).
-- ``lanes``: one word per tile, for each array column its ``alpha`` lane sources: the index of the
-  word of the activation vector that feeds the lane, or :attr:`Program.zero_lane` (zero).
-- ``tiles``: one word per tile, the descriptor of :data:`tile_layout` (accumulate or start fresh,
-  requantize and write, where the outputs go, layer boundaries).
+- ``tiles``: one word per tile, the descriptor of :attr:`Program.tile_layout` (accumulate or start
+  fresh, requantize and write, where its lanes are read and its outputs written, layer ends).
 - ``requant``: one word per row tile, bias, multiplier and shift of each of its ``rows`` rows
   (:attr:`Program.requant_layout`).
+- ``writes``: the lane memory words each row tile writes per vector (address of vector 0 and the
+  slot mask, :attr:`Program.write_layout`); a row tile's words are consecutive.
+- ``inputs``: for each input word (layer 0's input channel), the slots it is written to.
 
-Tiling: for each layer, each row block, each row tile of ``rows`` rows of that block, each column
-tile of ``cols`` packed columns of that block, in that order. A block without packed columns
-still gets one all-zero column tile, so its rows are written (as requantized bias).
+Tiling: for each layer, each row block, each row tile of that block (rows reordered so the
+outputs land in few lane memory words, :func:`colcomb.hdl.layout.pack_rows`), each column tile of
+``cols`` packed columns of that block, in that order. A block without packed columns still gets
+one all-zero column tile, so its rows are written (as requantized bias).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from amaranth.hdl import signed, unsigned
 from amaranth.lib import data
 
 from colcomb.core.errors import ColcombError
+from colcomb.hdl.layout import LaneGeometry, RowTile, Slot, pack_rows, place_lanes
 from colcomb.packer.golden import accumulator_bound
 from colcomb.packer.packed import (
     MULTIPLIER_BITS,
@@ -91,19 +95,39 @@ def pack_array(values: Sequence[int], width: int) -> int:
 
 @dataclass(frozen=True)
 class Tile:
-    """One weight load of the array: rows [row_start, row_start + count) of a layer, packed
-    columns [col_start, col_start + cols) of one block."""
+    """One weight load of the array: row tile ``channels`` (the output channel of each array row,
+    None for an idle row) of one row block, packed columns [col_start, col_start + cols) of that
+    block."""
 
     layer: int
     block: int
-    row_start: int
-    count: int
+    channels: tuple[int | None, ...]
     col_start: int
     first: bool  # first column tile of its row tile: the accumulator starts fresh
     last: bool  # last column tile: requantize and write the outputs
-    rq: int  # row-tile index into the requant ROM
-    layer_end: bool
-    net_end: bool
+    rq: int  # row-tile index into the requant ROM (and its writes)
+    base: int  # lane memory address of the tile's lanes for vector 0
+    wr_first: int  # index of the row tile's first word in the writes ROM
+    wr_count: int  # words the row tile writes per vector
+    layer_end: bool = False
+    net_end: bool = False
+
+    @property
+    def count(self) -> int:
+        """Rows that compute a channel."""
+        return sum(ch is not None for ch in self.channels)
+
+
+def default_parts(cell: str, lanes: int, data_bits: int) -> int:
+    """Lane memory words per vector: 1 on the bit-parallel array (a vector per cycle); on the
+    serial array the largest power of two below ``data_bits`` (the words are read while the
+    previous vector streams, one per cycle), but no more than there are lanes."""
+    if cell != "serial":
+        return 1
+    parts = 1
+    while parts * 2 < data_bits and parts * 2 <= lanes:
+        parts *= 2
+    return parts
 
 
 @dataclass
@@ -122,27 +146,45 @@ class Program:
     dsp_cells: int | None = None
     #: the array's cell kind, one of :data:`CELLS`
     cell: str = "parallel"
+    #: lane memory words per vector (a power of two; :func:`default_parts`)
+    parts: int = 1
     tiles: list[Tile] = field(default_factory=list)
     cells: list[int] = field(default_factory=list)
-    lanes: list[int] = field(default_factory=list)
     descriptors: list[int] = field(default_factory=list)
     requant: list[int] = field(default_factory=list)
+    writes: list[int] = field(default_factory=list)
+    #: per input word: the (address of vector 0, slot) words it is written to
+    input_slots: list[list[Slot]] = field(default_factory=list)
+    #: addresses each of the two regions of the lane memory takes
+    region_words: int = 0
 
     # -- derived sizes ------------------------------------------------------------------------
     @property
-    def buffer_rows(self) -> int:
-        """Rows of each activation buffer (one per word of an activation vector): the widest
-        layer input or output."""
-        return max([self.layers[0].cols] + [layer.rows for layer in self.layers])
+    def lane_count(self) -> int:
+        return self.cols * self.alpha
 
     @property
-    def zero_lane(self) -> int:
-        """Lane source index that means "unused lane, carries zero"."""
-        return self.buffer_rows
+    def geometry(self) -> LaneGeometry:
+        return LaneGeometry(self.lane_count, self.parts, self.batch)
 
     @property
-    def lane_bits(self) -> int:
-        return bits_for(self.zero_lane)
+    def lanes_per_part(self) -> int:
+        """Activation words per lane memory word."""
+        return self.geometry.lanes_per_part
+
+    @property
+    def memory_depth(self) -> int:
+        """Words of the lane memory: two regions (a layer reads one and writes the other)."""
+        return max(2, 2 * self.region_words)
+
+    @property
+    def address_bits(self) -> int:
+        return bits_for(self.memory_depth - 1)
+
+    @property
+    def output_region(self) -> int:
+        """First address of the network's output (identity layout, region ``layers % 2``)."""
+        return (len(self.layers) % 2) * self.region_words
 
     @property
     def in_words(self) -> int:
@@ -153,6 +195,17 @@ class Program:
         return self.layers[-1].rows
 
     @property
+    def input_cycles(self) -> int:
+        """Cycles the input port takes per vector: one per lane slot each word is written to
+        (at least one per word)."""
+        return sum(max(1, len(slots)) for slots in self.input_slots)
+
+    @property
+    def input_fanout(self) -> int:
+        """Most slots any input word is written to (one per row block of layer 0 reading it)."""
+        return max([1] + [len(s) for s in self.input_slots])
+
+    @property
     def tile_layout(self) -> data.StructLayout:
         return data.StructLayout(
             {
@@ -161,11 +214,40 @@ class Program:
                 "layer_end": 1,
                 "net_end": 1,
                 "rq": unsigned(bits_for(max(len(self.requant) - 1, 1))),
-                "offset": unsigned(bits_for(self.buffer_rows)),
-                "count": unsigned(bits_for(self.rows)),
+                "base": unsigned(self.address_bits),
+                "wr_first": unsigned(bits_for(max(len(self.writes) - 1, 1))),
+                "wr_count": unsigned(bits_for(self.max_writes)),
                 "layer": unsigned(bits_for(len(self.layers) - 1)),
             }
         )
+
+    @property
+    def write_layout(self) -> data.StructLayout:
+        """A writes ROM word: the lane memory address for vector 0 and the slot mask."""
+        return data.StructLayout({"address": unsigned(self.address_bits),
+                                  "mask": unsigned(self.lanes_per_part)})
+
+    @property
+    def input_layout(self) -> data.ArrayLayout:
+        """An input map word: for each of :attr:`input_fanout` slots ``valid``, the address for
+        vector 0 and the slot."""
+        return data.ArrayLayout(
+            data.StructLayout({"valid": 1, "address": unsigned(self.address_bits),
+                               "slot": unsigned(bits_for(self.lanes_per_part - 1))}),
+            self.input_fanout)
+
+    @property
+    def input_map(self) -> list[int]:
+        """The input map ROM: per input word, its slots packed in :attr:`input_layout`."""
+        elem = self.input_layout.elem_shape
+        return [pack_array([pack_struct(elem, {"valid": 1, "address": s.address, "slot": s.slot})
+                            for s in slots], elem.size)
+                for slots in self.input_slots]
+
+    @property
+    def max_writes(self) -> int:
+        """Lane memory words a row tile may write per vector: one per cycle of a vector."""
+        return self.cycles_per_vector
 
     @property
     def max_shift(self) -> int:
@@ -204,7 +286,8 @@ class Program:
                                                           else self.dsp_cells),
             "cell": self.cell,
             "cycles_per_vector": self.cycles_per_vector,
-            "buffer_rows": self.buffer_rows,
+            "lane_memory": {"words": self.memory_depth, "bits_per_word": self.lanes_per_part * self.data_bits,
+                            "parts": self.parts},
             "in_words": self.in_words,
             "out_words": self.out_words,
             "tiles": len(self.tiles),
@@ -216,6 +299,7 @@ class Program:
                     "alpha": layer.alpha,
                     "packed_columns": layer.packed_columns,
                     "tiles": sum(1 for t in self.tiles if t.layer == i),
+                    "row_tiles": sum(1 for t in self.tiles if t.layer == i and t.last),
                 }
                 for i, layer in enumerate(self.layers)
             ],
@@ -236,6 +320,7 @@ class Program:
         acc_bits: int | None = None,
         dsp_cells: int | None = None,
         cell: str = "parallel",
+        parts: int | None = None,
     ) -> Program:
         """Check ``layers`` against the array and compute the ROM images.
 
@@ -282,90 +367,137 @@ class Program:
                     f"largest input + |bias|), beyond the {layer.acc_bits}-bit accumulator's "
                     f"{hi}; widen acc_bits or use fewer weight/data bits"
                 )
+        alpha = max(layer.alpha for layer in layers)
+        lanes = int(cols) * alpha
+        if parts is None:
+            parts = default_parts(cell, lanes, db)
+        if (not isinstance(parts, (int, np.integer)) or isinstance(parts, bool) or parts < 1
+                or parts & (parts - 1)):
+            raise ColcombError(f"parts must be a power of two, not {parts!r}")
+        per_vector = db if cell == "serial" else 1
+        if parts > 1 and parts >= per_vector:
+            raise ColcombError(f"parts {parts} must be below the {per_vector} cycles a vector streams "
+                               f"(the words of the next vector are read meanwhile); use fewer parts")
+        if parts > lanes:
+            raise ColcombError(f"parts {parts} exceeds the array's {lanes} lanes; use fewer parts")
         prog = cls(
             layers=layers,
             rows=int(rows),
             cols=int(cols),
-            alpha=max(layer.alpha for layer in layers),
+            alpha=alpha,
             weight_bits=wb,
             data_bits=db,
             acc_bits=ab,
             batch=int(batch),
             dsp_cells=None if dsp_cells is None else min(int(dsp_cells), int(rows) * int(cols)),
             cell=cell,
+            parts=int(parts),
         )
         prog._build()
         return prog
 
+    # -- the layout and the ROM images --------------------------------------------------------
+    def _input_tiles(self, layer: PackedLayer) -> list[tuple[int, int, list[list[int]]]]:
+        """Layer ``layer``'s input tiles in program order: (block, first packed column, lane slot
+        of every member of each column) with the members spread over the slots
+        (:func:`place_lanes`)."""
+        C = self.cols
+        out = []
+        for bi, block in enumerate(layer.blocks):
+            g = block.packed_columns
+            for ct in range(max(1, -(-g // C))):
+                sizes = [len(block.groups[ct * C + c]) for c in range(max(0, min(C, g - ct * C)))]
+                out.append((bi, ct * C, place_lanes(sizes, self.alpha, self.lanes_per_part, self.rows)))
+        return out
+
+    def _needs(self, k: int, inputs: list) -> dict[int, list[Slot]]:
+        """Where each input channel of layer ``k`` (``len(layers)``: the network's output, in the
+        identity layout) must be written, as slots of vector 0."""
+        geo = self.geometry
+        region = (k % 2) * self.region_words
+        needs: dict[int, list[Slot]] = {}
+        if k == len(self.layers):
+            for w in range(self.out_words):
+                tile, lane = divmod(w, geo.lanes_per_part * geo.parts)
+                needs[w] = [Slot(*geo.address(region, tile, lane))]
+            return needs
+        layer = self.layers[k]
+        for j, (bi, col0, placement) in enumerate(inputs[k]):
+            groups = layer.blocks[bi].groups
+            for c, slots in enumerate(placement):
+                for member, lane in zip(groups[col0 + c], slots, strict=True):
+                    needs.setdefault(int(member), []).append(
+                        Slot(*geo.address(region, j, c * self.alpha + lane)))
+        return needs
+
     def _build(self) -> None:
-        R, C = self.rows, self.cols
-        cl = cell_layout(self.weight_bits, self.alpha)
-        cw = cl.size
-        rq_words: list[int] = []
+        R, C, A = self.rows, self.cols, self.alpha
+        geo = self.geometry
+        inputs = [self._input_tiles(layer) for layer in self.layers]
+        out_tiles = -(-self.out_words // (geo.lanes_per_part * geo.parts))
+        self.region_words = max([len(t) for t in inputs] + [out_tiles]) * geo.tile_words
+        self.input_slots = [self._needs(0, inputs).get(w, []) for w in range(self.in_words)]
+        cl = cell_layout(self.weight_bits, A)
         rl = self.requant_layout.elem_shape
         tiles: list[Tile] = []
+        row_tiles: list[tuple[int, RowTile]] = []
         for li, layer in enumerate(self.layers):
-            rq = layer.requant
+            needs = self._needs(li + 1, inputs)
+            region = (li % 2) * self.region_words
+            tile_index = {(bi, col0): j for j, (bi, col0, _) in enumerate(inputs[li])}
             for bi, block in enumerate(layer.blocks):
-                g = block.packed_columns
-                n_ct = max(1, -(-g // C))
-                for r0 in range(0, block.rows, R):
-                    count = min(R, block.rows - r0)
-                    start = block.row_start + r0
-                    rq_index = len(rq_words)
-                    rq_words.append(
-                        pack_array(
-                            [
-                                pack_struct(rl, {"bias": rq.bias[start + i],
-                                                 "mult": rq.multiplier[start + i],
-                                                 "shift": rq.shift[start + i]})
-                                for i in range(count)
-                            ],
-                            rl.size,
-                        )
-                    )
+                n_ct = max(1, -(-block.packed_columns // C))
+                for rt in pack_rows(needs, range(block.row_start, block.row_stop), R, self.max_writes):
+                    rq_index = len(row_tiles)
+                    wr_first = len(self.writes)
+                    row_tiles.append((li, rt))
+                    self.writes.extend(pack_struct_fields(self.address_bits, self.lanes_per_part, rt.writes))
                     for ct in range(n_ct):
-                        tiles.append(
-                            Tile(li, bi, start, count, ct * C, ct == 0, ct == n_ct - 1, rq_index,
-                                 False, False)
-                        )
-            tiles[-1] = replace(tiles[-1], layer_end=True, net_end=li == len(self.layers) - 1)
+                        j = tile_index[bi, ct * C]
+                        tiles.append(Tile(li, bi, rt.channels, ct * C, ct == 0, ct == n_ct - 1, rq_index,
+                                          region + j * geo.tile_words, wr_first, len(rt.writes)))
+            if tiles and tiles[-1].layer == li:
+                tiles[-1] = replace(tiles[-1], layer_end=True, net_end=li == len(self.layers) - 1)
         self.tiles = tiles
-        self.requant = rq_words
+        for li, rt in row_tiles:
+            rq = self.layers[li].requant
+            self.requant.append(pack_array(
+                [pack_struct(rl, {"bias": rq.bias[ch], "mult": rq.multiplier[ch], "shift": rq.shift[ch]})
+                 if ch is not None else 0 for ch in rt.channels] + [0] * (R - len(rt.channels)),
+                rl.size))
         tl = self.tile_layout
         for t in tiles:
             layer = self.layers[t.layer]
             block = layer.blocks[t.block]
-            r_lo = t.row_start - block.row_start
+            placement = inputs[t.layer][tile_index_of(inputs[t.layer], t.block, t.col_start)][2]
             w = np.zeros((R, C), np.int64)
             s = np.zeros((R, C), np.int64)
-            lanes = np.full((C, self.alpha), self.zero_lane, np.int64)
-            n_cols = max(0, min(C, block.packed_columns - t.col_start))
-            if n_cols:
-                w[: t.count, :n_cols] = block.weights[r_lo : r_lo + t.count,
-                                                      t.col_start : t.col_start + n_cols]
-                s[: t.count, :n_cols] = block.selects[r_lo : r_lo + t.count,
-                                                      t.col_start : t.col_start + n_cols]
+            n_cols = len(placement)
+            for r, ch in enumerate(t.channels):
+                if ch is None or not n_cols:
+                    continue
+                row = ch - block.row_start
+                w[r, :n_cols] = block.weights[row, t.col_start: t.col_start + n_cols]
+                sel = block.selects[row, t.col_start: t.col_start + n_cols]
                 for c in range(n_cols):
-                    group = block.groups[t.col_start + c]
-                    lanes[c, : len(group)] = group
-            if self.alpha == 1:
-                s[:] = 0
+                    # the member's lane slot; a zero weight multiplies any lane to zero
+                    s[r, c] = placement[c][int(sel[c])] if w[r, c] and A > 1 else 0
             for r in reversed(range(R)):  # bottom row first: it is shifted furthest
-                self.cells.append(pack_array(cell_words(w[r], s[r], self.weight_bits), cw))
-            self.lanes.append(pack_array(lanes.ravel(), self.lane_bits))
-            self.descriptors.append(
-                pack_struct(
-                    tl,
-                    {
-                        "first": t.first,
-                        "last": t.last,
-                        "layer_end": t.layer_end,
-                        "net_end": t.net_end,
-                        "rq": t.rq,
-                        "offset": t.row_start,
-                        "count": t.count,
-                        "layer": t.layer,
-                    },
-                )
-            )
+                self.cells.append(pack_array(cell_words(w[r], s[r], self.weight_bits), cl.size))
+            self.descriptors.append(pack_struct(tl, {
+                "first": t.first, "last": t.last, "layer_end": t.layer_end, "net_end": t.net_end,
+                "rq": t.rq, "base": t.base, "wr_first": t.wr_first, "wr_count": t.wr_count,
+                "layer": t.layer}))
+
+
+def tile_index_of(inputs: list, block: int, col_start: int) -> int:
+    """Index of input tile (``block``, ``col_start``) in a layer's :meth:`Program._input_tiles`."""
+    for j, (bi, col0, _) in enumerate(inputs):
+        if (bi, col0) == (block, col_start):
+            return j
+    raise KeyError((block, col_start))
+
+
+def pack_struct_fields(address_bits: int, mask_bits: int, words: Sequence[tuple[int, int]]) -> list[int]:
+    """Writes ROM words of ``(address, mask)`` pairs (address low, mask above it)."""
+    return [(int(addr) & ((1 << address_bits) - 1)) | (int(mask) << address_bits) for addr, mask in words]

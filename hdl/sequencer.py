@@ -1,29 +1,28 @@
 """The network engine: loads tiles from ROM, streams a batch through the array, accumulates,
-requantizes and keeps every layer's activations on chip.
+requantizes and keeps every layer's activations on chip, in block RAM.
 
-Activation buffers are *channel-major*: row ``i`` of a buffer holds word ``i`` (input channel /
-output row) of every vector of the batch, ``batch x data_bits`` bits. Two buffers alternate:
-layer ``k`` reads buffer ``k % 2`` and writes buffer ``1 - k % 2``.
+All activations live in one lane memory (:mod:`colcomb.hdl.layout`), laid out as the array reads
+them: a tile's lanes for one vector are ``parts`` consecutive words, and each layer writes its
+outputs straight into the next layer's lanes. Layer ``k`` reads region ``k % 2`` and writes the
+other. No register holds a batch: the flip-flops do not grow with ``batch``.
 
 Per tile (cycles, :mod:`colcomb.hdl.cycles`)::
 
     PREP   max(rows + Rom.latency,         load the cells, one array row per cycle from the cell
-           cols*alpha + LaneFetch.latency) ROM (rows 0..rows-1 arrive in cycles 1..rows), and
-                                           meanwhile fetch the cols*alpha lane channels (one
-                                           buffer row each) into the lane shift registers
+           Rom.latency + LaneFetch.lead)   ROM (rows 0..rows-1 arrive in cycles 1..rows); the
+                                           first vector's lanes are fetched in its last cycles
+    STREAM batch x cycles_per_vector       one vector per cycle into the array (serial: one bit
+                                           per cycle), the next one's lanes fetched meanwhile
                                            (:class:`~colcomb.hdl.lane_fetch.LaneFetch`)
-    STREAM batch x cycles_per_vector       one vector per cycle into the array (the shift
-                                           registers move one word per cycle; serial: one bit)
     DRAIN  SystolicArray.latency           until the last vector has left the array
 
 Behind the array (per vector): :class:`~colcomb.hdl.accumulate.Accumulate` (``O`` read the
 descriptor and running sum, ``P1`` add this column tile and keep the sum in the accumulator
 memory, or on the last column tile hand it on), the requantizer (``P2``, ``P3``), then
-:class:`~colcomb.hdl.write_back.WriteBack` (``P4`` store the outputs in the transpose registers,
-``rows`` x ``batch`` words; after the batch's last vector write the ``count`` valid rows into the
-destination buffer at rows ``offset ..``, one buffer row per cycle, overlapping the next tile's
-PREP). At a layer's end the sequencer waits (FLUSH) until that pipeline is empty:
-:meth:`Sequencer.flush_cycles` after the DRAIN.
+:class:`~colcomb.hdl.write_back.WriteBack` (read the row tile's words from the writes ROM, write
+them into the lane memory, one per cycle, overlapping the next tile's PREP). At a layer's end the
+sequencer waits (FLUSH) until that pipeline is empty: :meth:`Sequencer.flush_cycles` after the
+DRAIN.
 """
 
 from __future__ import annotations
@@ -34,7 +33,7 @@ from amaranth.lib.wiring import In, Out
 
 from colcomb.hdl.accumulate import Accumulate, result_layout, tag_layout
 from colcomb.hdl.array import SystolicArray, array_latency
-from colcomb.hdl.lane_fetch import BUFFER_READ_LATENCY, LaneFetch
+from colcomb.hdl.lane_fetch import MEMORY_READ_LATENCY, LaneFetch, memory_word_layout
 from colcomb.hdl.params import validated
 from colcomb.hdl.pipeline import delay
 from colcomb.hdl.program import Program, cell_layout
@@ -48,10 +47,11 @@ __all__ = ["Sequencer"]
 class Sequencer(wiring.Component):
     """Runs a compiled network (:class:`~colcomb.hdl.program.Program`) on one systolic array.
 
-    While idle, the input vectors are written into activation buffer 0 through the ``in_*``
-    port and, after a run, the outputs are read from the final buffer through ``out_*``. A pulse
-    on ``start`` runs every layer on the first ``batch`` vectors; ``done`` pulses when the outputs
-    are complete.
+    While idle, the input vectors are written into the lane memory through the ``in_*`` port
+    (each word into every lane slot layer 0 reads it from) and, after a run, the outputs are read
+    through ``out_*`` (the output region's identity layout, :attr:`Program.output_region`). A
+    pulse on ``start`` runs every layer on the first ``batch`` vectors; ``done`` pulses when the
+    outputs are complete.
 
     Parameters
     ----------
@@ -67,48 +67,53 @@ class Sequencer(wiring.Component):
     busy : ``Out(1)``
         A run is in progress (the ``in_*``/``out_*`` ports are ignored).
     done : ``Out(1)``
-        One-cycle pulse: the run finished, outputs are in the final buffer.
+        One-cycle pulse: the run finished, outputs are in the output region.
     in_en : ``In(1)``
-        Write ``in_data`` as word ``in_index`` of input vector ``in_addr``.
+        Take ``in_data`` as word ``in_index`` of input vector ``in_addr`` (while ``in_ready``).
+    in_ready : ``Out(1)``
+        Low while the previous word is still being written to its further slots (a word read by
+        several row blocks of layer 0); a run may start while it is high.
     in_addr : ``In(range(program.batch))``
     in_index : ``In(range(program.in_words))``
     in_data : ``In(signed(data_bits))``
-    out_index : ``In(range(program.buffer_rows))``
-        Output word (row of the final buffer) to read; it appears on ``out_data``
+    out_addr : ``In(unsigned(program.address_bits))``
+        Lane memory word to read; its slot ``out_slot`` appears on ``out_data``
         :attr:`read_latency` cycles later.
-    out_data : ``Out(ArrayLayout(signed(data_bits), program.batch))``
-        Word ``out_index`` of every vector of the batch.
+    out_slot : ``In(range(program.lanes_per_part))``
+    out_data : ``Out(signed(data_bits))``
     """
 
-    #: cycles from ``out_index`` to the word on ``out_data`` (the buffer's read port)
-    read_latency = BUFFER_READ_LATENCY
+    #: cycles from ``out_addr`` to the word on ``out_data`` (the lane memory's read port)
+    read_latency = MEMORY_READ_LATENCY
 
     @validated
     def __init__(self, *, program: Program):
         if not isinstance(program, Program):
             raise TypeError(f"program must be a Program (Program.compile(...)), not {program!r}")
         self.program = p = program
-        depth = max(2, p.batch)
         super().__init__({
             "start": In(1),
             "batch": In(range(p.batch + 1)),
             "busy": Out(1),
             "done": Out(1),
             "in_en": In(1),
-            "in_addr": In(range(depth)),
+            "in_ready": Out(1),
+            "in_addr": In(range(max(2, p.batch))),
             "in_index": In(range(max(2, p.in_words))),
             "in_data": In(signed(p.data_bits)),
-            "out_index": In(range(max(2, p.buffer_rows))),
-            "out_data": Out(data.ArrayLayout(signed(p.data_bits), p.batch)),
+            "out_addr": In(unsigned(p.address_bits)),
+            "out_slot": In(range(max(2, p.lanes_per_part))),
+            "out_data": Out(signed(p.data_bits)),
         })
 
     # -- the pipeline's timing, from its stages' latencies (the cycle model's source) ----------
     @staticmethod
     def prep_cycles_for(program: Program) -> int:
         """Cycles before a tile streams: the longer of loading the cells (one array row per
-        cycle, after the cell ROM's latency) and fetching the ``cols x alpha`` lane channels."""
+        cycle, after the cell ROM's latency) and reading the descriptor, then fetching the
+        first vector's lanes."""
         return max(program.rows + Rom.latency,
-                   program.cols * program.alpha + LaneFetch.latency)
+                   Rom.latency + LaneFetch.lead_for(program.cell == "serial", program.parts))
 
     @staticmethod
     def drain_cycles_for(program: Program) -> int:
@@ -117,12 +122,12 @@ class Sequencer(wiring.Component):
         return array_latency(program.rows, program.cols, program.cell)
 
     @staticmethod
-    def flush_cycles(rows_written: int) -> int:
-        """Cycles of the end-of-layer wait after the DRAIN, for a last tile that writes back
-        ``rows_written`` rows: the last vector's sums (out of the array when DRAIN ends) pass
-        the accumulator, the requantizer and the transpose registers, the rows are written one
-        per cycle, and the FSM moves on the cycle after."""
-        return Accumulate.latency + Requantizer.latency + WriteBack.latency + rows_written
+    def flush_cycles(words_written: int) -> int:
+        """Cycles of the end-of-layer wait after the DRAIN, for a last row tile that writes
+        ``words_written`` lane memory words per vector: the last vector's sums (out of the array
+        when DRAIN ends) pass the accumulator, the requantizer and the writes ROM, its words are
+        written one per cycle, and the FSM moves on the cycle after."""
+        return Accumulate.latency + Requantizer.latency + WriteBack.latency + words_written
 
     @staticmethod
     def requantizer_for(program: Program) -> Requantizer:
@@ -143,12 +148,13 @@ class Sequencer(wiring.Component):
         m = Module()
         p = self.program
         rows, batch_size, word_bits = p.rows, p.batch, p.data_bits
-        tiles = len(p.tiles)
+        lpp, tiles = p.lanes_per_part, len(p.tiles)
+        serial = p.cell == "serial"
+        per_vector = p.cycles_per_vector
 
         m.submodules.array = array = SystolicArray(
             rows=rows, cols=p.cols, alpha=p.alpha, weight_bits=p.weight_bits,
             data_bits=word_bits, acc_bits=p.acc_bits, dsp_cells=p.dsp_cells, cell=p.cell)
-        serial = p.cell == "serial"
         row_of_cells = data.ArrayLayout(cell_layout(p.weight_bits, p.alpha), p.cols)
         m.submodules.cell_rom = cell_rom = Rom(width=row_of_cells.size, init=p.cells,
                                                name="cells")
@@ -157,30 +163,30 @@ class Sequencer(wiring.Component):
                                                ports=2, name="tiles")
         m.submodules.rq_rom = rq_rom = Rom(width=p.requant_layout.size, init=p.requant,
                                            name="requant")
+        m.submodules.in_rom = in_rom = Rom(width=p.input_layout.size, init=p.input_map, name="inputs")
         m.submodules.requant = rq = self.requantizer_for(p)
         m.submodules.lane_fetch = lane_fetch = LaneFetch(
-            cols=p.cols, alpha=p.alpha, data_bits=word_bits, batch=batch_size,
-            buffer_rows=p.buffer_rows, sources=p.lanes, steps=self.prep_cycles, serial=serial)
+            cols=p.cols, alpha=p.alpha, data_bits=word_bits, batch=batch_size, parts=p.parts,
+            address_bits=p.address_bits, serial=serial)
         m.submodules.accumulate = accumulate = Accumulate(
             rows=rows, acc_bits=p.acc_bits, batch=batch_size, tiles=tiles,
             descriptor=descriptor_layout)
         m.submodules.write_back = write_back = WriteBack(
-            rows=rows, data_bits=word_bits, batch=batch_size, buffer_rows=p.buffer_rows,
+            rows=rows, data_bits=word_bits, lanes_per_part=lpp, parts=p.parts,
+            address_bits=p.address_bits, writes=p.writes,
             result=result_layout(batch_size, descriptor_layout))
 
-        # two activation buffers: one buffer row = a word of every vector
-        buffer_read, buffer_write = [], []
-        for b in range(2):
-            mem = memory.Memory(shape=unsigned(batch_size * word_bits),
-                                depth=max(2, p.buffer_rows), init=[])
-            m.submodules[f"act{b}"] = mem
-            buffer_read.append(mem.read_port())
-            buffer_write.append(mem.write_port(granularity=word_bits))
-        assert BUFFER_READ_LATENCY == 1  # what a synchronous read port gives
+        # the lane memory: every layer's activations, one word = lanes_per_part lanes
+        word = memory_word_layout(word_bits, lpp)
+        m.submodules.lane_memory = lane_memory = memory.Memory(
+            shape=unsigned(word.size), depth=p.memory_depth, init=[])
+        memory_read = lane_memory.read_port()
+        memory_write = lane_memory.write_port(granularity=word_bits)
+        assert MEMORY_READ_LATENCY == 1  # what a synchronous read port gives
 
         # -- sequencer state ----------------------------------------------------------------
-        tile = Signal(range(max(2, tiles)))
         cell_base = Signal(range(max(2, tiles * rows)))
+        tile = Signal(range(max(2, tiles)))
         step = Signal(range(max(2, self.prep_cycles)))
         vector = Signal(range(max(2, batch_size)))
         vectors = Signal(range(batch_size + 1))
@@ -252,24 +258,28 @@ class Sequencer(wiring.Component):
         loading = delay(m, prep & (step < rows), Rom.latency, "loading")
         m.d.comb += [array.load.eq(loading), array.w_in.eq(cell_rom.data0)]
 
-        # -- PREP and STREAM: lane fetch from the source buffer --------------------------------
-        source_parity = descriptor.layer[0]  # valid from PREP step 1
+        # -- lane fetch: vector 0 in PREP's last cycles, vector v + 1 while v streams ---------
+        lead = lane_fetch.lead
+        fetch_next = Signal()
+        if serial:
+            m.d.comb += fetch_next.eq(streaming & (bit == per_vector - lead) & (vector != vectors - 1))
+        else:
+            m.d.comb += fetch_next.eq(streaming & (vector != vectors - 1))
         m.d.comb += [
-            lane_fetch.control.tile.eq(tile),
-            lane_fetch.control.prep.eq(prep),
-            lane_fetch.control.step.eq(step),
-            lane_fetch.control.shift.eq(streaming),
-            lane_fetch.buffer.data.eq(
-                Mux(source_parity, buffer_read[1].data, buffer_read[0].data)),
+            lane_fetch.control.fetch.eq((prep & (step == self.prep_cycles - lead)) | fetch_next),
+            lane_fetch.control.n.eq(Mux(prep, 0, vector + 1)),
+            lane_fetch.control.base.eq(descriptor.base),  # valid from PREP step Rom.latency
+            lane_fetch.control.bit.eq(bit),
+            lane_fetch.memory.data.eq(memory_read.data),
             array.lanes_in.eq(lane_fetch.lanes),
         ]
-        for b in range(2):
-            m.d.comb += [
-                buffer_read[b].addr.eq(Mux(self.busy, lane_fetch.buffer.addr, self.out_index)),
-                buffer_read[b].en.eq(1),
-            ]
-        final_buffer = len(p.layers) % 2
-        m.d.comb += self.out_data.eq(buffer_read[final_buffer].data)
+        out_slot = Signal.like(self.out_slot)
+        m.d.sync += out_slot.eq(self.out_slot)
+        m.d.comb += [
+            memory_read.addr.eq(Mux(self.busy, lane_fetch.memory.addr, self.out_addr)),
+            memory_read.en.eq(Mux(self.busy, lane_fetch.memory.en, 1)),
+            self.out_data.eq(word(memory_read.data)[out_slot]),
+        ]
 
         # -- the tag that travels with each vector through the array -------------------------
         tag_shape = tag_layout(batch_size, tiles)
@@ -305,26 +315,46 @@ class Sequencer(wiring.Component):
         p4 = delay(m, p3, 1, "p4")
         assert rq.latency == 2
 
-        # -- P4: transpose registers, then write back one buffer row per cycle ---------------
+        # -- P4: write the outputs into the next layer's lanes ---------------------------------
         m.d.comb += [write_back.result.eq(p4), write_back.values.eq(rq.out)]
-        in_vector_mask = Signal(batch_size)
-        m.d.comb += in_vector_mask.eq(Const(1, batch_size) << self.in_addr)
-        writing = write_back.buffer
-        for b in range(2):
-            with m.If(self.busy):
-                m.d.comb += [
-                    buffer_write[b].addr.eq(writing.addr),
-                    buffer_write[b].data.eq(writing.data),
-                    buffer_write[b].en.eq(
-                        Mux(writing.en & (writing.target == b), (1 << batch_size) - 1, 0)),
-                ]
-            if b == 0:
-                with m.Elif(self.in_en):
-                    m.d.comb += [
-                        buffer_write[b].addr.eq(self.in_index),
-                        buffer_write[b].data.eq(Cat(*([self.in_data] * batch_size))),
-                        buffer_write[b].en.eq(in_vector_mask),
-                    ]
+
+        # -- the input port: each word into every slot layer 0 reads it from ------------------
+        entries = p.input_layout(in_rom.data0)
+        in_vector = Signal.like(self.in_addr)
+        in_word = Signal.like(self.in_data)
+        have = Signal()  # a word taken last cycle (or still being written): its ROM entry is out
+        entry = Signal(range(max(2, p.input_fanout)))
+        current = entries[entry]
+        last_entry = Signal()
+        if p.input_fanout > 1:
+            m.d.comb += last_entry.eq((entry == p.input_fanout - 1)
+                                      | ~entries.as_value().bit_select(
+                                          (entry + 1) * p.input_layout.elem_shape.size, 1))
+        else:
+            m.d.comb += last_entry.eq(1)
+        m.d.comb += self.in_ready.eq(~have | last_entry)
+        take = self.in_en & self.in_ready & ~self.busy
+        m.d.comb += [in_rom.addr0.eq(self.in_index), in_rom.en0.eq(take)]
+        with m.If(take):
+            m.d.sync += [have.eq(1), entry.eq(0), in_vector.eq(self.in_addr), in_word.eq(self.in_data)]
+        with m.Elif(have & ~last_entry):
+            m.d.sync += entry.eq(entry + 1)
+        with m.Else():
+            m.d.sync += have.eq(0)
+        shift = (p.parts - 1).bit_length()
+        writing = write_back.memory
+        with m.If(self.busy):
+            m.d.comb += [
+                memory_write.addr.eq(writing.addr),
+                memory_write.data.eq(writing.data),
+                memory_write.en.eq(writing.mask),
+            ]
+        with m.Else():
+            m.d.comb += [
+                memory_write.addr.eq(current.address + (in_vector << shift)),
+                memory_write.data.eq(Cat(*([in_word] * lpp))),
+                memory_write.en.eq(Mux(have & current.valid, Const(1, lpp) << current.slot, 0)),
+            ]
         m.d.comb += pipeline_busy.eq(
             Cat(*in_array, accumulate.busy, p2.valid, p3.valid, p4.valid,
                 write_back.busy).any())

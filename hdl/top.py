@@ -8,12 +8,14 @@ comes first (``last`` inside a vector ends the batch there; that vector's missin
 undefined). Output: the last layer's ``rows`` words of each vector in order, ``last`` on the final
 word of the batch. ``i.ready`` is low from the end of a batch's input until its last output word
 has been accepted: a batch is received, computed, then sent. Input words are taken and output
-words leave at one per cycle (after one cycle to address the first output word).
+words leave at one per cycle (after one cycle to address the first output word); an input word
+that layer 0's row blocks read from several lane slots holds ``i.ready`` low while it is written
+to the further ones.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Module, Mux, Signal
+from amaranth.hdl import Module, Mux, Signal, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -69,21 +71,28 @@ class Top(wiring.Component):
         j = Signal(range(max(2, p.in_words, p.out_words)))
         nbatch = Signal(range(p.batch + 1))
         m.d.comb += self.busy.eq(eng.busy)
-        batch_word = Array(eng.out_data[v] for v in range(p.batch))
-        # the engine's read port has one cycle of latency: while a word is offered, address
-        # the word that follows it when this one is taken
+
+        # where output word j of vector n lives (identity layout of the output region): slot,
+        # part and tile counters beside j, so the address needs no division
+        geo = p.geometry
+        slot = Signal(range(max(2, geo.lanes_per_part)))
+        part = Signal(range(max(2, geo.parts)))
+        tile_offset = Signal(unsigned(p.address_bits + 1))
+        vector_base = Signal(unsigned(p.address_bits + 1))
+        n_slot, n_part = Signal.like(slot), Signal.like(part)
+        n_tile_offset, n_vector_base = Signal.like(tile_offset), Signal.like(vector_base)
         j_next = Signal.like(j)
 
         with m.FSM():
             with m.State("RECV"):
                 m.d.comb += [
-                    self.i.ready.eq(1),
+                    self.i.ready.eq(eng.in_ready),
                     eng.in_en.eq(self.i.valid),
                     eng.in_addr.eq(n),
                     eng.in_index.eq(j),
                     eng.in_data.eq(self.i.payload.data),
                 ]
-                with m.If(self.i.valid):
+                with m.If(self.i.valid & eng.in_ready):
                     vec_end = j == p.in_words - 1
                     with m.If(self.i.payload.last | (vec_end & (n == p.batch - 1))):
                         m.d.sync += [nbatch.eq(n + 1), n.eq(0), j.eq(0)]
@@ -92,30 +101,54 @@ class Top(wiring.Component):
                         m.d.sync += [n.eq(n + 1), j.eq(0)]
                     with m.Else():
                         m.d.sync += j.eq(j + 1)
-            with m.State("START"):
-                m.d.comb += [eng.start.eq(1), eng.batch.eq(nbatch)]
-                m.next = "RUN"
+            with m.State("START"):  # once the last word is in all its slots
+                with m.If(eng.in_ready):
+                    m.d.comb += [eng.start.eq(1), eng.batch.eq(nbatch)]
+                    m.next = "RUN"
             with m.State("RUN"):
                 with m.If(eng.done):
+                    m.d.sync += [slot.eq(0), part.eq(0), tile_offset.eq(0),
+                                 vector_base.eq(p.output_region)]
                     m.next = "READ"
             with m.State("READ"):  # one state: Sequencer.read_latency == 1
-                m.d.comb += eng.out_index.eq(0)
+                m.d.comb += [eng.out_addr.eq(vector_base), eng.out_slot.eq(0)]
                 m.next = "SEND"
             with m.State("SEND"):
                 vec_end = j == p.out_words - 1
                 batch_end = vec_end & (n == nbatch - 1)
                 m.d.comb += [
                     self.o.valid.eq(1),
-                    self.o.payload.data.eq(batch_word[n]),
+                    self.o.payload.data.eq(eng.out_data),
                     self.o.payload.last.eq(batch_end),
                     j_next.eq(Mux(vec_end, 0, j + 1)),
-                    eng.out_index.eq(Mux(self.o.ready, j_next, j)),
                 ]
+                # the position of the word after this one
+                m.d.comb += [n_slot.eq(slot + 1), n_part.eq(part), n_tile_offset.eq(tile_offset),
+                             n_vector_base.eq(vector_base)]
+                with m.If(vec_end):
+                    m.d.comb += [n_slot.eq(0), n_part.eq(0), n_tile_offset.eq(0),
+                                 n_vector_base.eq(vector_base + geo.parts)]
+                with m.Elif(slot == geo.lanes_per_part - 1):
+                    m.d.comb += n_slot.eq(0)
+                    if geo.parts > 1:
+                        m.d.comb += n_part.eq(part + 1)
+                        with m.If(part == geo.parts - 1):
+                            m.d.comb += [n_part.eq(0), n_tile_offset.eq(tile_offset + geo.tile_words)]
+                    else:
+                        m.d.comb += n_tile_offset.eq(tile_offset + geo.tile_words)
+                # the engine's read port has one cycle of latency: while a word is offered,
+                # address the word that follows it when this one is taken
                 with m.If(self.o.ready):
-                    m.d.sync += j.eq(j_next)
+                    m.d.comb += [eng.out_addr.eq(n_vector_base + n_tile_offset + n_part),
+                                 eng.out_slot.eq(n_slot)]
+                    m.d.sync += [j.eq(j_next), slot.eq(n_slot), part.eq(n_part),
+                                 tile_offset.eq(n_tile_offset), vector_base.eq(n_vector_base)]
                     with m.If(batch_end):
                         m.d.sync += n.eq(0)
                         m.next = "RECV"
                     with m.Elif(vec_end):
                         m.d.sync += n.eq(n + 1)
+                with m.Else():
+                    m.d.comb += [eng.out_addr.eq(vector_base + tile_offset + part),
+                                 eng.out_slot.eq(slot)]
         return m

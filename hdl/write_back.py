@@ -1,40 +1,42 @@
-"""Write-back: gather a row tile's outputs per vector, then write them into the destination
-activation buffer one buffer row per cycle.
+"""Write-back: store each requantized vector straight into the next layer's lanes.
 
-Each requantized vector arrives as ``rows`` words (one per output row); the transpose registers
-keep them as ``rows`` buffer rows of ``batch`` words (register ``r`` holds output row ``r`` of
-every vector). When the batch's final vector has arrived, the ``count`` valid rows are written to
-the destination buffer at rows ``offset ..``, one per cycle, shifting the registers towards row 0.
-Storing a vector takes :attr:`WriteBack.latency` = 1 cycle; the writes follow it.
+A row tile's outputs go to a few lane memory words per vector (:mod:`colcomb.hdl.layout`): the
+writes ROM lists them (address for vector 0 and slot mask) from the row tile's ``wr_first``, and
+every written word repeats the ``rows`` outputs across its slots (slot ``s`` gets output
+``s % rows``), so no crossbar and no transpose registers are needed. Word ``k`` of a vector that
+arrives in cycle ``t`` is written in cycle ``t + WriteBack.latency + k``; the program keeps a row
+tile's words within the cycles a vector streams.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal, signed
+from collections.abc import Sequence
+
+from amaranth.hdl import Cat, Module, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from colcomb.hdl.lane_fetch import buffer_row_layout
+from colcomb.hdl.lane_fetch import memory_word_layout
 from colcomb.hdl.params import check_int, validated
+from colcomb.hdl.rom import Rom
 
-__all__ = ["WriteBack", "buffer_write_signature"]
+__all__ = ["WriteBack", "memory_write_signature"]
 
-RESULT_FIELDS = ("valid", "final", "n", "offset", "count", "layer")
+RESULT_FIELDS = ("valid", "n", "wr_first", "wr_count")
 
 
-def buffer_write_signature(buffer_rows: int, data_bits: int, batch: int) -> wiring.Signature:
-    """The write-back's request to the activation buffers, seen from the writer: write ``data``
-    (a whole buffer row) at ``addr`` of buffer ``target`` while ``en``."""
+def memory_write_signature(address_bits: int, data_bits: int, lanes_per_part: int) -> wiring.Signature:
+    """A write request to the lane memory, seen from the writer: write the slots of ``data``
+    selected by ``mask`` at ``addr``."""
     return wiring.Signature({
-        "en": Out(1),
-        "target": Out(1),
-        "addr": Out(range(max(2, buffer_rows))),
-        "data": Out(buffer_row_layout(data_bits, batch)),
+        "addr": Out(unsigned(address_bits)),
+        "mask": Out(lanes_per_part),
+        "data": Out(memory_word_layout(data_bits, lanes_per_part)),
     })
 
 
 class WriteBack(wiring.Component):
-    """The transpose registers and the write-back counter.
+    """The writes ROM and the lane memory writer.
 
     Parameters
     ----------
@@ -42,71 +44,80 @@ class WriteBack(wiring.Component):
         Output words per vector of a row tile (the array's rows).
     data_bits : int
         Bits of an activation word.
-    batch : int
-        Vectors per batch (words per buffer row).
-    buffer_rows : int
-        Rows of an activation buffer.
+    lanes_per_part, parts : int
+        The lane memory's slots per word and words per vector (a power of two).
+    address_bits : int
+        Width of a lane memory address.
+    writes : sequence of int
+        The writes ROM (:attr:`Program.writes`): address in the low ``address_bits``, the slot
+        mask above.
     result : StructLayout
         The layout of ``result`` (:func:`colcomb.hdl.accumulate.result_layout`): ``valid``,
-        ``final``, ``n``, ``offset``, ``count`` and ``layer`` (its parity picks the source
-        buffer; the outputs go to the other one).
+        ``n``, ``wr_first`` and ``wr_count``.
 
     Members
     -------
     result : ``In(result)``
         Vector ``n``'s outputs are on ``values`` (when ``valid``).
     values : ``In(ArrayLayout(signed(data_bits), rows))``
-    buffer : ``Out(buffer_write_signature(buffer_rows, data_bits, batch))``
+    memory : ``Out(memory_write_signature(address_bits, data_bits, lanes_per_part))``
     busy : ``Out(1)``
-        Rows are being written (for the sequencer's end-of-layer wait).
+        Words are being written (for the sequencer's end-of-layer wait).
     """
 
-    #: cycles from a vector on ``values`` to it being held in the transpose registers
-    latency = 1
+    #: cycles from a vector on ``values`` to its first word's write (the writes ROM read)
+    latency = Rom.latency
 
     @validated
-    def __init__(self, *, rows: int, data_bits: int, batch: int, buffer_rows: int,
-                 result: data.StructLayout):
+    def __init__(self, *, rows: int, data_bits: int, lanes_per_part: int, parts: int,
+                 address_bits: int, writes: Sequence[int], result: data.StructLayout):
         self.rows = check_int("rows", rows)
         self.data_bits = check_int("data_bits", data_bits, 2)
-        self.batch = check_int("batch", batch)
-        self.buffer_rows = check_int("buffer_rows", buffer_rows)
+        self.lanes_per_part = check_int("lanes_per_part", lanes_per_part)
+        self.parts = check_int("parts", parts)
+        if parts & (parts - 1):
+            raise ValueError(f"parts must be a power of two, not {parts!r}")
+        self.address_bits = check_int("address_bits", address_bits)
+        self.writes = [int(w) for w in writes] or [0]
         if not isinstance(result, data.StructLayout):
             raise TypeError(f"result must be a StructLayout, not {result!r}")
         missing = [f for f in RESULT_FIELDS if f not in result.members]
         if missing:
             raise ValueError(f"result {result!r} lacks the fields {missing}")
+        self.result_layout = result
         super().__init__({
             "result": In(result),
             "values": In(data.ArrayLayout(signed(data_bits), rows)),
-            "buffer": Out(buffer_write_signature(buffer_rows, data_bits, batch)),
+            "memory": Out(memory_write_signature(address_bits, data_bits, lanes_per_part)),
             "busy": Out(1),
         })
 
     def elaborate(self, platform):
         m = Module()
-        rows = self.rows
-        arrived = self.result
-        transpose = [Signal(buffer_row_layout(self.data_bits, self.batch), name=f"outbuf_{r}")
-                     for r in range(rows)]
-        rows_left = Signal(range(rows + 1))
-        row = Signal(range(max(2, self.buffer_rows)))
-        target = Signal()
-        with m.If(rows_left != 0):
-            m.d.sync += [rows_left.eq(rows_left - 1), row.eq(row + 1)]
-            for r in range(rows):
-                m.d.sync += transpose[r].eq(transpose[r + 1] if r + 1 < rows else 0)
-        with m.Elif(arrived.valid):
-            for r in range(rows):
-                m.d.sync += transpose[r][arrived.n].eq(self.values[r])
-            with m.If(arrived.final):
-                m.d.sync += [rows_left.eq(arrived.count), row.eq(arrived.offset),
-                             target.eq(~arrived.layer[0])]
+        lpp, arrived = self.lanes_per_part, self.result
+        word = data.StructLayout({"address": unsigned(self.address_bits), "mask": unsigned(lpp)})
+        m.submodules.rom = rom = Rom(width=word.size, init=self.writes, name="writes")
+        entry = word(rom.data0)
+        held = Signal(data.ArrayLayout(signed(self.data_bits), self.rows))
+        n = Signal(self.result_layout["n"].shape)
+        next_word = Signal(self.result_layout["wr_first"].shape)
+        left = Signal(self.result_layout["wr_count"].shape)
+        pending = Signal()  # a word read from the ROM last cycle is written this cycle
+        with m.If(arrived.valid):
+            m.d.comb += [rom.addr0.eq(arrived.wr_first), rom.en0.eq(1)]
+            m.d.sync += [held.eq(self.values), n.eq(arrived.n), next_word.eq(arrived.wr_first + 1),
+                         left.eq(arrived.wr_count - (arrived.wr_count != 0)),
+                         pending.eq(arrived.wr_count != 0)]
+        with m.Elif(left != 0):
+            m.d.comb += [rom.addr0.eq(next_word), rom.en0.eq(1)]
+            m.d.sync += [next_word.eq(next_word + 1), left.eq(left - 1), pending.eq(1)]
+        with m.Else():
+            m.d.sync += pending.eq(0)
+        shift = (self.parts - 1).bit_length()
         m.d.comb += [
-            self.buffer.en.eq(rows_left != 0),
-            self.buffer.target.eq(target),
-            self.buffer.addr.eq(row),
-            self.buffer.data.eq(transpose[0]),
-            self.busy.eq(rows_left != 0),
+            self.memory.addr.eq(entry.address + (n << shift)),
+            self.memory.mask.eq(entry.mask & pending.replicate(lpp)),
+            self.memory.data.eq(Cat(*(held[s % self.rows] for s in range(lpp)))),
+            self.busy.eq(pending | (left != 0)),
         ]
         return m

@@ -216,7 +216,7 @@ def watchdog(design: dict, vectors: int, *, idle: float = 0.0, stall: float = 0.
     """The bench's cycle budget: :func:`colcomb.hdl.cycles.watchdog_budget` of the cycle model's
     prediction (from the design JSON's ``engine_cycles``), stretched by the expected slowdown of
     an input that idles or an output that stalls with the given probability."""
-    model = stream_cycles(design["engine_cycles"], design["in_words"], design["out_words"],
+    model = stream_cycles(design["engine_cycles"], design["in_cycles_per_vector"], design["out_words"],
                           vectors)
     slowdown = 1.0 / max(0.05, 1.0 - max(idle, stall))
     return watchdog_budget(model["total"], slowdown=slowdown)

@@ -60,11 +60,19 @@ def test_program_tiles_follow_blocks_and_array():
     rng = np.random.default_rng(3)
     layer = random_layer(rng, 11, 30, 4, gamma=0.2, block_rows=7)
     prog = Program.compile([layer], rows=3, cols=2, batch=4)
-    expect = sum(-(-b.rows // 3) * max(1, -(-b.packed_columns // 2)) for b in layer.blocks)
-    assert len(prog.tiles) == expect == len(prog.descriptors) == len(prog.lanes)
-    assert len(prog.cells) == 3 * expect
+    # every row tile of a block runs once per column tile of that block
+    row_tiles = [t for t in prog.tiles if t.last]
+    col_tiles = [max(1, -(-b.packed_columns // 2)) for b in layer.blocks]
+    assert len(prog.tiles) == sum(col_tiles[t.block] for t in row_tiles) == len(prog.descriptors)
+    assert all(-(-b.rows // 3) <= sum(t.block == i for t in row_tiles) for i, b in enumerate(layer.blocks))
+    assert len(prog.cells) == 3 * len(prog.tiles)
     assert prog.tiles[-1].net_end and prog.tiles[-1].layer_end
-    assert sum(t.count for t in prog.tiles if t.last) == 11
+    # each output is computed once, by a row tile of its own row block
+    computed = sorted(ch for t in row_tiles for ch in t.channels if ch is not None)
+    assert computed == list(range(11))
+    for t in row_tiles:
+        block = layer.blocks[t.block]
+        assert all(block.row_start <= ch < block.row_stop for ch in t.channels if ch is not None)
 
 
 def test_accumulator_overflow_is_refused(tmp_path):
@@ -108,7 +116,7 @@ def test_every_alpha_lints_clean(alpha, tmp_path):
 def test_rom_images_hold_the_program_words(manifest_dir, tmp_path):
     design = generate(manifest_dir, 4, 3, tmp_path / "rtl", batch=4, lint=False)
     names = sorted(p.name for p in design.roms)
-    assert names == sorted(f"colcomb_top.{n}.hex" for n in ("cells", "lanes", "descriptors", "requant"))
+    assert names == sorted(f"colcomb_top.{n}.hex" for n in ("cells", "descriptors", "requant", "writes", "input_map"))
     for path in design.roms:
         words = getattr(design.program, path.name.split(".")[1])
         parsed = [int(line, 16) for line in path.read_text().splitlines()]  # words exceed 64 bits

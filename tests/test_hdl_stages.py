@@ -1,84 +1,102 @@
 """The sequencer's stages on their own, in the Amaranth simulator with small parameters: lane
-fetch, accumulate and write-back, each against a plain-Python model of what it must do, with the
-latencies the cycle model counts."""
+fetch (against a model of the lane memory's read port), accumulate and write-back, each against a
+plain-Python model of what it must do, with the latencies the cycle model counts."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from amaranth.hdl import Module, Signal
 from amaranth.lib import data
 from amaranth.sim import Simulator
 
 from colcomb.hdl.accumulate import Accumulate, result_layout
-from colcomb.hdl.lane_fetch import BUFFER_READ_LATENCY, LaneFetch
-from colcomb.hdl.program import bits_for, pack_array
+from colcomb.hdl.lane_fetch import LaneFetch
 from colcomb.hdl.write_back import WriteBack
 
 
 def _run(dut, bench):
-    sim = Simulator(dut)
+    m = Module()  # a sync domain even for a combinational stage (the parallel lane fetch)
+    m.submodules.dut = dut
+    tick = Signal()
+    m.d.sync += tick.eq(~tick)
+    sim = Simulator(m)
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
 
 
-def test_lane_fetch_loads_each_lane_and_shifts_one_vector_per_cycle():
-    cols, alpha, bits, batch, buffer_rows = 2, 2, 4, 3, 5
-    rng = np.random.default_rng(1)
-    buffer = rng.integers(-8, 8, (buffer_rows, batch))
-    tiles = [[4, 0, 5, 2], [1, 1, 3, 5]]  # lane c*alpha+l sources; 5 = the zero lane
-    sources = [pack_array(t, bits_for(buffer_rows)) for t in tiles]
-    steps = cols * alpha + LaneFetch.latency
-    dut = LaneFetch(cols=cols, alpha=alpha, data_bits=bits, batch=batch,
-                    buffer_rows=buffer_rows, sources=sources, steps=steps)
+def _memory_port(ctx, port, memory, held):
+    """One cycle of the lane memory's synchronous read port: the word addressed while ``en`` was
+    high arrives on ``data`` the next cycle and stays while ``en`` is low."""
+    if ctx.get(port.en):
+        held[0] = memory[ctx.get(port.addr)]
+    return held[0]
+
+
+@pytest.mark.parametrize(("serial", "parts"), [(False, 1), (True, 1), (True, 2), (True, 4)])
+def test_lane_fetch_reads_each_vector_lanes_from_the_memory(serial, parts):
+    cols, alpha, bits, batch = 3, 2, 5, 3
+    lpp = -(-cols * alpha // parts)
+    rng = np.random.default_rng(parts)
+    depth = 40
+    memory = rng.integers(-16, 16, (depth, lpp)).tolist()
+    dut = LaneFetch(cols=cols, alpha=alpha, data_bits=bits, batch=batch, parts=parts,
+                    address_bits=6, serial=serial)
+    per_vector = bits if serial else 1
     seen = []
 
+    def lane_word(base, n, i):
+        return memory[base + n * parts + i // lpp][i % lpp]
+
     async def bench(ctx):
-        ctl = dut.control
-        for tile, lane_sources in enumerate(tiles):
-            ctx.set(ctl.tile, tile)
-            ctx.set(ctl.prep, 1)
-            for step in range(steps):
-                ctx.set(ctl.step, step)
-                addr = ctx.get(dut.buffer.addr)
+        ctl, held = dut.control, [[0] * lpp]
+        for base in (4, 4 + batch * parts):  # two tiles
+            ctx.set(ctl.base, base)
+            # fetch vector n lead cycles before its first cycle; vectors follow back to back
+            start = dut.lead
+            for cycle in range(start + batch * per_vector):
+                n_in, bit = divmod(cycle - start, per_vector)
+                fetch_n = next((n for n in range(batch) if cycle == start + n * per_vector - dut.lead), None)
+                ctx.set(ctl.fetch, fetch_n is not None)
+                ctx.set(ctl.n, fetch_n or 0)
+                ctx.set(ctl.bit, max(bit, 0))
+                if cycle >= start:
+                    got = [[ctx.get(dut.lanes[c][lane]) for lane in range(alpha)] for c in range(cols)]
+                    want = [[lane_word(base, n_in, c * alpha + lane) for lane in range(alpha)]
+                            for c in range(cols)]
+                    if serial:
+                        want = [[(w >> bit) & 1 for w in col] for col in want]
+                    seen.append((got, want))
+                addr, en = ctx.get(dut.memory.addr), ctx.get(dut.memory.en)
                 await ctx.tick()
-                assert BUFFER_READ_LATENCY == 1
-                # past the buffer's rows (the zero lane) the memory returns anything
-                row = buffer[addr] if addr < buffer_rows else np.full(batch, 7)
-                ctx.set(dut.buffer.data, [int(v) for v in row])  # the row, one cycle later
-            ctx.set(ctl.prep, 0)
-            ctx.set(ctl.shift, 1)
-            for vector in range(batch):
-                got = [[ctx.get(dut.lanes[c][lane]) for lane in range(alpha)] for c in range(cols)]
-                want = [[0 if lane_sources[c * alpha + lane] == buffer_rows
-                         else int(buffer[lane_sources[c * alpha + lane], vector])
-                         for lane in range(alpha)] for c in range(cols)]
-                seen.append((got, want))
-                await ctx.tick()
-            ctx.set(ctl.shift, 0)
+                if en:
+                    held[0] = memory[addr]
+                ctx.set(dut.memory.data, held[0])
 
     _run(dut, bench)
-    assert len(seen) == len(tiles) * batch
+    assert len(seen) == 2 * batch * per_vector
     for got, want in seen:
         assert got == want
 
 
-def test_lane_fetch_refuses_a_prep_shorter_than_its_latency():
-    with pytest.raises(ValueError, match="steps"):
-        LaneFetch(cols=2, alpha=2, data_bits=4, batch=2, buffer_rows=4, sources=[0],
-                  steps=2 * 2 + LaneFetch.latency - 1)
+def test_lane_fetch_refuses_parts_on_the_parallel_array():
+    with pytest.raises(ValueError, match="parts"):
+        LaneFetch(cols=2, alpha=2, data_bits=4, batch=2, parts=2, address_bits=4)
+    with pytest.raises(ValueError, match="power of two"):
+        LaneFetch(cols=2, alpha=2, data_bits=4, batch=2, parts=3, address_bits=4, serial=True)
 
 
-DESCRIPTOR = data.StructLayout({"first": 1, "last": 1, "rq": 2, "offset": 3, "count": 2,
+DESCRIPTOR = data.StructLayout({"first": 1, "last": 1, "rq": 2, "wr_first": 3, "wr_count": 2,
                                 "layer": 1})
 
 
 def test_accumulate_sums_column_tiles_and_passes_on_the_last():
     rows, acc_bits, batch = 2, 10, 3
     descriptors = [  # a row tile in two column tiles, then a one-tile row tile
-        {"first": 1, "last": 0, "rq": 0, "offset": 0, "count": 2, "layer": 0},
-        {"first": 0, "last": 1, "rq": 0, "offset": 0, "count": 2, "layer": 0},
-        {"first": 1, "last": 1, "rq": 1, "offset": 2, "count": 1, "layer": 1},
+        {"first": 1, "last": 0, "rq": 0, "wr_first": 0, "wr_count": 2, "layer": 0},
+        {"first": 0, "last": 1, "rq": 0, "wr_first": 0, "wr_count": 2, "layer": 0},
+        {"first": 1, "last": 1, "rq": 1, "wr_first": 2, "wr_count": 1, "layer": 1},
     ]
     dut = Accumulate(rows=rows, acc_bits=acc_bits, batch=batch, tiles=len(descriptors),
                      descriptor=DESCRIPTOR)
@@ -101,7 +119,7 @@ def test_accumulate_sums_column_tiles_and_passes_on_the_last():
             addr = ctx.get(dut.descriptor.addr)
             if ctx.get(dut.result.valid):
                 res = ctx.get(dut.result)
-                results.append((cycle, res.n, res.final, res.offset, res.count, res.layer,
+                results.append((cycle, res.n, res.final, res.wr_first, res.wr_count, res.layer,
                                 list(ctx.get(dut.total)), ctx.get(dut.busy)))
             await ctx.tick()
             pending_descriptor = descriptors[addr]
@@ -117,40 +135,50 @@ def test_accumulate_sums_column_tiles_and_passes_on_the_last():
     assert all(r[7] for r in results)
 
 
-def test_write_back_transposes_and_writes_the_valid_rows():
-    rows, bits, batch, buffer_rows = 3, 4, 2, 6
-    layout = result_layout(batch, DESCRIPTOR)
-    dut = WriteBack(rows=rows, data_bits=bits, batch=batch, buffer_rows=buffer_rows,
-                    result=layout)
-    values = [[1, -2, 3], [-4, 5, -6]]  # vector n's outputs, row by row
+def test_write_back_writes_each_vector_into_its_row_tile_words():
+    rows, bits, lpp, parts = 3, 5, 4, 2
+    address_bits = 6
+    # row tile 0 writes two words per vector, row tile 1 one
+    words = [(5, 0b1010), (9, 0b0001), (20, 0b0111)]
+    rom = [addr | (mask << address_bits) for addr, mask in words]
+    layout = result_layout(4, DESCRIPTOR)
+    dut = WriteBack(rows=rows, data_bits=bits, lanes_per_part=lpp, parts=parts,
+                    address_bits=address_bits, writes=rom, result=layout)
+    values = {(0, n): [n + 1, -n - 2, 3] for n in range(2)} | {(1, n): [-7, n, 4] for n in range(2)}
+    arrivals = {0: (0, 0, 2), 2: (0, 1, 2), 4: (1, 0, 1), 5: (1, 1, 1)}  # cycle: (tile, n, count)
+    firsts = {0: 0, 1: 2}
     writes = []
 
     async def bench(ctx):
-        for cycle in range(8):
-            if cycle < batch:
-                ctx.set(dut.result, {"valid": 1, "final": cycle == batch - 1, "n": cycle,
-                                     "offset": 3, "count": 2, "layer": 0})
-                ctx.set(dut.values, values[cycle])
+        for cycle in range(10):
+            if cycle in arrivals:
+                tile, n, count = arrivals[cycle]
+                ctx.set(dut.result, {"valid": 1, "final": 0, "n": n, "wr_first": firsts[tile],
+                                     "wr_count": count, "layer": 0})
+                ctx.set(dut.values, values[tile, n])
             else:
-                ctx.set(dut.result, {"valid": 0, "final": 0, "n": 0, "offset": 0, "count": 0,
+                ctx.set(dut.result, {"valid": 0, "final": 0, "n": 0, "wr_first": 0, "wr_count": 0,
                                      "layer": 0})
-            port = dut.buffer
-            if ctx.get(port.en):
-                writes.append((cycle, ctx.get(port.addr), ctx.get(port.target),
-                               list(ctx.get(port.data)), ctx.get(dut.busy)))
-            else:
-                assert not ctx.get(dut.busy)
+            mask = ctx.get(dut.memory.mask)
+            if mask:
+                writes.append((cycle, ctx.get(dut.memory.addr), mask, list(ctx.get(dut.memory.data))))
+                assert ctx.get(dut.busy)
             await ctx.tick()
 
     _run(dut, bench)
-    first = batch - 1 + WriteBack.latency  # the cycle after the final vector arrived
-    assert writes == [(first + r, 3 + r, 1, [values[0][r], values[1][r]], 1) for r in range(2)]
+    expect = []
+    for cycle, (tile, n, count) in sorted(arrivals.items()):
+        for k in range(count):
+            addr, mask = words[firsts[tile] + k]
+            slots = [values[tile, n][s % rows] for s in range(lpp)]
+            expect.append((cycle + WriteBack.latency + k, addr + n * parts, mask, slots))
+    assert writes == expect
 
 
 @pytest.mark.parametrize("make", [
     lambda: Accumulate(rows=2, acc_bits=8, batch=2, tiles=1,
                        descriptor=data.StructLayout({"first": 1, "last": 1})),
-    lambda: WriteBack(rows=2, data_bits=4, batch=2, buffer_rows=4,
+    lambda: WriteBack(rows=2, data_bits=4, lanes_per_part=2, parts=1, address_bits=3, writes=[0],
                       result=data.StructLayout({"valid": 1})),
 ])
 def test_stages_refuse_layouts_without_their_fields(make):

@@ -102,7 +102,7 @@ def test_verilator_cycles_match_the_cycle_model(network):
     d = built.design
     for vectors in (1, 8, 13):  # one vector, one full batch, a full and a partial batch
         res = run(built, manifest, random_inputs(layers[0], vectors, seed=vectors))
-        model = stream_cycles(d["engine_cycles"], d["in_words"], d["out_words"], vectors)
+        model = stream_cycles(d["engine_cycles"], d["in_cycles_per_vector"], d["out_words"], vectors)
         # the bench counts the cycles from the first input word to the last output word, both in
         assert res.cycles == model["total"]
         assert model["total"] < watchdog(d, vectors) < 10 * model["total"] + 1000

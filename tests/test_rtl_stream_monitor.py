@@ -67,7 +67,8 @@ def _build(root: Path, name: str, trailing: bool) -> Build:
     folder.mkdir(parents=True)
     source = folder / f"{name}.v"
     source.write_text(verilog.convert(Echo(trailing=trailing), name=name, emit_src=False))
-    design = {"in_words": WORDS, "out_words": WORDS, "batch": BATCH, "data_bits": 8, "rows": 1,
+    design = {"in_words": WORDS, "in_cycles_per_vector": WORDS, "out_words": WORDS, "batch": BATCH,
+              "data_bits": 8, "rows": 1,
               "cols": 1, "alpha": 1, "tiles": 1, "prep_cycles": 2, "drain_cycles": 1, "dense_macs_per_vector": 1,
               "engine_cycles": [16] * BATCH}  # the design JSON's cycle model: the echo takes a few cycles
     (folder / f"{name}.json").write_text(json.dumps(design))

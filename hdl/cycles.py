@@ -3,7 +3,8 @@
 Every number comes from the pipeline the generator builds: the PREP, DRAIN and end-of-layer
 FLUSH lengths from the sequencer (:meth:`Sequencer.prep_cycles_for`, which its FSM counts,
 :meth:`Sequencer.drain_cycles_for`, :meth:`Sequencer.flush_cycles`, themselves sums of the
-stages' ``latency`` constants) and the per-batch overhead from :attr:`Top.batch_overhead`.
+stages' ``latency`` constants) and the hand-overs between the top's receiver, engine and sender
+(:attr:`Top.start_latency`, :attr:`Top.send_latency`), which work on three batches at once.
 The cost report, the simulation watchdog and the board self-test all call this module; the tests
 check it against the cycle counts Verilator and the Amaranth simulator measure.
 """
@@ -18,14 +19,16 @@ from colcomb.hdl.sequencer import Sequencer
 from colcomb.hdl.top import Top
 
 __all__ = ["BATCH_OVERHEAD", "FLUSH_PIPELINE_CYCLES", "WATCHDOG_FACTOR", "WATCHDOG_SLACK",
-           "cycle_summary", "drain_cycles", "engine_cycles", "flush_cycles", "network_cycles",
+           "cycle_summary", "cycles_per_inference", "drain_cycles", "engine_cycles", "flush_cycles", "network_cycles",
            "prep_cycles", "stream_cycles", "tile_cycles", "watchdog_budget", "watchdog_cycles"]
 
 #: cycles the sequencer waits at the end of each layer beyond writing the lane memory words of
 #: the layer's last row tile (one per cycle): accumulator, requantizer, writes ROM
 FLUSH_PIPELINE_CYCLES = Sequencer.flush_cycles(0)
-#: cycles per batch in :class:`~colcomb.hdl.top.Top` besides one per input and output word
-BATCH_OVERHEAD = Top.batch_overhead
+#: cycles a lone batch takes in :class:`~colcomb.hdl.top.Top` besides its input port cycles, the
+#: engine and one per output word: the hand-overs receiver -> engine -> sender, and the sender
+#: noticing the finished batch
+BATCH_OVERHEAD = Top.start_latency + 1 + Top.send_latency
 #: the watchdog allows this many times the model's cycles (times any stall slowdown) ...
 WATCHDOG_FACTOR = 4
 #: ... plus this many: a stuck design is caught, a slow consumer is not mistaken for one
@@ -66,9 +69,7 @@ def engine_cycles(program: Program, vectors: int, layer: int | None = None) -> i
 
 def network_cycles(program: Program, vectors: int) -> dict:
     """Cycles of :class:`colcomb.hdl.top.Top` for ``vectors`` vectors sent back to back in batches
-    of ``program.batch`` to a consumer that is always ready: per batch, the input port's cycles
-    (one per lane slot an input word is written to, :attr:`Program.input_cycles`), the engine,
-    one cycle per output word and :data:`BATCH_OVERHEAD`."""
+    of ``program.batch`` to a consumer that is always ready (:func:`stream_cycles`)."""
     engine_by_batch = [engine_cycles(program, b) for b in range(1, program.batch + 1)]
     return stream_cycles(engine_by_batch, program.input_cycles, program.out_words, vectors)
 
@@ -77,18 +78,46 @@ def stream_cycles(engine_by_batch: Sequence[int], in_cycles: int, out_words: int
                   vectors: int) -> dict:
     """:func:`network_cycles` from a design's numbers (:func:`cycle_summary`):
     ``engine_by_batch[b - 1]`` is the engine's cycles for a batch of ``b`` vectors, ``in_cycles``
-    the input port's cycles per vector (``in_cycles_per_vector``)."""
+    the input port's cycles per vector (``in_cycles_per_vector``).
+
+    The top's three processes, batch by batch: the receiver takes ``in_cycles`` per vector into
+    a free input buffer (freed when the engine finishes the batch two before); the engine starts
+    once the batch is in and the output buffer of the batch two before has been sent; the sender
+    sends one word per cycle once the engine is done. Returns the cycles from the first input
+    word to the last output word (``total``), the engine's share (``engine``), the rest
+    (``io``), the batch count and ``finished``, the cycle each batch's last word left."""
     if vectors < 1:
         raise ColcombError(f"vectors must be at least 1, not {vectors}")
     batch = len(engine_by_batch)
-    engine = io = 0
-    batches = 0
-    for start in range(0, vectors, batch):
-        b = min(batch, vectors - start)
-        engine += int(engine_by_batch[b - 1])
-        io += (in_cycles + out_words) * b + BATCH_OVERHEAD
-        batches += 1
-    return {"engine": engine, "io": io, "total": engine + io, "batches": batches}
+    sizes = [min(batch, vectors - start) for start in range(0, vectors, batch)]
+    received, finished, sent = [], [], []  # the cycle of each process's last act per batch
+    rx_start = 0
+    for k, b in enumerate(sizes):
+        if k >= 2:  # the input buffer is free once the engine finished the batch two before
+            rx_start = max(rx_start, finished[k - 2] + 1)
+        received.append(rx_start + in_cycles * b)
+        rx_start = received[k] + 1
+        start = received[k] + Top.start_latency
+        if k >= 1:
+            start = max(start, finished[k - 1] + 1)
+        if k >= 2:
+            start = max(start, sent[k - 2] + 1)
+        finished.append(start + int(engine_by_batch[b - 1]))
+        notice = finished[k] + 1 if k == 0 else max(finished[k] + 1, sent[k - 1] + 1)
+        sent.append(notice + Top.send_latency + out_words * b - 1)
+    total = sent[-1] + 1
+    engine = sum(int(engine_by_batch[b - 1]) for b in sizes)
+    return {"engine": engine, "io": total - engine, "total": total, "batches": len(sizes),
+            "finished": sent}
+
+
+def cycles_per_inference(engine_by_batch: Sequence[int], in_cycles: int, out_words: int,
+                         batches: int = 8) -> float:
+    """Steady-state cycles per vector of a long stream of full batches: the cycles between the
+    last two batches' final output words, over the batch (:func:`stream_cycles`)."""
+    batch = len(engine_by_batch)
+    done = stream_cycles(engine_by_batch, in_cycles, out_words, batch * batches)["finished"]
+    return (done[-1] - done[-2]) / batch
 
 
 def watchdog_budget(model_cycles: int, *, slowdown: float = 1.0) -> int:
@@ -119,5 +148,8 @@ def cycle_summary(program: Program) -> dict:
         "flush_cycles": f"{FLUSH_PIPELINE_CYCLES} + words written per vector by the layer's last row tile",
         "batch_overhead_cycles": BATCH_OVERHEAD,
         "in_cycles_per_vector": program.input_cycles,
+        "cycles_per_inference": cycles_per_inference(
+            [engine_cycles(program, b) for b in range(1, program.batch + 1)],
+            program.input_cycles, program.out_words),
         "engine_cycles": [engine_cycles(program, b) for b in range(1, program.batch + 1)],
     }

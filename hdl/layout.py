@@ -1,15 +1,20 @@
-"""The lane memory layout: where every activation word lives on chip.
+"""The activation layout: where every activation word lives on chip.
 
-The engine keeps all activations in one block RAM, the *lane memory*, laid out the way the array
-reads them, so a vector's lanes for a tile are one read (``parts`` reads on the serial array) and
-no register holds a whole batch. A word of the lane memory is ``lanes_per_part`` activation words
-(*slots*); lane ``i`` of a tile (column ``i // alpha``, lane ``i % alpha``) is slot
-``i % lanes_per_part`` of part ``i // lanes_per_part``.
+The engine keeps all activations in block RAM laid out the way the array reads them, so a
+vector's lanes for a tile are one read (``parts`` reads on the serial array) and no register
+holds a whole batch. A memory word is ``lanes_per_part`` activation words (*slots*); lane ``i`` of
+a tile (column ``i // alpha``, lane ``i % alpha``) is slot ``i % lanes_per_part`` of part
+``i // lanes_per_part``. Three memories: the *input memory* (layer 0's lanes, written by the
+host), the *lane memory* (the later layers' lanes) and the *output memory* (the network's
+outputs, read by the host); the input and output memories hold two batches, so the host fills
+and drains one while the engine runs the other.
 
-Layer ``k``'s input lives in region ``k % 2``: input tile ``j`` (one column tile of one row block,
-in program order), vector ``n``, part ``p`` at address ``region + (j * batch + n) * parts + p``.
-The network's output region uses the same formula with an *identity* layout (word ``w`` is lane
-``w`` of tiles of ``lanes_per_part * parts`` lanes), so the host reads it in order.
+Layer ``k``'s input tile ``j`` (one column tile of one row block, in program order), vector
+``n``, part ``p`` is at address ``region + (j * batch + n) * parts + p`` of its memory; the later
+layers alternate between the lane memory's two regions
+(:meth:`~colcomb.hdl.program.Program.region_of`). The output uses the same formula with an
+*identity* layout (word ``w`` is lane ``w`` of tiles of ``lanes_per_part * parts`` lanes), so the
+host reads it in order.
 
 Layer ``k`` writes its outputs straight into layer ``k + 1``'s lanes. Its rows are reordered into
 row tiles so that each vector's row-tile outputs are a few masked writes: the written word

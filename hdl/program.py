@@ -153,10 +153,14 @@ class Program:
     descriptors: list[int] = field(default_factory=list)
     requant: list[int] = field(default_factory=list)
     writes: list[int] = field(default_factory=list)
-    #: per input word: the (address of vector 0, slot) words it is written to
+    #: per input word: the (address of vector 0, slot) words of the input memory it is written to
     input_slots: list[list[Slot]] = field(default_factory=list)
-    #: addresses each of the two regions of the lane memory takes
-    region_words: int = 0
+    #: words of one batch's region in the input, lane and output memories (each holds two:
+    #: the input and output memories one per batch in flight, the lane memory one per layer
+    #: parity)
+    input_region: int = 0
+    lane_region: int = 0
+    output_region: int = 0
 
     # -- derived sizes ------------------------------------------------------------------------
     @property
@@ -173,18 +177,16 @@ class Program:
         return self.geometry.lanes_per_part
 
     @property
-    def memory_depth(self) -> int:
-        """Words of the lane memory: two regions (a layer reads one and writes the other)."""
-        return max(2, 2 * self.region_words)
+    def memory_depths(self) -> dict[str, int]:
+        """Words of the three activation memories (:mod:`colcomb.hdl.layout`): ``input`` (layer
+        0's lanes, written by the host), ``lanes`` (the later layers' lanes) and ``output`` (the
+        network's outputs, read by the host), two regions each."""
+        return {"input": max(2, 2 * self.input_region), "lanes": max(2, 2 * self.lane_region),
+                "output": max(2, 2 * self.output_region)}
 
     @property
     def address_bits(self) -> int:
-        return bits_for(self.memory_depth - 1)
-
-    @property
-    def output_region(self) -> int:
-        """First address of the network's output (identity layout, region ``layers % 2``)."""
-        return (len(self.layers) % 2) * self.region_words
+        return bits_for(max(self.memory_depths.values()) - 1)
 
     @property
     def in_words(self) -> int:
@@ -286,8 +288,8 @@ class Program:
                                                           else self.dsp_cells),
             "cell": self.cell,
             "cycles_per_vector": self.cycles_per_vector,
-            "lane_memory": {"words": self.memory_depth, "bits_per_word": self.lanes_per_part * self.data_bits,
-                            "parts": self.parts},
+            "activation_memories": {**self.memory_depths, "bits_per_word": self.lanes_per_part * self.data_bits,
+                                    "parts": self.parts},
             "in_words": self.in_words,
             "out_words": self.out_words,
             "tiles": len(self.tiles),
@@ -324,7 +326,8 @@ class Program:
     ) -> Program:
         """Check ``layers`` against the array and compute the ROM images.
 
-        Widths default to the widest any layer needs. Raises :class:`ColcombError` for an
+        Widths default to the widest any layer needs (the accumulator: its worst case,
+        :func:`~colcomb.packer.golden.accumulator_bound`). Raises :class:`ColcombError` for an
         array size below 1, a batch below 1, layers that do not chain, a layer wider than the
         hardware widths, or a layer whose worst-case accumulator could overflow ``acc_bits``.
         """
@@ -350,11 +353,15 @@ class Program:
                 )
         wb = max(layer.bits for layer in layers) if weight_bits is None else weight_bits
         db = max(layer.data_bits for layer in layers) if data_bits is None else data_bits
-        ab = max(layer.acc_bits for layer in layers) if acc_bits is None else acc_bits
+        # the accumulator only as wide as the worst case of any layer needs (the manifest's
+        # acc_bits is an upper limit): narrower sums shrink the accumulator memory, the pipeline
+        # registers and the requantizer's multipliers
+        acc_need = max(2, max(accumulator_bound(layer).bit_length() + 1 for layer in layers))
+        ab = acc_need if acc_bits is None else acc_bits
         for label, value, need in (
             ("weight_bits", wb, max(layer.bits for layer in layers)),
             ("data_bits", db, max(layer.data_bits for layer in layers)),
-            ("acc_bits", ab, max(layer.acc_bits for layer in layers)),
+            ("acc_bits", ab, acc_need),
         ):
             if not isinstance(value, int) or value < need:
                 raise ColcombError(f"{label} {value!r} is narrower than the layers need ({need})")
@@ -410,11 +417,19 @@ class Program:
                 out.append((bi, ct * C, place_lanes(sizes, self.alpha, self.lanes_per_part, self.rows)))
         return out
 
+    def region_of(self, k: int) -> int:
+        """First address of layer ``k``'s input (``len(layers)``: the network's output) in its
+        memory: layer 0 and the output at 0 of their own memories (the batch's region is added
+        at run time), the later layers alternating between the lane memory's two regions."""
+        if k == 0 or k == len(self.layers):
+            return 0
+        return ((k - 1) % 2) * self.lane_region
+
     def _needs(self, k: int, inputs: list) -> dict[int, list[Slot]]:
         """Where each input channel of layer ``k`` (``len(layers)``: the network's output, in the
         identity layout) must be written, as slots of vector 0."""
         geo = self.geometry
-        region = (k % 2) * self.region_words
+        region = self.region_of(k)
         needs: dict[int, list[Slot]] = {}
         if k == len(self.layers):
             for w in range(self.out_words):
@@ -435,7 +450,9 @@ class Program:
         geo = self.geometry
         inputs = [self._input_tiles(layer) for layer in self.layers]
         out_tiles = -(-self.out_words // (geo.lanes_per_part * geo.parts))
-        self.region_words = max([len(t) for t in inputs] + [out_tiles]) * geo.tile_words
+        self.input_region = len(inputs[0]) * geo.tile_words
+        self.lane_region = max([0] + [len(t) for t in inputs[1:]]) * geo.tile_words
+        self.output_region = out_tiles * geo.tile_words
         self.input_slots = [self._needs(0, inputs).get(w, []) for w in range(self.in_words)]
         cl = cell_layout(self.weight_bits, A)
         rl = self.requant_layout.elem_shape
@@ -443,7 +460,7 @@ class Program:
         row_tiles: list[tuple[int, RowTile]] = []
         for li, layer in enumerate(self.layers):
             needs = self._needs(li + 1, inputs)
-            region = (li % 2) * self.region_words
+            region = self.region_of(li)
             tile_index = {(bi, col0): j for j, (bi, col0, _) in enumerate(inputs[li])}
             for bi, block in enumerate(layer.blocks):
                 n_ct = max(1, -(-block.packed_columns // C))

@@ -94,13 +94,16 @@ class Sequencer(wiring.Component):
         super().__init__({
             "start": In(1),
             "batch": In(range(p.batch + 1)),
+            "buffer": In(1),
             "busy": Out(1),
             "done": Out(1),
             "in_en": In(1),
             "in_ready": Out(1),
+            "in_buffer": In(1),
             "in_addr": In(range(max(2, p.batch))),
             "in_index": In(range(max(2, p.in_words))),
             "in_data": In(signed(p.data_bits)),
+            "out_buffer": In(1),
             "out_addr": In(unsigned(p.address_bits)),
             "out_slot": In(range(max(2, p.lanes_per_part))),
             "out_data": Out(signed(p.data_bits)),
@@ -176,12 +179,20 @@ class Sequencer(wiring.Component):
             address_bits=p.address_bits, writes=p.writes,
             result=result_layout(batch_size, descriptor_layout))
 
-        # the lane memory: every layer's activations, one word = lanes_per_part lanes
+        # the activation memories (hdl/layout.py), one word = lanes_per_part lanes: layer 0's
+        # lanes (written by the host), the later layers' lanes, the outputs (read by the host);
+        # the input and output memories hold two batches, so the host fills and drains one
+        # while the engine runs the other
         word = memory_word_layout(word_bits, lpp)
-        m.submodules.lane_memory = lane_memory = memory.Memory(
-            shape=unsigned(word.size), depth=p.memory_depth, init=[])
-        memory_read = lane_memory.read_port()
-        memory_write = lane_memory.write_port(granularity=word_bits)
+        depths = p.memory_depths
+        memories = {}
+        for name in ("input", "lanes", "output"):
+            mem = memory.Memory(shape=unsigned(word.size), depth=depths[name], init=[])
+            m.submodules[f"{name}_memory"] = mem
+            memories[name] = (mem.read_port(), mem.write_port(granularity=word_bits))
+        input_read, input_write = memories["input"]
+        lane_read, lane_write = memories["lanes"]
+        output_read, output_write = memories["output"]
         assert MEMORY_READ_LATENCY == 1  # what a synchronous read port gives
 
         # -- sequencer state ----------------------------------------------------------------
@@ -213,11 +224,12 @@ class Sequencer(wiring.Component):
         def next_tile():
             m.d.sync += [tile.eq(tile + 1), cell_base.eq(cell_base + rows), step.eq(0)]
 
+        run_buffer = Signal()  # the batch's region of the input and output memories
         with m.FSM() as fsm:
             with m.State("IDLE"):
                 with m.If(self.start & (self.batch != 0)):
                     m.d.sync += [tile.eq(0), cell_base.eq(0), step.eq(0),
-                                 vectors.eq(self.batch)]
+                                 vectors.eq(self.batch), run_buffer.eq(self.buffer)]
                     m.next = "PREP"
             with m.State("PREP"):
                 m.d.comb += [
@@ -270,15 +282,23 @@ class Sequencer(wiring.Component):
             lane_fetch.control.n.eq(Mux(prep, 0, vector + 1)),
             lane_fetch.control.base.eq(descriptor.base),  # valid from PREP step Rom.latency
             lane_fetch.control.bit.eq(bit),
-            lane_fetch.memory.data.eq(memory_read.data),
+        ]
+        first_layer = descriptor.layer == 0
+        fetch = lane_fetch.memory
+        m.d.comb += [
+            input_read.addr.eq(fetch.addr + Mux(run_buffer, p.input_region, 0)),
+            input_read.en.eq(fetch.en & first_layer),
+            lane_read.addr.eq(fetch.addr),
+            lane_read.en.eq(fetch.en & ~first_layer),
+            fetch.data.eq(Mux(first_layer, input_read.data, lane_read.data)),
             array.lanes_in.eq(lane_fetch.lanes),
         ]
         out_slot = Signal.like(self.out_slot)
         m.d.sync += out_slot.eq(self.out_slot)
         m.d.comb += [
-            memory_read.addr.eq(Mux(self.busy, lane_fetch.memory.addr, self.out_addr)),
-            memory_read.en.eq(Mux(self.busy, lane_fetch.memory.en, 1)),
-            self.out_data.eq(word(memory_read.data)[out_slot]),
+            output_read.addr.eq(self.out_addr + Mux(self.out_buffer, p.output_region, 0)),
+            output_read.en.eq(1),
+            self.out_data.eq(word(output_read.data)[out_slot]),
         ]
 
         # -- the tag that travels with each vector through the array -------------------------
@@ -333,27 +353,32 @@ class Sequencer(wiring.Component):
         else:
             m.d.comb += last_entry.eq(1)
         m.d.comb += self.in_ready.eq(~have | last_entry)
-        take = self.in_en & self.in_ready & ~self.busy
+        in_buffer = Signal()
+        take = self.in_en & self.in_ready
         m.d.comb += [in_rom.addr0.eq(self.in_index), in_rom.en0.eq(take)]
         with m.If(take):
-            m.d.sync += [have.eq(1), entry.eq(0), in_vector.eq(self.in_addr), in_word.eq(self.in_data)]
+            m.d.sync += [have.eq(1), entry.eq(0), in_vector.eq(self.in_addr), in_word.eq(self.in_data),
+                         in_buffer.eq(self.in_buffer)]
         with m.Elif(have & ~last_entry):
             m.d.sync += entry.eq(entry + 1)
         with m.Else():
             m.d.sync += have.eq(0)
         shift = (p.parts - 1).bit_length()
+        m.d.comb += [
+            input_write.addr.eq(current.address + (in_vector << shift)
+                                + Mux(in_buffer, p.input_region, 0)),
+            input_write.data.eq(Cat(*([in_word] * lpp))),
+            input_write.en.eq(Mux(have & current.valid, Const(1, lpp) << current.slot, 0)),
+        ]
+        # the write-back: the last layer's outputs to the output memory, the rest to the lanes
         writing = write_back.memory
-        with m.If(self.busy):
+        last_layer = writing.layer == len(p.layers) - 1
+        for port, offset, mine in ((lane_write, 0, ~last_layer),
+                                   (output_write, Mux(run_buffer, p.output_region, 0), last_layer)):
             m.d.comb += [
-                memory_write.addr.eq(writing.addr),
-                memory_write.data.eq(writing.data),
-                memory_write.en.eq(writing.mask),
-            ]
-        with m.Else():
-            m.d.comb += [
-                memory_write.addr.eq(current.address + (in_vector << shift)),
-                memory_write.data.eq(Cat(*([in_word] * lpp))),
-                memory_write.en.eq(Mux(have & current.valid, Const(1, lpp) << current.slot, 0)),
+                port.addr.eq(writing.addr + offset),
+                port.data.eq(writing.data),
+                port.en.eq(Mux(mine, writing.mask, 0)),
             ]
         m.d.comb += pipeline_busy.eq(
             Cat(*in_array, accumulate.busy, p2.valid, p3.valid, p4.valid,

@@ -6,11 +6,15 @@ Stream format (both directions, :mod:`colcomb.hdl.framing`): one activation word
 batch's final vector. A batch ends at ``last`` or when ``batch`` vectors have arrived, whichever
 comes first (``last`` inside a vector ends the batch there; that vector's missing words are
 undefined). Output: the last layer's ``rows`` words of each vector in order, ``last`` on the final
-word of the batch. ``i.ready`` is low from the end of a batch's input until its last output word
-has been accepted: a batch is received, computed, then sent. Input words are taken and output
-words leave at one per cycle (after one cycle to address the first output word); an input word
-that layer 0's row blocks read from several lane slots holds ``i.ready`` low while it is written
-to the further ones.
+word of the batch.
+
+Three processes run at once, each on its own batch: the receiver fills one of two input buffers,
+the engine runs a received batch from one input buffer into one of two output buffers, and the
+sender drains a finished one. So batch ``k + 1`` is received while batch ``k`` is computed and
+batch ``k - 1`` is sent; in steady state a batch costs the longest of the three
+(:mod:`colcomb.hdl.cycles`). Input words are taken and output words leave at one per cycle (after
+one cycle to address the first output word of a batch); an input word that layer 0's row blocks
+read from several lane slots holds ``i.ready`` low while it is written to the further ones.
 """
 
 from __future__ import annotations
@@ -45,10 +49,12 @@ class Top(wiring.Component):
         The engine is computing (between the end of input and the first output).
     """
 
-    #: cycles per batch besides one per input and output word and the engine's run: the START
-    #: state (one cycle pulsing the engine's ``start``) and the READ state (addressing the first
-    #: output word, :attr:`Sequencer.read_latency` before it is offered)
-    batch_overhead = 1 + Sequencer.read_latency
+    #: cycles between the processes' hand-overs (:mod:`colcomb.hdl.cycles` counts with them):
+    #: a received batch reaches the engine's start one cycle after its last word's last slot
+    #: write, the engine's ``done`` reaches the sender one cycle later, which addresses the
+    #: first word for :attr:`Sequencer.read_latency` before offering it
+    start_latency = 1
+    send_latency = 1 + Sequencer.read_latency
 
     @validated
     def __init__(self, *, program: Program):
@@ -67,60 +73,96 @@ class Top(wiring.Component):
         p = self.program
         m.submodules.engine = eng = Sequencer(program=p)
         assert Sequencer.read_latency == 1, "the READ state waits one cycle for the first word"
-        n = Signal(range(p.batch + 1))
-        j = Signal(range(max(2, p.in_words, p.out_words)))
-        nbatch = Signal(range(p.batch + 1))
         m.d.comb += self.busy.eq(eng.busy)
+        count_shape = range(p.batch + 1)
+        # per buffer: a received batch waiting for the engine (its vector count) / a computed
+        # batch waiting for the sender; 0 = empty
+        received = [Signal(count_shape, name=f"received_{b}") for b in range(2)]
+        computed = [Signal(count_shape, name=f"computed_{b}") for b in range(2)]
 
-        # where output word j of vector n lives (identity layout of the output region): slot,
+        # -- the receiver -------------------------------------------------------------------
+        rx_buffer = Signal()
+        n = Signal(range(p.batch + 1))
+        j = Signal(range(max(2, p.in_words)))
+        rx_done = Signal()  # the batch's last word was taken: wait for its slot writes
+        with m.FSM(name="receiver"):
+            with m.State("RECV"):
+                free = Mux(rx_buffer, received[1], received[0]) == 0
+                m.d.comb += [
+                    self.i.ready.eq(eng.in_ready & free),
+                    eng.in_en.eq(self.i.valid & free),
+                    eng.in_buffer.eq(rx_buffer),
+                    eng.in_addr.eq(n),
+                    eng.in_index.eq(j),
+                    eng.in_data.eq(self.i.payload.data),
+                ]
+                with m.If(self.i.valid & self.i.ready):
+                    vec_end = j == p.in_words - 1
+                    with m.If(self.i.payload.last | (vec_end & (n == p.batch - 1))):
+                        m.d.sync += [n.eq(n + 1), j.eq(0)]
+                        m.next = "FINISH"
+                    with m.Elif(vec_end):
+                        m.d.sync += [n.eq(n + 1), j.eq(0)]
+                    with m.Else():
+                        m.d.sync += j.eq(j + 1)
+            with m.State("FINISH"):  # once the last word is in all its slots
+                with m.If(eng.in_ready):
+                    m.d.comb += rx_done.eq(1)
+                    m.d.sync += [n.eq(0), rx_buffer.eq(~rx_buffer)]
+                    m.next = "RECV"
+
+        # -- the engine: the next received batch, once its output buffer is free ------------
+        run_buffer = Signal()
+        start = Signal()
+        finished = Signal()
+        ready_count = Mux(run_buffer, received[1], received[0])
+        out_free = Mux(run_buffer, computed[1], computed[0]) == 0
+        with m.FSM(name="runner"):
+            with m.State("WAIT"):
+                with m.If((ready_count != 0) & out_free):
+                    m.d.comb += [start.eq(1), eng.start.eq(1), eng.batch.eq(ready_count),
+                                 eng.buffer.eq(run_buffer)]
+                    m.next = "RUN"
+            with m.State("RUN"):
+                with m.If(eng.done):
+                    m.d.comb += finished.eq(1)
+                    m.d.sync += run_buffer.eq(~run_buffer)
+                    m.next = "WAIT"
+
+        # -- the sender ---------------------------------------------------------------------
+        tx_buffer = Signal()
+        sent = Signal()
+        vectors = Mux(tx_buffer, computed[1], computed[0])
+        # where output word j of vector n lives (the output memory's identity layout): slot,
         # part and tile counters beside j, so the address needs no division
         geo = p.geometry
+        k = Signal(range(max(2, p.out_words)))
+        v = Signal(range(p.batch + 1))
         slot = Signal(range(max(2, geo.lanes_per_part)))
         part = Signal(range(max(2, geo.parts)))
         tile_offset = Signal(unsigned(p.address_bits + 1))
         vector_base = Signal(unsigned(p.address_bits + 1))
         n_slot, n_part = Signal.like(slot), Signal.like(part)
         n_tile_offset, n_vector_base = Signal.like(tile_offset), Signal.like(vector_base)
-        j_next = Signal.like(j)
-
-        with m.FSM():
-            with m.State("RECV"):
-                m.d.comb += [
-                    self.i.ready.eq(eng.in_ready),
-                    eng.in_en.eq(self.i.valid),
-                    eng.in_addr.eq(n),
-                    eng.in_index.eq(j),
-                    eng.in_data.eq(self.i.payload.data),
-                ]
-                with m.If(self.i.valid & eng.in_ready):
-                    vec_end = j == p.in_words - 1
-                    with m.If(self.i.payload.last | (vec_end & (n == p.batch - 1))):
-                        m.d.sync += [nbatch.eq(n + 1), n.eq(0), j.eq(0)]
-                        m.next = "START"
-                    with m.Elif(vec_end):
-                        m.d.sync += [n.eq(n + 1), j.eq(0)]
-                    with m.Else():
-                        m.d.sync += j.eq(j + 1)
-            with m.State("START"):  # once the last word is in all its slots
-                with m.If(eng.in_ready):
-                    m.d.comb += [eng.start.eq(1), eng.batch.eq(nbatch)]
-                    m.next = "RUN"
-            with m.State("RUN"):
-                with m.If(eng.done):
-                    m.d.sync += [slot.eq(0), part.eq(0), tile_offset.eq(0),
-                                 vector_base.eq(p.output_region)]
+        k_next = Signal.like(k)
+        m.d.comb += eng.out_buffer.eq(tx_buffer)
+        with m.FSM(name="sender"):
+            with m.State("IDLE"):
+                with m.If(vectors != 0):
+                    m.d.sync += [slot.eq(0), part.eq(0), tile_offset.eq(0), vector_base.eq(0),
+                                 k.eq(0), v.eq(0)]
                     m.next = "READ"
             with m.State("READ"):  # one state: Sequencer.read_latency == 1
                 m.d.comb += [eng.out_addr.eq(vector_base), eng.out_slot.eq(0)]
                 m.next = "SEND"
             with m.State("SEND"):
-                vec_end = j == p.out_words - 1
-                batch_end = vec_end & (n == nbatch - 1)
+                vec_end = k == p.out_words - 1
+                batch_end = vec_end & (v == vectors - 1)
                 m.d.comb += [
                     self.o.valid.eq(1),
                     self.o.payload.data.eq(eng.out_data),
                     self.o.payload.last.eq(batch_end),
-                    j_next.eq(Mux(vec_end, 0, j + 1)),
+                    k_next.eq(Mux(vec_end, 0, k + 1)),
                 ]
                 # the position of the word after this one
                 m.d.comb += [n_slot.eq(slot + 1), n_part.eq(part), n_tile_offset.eq(tile_offset),
@@ -136,19 +178,34 @@ class Top(wiring.Component):
                             m.d.comb += [n_part.eq(0), n_tile_offset.eq(tile_offset + geo.tile_words)]
                     else:
                         m.d.comb += n_tile_offset.eq(tile_offset + geo.tile_words)
-                # the engine's read port has one cycle of latency: while a word is offered,
-                # address the word that follows it when this one is taken
+                # the output memory's read port has one cycle of latency: while a word is
+                # offered, address the word that follows it when this one is taken
                 with m.If(self.o.ready):
                     m.d.comb += [eng.out_addr.eq(n_vector_base + n_tile_offset + n_part),
                                  eng.out_slot.eq(n_slot)]
-                    m.d.sync += [j.eq(j_next), slot.eq(n_slot), part.eq(n_part),
+                    m.d.sync += [k.eq(k_next), slot.eq(n_slot), part.eq(n_part),
                                  tile_offset.eq(n_tile_offset), vector_base.eq(n_vector_base)]
                     with m.If(batch_end):
-                        m.d.sync += n.eq(0)
-                        m.next = "RECV"
+                        m.d.comb += sent.eq(1)
+                        m.d.sync += tx_buffer.eq(~tx_buffer)
+                        m.next = "IDLE"
                     with m.Elif(vec_end):
-                        m.d.sync += n.eq(n + 1)
+                        m.d.sync += v.eq(v + 1)
                 with m.Else():
                     m.d.comb += [eng.out_addr.eq(vector_base + tile_offset + part),
                                  eng.out_slot.eq(slot)]
+
+        # -- the buffers' hand-overs ----------------------------------------------------------
+        engine_count = Signal(count_shape)  # the running batch's vectors, for its output buffer
+        with m.If(start):
+            m.d.sync += engine_count.eq(ready_count)
+        for b in range(2):
+            with m.If(rx_done & (rx_buffer == b)):
+                m.d.sync += received[b].eq(n)
+            with m.Elif(finished & (run_buffer == b)):
+                m.d.sync += received[b].eq(0)
+            with m.If(finished & (run_buffer == b)):
+                m.d.sync += computed[b].eq(engine_count)
+            with m.Elif(sent & (tx_buffer == b)):
+                m.d.sync += computed[b].eq(0)
         return m

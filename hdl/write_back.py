@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from amaranth.hdl import Cat, Module, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Shape, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -22,16 +22,19 @@ from colcomb.hdl.rom import Rom
 
 __all__ = ["WriteBack", "memory_write_signature"]
 
-RESULT_FIELDS = ("valid", "n", "wr_first", "wr_count")
+RESULT_FIELDS = ("valid", "n", "wr_first", "wr_count", "layer")
 
 
-def memory_write_signature(address_bits: int, data_bits: int, lanes_per_part: int) -> wiring.Signature:
-    """A write request to the lane memory, seen from the writer: write the slots of ``data``
-    selected by ``mask`` at ``addr``."""
+def memory_write_signature(address_bits: int, data_bits: int, lanes_per_part: int,
+                           layer: int = 1) -> wiring.Signature:
+    """A write request to an activation memory, seen from the writer: write the slots of
+    ``data`` selected by ``mask`` at ``addr``; they are outputs of ``layer`` (which picks the
+    memory: the last layer's go to the output memory)."""
     return wiring.Signature({
         "addr": Out(unsigned(address_bits)),
         "mask": Out(lanes_per_part),
         "data": Out(memory_word_layout(data_bits, lanes_per_part)),
+        "layer": Out(unsigned(layer)),
     })
 
 
@@ -53,14 +56,14 @@ class WriteBack(wiring.Component):
         mask above.
     result : StructLayout
         The layout of ``result`` (:func:`colcomb.hdl.accumulate.result_layout`): ``valid``,
-        ``n``, ``wr_first`` and ``wr_count``.
+        ``n``, ``wr_first``, ``wr_count`` and ``layer``.
 
     Members
     -------
     result : ``In(result)``
         Vector ``n``'s outputs are on ``values`` (when ``valid``).
     values : ``In(ArrayLayout(signed(data_bits), rows))``
-    memory : ``Out(memory_write_signature(address_bits, data_bits, lanes_per_part))``
+    memory : ``Out(memory_write_signature(address_bits, data_bits, lanes_per_part, layer_bits))``
     busy : ``Out(1)``
         Words are being written (for the sequencer's end-of-layer wait).
     """
@@ -88,7 +91,8 @@ class WriteBack(wiring.Component):
         super().__init__({
             "result": In(result),
             "values": In(data.ArrayLayout(signed(data_bits), rows)),
-            "memory": Out(memory_write_signature(address_bits, data_bits, lanes_per_part)),
+            "memory": Out(memory_write_signature(address_bits, data_bits, lanes_per_part,
+                                                 Shape.cast(result["layer"].shape).width)),
             "busy": Out(1),
         })
 
@@ -100,12 +104,14 @@ class WriteBack(wiring.Component):
         entry = word(rom.data0)
         held = Signal(data.ArrayLayout(signed(self.data_bits), self.rows))
         n = Signal(self.result_layout["n"].shape)
+        layer = Signal(self.result_layout["layer"].shape)
         next_word = Signal(self.result_layout["wr_first"].shape)
         left = Signal(self.result_layout["wr_count"].shape)
         pending = Signal()  # a word read from the ROM last cycle is written this cycle
         with m.If(arrived.valid):
             m.d.comb += [rom.addr0.eq(arrived.wr_first), rom.en0.eq(1)]
-            m.d.sync += [held.eq(self.values), n.eq(arrived.n), next_word.eq(arrived.wr_first + 1),
+            m.d.sync += [held.eq(self.values), n.eq(arrived.n), layer.eq(arrived.layer),
+                         next_word.eq(arrived.wr_first + 1),
                          left.eq(arrived.wr_count - (arrived.wr_count != 0)),
                          pending.eq(arrived.wr_count != 0)]
         with m.Elif(left != 0):
@@ -118,6 +124,7 @@ class WriteBack(wiring.Component):
             self.memory.addr.eq(entry.address + (n << shift)),
             self.memory.mask.eq(entry.mask & pending.replicate(lpp)),
             self.memory.data.eq(Cat(*(held[s % self.rows] for s in range(lpp)))),
+            self.memory.layer.eq(layer),
             self.busy.eq(pending | (left != 0)),
         ]
         return m

@@ -42,8 +42,9 @@ def _simulate(folder, capsys, *extra) -> int:
 def test_heavy_stalls_on_both_streams_stay_bit_exact(two_layers, capsys):
     plain = _simulate(two_layers, capsys)
     stalled = _simulate(two_layers, capsys, "--stall", "0.85", "--idle", "0.8", "--seed", "4")
-    # the options reach the streams: 10 x 10 input words at 1 in 5 cycles alone take 500 cycles
-    assert stalled > plain + 400
+    # the options reach the streams: 10 x 10 input words at about 1 in 5 cycles alone take about
+    # 500 cycles, while the plain run receives, computes and sends in about 300
+    assert stalled > 400 and stalled > 1.5 * plain
 
 
 @pytest.mark.parametrize("value", ["1", "1.5", "-0.1", "x"])

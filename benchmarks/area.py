@@ -12,6 +12,12 @@ number of cells: the slope is the cost of one more cell, with the fixed skew reg
 
 Figures are per cell of the array alone (weights, selects, multiplexers, multipliers, partial-sum
 adders and registers); the engine around it (sequencer, buffers, requantizer) is not included.
+
+A second table synthesizes the whole design (the top: array, engine, activation memories) of the
+README's 16 x 64 example layer (12 % dense, alpha 8, gamma 0.5) on a 4 x 4 array at ``--batch``
+16 and 256, for both cells, and prints how the flip-flops, LUTs and block RAMs change with the
+batch (the activations live in block RAM, so the flip-flops should not grow). ``--no-design``
+skips it.
 """
 
 from __future__ import annotations
@@ -24,6 +30,9 @@ import numpy as np
 from colcomb.core.table import table
 from colcomb.fpga.cost import synth_components
 from colcomb.hdl.array import SystolicArray
+from colcomb.hdl.program import Program
+from colcomb.hdl.top import Top
+from colcomb.packer.pack import PackOptions, pack_layer
 
 #: (cell, multiplier) -> issue 10's per-cell target at alpha 8
 KINDS = {
@@ -38,6 +47,31 @@ def slope(cells: list[int], values: list[int]) -> float:
     return float(np.polyfit(np.asarray(cells, float), np.asarray(values, float), 1)[0])
 
 
+def example_layer():
+    """The README's 16 x 64 example layer (the same seed and packing as its commands)."""
+    r = np.random.default_rng(3)
+    w = r.standard_normal((16, 64)) * (r.random((16, 64)) < 0.12)
+    return pack_layer("w", w, PackOptions(alpha=8, gamma=0.5, activation="relu"))
+
+
+def design_rows(families: list[str], batches: list[int], jobs: int) -> list[list]:
+    """Whole-design resources of the example layer on a 4 x 4 array, per family, cell and batch,
+    with each figure's ratio to the smallest batch's."""
+    layer = example_layer()
+    out = []
+    for family in families:
+        for cell in ("parallel", "serial"):
+            comps = {f"b{b}": Top(program=Program.compile([layer], rows=4, cols=4, batch=b, cell=cell))
+                     for b in batches}
+            res = synth_components(family, comps, dsp=cell == "parallel", jobs=jobs)
+            base = res[f"b{batches[0]}"]
+            for b in batches:
+                r = res[f"b{b}"]
+                out.append([family, cell, b, r["luts"], r["flip_flops"], r["block_rams"], r["dsps"],
+                            f"{r['flip_flops'] / base['flip_flops']:.3f}", f"{r['luts'] / base['luts']:.3f}"])
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--family", choices=["ice40", "ecp5"], nargs="+", default=["ice40", "ecp5"])
@@ -45,13 +79,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rows", type=int, nargs="+", default=[1, 2, 4], help="the ladder of array heights")
     ap.add_argument("--cols", type=int, default=8)
     ap.add_argument("--jobs", type=int, default=2, help="yosys runs at a time")
+    ap.add_argument("--batch", type=int, nargs="+", default=[16, 256], help="batches of the design table")
+    ap.add_argument("--cells", action=argparse.BooleanOptionalAction, default=True,
+                    help="the per-cell ladder (default on)")
+    ap.add_argument("--design", action=argparse.BooleanOptionalAction, default=True,
+                    help="also synthesize the whole example design at each --batch (default on)")
     args = ap.parse_args(argv)
     if len(set(args.rows)) < 2:
         ap.error("--rows needs at least two different heights to fit a slope")
 
     rows_out = []
     t0 = time.perf_counter()
-    for family in args.family:
+    for family in args.family if args.cells else []:
         for (cell, mult), target in KINDS.items():
             for alpha in args.alpha:
                 comps = {f"r{r}": SystolicArray(rows=r, cols=args.cols, alpha=alpha, cell=cell,
@@ -67,11 +106,19 @@ def main(argv: list[str] | None = None) -> int:
                                  round(slope(cells, luts), 1), round(slope(cells, ffs), 1),
                                  target if alpha == 8 else ""])
                 print(f"  {family} {cell} {mult} alpha {alpha}: done ({time.perf_counter() - t0:.0f} s)", flush=True)
-    print()
-    print(f"8-bit weights and data, {args.cols}-wide rows (yosys synth only)")
-    print(table(["family", "cell", "multiplier", "alpha", "cells", "LUTs", "flip-flops", "DSPs",
-                 "LUTs/cell", "FFs/cell", "target"], rows_out))
-    print(f"({time.perf_counter() - t0:.0f} s)")
+    if args.cells:
+        print()
+        print(f"8-bit weights and data, {args.cols}-wide rows (yosys synth only)")
+        print(table(["family", "cell", "multiplier", "alpha", "cells", "LUTs", "flip-flops", "DSPs",
+                     "LUTs/cell", "FFs/cell", "target"], rows_out))
+        print(f"({time.perf_counter() - t0:.0f} s)")
+    if args.design:
+        rows = design_rows(args.family, sorted(args.batch), args.jobs)
+        print()
+        print("whole design, 16 x 64 example layer (alpha 8, gamma 0.5) on a 4 x 4 array (yosys synth only)")
+        print(table(["family", "cell", "batch", "LUTs", "flip-flops", "block RAMs", "DSPs",
+                     "FFs / smallest batch", "LUTs / smallest batch"], rows))
+        print(f"({time.perf_counter() - t0:.0f} s)")
     return 0
 
 

@@ -3,13 +3,14 @@
 The same random sparse layer (integer weights) is packed twice: column-combined (``--alpha``,
 ``--gamma``) and dense (alpha = 1, one array column per input column, zeros stored). Both run
 in Verilator through the cocotb bench, bit-exact against the golden model, on an array of
-``--rows`` x ``--cols`` cells with the same batch. Printed: packed columns, tiles, engine
-cycles (last input word -> first output word) and total cycles (first input word -> last output
-word), their ratios, and simulation speed (simulated cycles per second of wall time, excluding
-the build).
+``--rows`` x ``--cols`` cells with the same batch, for ``--batches`` and twice as many full
+batches back to back. Printed per array: packed columns, tiles, the engine's cycles per batch
+and how busy it is (cycles a vector streams / engine cycles), the measured total cycles of both
+runs, and the steady-state cycles per inference: measured (the difference of the two runs over
+the extra vectors) and the cycle model's; then the combined/dense ratios.
 
-    python benchmarks/cycles.py                       # 48 x 192 layer, 10% dense, 8 x 8 array
-    python benchmarks/cycles.py --alpha 4 --gamma 0 --opt -O2
+    python benchmarks/cycles.py                       # 128 x 256 layer, 10% dense, 8 x 8 array
+    python benchmarks/cycles.py --shape 48x192 --batch 64 --opt -O2
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from colcomb.hdl.cycles import cycles_per_inference, engine_cycles
 from colcomb.hdl.program import Program, dense_equivalent
 from colcomb.packer.combine import combine, group_columns
 from colcomb.packer.manifest import write_manifest
@@ -49,14 +51,14 @@ def sparse_layer(rows: int, cols: int, density: float, alpha: int, gamma: float,
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--shape", default="48x192", help="layer rows x cols (default 48x192)")
+    ap.add_argument("--shape", default="128x256", help="layer rows x cols (default 128x256)")
     ap.add_argument("--density", type=float, default=0.1)
     ap.add_argument("--alpha", type=int, default=8)
     ap.add_argument("--gamma", type=float, default=0.5)
     ap.add_argument("--rows", type=int, default=8, help="array rows (default 8)")
     ap.add_argument("--cols", type=int, default=8, help="array columns (default 8)")
-    ap.add_argument("--vectors", type=int, default=64)
-    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--batches", type=int, default=3, help="full batches of the short run (default 3)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--opt", default="-O0", help="C++ optimisation of the Verilator builds")
     ap.add_argument("--root", default=None, help="build cache (default build/sim)")
@@ -65,34 +67,40 @@ def main() -> None:
 
     combined = sparse_layer(rows, cols, args.density, args.alpha, args.gamma, args.seed)
     dense = dense_equivalent(combined)
-    x = random_inputs(combined, args.vectors, seed=args.seed)
+    short, long = args.batches * args.batch, 2 * args.batches * args.batch
+    x = random_inputs(combined, long, seed=args.seed)
     print(f"layer {rows} x {cols}, {np.count_nonzero(combined.dense_int())} nonzero weights "
           f"after combining (density {args.density} before), array {args.rows} x {args.cols}, "
-          f"{args.vectors} vectors in batches of {args.batch}, C++ {args.opt}")
+          f"batch {args.batch}, {short} and {long} vectors, C++ {args.opt}", flush=True)
     rows_out = []
+    t_start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         for label, layer in (("combined", combined), ("dense", dense)):
             folder = Path(tmp) / label
             write_manifest([layer], folder)
-            t0 = time.perf_counter()
             built = build([layer], args.rows, args.cols, batch=args.batch, root=args.root,
                           opt=args.opt)
-            build_s = time.perf_counter() - t0
-            res = run(built, folder, x)
-            tiles = len(Program.compile([layer], rows=args.rows, cols=args.cols,
-                                        batch=args.batch).tiles)
-            rows_out.append((label, layer, tiles, res, build_s, built.cached))
-    print(f"{'array':<10}{'alpha':>6}{'packed':>8}{'tiles':>7}{'engine cyc':>12}"
-          f"{'total cyc':>11}{'MAC/cyc':>9}{'sim cyc/s':>11}{'build s':>9}  check")
-    for label, layer, tiles, res, build_s, cached in rows_out:
-        print(f"{label:<10}{layer.alpha:>6}{layer.packed_columns:>8}{tiles:>7}"
-              f"{res.compute_cycles:>12}{res.cycles:>11}{res.compute_macs_per_cycle:>9.2f}"
-              f"{res.sim_cycles_per_s:>11.0f}{build_s:>9.1f}{' (cached)' if cached else ''}"
-              f"  {'bit-exact' if res.passed else 'MISMATCH'}")
-    c, d = rows_out[0][3], rows_out[1][3]
-    print(f"cycle ratio combined/dense: engine {c.compute_cycles / d.compute_cycles:.3f}, "
-          f"total {c.cycles / d.cycles:.3f}; speed-up {d.compute_cycles / c.compute_cycles:.2f}x "
-          f"(packed columns {combined.packed_columns} vs {dense.packed_columns})")
+            runs = [run(built, folder, x[:n]) for n in (short, long)]
+            prog = Program.compile([layer], rows=args.rows, cols=args.cols, batch=args.batch)
+            engine = engine_cycles(prog, args.batch)
+            streaming = len(prog.tiles) * args.batch * prog.cycles_per_vector
+            per_inf = (runs[1].cycles - runs[0].cycles) / (long - short)
+            model = cycles_per_inference([engine_cycles(prog, b) for b in range(1, args.batch + 1)],
+                                         prog.input_cycles, prog.out_words)
+            rows_out.append((label, layer, len(prog.tiles), engine, streaming / engine, runs, per_inf, model))
+            print(f"  {label}: done ({time.perf_counter() - t_start:.0f} s)", flush=True)
+    print()
+    print(f"{'array':<10}{'alpha':>6}{'packed':>8}{'tiles':>7}{'engine/batch':>14}{'busy':>7}"
+          f"{'total cyc':>18}{'cyc/inference':>15}{'model':>8}  check")
+    for label, layer, tiles, engine, busy, runs, per_inf, model in rows_out:
+        ok = all(r.passed for r in runs)
+        print(f"{label:<10}{layer.alpha:>6}{layer.packed_columns:>8}{tiles:>7}{engine:>14}{busy:>7.2f}"
+              f"{runs[0].cycles:>9}{runs[1].cycles:>9}{per_inf:>15.1f}{model:>8.1f}"
+              f"  {'bit-exact' if ok else 'MISMATCH'}")
+    c, d = rows_out
+    print(f"combined/dense: engine cycles {c[3] / d[3]:.3f} ({d[3] / c[3]:.2f}x fewer), "
+          f"steady-state cycles per inference {c[6] / d[6]:.3f} ({d[6] / c[6]:.2f}x fewer); "
+          f"packed columns {combined.packed_columns} vs {dense.packed_columns}")
 
 
 if __name__ == "__main__":

@@ -26,19 +26,20 @@ __all__ = ["Accumulate", "descriptor_read_signature", "result_layout", "sums_lay
 DESCRIPTOR_FIELDS = ("first", "last", "rq", "wr_first", "wr_count", "layer")
 
 
-def tag_layout(batch: int, tiles: int) -> data.StructLayout:
+def tag_layout(tiles: int) -> data.StructLayout:
     """What travels with each vector through the array: ``valid``, ``final`` (last vector of the
-    batch), its index ``n`` in the batch and its ``tile``."""
-    return data.StructLayout({"valid": 1, "final": 1, "n": Shape.cast(range(max(2, batch))),
-                              "tile": Shape.cast(range(max(2, tiles)))})
+    batch) and its ``tile``. A tile's vectors arrive in order, so the stages behind the array
+    count them rather than carry their index (no register grows with the batch)."""
+    return data.StructLayout({"valid": 1, "final": 1, "tile": Shape.cast(range(max(2, tiles)))})
 
 
-def result_layout(batch: int, descriptor: data.StructLayout) -> data.StructLayout:
+def result_layout(descriptor: data.StructLayout) -> data.StructLayout:
     """What travels with a finished vector's sums to the requantizer and the write-back:
-    ``valid``, ``final``, ``n``, and from the tile's descriptor the lane memory words to write
-    (``wr_first``, ``wr_count``) and the ``layer``."""
+    ``valid``, ``final``, and from the tile's descriptor the lane memory words to write
+    (``wr_first``, ``wr_count``) and the ``layer`` (vectors arrive in order: the write-back counts
+    them)."""
     return data.StructLayout({
-        "valid": 1, "final": 1, "n": Shape.cast(range(max(2, batch))),
+        "valid": 1, "final": 1,
         "wr_first": descriptor["wr_first"].shape, "wr_count": descriptor["wr_count"].shape,
         "layer": descriptor["layer"].shape,
     })
@@ -74,7 +75,7 @@ class Accumulate(wiring.Component):
 
     Members
     -------
-    tag : ``In(tag_layout(batch, tiles))``
+    tag : ``In(tag_layout(tiles))``
         The vector whose sums are on ``sums`` this cycle.
     sums : ``In(sums_layout(rows, acc_bits))``
         Its row sums for the current column tile (the array's ``sums_out``).
@@ -82,7 +83,7 @@ class Accumulate(wiring.Component):
         The tile ROM port that reads the tag's descriptor.
     requant_row : ``Out(descriptor["rq"].shape)``
         The row tile of the vector in P1 (the requant ROM address, read alongside).
-    result : ``Out(result_layout(batch, descriptor))``
+    result : ``Out(result_layout(descriptor))``
         A vector's final sums are valid on ``total`` (last column tile).
     total : ``Out(sums_layout(rows, acc_bits))``
     busy : ``Out(1)``
@@ -106,11 +107,11 @@ class Accumulate(wiring.Component):
             raise ValueError(f"descriptor {descriptor!r} lacks the fields {missing}")
         self.descriptor_layout = descriptor
         super().__init__({
-            "tag": In(tag_layout(batch, tiles)),
+            "tag": In(tag_layout(tiles)),
             "sums": In(sums_layout(rows, acc_bits)),
             "descriptor": Out(descriptor_read_signature(tiles, descriptor)),
             "requant_row": Out(descriptor["rq"].shape),
-            "result": Out(result_layout(batch, descriptor)),
+            "result": Out(result_layout(descriptor)),
             "total": Out(sums_layout(rows, acc_bits)),
             "busy": Out(1),
         })
@@ -124,13 +125,17 @@ class Accumulate(wiring.Component):
         running_write = running_sums.write_port()
 
         # -- O: read the descriptor and the running sums ------------------------------------
+        n = Signal(range(max(2, self.batch)))  # the vector's index in the batch: counted
+        with m.If(self.tag.valid):
+            m.d.sync += n.eq(Mux(self.tag.final, 0, n + 1))
         m.d.comb += [
             self.descriptor.addr.eq(self.tag.tile),
-            running_read.addr.eq(self.tag.n), running_read.en.eq(1),
+            running_read.addr.eq(n), running_read.en.eq(1),
         ]
         p1 = Signal(self.tag.shape())
+        p1_n = Signal.like(n)
         p1_sums = Signal(layout)
-        m.d.sync += [p1.eq(self.tag), p1_sums.eq(self.sums)]
+        m.d.sync += [p1.eq(self.tag), p1_n.eq(n), p1_sums.eq(self.sums)]
 
         # -- P1: add the column tile; keep the total or pass it on ---------------------------
         tile = self.descriptor.data
@@ -139,7 +144,7 @@ class Accumulate(wiring.Component):
         for r in range(self.rows):
             m.d.comb += total[r].eq(Mux(tile.first, p1_sums[r], running[r] + p1_sums[r]))
         m.d.comb += [
-            running_write.addr.eq(p1.n),
+            running_write.addr.eq(p1_n),
             running_write.data.eq(total),
             running_write.en.eq(p1.valid & ~tile.last),
             self.requant_row.eq(tile.rq),
@@ -149,7 +154,7 @@ class Accumulate(wiring.Component):
         out = Signal(result.shape(), name="p2")
         out_total = Signal(layout, name="p2_sums")
         m.d.sync += [
-            out.valid.eq(p1.valid & tile.last), out.final.eq(p1.final), out.n.eq(p1.n),
+            out.valid.eq(p1.valid & tile.last), out.final.eq(p1.final),
             out.wr_first.eq(tile.wr_first), out.wr_count.eq(tile.wr_count), out.layer.eq(tile.layer),
             out_total.eq(total),
         ]

@@ -175,9 +175,9 @@ class Sequencer(wiring.Component):
             rows=rows, acc_bits=p.acc_bits, batch=batch_size, tiles=tiles,
             descriptor=descriptor_layout)
         m.submodules.write_back = write_back = WriteBack(
-            rows=rows, data_bits=word_bits, lanes_per_part=lpp, parts=p.parts,
+            rows=rows, data_bits=word_bits, batch=batch_size, lanes_per_part=lpp, parts=p.parts,
             address_bits=p.address_bits, writes=p.writes,
-            result=result_layout(batch_size, descriptor_layout))
+            result=result_layout(descriptor_layout))
 
         # the activation memories (hdl/layout.py), one word = lanes_per_part lanes: layer 0's
         # lanes (written by the host), the later layers' lanes, the outputs (read by the host);
@@ -302,10 +302,10 @@ class Sequencer(wiring.Component):
         ]
 
         # -- the tag that travels with each vector through the array -------------------------
-        tag_shape = tag_layout(batch_size, tiles)
+        tag_shape = tag_layout(tiles)
         entering = Signal(tag_shape)
         m.d.comb += [entering.valid.eq(streaming & vector_end), entering.final.eq(vector == vectors - 1),
-                     entering.n.eq(vector), entering.tile.eq(tile)]
+                     entering.tile.eq(tile)]
         in_array = []
         tag = entering
         for i in range(array.latency):

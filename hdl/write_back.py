@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from amaranth.hdl import Cat, Module, Shape, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -22,7 +22,7 @@ from colcomb.hdl.rom import Rom
 
 __all__ = ["WriteBack", "memory_write_signature"]
 
-RESULT_FIELDS = ("valid", "n", "wr_first", "wr_count", "layer")
+RESULT_FIELDS = ("valid", "final", "wr_first", "wr_count", "layer")
 
 
 def memory_write_signature(address_bits: int, data_bits: int, lanes_per_part: int,
@@ -47,6 +47,8 @@ class WriteBack(wiring.Component):
         Output words per vector of a row tile (the array's rows).
     data_bits : int
         Bits of an activation word.
+    batch : int
+        Vectors per batch (the vector counter's range).
     lanes_per_part, parts : int
         The lane memory's slots per word and words per vector (a power of two).
     address_bits : int
@@ -56,12 +58,13 @@ class WriteBack(wiring.Component):
         mask above.
     result : StructLayout
         The layout of ``result`` (:func:`colcomb.hdl.accumulate.result_layout`): ``valid``,
-        ``n``, ``wr_first``, ``wr_count`` and ``layer``.
+        ``final``, ``wr_first``, ``wr_count`` and ``layer``.
 
     Members
     -------
     result : ``In(result)``
-        Vector ``n``'s outputs are on ``values`` (when ``valid``).
+        The next vector's outputs are on ``values`` (when ``valid``; ``final`` on a row tile's
+        last vector, so the count starts again).
     values : ``In(ArrayLayout(signed(data_bits), rows))``
     memory : ``Out(memory_write_signature(address_bits, data_bits, lanes_per_part, layer_bits))``
     busy : ``Out(1)``
@@ -72,9 +75,10 @@ class WriteBack(wiring.Component):
     latency = Rom.latency
 
     @validated
-    def __init__(self, *, rows: int, data_bits: int, lanes_per_part: int, parts: int,
+    def __init__(self, *, rows: int, data_bits: int, batch: int, lanes_per_part: int, parts: int,
                  address_bits: int, writes: Sequence[int], result: data.StructLayout):
         self.rows = check_int("rows", rows)
+        self.batch = check_int("batch", batch)
         self.data_bits = check_int("data_bits", data_bits, 2)
         self.lanes_per_part = check_int("lanes_per_part", lanes_per_part)
         self.parts = check_int("parts", parts)
@@ -103,14 +107,16 @@ class WriteBack(wiring.Component):
         m.submodules.rom = rom = Rom(width=word.size, init=self.writes, name="writes")
         entry = word(rom.data0)
         held = Signal(data.ArrayLayout(signed(self.data_bits), self.rows))
-        n = Signal(self.result_layout["n"].shape)
+        count = Signal(range(max(2, self.batch)))  # vectors of the row tile so far: they arrive in order
+        n = Signal.like(count)
         layer = Signal(self.result_layout["layer"].shape)
         next_word = Signal(self.result_layout["wr_first"].shape)
         left = Signal(self.result_layout["wr_count"].shape)
         pending = Signal()  # a word read from the ROM last cycle is written this cycle
         with m.If(arrived.valid):
             m.d.comb += [rom.addr0.eq(arrived.wr_first), rom.en0.eq(1)]
-            m.d.sync += [held.eq(self.values), n.eq(arrived.n), layer.eq(arrived.layer),
+            m.d.sync += [held.eq(self.values), n.eq(count), count.eq(Mux(arrived.final, 0, count + 1)),
+                         layer.eq(arrived.layer),
                          next_word.eq(arrived.wr_first + 1),
                          left.eq(arrived.wr_count - (arrived.wr_count != 0)),
                          pending.eq(arrived.wr_count != 0)]

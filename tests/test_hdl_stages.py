@@ -111,15 +111,15 @@ def test_accumulate_sums_column_tiles_and_passes_on_the_last():
         for cycle in range(len(tags) + 6):
             if fed < len(tags):
                 tile, n = tags[fed]
-                ctx.set(dut.tag, {"valid": 1, "final": n == batch - 1, "n": n, "tile": tile})
+                ctx.set(dut.tag, {"valid": 1, "final": n == batch - 1, "tile": tile})
                 ctx.set(dut.sums, [int(v) for v in sums[tile, n]])
                 fed += 1
             else:
-                ctx.set(dut.tag, {"valid": 0, "final": 0, "n": 0, "tile": 0})
+                ctx.set(dut.tag, {"valid": 0, "final": 0, "tile": 0})
             addr = ctx.get(dut.descriptor.addr)
             if ctx.get(dut.result.valid):
                 res = ctx.get(dut.result)
-                results.append((cycle, res.n, res.final, res.wr_first, res.wr_count, res.layer,
+                results.append((cycle, res.final, res.wr_first, res.wr_count, res.layer,
                                 list(ctx.get(dut.total)), ctx.get(dut.busy)))
             await ctx.tick()
             pending_descriptor = descriptors[addr]
@@ -127,12 +127,13 @@ def test_accumulate_sums_column_tiles_and_passes_on_the_last():
 
     _run(dut, bench)
     # tile 0 keeps its sums; tile 1 (last) emits running + its own; tile 2 emits its own
-    expect = [(3 + n + Accumulate.latency, n, n == batch - 1, 0, 2, 0,
+    # (the accumulator memory is addressed by the vector's count: tile 1 finds tile 0's sums)
+    expect = [(3 + n + Accumulate.latency, n == batch - 1, 0, 2, 0,
                [int(v) for v in sums[0, n] + sums[1, n]]) for n in range(batch)]
-    expect += [(6 + n + Accumulate.latency, n, n == batch - 1, 2, 1, 1,
+    expect += [(6 + n + Accumulate.latency, n == batch - 1, 2, 1, 1,
                 [int(v) for v in sums[2, n]]) for n in range(batch)]
-    assert [r[:7] for r in results] == expect
-    assert all(r[7] for r in results)
+    assert [r[:6] for r in results] == expect
+    assert all(r[6] for r in results)
 
 
 def test_write_back_writes_each_vector_into_its_row_tile_words():
@@ -141,11 +142,12 @@ def test_write_back_writes_each_vector_into_its_row_tile_words():
     # row tile 0 writes two words per vector, row tile 1 one
     words = [(5, 0b1010), (9, 0b0001), (20, 0b0111)]
     rom = [addr | (mask << address_bits) for addr, mask in words]
-    layout = result_layout(4, DESCRIPTOR)
-    dut = WriteBack(rows=rows, data_bits=bits, lanes_per_part=lpp, parts=parts,
+    layout = result_layout(DESCRIPTOR)
+    dut = WriteBack(rows=rows, data_bits=bits, batch=4, lanes_per_part=lpp, parts=parts,
                     address_bits=address_bits, writes=rom, result=layout)
     values = {(0, n): [n + 1, -n - 2, 3] for n in range(2)} | {(1, n): [-7, n, 4] for n in range(2)}
-    arrivals = {0: (0, 0, 2), 2: (0, 1, 2), 4: (1, 0, 1), 5: (1, 1, 1)}  # cycle: (tile, n, count)
+    # cycle: (row tile, vector n, words); each row tile's vectors in order, final on the last
+    arrivals = {0: (0, 0, 2), 2: (0, 1, 2), 4: (1, 0, 1), 5: (1, 1, 1)}
     firsts = {0: 0, 1: 2}
     writes = []
 
@@ -153,11 +155,11 @@ def test_write_back_writes_each_vector_into_its_row_tile_words():
         for cycle in range(10):
             if cycle in arrivals:
                 tile, n, count = arrivals[cycle]
-                ctx.set(dut.result, {"valid": 1, "final": 0, "n": n, "wr_first": firsts[tile],
+                ctx.set(dut.result, {"valid": 1, "final": n == 1, "wr_first": firsts[tile],
                                      "wr_count": count, "layer": 0})
                 ctx.set(dut.values, values[tile, n])
             else:
-                ctx.set(dut.result, {"valid": 0, "final": 0, "n": 0, "wr_first": 0, "wr_count": 0,
+                ctx.set(dut.result, {"valid": 0, "final": 0, "wr_first": 0, "wr_count": 0,
                                      "layer": 0})
             mask = ctx.get(dut.memory.mask)
             if mask:
@@ -178,7 +180,7 @@ def test_write_back_writes_each_vector_into_its_row_tile_words():
 @pytest.mark.parametrize("make", [
     lambda: Accumulate(rows=2, acc_bits=8, batch=2, tiles=1,
                        descriptor=data.StructLayout({"first": 1, "last": 1})),
-    lambda: WriteBack(rows=2, data_bits=4, lanes_per_part=2, parts=1, address_bits=3, writes=[0],
+    lambda: WriteBack(rows=2, data_bits=4, batch=2, lanes_per_part=2, parts=1, address_bits=3, writes=[0],
                       result=data.StructLayout({"valid": 1})),
 ])
 def test_stages_refuse_layouts_without_their_fields(make):

@@ -18,12 +18,20 @@ README's 16 x 64 example layer (12 % dense, alpha 8, gamma 0.5) on a 4 x 4 array
 16 and 256, for both cells, and prints how the flip-flops, LUTs and block RAMs change with the
 batch (the activations live in block RAM, so the flip-flops should not grow). ``--no-design``
 skips it.
+
+``--fit`` adds place and route (``colcomb synthesize``, minutes to an hour each on two cores) of
+the issue's fit targets, with the whole self-testing design on the board: the 16 x 64 example
+as a 4 x 4 and an 8 x 8 serial array on the iCEBreaker at 12 MHz (its 8 DSPs hold the
+requantizer), and a 128 x 256 layer (10 % dense, alpha 8, gamma 0.5) as a 16 x 16 array on the
+ULX3S-85F at 50 MHz; it prints each build's fit and Fmax.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -72,6 +80,45 @@ def design_rows(families: list[str], batches: list[int], jobs: int) -> list[list
     return out
 
 
+#: the issue's place-and-route targets: (name, layer shape, density, seed, board, rows, cols,
+#: cell, clock MHz, dsp)
+FITS = [
+    ("iCEBreaker 4x4 serial", (16, 64), 0.12, 3, "icebreaker", 4, 4, "serial", 12.0, True),
+    ("iCEBreaker 8x8 serial", (16, 64), 0.12, 3, "icebreaker", 8, 8, "serial", 12.0, True),
+    ("ULX3S-85F 16x16 parallel", (128, 256), 0.10, 7, "ulx3s-85f", 16, 16, "parallel", 50.0, None),
+]
+
+
+def fit_rows(out_root: Path) -> list[list]:
+    """Place and route each of :data:`FITS` (the self-test top, one batch of 16 stored vectors)."""
+    from colcomb.core.errors import ColcombError
+    from colcomb.fpga.synth import synthesize
+    from colcomb.packer.manifest import write_manifest
+
+    rows = []
+    for name, (r, c), density, seed, board, ar, ac, cell, mhz, dsp in FITS:
+        rng = np.random.default_rng(seed)
+        w = rng.standard_normal((r, c)) * (rng.random((r, c)) < density)
+        folder = out_root / name.replace(" ", "-")
+        write_manifest([pack_layer("w", w, PackOptions(alpha=8, gamma=0.5, activation="relu"))],
+                       folder / "packed")
+        t0 = time.perf_counter()
+        try:
+            rep = synthesize(folder / "packed", board=board, rows=ar, cols=ac, out=folder / "build",
+                             clock_mhz=mhz, batch=16, dsp=dsp, cell=cell, log=lambda msg: None)
+        except ColcombError:
+            rep = json.loads((folder / "build" / "report.json").read_text())
+        res, clk = rep["resources"], rep["clock"]
+        rows.append([name, f"{r}x{c}", res["luts"], res["flip_flops"],
+                     f"{res['logic_cells']} / {res['logic_cells_available']}",
+                     f"{res['block_rams']} / {res['block_rams_available']}",
+                     f"{res['dsps']} / {res['dsps_available']}",
+                     f"{clk['fmax_mhz']:.2f}" if clk.get("fmax_mhz") else "-", f"{mhz:g}",
+                     rep["status"], f"{time.perf_counter() - t0:.0f}"])
+        print(f"  {name}: {rep['status']}", flush=True)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--family", choices=["ice40", "ecp5"], nargs="+", default=["ice40", "ecp5"])
@@ -82,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, nargs="+", default=[16, 256], help="batches of the design table")
     ap.add_argument("--cells", action=argparse.BooleanOptionalAction, default=True,
                     help="the per-cell ladder (default on)")
+    ap.add_argument("--fit", action="store_true",
+                    help="also place and route the issue's fit targets (slow; build/area-fit)")
     ap.add_argument("--design", action=argparse.BooleanOptionalAction, default=True,
                     help="also synthesize the whole example design at each --batch (default on)")
     args = ap.parse_args(argv)
@@ -118,6 +167,13 @@ def main(argv: list[str] | None = None) -> int:
         print("whole design, 16 x 64 example layer (alpha 8, gamma 0.5) on a 4 x 4 array (yosys synth only)")
         print(table(["family", "cell", "batch", "LUTs", "flip-flops", "block RAMs", "DSPs",
                      "FFs / smallest batch", "LUTs / smallest batch"], rows))
+        print(f"({time.perf_counter() - t0:.0f} s)")
+    if args.fit:
+        rows = fit_rows(Path("build") / "area-fit")
+        print()
+        print("place and route: the whole self-testing design, 16 stored vectors")
+        print(table(["target", "layer", "LUTs", "flip-flops", "logic cells", "block RAMs", "DSPs",
+                     "Fmax MHz", "clock MHz", "status", "s"], rows))
         print(f"({time.perf_counter() - t0:.0f} s)")
     return 0
 

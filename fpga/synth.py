@@ -236,11 +236,15 @@ _REQUANT_DSPS: dict[tuple[str, str], int] = {}
 
 def dsp_plan(spec, family: str, program, dsp: bool | None) -> tuple[bool, int]:
     """Whether to map multipliers to DSPs (``dsp``; ``None``: on for ECP5, off for iCE40) and how
-    many array cells get one: the device's DSPs less the requantizer's, at most every cell."""
+    many array cells get one: the device's DSPs less the requantizer's, at most every cell. When
+    the requantizer alone needs more DSPs than the device has, nothing is mapped to DSPs, so a
+    design never asks for more than there are."""
     use = family == "ecp5" if dsp is None else bool(dsp)
     if not use:
         return False, 0
     free = spec.dsps - requant_dsps(family, program)
+    if free < 0:  # the requantizer alone needs more than the device has: all in logic
+        return False, 0
     return True, max(0, min(free, program.rows * program.cols))
 
 

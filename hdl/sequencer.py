@@ -1,9 +1,11 @@
 """The network engine: loads tiles from ROM, streams a batch through the array, accumulates,
 requantizes and keeps every layer's activations on chip, in block RAM.
 
-All activations live in one lane memory (:mod:`colcomb.hdl.layout`), laid out as the array reads
-them: a tile's lanes for one vector are ``parts`` consecutive words, and each layer writes its
-outputs straight into the next layer's lanes. Layer ``k`` reads region ``k % 2`` and writes the
+All activations live in block RAM laid out as the array reads them (:mod:`colcomb.hdl.layout`): a
+tile's lanes for one vector are ``parts`` consecutive words, and each layer writes its outputs
+straight into the next layer's lanes. Layer 0 reads the input memory, the later layers alternate
+between the lane memory's two regions, the last layer writes the output memory; the input and
+output memories hold two batches, so the host fills and drains one while the engine runs on the
 other. No register holds a batch: the flip-flops do not grow with ``batch``.
 
 Per tile (cycles, :mod:`colcomb.hdl.cycles`)::
@@ -20,7 +22,7 @@ Behind the array (per vector): :class:`~colcomb.hdl.accumulate.Accumulate` (``O`
 descriptor and running sum, ``P1`` add this column tile and keep the sum in the accumulator
 memory, or on the last column tile hand it on), the requantizer (``P2``, ``P3``), then
 :class:`~colcomb.hdl.write_back.WriteBack` (read the row tile's words from the writes ROM, write
-them into the lane memory, one per cycle, overlapping the next tile's PREP). At a layer's end the
+them into the next layer's memory, one per cycle, overlapping the next tile's PREP). At a layer's end the
 sequencer waits (FLUSH) until that pipeline is empty: :meth:`Sequencer.flush_cycles` after the
 DRAIN.
 """
@@ -47,11 +49,12 @@ __all__ = ["Sequencer"]
 class Sequencer(wiring.Component):
     """Runs a compiled network (:class:`~colcomb.hdl.program.Program`) on one systolic array.
 
-    While idle, the input vectors are written into the lane memory through the ``in_*`` port
-    (each word into every lane slot layer 0 reads it from) and, after a run, the outputs are read
-    through ``out_*`` (the output region's identity layout, :attr:`Program.output_region`). A
-    pulse on ``start`` runs every layer on the first ``batch`` vectors; ``done`` pulses when the
-    outputs are complete.
+    The input vectors are written into one of the input memory's two regions through the
+    ``in_*`` port (each word into every lane slot layer 0 reads it from), and the outputs are read
+    from one of the output memory's two regions through ``out_*`` (identity layout): both at any
+    time, also while a run uses the other regions. A pulse on ``start`` runs every layer on the
+    first ``batch`` vectors of input region ``buffer`` into output region ``buffer``; ``done``
+    pulses when the outputs are complete.
 
     Parameters
     ----------
@@ -64,26 +67,32 @@ class Sequencer(wiring.Component):
         Start a run (sampled while idle; ignored when ``batch`` is 0).
     batch : ``In(range(program.batch + 1))``
         Vectors in this run, 1..program.batch.
+    buffer : ``In(1)``
+        The run's input and output region (sampled with ``start``).
     busy : ``Out(1)``
-        A run is in progress (the ``in_*``/``out_*`` ports are ignored).
+        A run is in progress.
     done : ``Out(1)``
-        One-cycle pulse: the run finished, outputs are in the output region.
+        One-cycle pulse: the run finished, its outputs are in its output region.
     in_en : ``In(1)``
         Take ``in_data`` as word ``in_index`` of input vector ``in_addr`` (while ``in_ready``).
     in_ready : ``Out(1)``
         Low while the previous word is still being written to its further slots (a word read by
         several row blocks of layer 0); a run may start while it is high.
+    in_buffer : ``In(1)``
+        The input region the word goes to.
     in_addr : ``In(range(program.batch))``
     in_index : ``In(range(program.in_words))``
     in_data : ``In(signed(data_bits))``
+    out_buffer : ``In(1)``
+        The output region to read.
     out_addr : ``In(unsigned(program.address_bits))``
-        Lane memory word to read; its slot ``out_slot`` appears on ``out_data``
-        :attr:`read_latency` cycles later.
+        Output memory word to read (in the region); its slot ``out_slot`` appears on
+        ``out_data`` :attr:`read_latency` cycles later.
     out_slot : ``In(range(program.lanes_per_part))``
     out_data : ``Out(signed(data_bits))``
     """
 
-    #: cycles from ``out_addr`` to the word on ``out_data`` (the lane memory's read port)
+    #: cycles from ``out_addr`` to the word on ``out_data`` (the output memory's read port)
     read_latency = MEMORY_READ_LATENCY
 
     @validated

@@ -218,6 +218,9 @@ def test_dsp_plan_never_asks_for_more_dsps_than_the_device_has(rng):
     assert dsp_plan(ecp, "ecp5", prog, False) == (False, 0)
     small = dataclasses.replace(ecp, dsps=20)  # fewer DSPs than cells: the rest go to logic
     assert dsp_plan(small, "ecp5", prog, None) == (True, 20 - requant_dsps("ecp5", prog))
+    # a requantizer that alone needs more than the device has: nothing goes to a DSP
+    tiny = dataclasses.replace(ice, dsps=requant_dsps("ice40", prog) - 1)
+    assert dsp_plan(tiny, "ice40", prog, True) == (False, 0)
 
 
 def test_array_maps_exactly_its_dsp_cells_to_dsp_blocks():

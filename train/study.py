@@ -448,29 +448,47 @@ def _png(fig) -> bytes:
 
 
 def plot(rows: list[dict]) -> bytes:
-    """PNG: each model's metric against packed columns, one point per training arm; the
-    quantization arms as a bar-like strip at the block-CC arm's columns."""
+    """PNG, one column per model: on top the metric against packed columns (log scale), one
+    point per training arm, the dense figure as a dashed line; below, the quantization arms as
+    bars per width and granularity, the unquantized block-CC figure as a dashed line."""
     kinds = [k for k in MODELS if any(r["model"] == k for r in rows)]
-    fig = _figure(5.5 * len(kinds), 4)
-    for i, kind in enumerate(kinds, 1):
-        ax = fig.add_subplot(1, len(kinds), i)
+    fig = _figure(5.5 * len(kinds), 7.5)
+    for i, kind in enumerate(kinds):
         mine = [r for r in rows if r["model"] == kind]
-        for r in mine:
-            quant = bool(r["quant"])
-            ax.plot(r["packed_columns"], r["value"], marker="x" if quant else "o",
-                    color="grey" if quant else None, linestyle="none")
-            label = f"{r['arm']} {r['bits']}b" if quant else r["arm"]
-            ax.annotate(label, (r["packed_columns"], r["value"]), fontsize=7,
-                        textcoords="offset points", xytext=(3, 3))
-        dense = [r for r in mine if r["arm"] == "dense"]
-        if dense:
-            ax.axhline(dense[0]["value"], color="grey", linestyle="--", linewidth=0.8)
+        bpc = mine[0]["metric"] == "bpc"
+        ylabel = "held-out bits per character (lower is better)" if bpc else "test accuracy"
+        ax = fig.add_subplot(2, len(kinds), i + 1)
+        for r in (r for r in mine if not r["quant"]):
+            ax.plot(r["packed_columns"], r["value"], marker="o", linestyle="none")
+            ax.annotate(r["arm"], (r["packed_columns"], r["value"]), fontsize=8,
+                        textcoords="offset points", xytext=(4, 3))
+        ref = {r["arm"]: r["value"] for r in mine if not r["quant"]}
+        if "dense" in ref:
+            ax.axhline(ref["dense"], color="grey", linestyle="--", linewidth=0.8)
         ax.set_xscale("log")
         ax.set_xlabel("packed columns of the combined layers (log)")
-        metric = mine[0]["metric"]
-        ax.set_ylabel("held-out bits per character (lower is better)" if metric == "bpc" else "test accuracy")
+        ax.set_ylabel(ylabel)
         ax.set_title("character LSTM" if kind == "lstm" else "CNN")
         ax.grid(True, alpha=0.3)
+        qx = fig.add_subplot(2, len(kinds), len(kinds) + i + 1)
+        quant = [r for r in mine if r["quant"]]
+        bits = sorted({int(r["bits"]) for r in quant})
+        for j, gran in enumerate(("layer", "block", "row")):
+            vals = [next((r["value"] for r in quant if r["quant"] == gran and int(r["bits"]) == b), np.nan)
+                    for b in bits]
+            qx.bar(np.arange(len(bits)) + (j - 1) * 0.27, vals, width=0.25, label=f"per {gran}")
+        if "block-cc" in ref:
+            qx.axhline(ref["block-cc"], color="grey", linestyle="--", linewidth=0.8, label="block-cc, float")
+        vals = [r["value"] for r in quant] + [ref.get("block-cc", np.nan)]
+        lo, hi = np.nanmin(vals), np.nanmax(vals)
+        pad = max((hi - lo) * 0.3, 0.005)
+        qx.set_ylim(lo - pad, hi + pad)
+        qx.set_xticks(np.arange(len(bits)), [f"{b}-bit weights" for b in bits])
+        qx.set_ylabel(ylabel)
+        qx.set_title("block-CC model quantized: one scale per layer / row block / row", fontsize=9)
+        qx.legend(fontsize=7)
+        qx.grid(True, axis="y", alpha=0.3)
+    fig.tight_layout()
     return _png(fig)
 
 
@@ -484,8 +502,8 @@ def occupancy(result, layer: str) -> list[np.ndarray]:
 
 
 def heatmap_png(heat: dict, kind: str) -> bytes:
-    """PNG: the packed matrix of one layer, without and with row blocks; dark cells hold a weight,
-    light cells are empty, hatched grey cells do not exist (a block with fewer packed columns)."""
+    """PNG: the packed matrix of one layer, without and with row blocks; dark blue cells hold a
+    weight, white cells are empty, grey cells do not exist (a block with fewer packed columns)."""
     layer = heat["layer"]
     fig = _figure(10, 5)
     for i, (key, title) in enumerate((("plain", "one block"), ("blocks", "row blocks")), 1):
@@ -494,22 +512,22 @@ def heatmap_png(heat: dict, kind: str) -> bytes:
             continue
         occ = occupancy(result, layer)
         width = max(o.shape[1] for o in occ)
-        img = np.full((sum(o.shape[0] for o in occ), width), 0.5)
+        img = np.full((sum(o.shape[0] for o in occ), width, 3), 0.75)  # grey: no such cell
         r = 0
         for o in occ:
-            img[r : r + o.shape[0], : o.shape[1]] = o
+            img[r : r + o.shape[0], : o.shape[1]] = np.where(o[:, :, None], (0.1, 0.2, 0.55), (1.0, 1.0, 1.0))
             r += o.shape[0]
         ax = fig.add_subplot(1, 2, i)
-        ax.imshow(1.0 - img, aspect="auto", cmap="gray", interpolation="nearest", vmin=0, vmax=1)
+        ax.imshow(img, aspect="auto", interpolation="nearest")
         r = 0
         for o in occ[:-1]:
             r += o.shape[0]
             ax.axhline(r - 0.5, color="red", linewidth=0.6)
         cells = sum(o.size for o in occ)
         used = sum(int(o.sum()) for o in occ)
-        ax.set_title(f"{kind} {layer}, {title}: {len(occ)} block(s), "
-                     f"{sum(o.shape[1] for o in occ)} packed columns,\nutilization {used / max(cells, 1):.3f}",
-                     fontsize=9)
+        ax.set_title(f"{layer}, {title}: {len(occ)} block(s), {sum(o.shape[1] for o in occ)} packed "
+                     f"columns,\nutilization {used / max(cells, 1):.3f}", fontsize=8)
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.set_xlabel("packed column")
         ax.set_ylabel("row")
     return _png(fig)

@@ -68,7 +68,7 @@ class StudyConfig:
     models: tuple[str, ...] = MODELS
     cnn: ModelPlan = field(default_factory=ModelPlan)
     lstm: ModelPlan = field(default_factory=lambda: ModelPlan(
-        dataset="stdlib", model="charlstm", hidden=256, pretrain_epochs=10, lr=3e-3, retrain_lr=1.5e-3,
+        dataset="stdlib", model="charlstm", hidden=256, pretrain_epochs=10, lr=3e-3, retrain_lr=3e-3,
         batch_size=32, seq_len=64, train_chars=600_000, test_chars=100_000))
     alpha: int = 8
     gammas: tuple[float, ...] = (0.125, 0.25, 0.5)
@@ -418,8 +418,27 @@ def run_study(cfg: StudyConfig, out: str | os.PathLike, log: Log = print) -> lis
         write_text(stage.path / "layers.csv", _csv(layers, LAYER_FIELDS))
         write_bytes(stage.path / "study.png", plot(rows))
         stage.commit()
+    log(summary(rows))
     log(f"wrote {out / 'study.csv'}, layers.csv, study.png and heatmaps ({time.perf_counter() - t0:.0f} s)")
     return rows
+
+
+def summary(rows: list[dict]) -> str:
+    """The study as a plain-text table, with each arm's metric against its model's dense arm."""
+    from colcomb.core.table import table
+
+    dense = {r["model"]: r["value"] for r in rows if r["arm"] == "dense"}
+    body = []
+    for r in rows:
+        arm = f"{r['arm']} {r['bits']}-bit" if r["quant"] else r["arm"]
+        delta = r["value"] - dense[r["model"]] if r["model"] in dense else float("nan")
+        if r["metric"] == "accuracy":
+            delta *= 100  # points
+        body.append([r["model"], arm, "" if r["gamma"] == "" else f"{r['gamma']:g}", r["row_block"] or "",
+                     r["packed_columns"], r["columns"], round(r["reduction"], 2), r["weights"], r["metric"],
+                     round(r["value"], 4), round(delta, 2 if r["metric"] == "accuracy" else 3)])
+    return table(["model", "arm", "gamma", "row block", "packed", "columns", "fewer (x)", "weights", "metric",
+                  "value", "vs dense"], body) + "\n(vs dense: accuracy points or bits per character)"
 
 
 def _csv(rows: list[dict], fields: Sequence[str]) -> str:

@@ -500,7 +500,8 @@ def _study_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gammas", type=_float_tuple, default=None, metavar="G[,G..]",
                    help="conflict-permitted gammas, one CPCC arm each (default 0.125,0.25,0.5)")
     p.add_argument("--gamma", type=_fraction, default=None,
-                   help="gamma of the FM_CC and block arms, and of the CPCC arm the heatmap compares (default 0.5)")
+                   help="gamma of the FM_CC and block arms; a CPCC arm at this gamma is added if --gammas "
+                   "lacks it, for the heatmap (default 0.5)")
     p.add_argument("--row-block", type=_positive_int, default=None, metavar="R", help="rows per block (default 32)")
     p.add_argument("--rounds", type=_positive_int, default=None, help="pruning/combining rounds per arm (default 3)")
     p.add_argument("--retrain-epochs", type=_count, default=None, help="retraining epochs per round (default 1)")
@@ -509,8 +510,8 @@ def _study_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lstm-epochs", type=_count, default=None, help="LSTM dense pretraining epochs (default 10)")
     p.add_argument("--lstm-hidden", type=_positive_int, default=None, help="LSTM units (default 256)")
     p.add_argument("--lstm-chars", type=_positive_int, default=None, metavar="N",
-                   help="LSTM training characters per epoch (default 600000; the held-out text is the "
-                   "corpus's last 10 %%, at most 100000 characters measured)")
+                   help="LSTM training characters per epoch (default 600000); held out: every tenth "
+                   "standard library module, or the last 10 %% of --text, at most 100000 characters measured")
     p.add_argument("--bits", type=_int_list, default=None, metavar="B[,B..]",
                    help="weight widths of the quantization arms (default 4,8)")
     p.add_argument("--threads", type=_positive_int, default=1,

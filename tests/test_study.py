@@ -117,3 +117,13 @@ def test_stdlib_corpus_holds_out_every_tenth_module():
 def test_read_text_names_the_file(tmp_path):
     with pytest.raises(ColcombError, match=r"nothing\.txt"):
         read_text(tmp_path / "nothing.txt")
+
+
+def test_block_gamma_gets_its_one_block_arm(tmp_path, capsys):
+    out = tmp_path / "s"
+    code, _, err = _run(capsys, "study", "--quick", "--models", "lstm", "--gammas", "0.25", "--gamma", "0.75",
+                        "--out", out)
+    assert code == 0, err
+    arms = [r["arm"] for r in _rows(out / "study.csv")]
+    assert arms[:4] == ["dense", "cc", "cpcc-0.25", "cpcc-0.75"] and "block-cc" in arms
+    assert (out / "heatmap_lstm.png").read_bytes()[:8] == PNG

@@ -235,7 +235,8 @@ class Arm:
 
 def arms_for(kind: str, cfg: StudyConfig) -> list[Arm]:
     arms = [Arm("dense"), Arm("cc", 0.0)]
-    arms += [Arm(f"cpcc-{g:g}", float(g)) for g in cfg.gammas]
+    # the block arm's gamma always has a one-block CPCC arm too: the heatmap compares the two
+    arms += [Arm(f"cpcc-{g:g}", float(g)) for g in sorted({*cfg.gammas, cfg.block_gamma})]
     if kind == "cnn":
         arms.append(Arm("fm-cc", cfg.fm_gamma, per_feature_map=True))
     arms.append(Arm("block-cc", cfg.block_gamma, row_block=cfg.row_block))

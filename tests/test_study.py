@@ -96,6 +96,15 @@ def test_bad_options_are_refused(tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
+def test_a_folder_colcomb_did_not_write_is_refused(tmp_path, capsys):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep")
+    code, _, err = _run(capsys, "study", "--quick", "--models", "lstm", "--out", out)
+    assert code == 2 and "colcomb study: error:" in err
+    assert [p.name for p in out.iterdir()] == ["notes.txt"] and (out / "notes.txt").read_text() == "keep"
+
+
 def test_heldout_bpc_matches_one_stream_reading():
     torch.manual_seed(0)
     model = CharLSTM(7, 8)

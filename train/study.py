@@ -161,11 +161,11 @@ def heldout_bpc(model, ids: np.ndarray, streams: int = 32) -> float:
 class _Task:
     """Training and scoring one model of the study."""
 
-    def __init__(self, kind: str, plan: ModelPlan, seed: int):
+    def __init__(self, kind: str, plan: ModelPlan):
         from colcomb.train.datasets import load_dataset
         from colcomb.train.models import build_model
 
-        self.kind, self.plan, self.seed = kind, plan, seed
+        self.kind, self.plan = kind, plan
         self.cursor = 0  # lstm: where the next epoch's characters start in the training text
         if kind == "lstm":
             self.data = load_text(plan)
@@ -322,7 +322,7 @@ def study_model(kind: str, cfg: StudyConfig, log: Log) -> tuple[list[dict], list
 
     plan = cfg.cnn if kind == "cnn" else cfg.lstm
     torch.manual_seed(cfg.seed)
-    task = _Task(kind, plan, cfg.seed)
+    task = _Task(kind, plan)
     log(f"[{kind}] {task.describe()}")
     t0 = time.perf_counter()
     task.fit(task.model, plan.pretrain_epochs, plan.lr, seed=cfg.seed)

@@ -480,6 +480,75 @@ def _sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- study ---------------------------------------------------------------------------------------
+
+def _float_tuple(text: str) -> tuple[float, ...]:
+    return tuple(_float_list(text))
+
+
+def _study_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", type=Path, required=True,
+                   help="folder for study.csv, layers.csv, study.png and heatmap_<model>.png")
+    p.add_argument("--text", type=Path, default=None, metavar="FILE",
+                   help="UTF-8 text file for the character LSTM (default: the Python standard library's "
+                   "own source, the top-level *.py files, about 4.7 MB)")
+    p.add_argument("--models", default="cnn,lstm", metavar="cnn,lstm", help="which models to study (default both)")
+    p.add_argument("--quick", action="store_true",
+                   help="a tiny study in seconds (LeNet-5 on scikit-learn digits, a 16-unit LSTM on the embedded "
+                   "text unless --text, one round): for smoke tests, not for figures")
+    p.add_argument("--alpha", type=_int_at_least(2), default=None, help="most columns per group (default 8)")
+    p.add_argument("--gammas", type=_float_tuple, default=None, metavar="G[,G..]",
+                   help="conflict-permitted gammas, one CPCC arm each (default 0.125,0.25,0.5)")
+    p.add_argument("--gamma", type=_fraction, default=None,
+                   help="gamma of the FM_CC and block arms; a CPCC arm at this gamma is added if --gammas "
+                   "lacks it, for the heatmap (default 0.5)")
+    p.add_argument("--row-block", type=_positive_int, default=None, metavar="R", help="rows per block (default 32)")
+    p.add_argument("--rounds", type=_positive_int, default=None, help="pruning/combining rounds per arm (default 3)")
+    p.add_argument("--retrain-epochs", type=_count, default=None, help="retraining epochs per round (default 1)")
+    p.add_argument("--final-epochs", type=_count, default=None, help="epochs after the last round (default 1)")
+    p.add_argument("--cnn-epochs", type=_count, default=None, help="CNN dense pretraining epochs (default 6)")
+    p.add_argument("--lstm-epochs", type=_count, default=None, help="LSTM dense pretraining epochs (default 10)")
+    p.add_argument("--lstm-hidden", type=_positive_int, default=None, help="LSTM units (default 256)")
+    p.add_argument("--lstm-chars", type=_positive_int, default=None, metavar="N",
+                   help="LSTM training characters per epoch (default 600000); held out: every tenth "
+                   "standard library module, or the last 10 %% of --text, at most 100000 characters measured")
+    p.add_argument("--bits", type=_int_list, default=None, metavar="B[,B..]",
+                   help="weight widths of the quantization arms (default 4,8)")
+    p.add_argument("--threads", type=_positive_int, default=1,
+                   help="torch CPU threads (default 1: on a shared machine more threads oversubscribe the cores)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+
+
+@command("study", _study_args)
+def _study(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from colcomb.train.study import StudyConfig, quick_config, run_study
+
+    models = tuple(m.strip() for m in args.models.split(",") if m.strip())
+    cfg = quick_config(models) if args.quick else StudyConfig(models=models)
+    lstm, cnn = cfg.lstm, cfg.cnn
+    if args.text is not None:
+        lstm = replace(lstm, dataset=str(args.text))
+    if args.lstm_hidden is not None:
+        lstm = replace(lstm, hidden=args.lstm_hidden)
+    if args.lstm_chars is not None:
+        lstm = replace(lstm, train_chars=args.lstm_chars)
+    if args.lstm_epochs is not None:
+        lstm = replace(lstm, pretrain_epochs=args.lstm_epochs)
+    if args.cnn_epochs is not None:
+        cnn = replace(cnn, pretrain_epochs=args.cnn_epochs)
+    changes = {k: v for k, v in (("alpha", args.alpha), ("gammas", args.gammas), ("row_block", args.row_block),
+                                 ("rounds", args.rounds), ("retrain_epochs", args.retrain_epochs),
+                                 ("final_epochs", args.final_epochs),
+                                 ("bits", tuple(args.bits) if args.bits else None)) if v is not None}
+    if args.gamma is not None:
+        changes.update(block_gamma=args.gamma, fm_gamma=args.gamma)
+    cfg = replace(cfg, lstm=lstm, cnn=cnn, seed=args.seed, threads=args.threads, **changes)
+    run_study(cfg, args.out, log=lambda msg: print(msg, flush=True))
+    return 0
+
+
 # -- demo ----------------------------------------------------------------------------------------
 
 def _demo_args(p: argparse.ArgumentParser) -> None:
@@ -659,6 +728,8 @@ _HELP = {
     "train": "train a model, prune and combine its columns jointly, write checkpoint + packed manifest",
     "evaluate": "float and integer (golden model) accuracy of a `colcomb train` run, packing per layer",
     "sweep": "accuracy vs number of weights for conflict-free and conflict-permitted combining (CSV + PNG)",
+    "study": "the seed study: dense, CC, CPCC, FM_CC, row-block CC and per-layer/block/row quantization "
+             "on a CNN (accuracy) and a char LSTM (held-out bits per character); CSV + PNG",
     "demo": "train + pack + evaluate an MLP on MNIST 5k, then check the simulated array against the golden model",
 }
 

@@ -9,9 +9,10 @@ A mask is a boolean tensor of the weight's shape; :meth:`Masks.apply` zeroes eve
 it (call it after each optimizer step, so pruned weights stay zero).
 
 Combining per feature map (``per_feature_map``): the columns of a conv layer are grouped as whole
-input channels. Grouping runs on the channel-level matrix ``sum over kh, kw of |w|``; in each row
-and channel group only the channel with the largest sum keeps its weights, and each channel group
-becomes kh*kw packed columns (kernel position p of channels c1, c2, ... combine into one).
+input channels (:mod:`colcomb.packer.feature_map`): each channel group becomes kh*kw packed
+columns (kernel position p of channels c1, c2, ... combine into one), each cell keeping its
+largest weight. Its conflict budget counts pruned weights, kh*kw times the per-column budget, so
+that whole feature maps can combine.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import torch
 from torch import nn
 
 from colcomb.core.errors import ColcombError
+from colcomb.packer.feature_map import combine_feature_maps, expand_groups  # noqa: F401 (re-exported)
 from colcomb.packer.pack import PackOptions, pack_matrix
 
 Groups = list[tuple[int, int, list[list[int]]]]  # per row block: (row_start, row_stop, groups)
@@ -122,27 +124,17 @@ def channel_matrix(weight: np.ndarray, kernel: int) -> np.ndarray:
     return w.reshape(w.shape[0], -1, kernel).sum(axis=2)
 
 
-def expand_groups(groups: list[list[int]], kernel: int) -> list[list[int]]:
-    """Channel groups to flattened-column groups: one group per kernel position and channel group."""
-    return [[c * kernel + p for c in g] for g in groups for p in range(kernel)]
-
-
 def combine_mask(
     weight: np.ndarray, opts: PackOptions, kernel: int = 1, per_feature_map: bool = False
 ) -> tuple[np.ndarray, Groups]:
     """Group the columns of a (rows, columns) filter matrix; return the keep-mask that combining
-    leaves (per row and group only the largest weight, or with ``per_feature_map`` the channel with
-    the largest sum of |w|) and the groups per row block, as original flattened column indices.
-    ``opts.section`` counts channels when combining per feature map."""
+    leaves (per row and group only the largest weight) and the groups per row block, as original
+    flattened column indices. With ``per_feature_map``,
+    :func:`colcomb.packer.feature_map.combine_feature_maps` groups whole channels within a budget
+    counted in weights; ``opts.section`` then counts channels."""
     w = np.asarray(weight, np.float64)
     if per_feature_map and kernel > 1:
-        cm = channel_matrix(w, kernel)
-        keep_ch = np.zeros(cm.shape, bool)
-        out: Groups = []
-        for r0, r1, groups, packed, selects in pack_matrix(cm, opts):
-            _mark(keep_ch, r0, groups, packed, selects)
-            out.append((r0, r1, expand_groups(groups, kernel)))
-        return np.repeat(keep_ch, kernel, axis=1) & (w != 0), out
+        return combine_feature_maps(w, kernel, opts.alpha, opts.gamma, opts.row_block, opts.section, opts.method)
     keep = np.zeros(w.shape, bool)
     out = []
     for r0, r1, groups, packed, selects in pack_matrix(w, opts):

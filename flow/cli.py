@@ -506,6 +506,12 @@ def _study_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rounds", type=_positive_int, default=None, help="pruning/combining rounds per arm (default 3)")
     p.add_argument("--retrain-epochs", type=_count, default=None, help="retraining epochs per round (default 1)")
     p.add_argument("--final-epochs", type=_count, default=None, help="epochs after the last round (default 1)")
+    p.add_argument("--lstm-retrain-epochs", type=_count, default=None, metavar="N",
+                   help="the LSTM arms' retraining epochs per round, overriding --retrain-epochs for the LSTM "
+                   "(default LSTM_RETRAIN); the dense LSTM arm trains the same total")
+    p.add_argument("--lstm-final-epochs", type=_count, default=None, metavar="N",
+                   help="the LSTM arms' epochs after the last round, overriding --final-epochs for the LSTM "
+                   "(default LSTM_FINAL)")
     p.add_argument("--cnn-epochs", type=_count, default=None, help="CNN dense pretraining epochs (default 6)")
     p.add_argument("--lstm-epochs", type=_count, default=None, help="LSTM dense pretraining epochs (default 10)")
     p.add_argument("--lstm-hidden", type=_positive_int, default=None, help="LSTM units (default 256)")
@@ -536,6 +542,10 @@ def _study(args: argparse.Namespace) -> int:
         lstm = replace(lstm, train_chars=args.lstm_chars)
     if args.lstm_epochs is not None:
         lstm = replace(lstm, pretrain_epochs=args.lstm_epochs)
+    if args.lstm_retrain_epochs is not None:
+        lstm = replace(lstm, retrain_epochs=args.lstm_retrain_epochs)
+    if args.lstm_final_epochs is not None:
+        lstm = replace(lstm, final_epochs=args.lstm_final_epochs)
     if args.cnn_epochs is not None:
         cnn = replace(cnn, pretrain_epochs=args.cnn_epochs)
     changes = {k: v for k, v in (("alpha", args.alpha), ("gammas", args.gammas), ("row_block", args.row_block),

@@ -136,3 +136,28 @@ def test_block_gamma_gets_its_one_block_arm(tmp_path, capsys):
     arms = [r["arm"] for r in _rows(out / "study.csv")]
     assert arms[:4] == ["dense", "cc", "cpcc-0.25", "cpcc-0.75"] and "block-cc" in arms
     assert (out / "heatmap_lstm.png").read_bytes()[:8] == PNG
+
+
+def test_lstm_budget_override_applies_to_every_lstm_arm_alike(tmp_path, capsys, monkeypatch):
+    """--lstm-retrain-epochs / --lstm-final-epochs: every LSTM arm, dense included, trains the same
+    epochs after pretraining (counted at the training call, not from the config); the CNN keeps the
+    study-wide budget."""
+    from colcomb.train import study
+
+    calls: list[tuple[str, int, bool]] = []
+    fit = study._Task.fit
+
+    def counting(self, model, epochs, lr, masks=None, seed=0, offset=0):
+        calls.append((self.kind, epochs, model is self.model))
+        return fit(self, model, epochs, lr, masks=masks, seed=seed, offset=offset)
+
+    monkeypatch.setattr(study._Task, "fit", counting)
+    code, _, err = _run(capsys, "study", "--quick", "--gammas", "0.5", "--rounds", "2",
+                        "--lstm-retrain-epochs", "2", "--lstm-final-epochs", "1", "--out", tmp_path / "s")
+    assert code == 0, err
+    for kind, per_arm in (("lstm", 2 * 2 + 1), ("cnn", 2 * 1 + 0)):
+        arm_calls = [e for k, e, pretrain in calls if k == kind and not pretrain]
+        # dense trains its budget in one call; each combining arm spreads the same over the rounds
+        arms = len([r for r in _rows(tmp_path / "s" / "study.csv") if r["model"] == kind and not r["quant"]])
+        assert sum(arm_calls) == per_arm * arms
+        assert arm_calls[0] == per_arm  # the dense arm

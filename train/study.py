@@ -59,6 +59,8 @@ class ModelPlan:
     seq_len: int = 64  # lstm
     train_chars: int | None = None  # lstm: training characters per epoch (None: the whole training text)
     test_chars: int | None = None  # lstm: held-out characters measured (None: all)
+    retrain_epochs: int | None = None  # this model's retraining epochs per round (None: the study's)
+    final_epochs: int | None = None  # this model's epochs after the last round (None: the study's)
 
 
 @dataclass(frozen=True)
@@ -100,15 +102,23 @@ class StudyConfig:
         for s in (self.sparsity, self.lstm_sparsity):
             if not 0.0 <= s < 1.0:
                 raise ColcombError(f"sparsity must lie in [0, 1), got {s}")
-        if self.rounds < 1 or self.retrain_epochs < 0 or self.final_epochs < 0:
+        epochs = [self.retrain_epochs, self.final_epochs, *(self.epochs(k)[i] for k in MODELS for i in (0, 1))]
+        if self.rounds < 1 or min(epochs) < 0:
             raise ColcombError("--rounds must be >= 1 and retrain/final epochs >= 0")
         for b in self.bits:
             if not 2 <= b <= 16:
                 raise ColcombError(f"--bits must lie in [2, 16], got {b}")
 
-    def budget(self) -> int:
-        """Epochs every arm trains after the shared pretraining."""
-        return self.rounds * self.retrain_epochs + self.final_epochs
+    def epochs(self, kind: str) -> tuple[int, int]:
+        """(retraining epochs per round, final epochs) of one model's arms."""
+        plan = self.cnn if kind == "cnn" else self.lstm
+        return (self.retrain_epochs if plan.retrain_epochs is None else plan.retrain_epochs,
+                self.final_epochs if plan.final_epochs is None else plan.final_epochs)
+
+    def budget(self, kind: str) -> int:
+        """Epochs every arm of one model trains after the shared pretraining (dense included)."""
+        retrain, final = self.epochs(kind)
+        return self.rounds * retrain + final
 
 
 def quick_config(models: Sequence[str] = MODELS) -> StudyConfig:
@@ -243,14 +253,15 @@ def arms_for(kind: str, cfg: StudyConfig) -> list[Arm]:
     return arms
 
 
-def _joint_options(arm: Arm, cfg: StudyConfig, sparsity: float, retrain_lr: float):
+def _joint_options(arm: Arm, cfg: StudyConfig, kind: str, sparsity: float, retrain_lr: float):
     from colcomb.train.joint import JointOptions, Schedule
 
+    retrain, final = cfg.epochs(kind)
     return JointOptions(
         alpha=cfg.alpha, gamma=float(arm.gamma or 0.0), per_feature_map=arm.per_feature_map,
         row_block=arm.row_block,
-        schedule=Schedule(rounds=cfg.rounds, sparsity=sparsity, retrain_epochs=cfg.retrain_epochs,
-                          final_epochs=cfg.final_epochs, lr=retrain_lr),
+        schedule=Schedule(rounds=cfg.rounds, sparsity=sparsity, retrain_epochs=retrain,
+                          final_epochs=final, lr=retrain_lr),
     )
 
 
@@ -261,10 +272,10 @@ def run_arm(task: _Task, dense, arm: Arm, cfg: StudyConfig):
     model = copy.deepcopy(dense)
     lr = task.plan.retrain_lr
     if arm.gamma is None:
-        task.fit(model, cfg.budget(), lr, seed=cfg.seed + 1)
+        task.fit(model, cfg.budget(task.kind), lr, seed=cfg.seed + 1)
         return model, None
     sparsity = cfg.lstm_sparsity if task.kind == "lstm" else cfg.sparsity
-    opts = _joint_options(arm, cfg, sparsity, lr)
+    opts = _joint_options(arm, cfg, task.kind, sparsity, lr)
 
     done = [0]  # epochs this arm has trained: each round reads the next characters
 
@@ -329,7 +340,7 @@ def study_model(kind: str, cfg: StudyConfig, log: Log) -> tuple[list[dict], list
     task.advance(plan.pretrain_epochs)
     log(f"[{kind}] dense pretraining: {plan.pretrain_epochs} epoch(s), {task.metric} "
         f"{task.score(task.model):.4f} ({time.perf_counter() - t0:.0f} s); each arm then trains "
-        f"{cfg.budget()} epoch(s)")
+        f"{cfg.budget(kind)} epoch(s)")
     rows: list[dict] = []
     layers: list[dict] = []
     models: dict[str, tuple] = {}

@@ -508,10 +508,10 @@ def _study_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--final-epochs", type=_count, default=None, help="epochs after the last round (default 1)")
     p.add_argument("--lstm-retrain-epochs", type=_count, default=None, metavar="N",
                    help="the LSTM arms' retraining epochs per round, overriding --retrain-epochs for the LSTM "
-                   "(default LSTM_RETRAIN); the dense LSTM arm trains the same total")
+                   "(default 2); the dense LSTM arm trains the same total")
     p.add_argument("--lstm-final-epochs", type=_count, default=None, metavar="N",
                    help="the LSTM arms' epochs after the last round, overriding --final-epochs for the LSTM "
-                   "(default LSTM_FINAL)")
+                   "(default 2)")
     p.add_argument("--cnn-epochs", type=_count, default=None, help="CNN dense pretraining epochs (default 6)")
     p.add_argument("--lstm-epochs", type=_count, default=None, help="LSTM dense pretraining epochs (default 10)")
     p.add_argument("--lstm-hidden", type=_positive_int, default=None, help="LSTM units (default 256)")

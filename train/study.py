@@ -1,6 +1,8 @@
 """`colcomb study`: the seed study side by side, on one CNN and on the character LSTM.
 
-Arms, each with the same training budget after one shared dense pretraining:
+Arms, each with the same training budget after one shared dense pretraining (per model: the
+LSTM's default is 2 retraining epochs per round and 2 final epochs, 8 in all, against the CNN's 4;
+:meth:`StudyConfig.budget`):
 
 - ``dense``: the pretrained model trained on for as many epochs as a joint optimization retrains;
 - ``cc``: conflict-free column combining (gamma 0);
@@ -71,7 +73,7 @@ class StudyConfig:
     cnn: ModelPlan = field(default_factory=ModelPlan)
     lstm: ModelPlan = field(default_factory=lambda: ModelPlan(
         dataset="stdlib", model="charlstm", hidden=256, pretrain_epochs=10, lr=3e-3, retrain_lr=3e-3,
-        batch_size=32, seq_len=64, train_chars=600_000, test_chars=100_000))
+        batch_size=32, seq_len=64, train_chars=600_000, test_chars=100_000, retrain_epochs=2, final_epochs=2))
     alpha: int = 8
     gammas: tuple[float, ...] = (0.125, 0.25, 0.5)
     block_gamma: float = 0.5

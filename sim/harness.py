@@ -58,25 +58,29 @@ def threshold(probability: float) -> int:
     return min(THRESHOLD_ONE - 1, round(probability * THRESHOLD_ONE))
 
 
-def harness_text(top: str, data_bits: int, *, in_depth: int = IN_DEPTH, out_depth: int = OUT_DEPTH) -> str:
-    """The Verilog-2001 of ``<top>_bench`` around module ``top`` with ``data_bits``-bit words."""
+def harness_text(top: str, data_bits: int, *, in_depth: int = IN_DEPTH, out_depth: int = OUT_DEPTH,
+                 busy: bool = True) -> str:
+    """The Verilog-2001 of ``<top>_bench`` around module ``top`` with ``data_bits``-bit words;
+    ``busy``: the design has the top's ``busy`` output (else the harness's ``busy`` is 0)."""
     if not top.isidentifier():
         raise ColcombError(f"the top-level name must be a Verilog identifier, got {top!r}")
     for depth in (in_depth, out_depth):
         if depth < 2 or depth & (depth - 1):
             raise ColcombError(f"memory depths must be powers of two >= 2, not {depth}")
-    return _TEMPLATE.format(name=harness_name(top), top=top, w=data_bits + 1,
+    busy_pin = ",\n    .busy(busy)" if busy else ""
+    busy_tie = "" if busy else "  assign busy = 1'b0;\n"
+    return _TEMPLATE.format(name=harness_name(top), top=top, w=data_bits + 1, busy_pin=busy_pin, busy_tie=busy_tie,
                             in_depth=in_depth, out_depth=out_depth,
                             in_aw=(in_depth - 1).bit_length(), out_aw=(out_depth - 1).bit_length())
 
 
-def write_harness(folder: str | os.PathLike, top: str, data_bits: int) -> tuple[Path, Path]:
+def write_harness(folder: str | os.PathLike, top: str, data_bits: int, *, busy: bool = True) -> tuple[Path, Path]:
     """Write ``<folder>/<top>_bench.v`` and its Verilator configuration ``<top>_bench.vlt``
     (which makes only the harness's own signals visible to the bench, see :data:`PUBLIC_VLT`);
     returns both paths."""
     name = harness_name(top)
     verilog, config = Path(folder) / f"{name}.v", Path(folder) / f"{name}.vlt"
-    verilog.write_text(harness_text(top, data_bits))
+    verilog.write_text(harness_text(top, data_bits, busy=busy))
     config.write_text(PUBLIC_VLT.format(name=name))
     return verilog, config
 
@@ -196,7 +200,7 @@ module {name} (
   wire dut_i_ready;
   wire dut_o_valid;
   wire [W-1:0] dut_o_payload;
-  assign i__ready = dut_i_ready;
+{busy_tie}  assign i__ready = dut_i_ready;
   assign o__valid = dut_o_valid;
   assign o__payload = dut_o_payload;
 
@@ -208,8 +212,7 @@ module {name} (
     .i__ready(dut_i_ready),
     .o__payload(dut_o_payload),
     .o__valid(dut_o_valid),
-    .o__ready(dut_o_ready),
-    .busy(busy)
+    .o__ready(dut_o_ready){busy_pin}
   );
 
   initial begin

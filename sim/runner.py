@@ -159,15 +159,18 @@ def _harness_runner():
     """cocotb's Verilator runner without ``--public-flat-rw``: the harness's configuration file
     (:data:`colcomb.sim.harness.PUBLIC_VLT`) makes its own ports and registers public, and the
     design's internals stay private, so Verilator optimizes them."""
-    from cocotb_tools.runner import Verilator
+    from cocotb_tools.runner import get_runner
 
-    class HarnessVerilator(Verilator):
-        def _build_command(self):
-            cmds = super()._build_command()
+    runner = get_runner("verilator")
+    build_command = getattr(runner, "_build_command", None)
+    if build_command is not None:  # cocotb_tools' own runner (tests may stand in another)
+        def without_public_flat_rw():
+            cmds = build_command()
             cmds[0] = [arg for arg in cmds[0] if arg != "--public-flat-rw"]
             return cmds
 
-    return HarnessVerilator()
+        runner._build_command = without_public_flat_rw
+    return runner
 
 
 def default_root() -> Path:

@@ -101,6 +101,8 @@ def test_checker_reports_a_corrupted_expected_word(network):
     assert not board.passed and board.mismatch_count == 1
     assert board.mismatches[0] == {"vector": 5, "index": 2, "got": int(words[5 * 4 + 2]),
                                    "expected": int(expected[5, 2])}
+    assert (f"1 of 24 output words differ; first at vector 5, word 2: hardware {int(words[5 * 4 + 2])}, "
+            f"golden model {int(expected[5, 2])}") in board.summary()
 
 
 @pytest.mark.rtl
@@ -161,13 +163,17 @@ def test_simulate_prints_accuracy_of_labelled_float_images(tmp_path, capsys):
     labels = np.where(np.arange(10) < 6, best, (best + 1) % 5)
     np.save(tmp_path / "x.npy", images)
     np.save(tmp_path / "y.npy", labels)
-    assert main(["simulate", str(tmp_path / "net"), "--rows", "3", "--cols", "2", "--batch", "4",
-                 "--input", str(tmp_path / "x.npy"), "--labels", str(tmp_path / "y.npy"),
-                 "--build-dir", str(ROOT)]) == 0
-    out = capsys.readouterr().out
-    assert "vectors checked: 10 (50 output words, all equal to the golden model)" in out
-    assert "accuracy on 10 labelled inputs: hardware 60.00%, golden model 60.00%" in out
-    assert re.search(r"cycles per inference: [\d.]+ \(steady state", out)
+    outs = {}
+    for bench in ("fast", "cycle"):
+        assert main(["simulate", str(tmp_path / "net"), "--rows", "3", "--cols", "2", "--batch", "4",
+                     "--input", str(tmp_path / "x.npy"), "--labels", str(tmp_path / "y.npy"),
+                     "--bench", bench, "--build-dir", str(ROOT)]) == 0
+        out = outs[bench] = capsys.readouterr().out
+        assert "vectors checked: 10 (50 output words, all equal to the golden model)" in out
+        assert "accuracy on 10 labelled inputs: hardware 60.00%, golden model 60.00%" in out
+        assert f"({bench} bench)" in out
+    steady = [re.search(r"cycles per inference: ([\d.]+) \(steady state", o).group(1) for o in outs.values()]
+    assert steady[0] == steady[1]
 
 
 def test_labels_must_match_the_inputs(tmp_path, capsys):

@@ -1,7 +1,7 @@
 """Simulation speed: the fast bench (Verilog harness, no Python per cycle) against the per-cycle
 cocotb bench, side by side on the same Verilator build of an 8 x 8 and a 16 x 16 array.
 
-    python benchmarks/bench_speed.py [--vectors N] [--opt -O1] [--sizes 8,16]
+    python benchmarks/bench_speed.py [--vectors N] [--opt 1] [--sizes 8,16]
 
 For each array it builds two small random layers (2N x 4N then N x 2N, alpha 4, gamma 0.25) once
 (cached under build/sim like every bench build), runs the same inputs through both benches, checks
@@ -30,7 +30,8 @@ from colcomb.sim.runner import OPT_LEVELS, build, random_inputs, run
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--vectors", type=int, default=256, help="input vectors per run (default 256: 16 batches)")
-    ap.add_argument("--opt", choices=OPT_LEVELS, default="-O1", help="C++ optimisation of the build (default -O1)")
+    ap.add_argument("--opt", choices=[level[2:] for level in OPT_LEVELS], default="1",
+                    help="C++ optimisation of the build, -ON (default 1)")
     ap.add_argument("--sizes", default="8,16", help="array sizes N (N x N), comma-separated (default 8,16)")
     args = ap.parse_args()
     rows = []
@@ -42,7 +43,7 @@ def main() -> None:
             manifest = Path(tmp) / f"net{n}"
             write_manifest(layers, manifest)
             t0 = time.perf_counter()
-            built = build(layers, n, n, batch=16, opt=args.opt)
+            built = build(layers, n, n, batch=16, opt=f"-O{args.opt}")
             build_s = time.perf_counter() - t0
             x = random_inputs(layers[0], args.vectors, seed=1)
             fast = run(built, manifest, x, bench="fast")
@@ -54,7 +55,7 @@ def main() -> None:
                          f"{build_s:.0f}" + (" (cached)" if built.cached else "")])
     print(table(["array", "vectors", "cycles", "cycle bench cycles/s", "fast bench cycles/s", "speed-up",
                  "build s"], rows))
-    print(f"(Verilator {args.opt}; both benches passed with equal cycle counts)")
+    print(f"(Verilator -O{args.opt}; both benches passed with equal cycle counts)")
 
 
 if __name__ == "__main__":

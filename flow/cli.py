@@ -309,8 +309,8 @@ def _simulate(args: argparse.Namespace) -> int:
     print(f"cycles: {result.cycles} (first input word to last output word; "
           f"{result.compute_cycles} computing)")
     if result.cycles_per_inference is not None:
-        print(f"cycles per inference: {result.cycles_per_inference:g} (steady state: cycles between the ends of "
-              f"full batches of {args.batch}, after the first)")
+        print(f"cycles per inference: {result.cycles_per_inference:g} (steady state: cycles between the final "
+              f"words of the last two full batches of {args.batch}, of {result.vectors // args.batch})")
     else:
         print(f"cycles per inference: not measured (needs two full batches: --vectors {2 * args.batch} or more)")
     print(f"effective MACs per cycle: {result.macs_per_cycle:.2f} "

@@ -406,7 +406,7 @@ def synthesize(manifest_dir: str | os.PathLike, *, board: str, rows: int, cols: 
 
 
 def measure_cycles_per_inference(manifest_dir, *, rows: int, cols: int, batch: int, layers=None,
-                                 cell: str = "parallel", seed: int = 0, batches: int = 3) -> dict:
+                                 cell: str = "parallel", seed: int = 0, batches: int = 8) -> dict:
     """Run the design of the chosen layers in Verilator (the fast bench of ``colcomb simulate``)
     on ``batches`` full batches of random inputs and return ``{"cycles_per_inference", "vectors",
     "passed", "summary", "run_dir"}``: the steady state (cycles between the ends of full batches,

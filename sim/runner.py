@@ -281,7 +281,7 @@ def estimate_seconds(built: Build, vectors: int, bench: str, *, idle: float = 0.
     if latest is None:
         return None
     d = built.design
-    cycles = stream_cycles(d["engine_cycles"], d["in_words"], d["out_words"], vectors)["total"]
+    cycles = stream_cycles(d["engine_cycles"], d["in_cycles_per_vector"], d["out_words"], vectors)["total"]
     cycles /= max(0.05, 1.0 - max(idle, stall))
     startup = 2.0  # simulator start, golden model, reading the results: seconds, roughly
     return cycles / float(latest["sim_cycles_per_s"]) + startup

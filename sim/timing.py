@@ -32,13 +32,14 @@ def timing(in_cycles: Sequence[int], out_cycles: Sequence[int], batch: int, in_w
 
 
 def steady_cycles_per_vector(out_cycles: Sequence[int], batch: int, out_words: int, vectors: int) -> float | None:
-    """Steady-state cycles per vector: the cycles between the ends (last output word) of
-    consecutive full batches, divided by the vectors of the later batch, averaged over every full
-    batch after the first. The first batch's latency (filling the pipeline) does not count. None
-    with fewer than two full batches or missing words."""
+    """Steady-state cycles per vector: the cycles between the final output words of the last two
+    full batches, over the batch (the cycle model's definition,
+    :func:`colcomb.hdl.cycles.cycles_per_inference`); the first batches' latency, while the
+    receiver, engine and sender fill up, does not count when the stream is long enough. None with
+    fewer than two full batches or missing words."""
     full = vectors // batch
     if full < 2 or len(out_cycles) < full * batch * out_words:
         return None
-    first_end = int(out_cycles[batch * out_words - 1])
-    last_end = int(out_cycles[full * batch * out_words - 1])
-    return (last_end - first_end) / ((full - 1) * batch)
+    before = int(out_cycles[(full - 1) * batch * out_words - 1])
+    last = int(out_cycles[full * batch * out_words - 1])
+    return (last - before) / batch

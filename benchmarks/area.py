@@ -22,8 +22,8 @@ skips it.
 ``--fit`` adds place and route (``colcomb synthesize``, minutes to an hour each on two cores) of
 the issue's fit targets, with the whole self-testing design on the board: the 16 x 64 example
 as a 4 x 4 and an 8 x 8 serial array on the iCEBreaker at 12 MHz (its 8 DSPs hold the
-requantizer), and a 128 x 256 layer (10 % dense, alpha 8, gamma 0.5) as a 16 x 16 array on the
-ULX3S-85F at 50 MHz; it prints each build's fit and Fmax.
+requantizer), and a 128 x 256 layer (10 % dense, alpha 8, gamma 0.5) as a 16 x 16 serial array
+on the ULX3S-85F at 50 MHz; it prints each build's fit and Fmax.
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def design_rows(families: list[str], batches: list[int], jobs: int) -> list[list
 FITS = [
     ("iCEBreaker 4x4 serial", (16, 64), 0.12, 3, "icebreaker", 4, 4, "serial", 12.0, True),
     ("iCEBreaker 8x8 serial", (16, 64), 0.12, 3, "icebreaker", 8, 8, "serial", 12.0, True),
-    ("ULX3S-85F 16x16 parallel", (128, 256), 0.10, 7, "ulx3s-85f", 16, 16, "parallel", 50.0, None),
+    ("ULX3S-85F 16x16 serial", (128, 256), 0.10, 7, "ulx3s-85f", 16, 16, "serial", 50.0, None),
 ]
 
 

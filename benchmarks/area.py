@@ -44,7 +44,7 @@ from colcomb.hdl.top import Top
 from colcomb.packer.pack import PackOptions, pack_layer
 
 #: (cell, multiplier, select) -> issue 10's per-cell target at alpha 8; ``synthesize`` uses the
-#: one-hot select on iCE40 and the binary one on ECP5 (:func:`colcomb.fpga.synth.onehot_select`)
+#: one-hot select for parallel cells from alpha 8 (:func:`colcomb.fpga.synth.onehot_select`)
 KINDS = {
     ("parallel", "dsp", "binary"): "<= 60 LUTs",
     ("parallel", "dsp", "onehot"): "<= 60 LUTs",
@@ -74,7 +74,7 @@ def design_rows(families: list[str], batches: list[int], jobs: int) -> list[list
     for family in families:
         for cell in ("parallel", "serial"):
             comps = {f"b{b}": Top(program=Program.compile([layer], rows=4, cols=4, batch=b, cell=cell,
-                                                          onehot=onehot_select(family, cell)))
+                                                          onehot=onehot_select(family, cell, layer.alpha)))
                      for b in batches}
             res = synth_components(family, comps, dsp=cell == "parallel", jobs=jobs)
             base = res[f"b{batches[0]}"]

@@ -114,7 +114,7 @@ def synth_cell(family: str, alphas: Sequence[int], *, weight_bits: int = 8, data
                   "psum_out_bits": psum_bits(weight_bits, plane, cols)}
         comps = {f"cell{a}": SerialCell(weight_bits=weight_bits, alpha=a, **widths) if cell == "serial"
                  else Cell(weight_bits=weight_bits, data_bits=data_bits, alpha=a,
-                           multiplier="dsp" if dsp else "logic", onehot=onehot_select(family, cell), **widths)
+                           multiplier="dsp" if dsp else "logic", onehot=onehot_select(family, cell, a), **widths)
                  for a in want}
         res = synth_components(family, comps, dsp=dsp)
         for a in want:

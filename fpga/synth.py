@@ -95,10 +95,11 @@ class Design:
 def prepare_design(manifest_dir: str | os.PathLike, *, rows: int, cols: int, batch: int | None = None,
                    layers: list[str] | None = None, vectors: int | None = None, seed: int = 0,
                    inputs: str | os.PathLike | None = None, cell: str = "parallel",
-                   onehot: bool = False) -> Design:
+                   family: str | None = None) -> Design:
     """Load the manifest, compile the chosen layers (default all, in order) for a ``rows`` x
     ``cols`` array, and compute the golden outputs of the test inputs (``inputs``: a .npy of
-    integers; default ``vectors`` generated ones, ``vectors`` defaulting to the batch)."""
+    integers; default ``vectors`` generated ones, ``vectors`` defaulting to the batch). With a
+    ``family``, the cells' select is encoded as :func:`onehot_select` says for it."""
     from colcomb.hdl.program import Program
     from colcomb.packer.golden import check_inputs, run_network
     from colcomb.packer.manifest import load_manifest
@@ -106,6 +107,7 @@ def prepare_design(manifest_dir: str | os.PathLike, *, rows: int, cols: int, bat
     manifest = load_manifest(manifest_dir)
     chosen = manifest.chain(layers)
     kwargs = {} if batch is None else {"batch": batch}
+    onehot = family is not None and onehot_select(family, cell, max(la.alpha for la in chosen))
     program = Program.compile(chosen, rows=rows, cols=cols, cell=cell, onehot=onehot, **kwargs)
     if inputs is not None:
         try:
@@ -235,12 +237,14 @@ def requant_dsps(family: str, program) -> int:
 _REQUANT_DSPS: dict[tuple[str, str], int] = {}
 
 
-def onehot_select(family: str, cell: str) -> bool:
-    """Whether the cells' select is one-hot on ``family``: for the bit-parallel cell an AND-OR of
-    the lanes takes fewer LUTs than a mux tree on both families, for five more flip-flops per
-    cell at alpha 8 (``benchmarks/area.py``: 56.1 against 64.1 LUTs per cell on iCE40, 40.0
-    against 48.0 on ECP5, DSP multipliers); the serial cell picks a single bit."""
-    return family in ("ice40", "ecp5") and cell == "parallel"
+def onehot_select(family: str, cell: str, alpha: int) -> bool:
+    """Whether the cells' select is one-hot on ``family``: for the bit-parallel cell at alpha 8
+    and more an AND-OR of the lanes takes fewer LUTs than a mux tree on both families, for five
+    more flip-flops per cell (``benchmarks/area.py``: 56.1 against 64.1 LUTs per cell on iCE40,
+    40.0 against 48.0 on ECP5, DSP multipliers); at alpha 4 a single cell gains nothing on
+    iCE40 and loses on ECP5, so smaller alphas keep the lane index. The serial cell picks a
+    single bit."""
+    return family in ("ice40", "ecp5") and cell == "parallel" and alpha >= 8
 
 
 def dsp_plan(spec, family: str, program, dsp: bool | None) -> tuple[bool, int]:
@@ -286,8 +290,7 @@ def synthesize(manifest_dir: str | os.PathLike, *, board: str, rows: int, cols: 
 
     # every check of the inputs comes before OUT is made: a refused run leaves nothing behind
     design = prepare_design(manifest_dir, rows=rows, cols=cols, batch=batch, layers=layers,
-                            vectors=vectors, seed=seed, inputs=inputs, cell=cell,
-                            onehot=onehot_select(family, cell))
+                            vectors=vectors, seed=seed, inputs=inputs, cell=cell, family=family)
     use_dsp, dsp_cells = dsp_plan(spec, family, design.program, dsp)
     prog = design.program = dataclasses.replace(design.program, dsp_cells=dsp_cells)
 

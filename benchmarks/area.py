@@ -22,8 +22,8 @@ skips it.
 ``--fit`` adds place and route (``colcomb synthesize``, minutes to an hour each on two cores) of
 the issue's fit targets, with the whole self-testing design on the board: the 16 x 64 example
 as a 4 x 4 and an 8 x 8 serial array on the iCEBreaker at 12 MHz (its 8 DSPs hold the
-requantizer), and a 128 x 256 layer (10 % dense, alpha 8, gamma 0.5) as a 16 x 16 array on the
-ULX3S-85F at 50 MHz; it prints each build's fit and Fmax.
+requantizer), and a 128 x 256 layer (10 % dense, alpha 8, gamma 0.5) as a 16 x 16 serial array
+on the ULX3S-85F at 50 MHz; it prints each build's fit and Fmax.
 """
 
 from __future__ import annotations
@@ -37,16 +37,20 @@ import numpy as np
 
 from colcomb.core.table import table
 from colcomb.fpga.cost import synth_components
+from colcomb.fpga.synth import onehot_select
 from colcomb.hdl.array import SystolicArray
 from colcomb.hdl.program import Program
 from colcomb.hdl.top import Top
 from colcomb.packer.pack import PackOptions, pack_layer
 
-#: (cell, multiplier) -> issue 10's per-cell target at alpha 8
+#: (cell, multiplier, select) -> issue 10's per-cell target at alpha 8; ``synthesize`` uses the
+#: one-hot select for parallel cells from alpha 8 (:func:`colcomb.fpga.synth.onehot_select`)
 KINDS = {
-    ("parallel", "dsp"): "<= 60 LUTs",
-    ("parallel", "logic"): "<= 150 LUTs",
-    ("serial", "none"): "<= 40 LUTs, <= 40 FFs",
+    ("parallel", "dsp", "binary"): "<= 60 LUTs",
+    ("parallel", "dsp", "onehot"): "<= 60 LUTs",
+    ("parallel", "logic", "binary"): "<= 150 LUTs",
+    ("parallel", "logic", "onehot"): "<= 150 LUTs",
+    ("serial", "none", "binary"): "<= 40 LUTs, <= 40 FFs",
 }
 
 
@@ -69,7 +73,8 @@ def design_rows(families: list[str], batches: list[int], jobs: int) -> list[list
     out = []
     for family in families:
         for cell in ("parallel", "serial"):
-            comps = {f"b{b}": Top(program=Program.compile([layer], rows=4, cols=4, batch=b, cell=cell))
+            comps = {f"b{b}": Top(program=Program.compile([layer], rows=4, cols=4, batch=b, cell=cell,
+                                                          onehot=onehot_select(family, cell, layer.alpha)))
                      for b in batches}
             res = synth_components(family, comps, dsp=cell == "parallel", jobs=jobs)
             base = res[f"b{batches[0]}"]
@@ -85,7 +90,7 @@ def design_rows(families: list[str], batches: list[int], jobs: int) -> list[list
 FITS = [
     ("iCEBreaker 4x4 serial", (16, 64), 0.12, 3, "icebreaker", 4, 4, "serial", 12.0, True),
     ("iCEBreaker 8x8 serial", (16, 64), 0.12, 3, "icebreaker", 8, 8, "serial", 12.0, True),
-    ("ULX3S-85F 16x16 parallel", (128, 256), 0.10, 7, "ulx3s-85f", 16, 16, "parallel", 50.0, None),
+    ("ULX3S-85F 16x16 serial", (128, 256), 0.10, 7, "ulx3s-85f", 16, 16, "serial", 50.0, None),
 ]
 
 
@@ -140,25 +145,29 @@ def main(argv: list[str] | None = None) -> int:
     rows_out = []
     t0 = time.perf_counter()
     for family in args.family if args.cells else []:
-        for (cell, mult), target in KINDS.items():
+        for (cell, mult, select), target in KINDS.items():
             for alpha in args.alpha:
+                if select == "onehot" and alpha < 3:
+                    continue  # one select bit either way
                 comps = {f"r{r}": SystolicArray(rows=r, cols=args.cols, alpha=alpha, cell=cell,
-                                                dsp_cells=None if mult == "dsp" else 0)
+                                                dsp_cells=None if mult == "dsp" else 0,
+                                                onehot=select == "onehot")
                          for r in args.rows}
                 res = synth_components(family, comps, dsp=mult == "dsp", jobs=args.jobs)
                 cells = [r * args.cols for r in args.rows]
                 luts = [res[f"r{r}"]["luts"] for r in args.rows]
                 ffs = [res[f"r{r}"]["flip_flops"] for r in args.rows]
                 dsps = [res[f"r{r}"]["dsps"] for r in args.rows]
-                rows_out.append([family, cell, mult, alpha, " ".join(map(str, cells)), " ".join(map(str, luts)),
+                rows_out.append([family, cell, mult, select, alpha, " ".join(map(str, cells)), " ".join(map(str, luts)),
                                  " ".join(map(str, ffs)), " ".join(map(str, dsps)),
                                  round(slope(cells, luts), 1), round(slope(cells, ffs), 1),
                                  target if alpha == 8 else ""])
-                print(f"  {family} {cell} {mult} alpha {alpha}: done ({time.perf_counter() - t0:.0f} s)", flush=True)
+                print(f"  {family} {cell} {mult} {select} alpha {alpha}: done ({time.perf_counter() - t0:.0f} s)",
+                      flush=True)
     if args.cells:
         print()
         print(f"8-bit weights and data, {args.cols}-wide rows (yosys synth only)")
-        print(table(["family", "cell", "multiplier", "alpha", "cells", "LUTs", "flip-flops", "DSPs",
+        print(table(["family", "cell", "multiplier", "select", "alpha", "cells", "LUTs", "flip-flops", "DSPs",
                      "LUTs/cell", "FFs/cell", "target"], rows_out))
         print(f"({time.perf_counter() - t0:.0f} s)")
     if args.design:

@@ -255,7 +255,23 @@ def _simulate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--vectors", type=_positive_int, default=16,
                    help="random input vectors to run (default 16; the first three are the extremes)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
-    p.add_argument("--input", type=Path, default=None, help=".npy of integer input vectors instead of random ones")
+    p.add_argument("--input", type=Path, default=None,
+                   help=".npy of input vectors instead of random ones: integers (vectors, cols of the first layer), "
+                   "or float images of a `colcomb train` run's dataset (quantized with the manifest's input scale, "
+                   "as the golden model's evaluation does)")
+    p.add_argument("--labels", type=Path, default=None,
+                   help=".npy of the inputs' class labels (vectors,): print the hardware's accuracy beside the "
+                   "golden model's")
+    p.add_argument("--test-split", type=_positive_int, default=None, metavar="N", nargs="?", const=0,
+                   help="run the first N images (default: all) of the test split of the `colcomb train` run the "
+                   "manifest comes from, with their labels (prints the accuracy)")
+    p.add_argument("--data-dir", default=None, help="folder of the mnist or cifar10 files for --test-split, if moved")
+    p.add_argument("--bench", choices=["fast", "cycle"], default="fast",
+                   help="fast (default): the Verilog harness streams the words from memories, no Python per cycle; "
+                   "cycle: the cocotb driver and monitor on every cycle")
+    p.add_argument("--opt", choices=["0", "1", "2", "3", "s"], default="1",
+                   help="C++ optimisation of the Verilator build (-ON; default 1: builds a little slower than 0, "
+                   "simulates ten times faster)")
     p.add_argument("--stall", type=_probability, default=0.0, metavar="P",
                    help="back-pressure: the output stream's ready is low on a cycle with probability P "
                    "(0 <= P < 1, default 0)")
@@ -269,24 +285,43 @@ def _simulate_args(p: argparse.ArgumentParser) -> None:
 
 @command("simulate", _simulate_args)
 def _simulate(args: argparse.Namespace) -> int:
+    from colcomb.core.progress import Stages
+    from colcomb.labelled import accuracy, simulation_inputs
+    from colcomb.packer.golden import run_network
+    from colcomb.packer.manifest import load_manifest
     from colcomb.sim.runner import simulate
 
-    inputs = None if args.input is None else load_input_array(args.input)
+    given = simulation_inputs(args.manifest, layers=args.layer, inputs=args.input, labels=args.labels,
+                              test_split=args.test_split, data_dir=args.data_dir)
     streams = f", input idle {args.idle:g}, output stalled {args.stall:g}" if args.idle or args.stall else ""
-    print(f"building and running {args.manifest} on a {args.rows}x{args.cols} array in Verilator"
-          f"{streams} (the first build of a design takes a minute or two)...", file=sys.stderr)
-    result = simulate(args.manifest, args.rows, args.cols, vectors=args.vectors, seed=args.seed,
-                      waves=args.waves, batch=args.batch, inputs=inputs,
-                      root=None if args.build_dir is None else args.build_dir.absolute(),
-                      check=False, layers=args.layer, cell=args.cell, stall=args.stall, idle=args.idle)
+    what = f"{given.source}" if given else f"{args.vectors} random vectors"
+    print(f"building and running {args.manifest} on a {args.rows}x{args.cols} array in Verilator "
+          f"({what}, {args.bench} bench{streams}; the first build of a design takes a minute or two)...",
+          file=sys.stderr)
+    with Stages(["build", "simulate"], label="simulate") as progress:
+        result = simulate(args.manifest, args.rows, args.cols, vectors=args.vectors, seed=args.seed,
+                          waves=args.waves, batch=args.batch, inputs=None if given is None else given.x,
+                          root=None if args.build_dir is None else args.build_dir.absolute(),
+                          check=False, layers=args.layer, cell=args.cell, stall=args.stall, idle=args.idle,
+                          bench=args.bench, opt=f"-O{args.opt}", progress=progress.stage)
     verdict = "all equal to the golden model" if result.passed else f"{result.mismatch_count} differ"
     print(f"vectors checked: {result.vectors} ({result.checked} output words, {verdict})")
     print(f"cycles: {result.cycles} (first input word to last output word; "
           f"{result.compute_cycles} computing)")
+    if result.cycles_per_inference is not None:
+        print(f"cycles per inference: {result.cycles_per_inference:g} (steady state: cycles between the final "
+              f"words of the last two full batches of {args.batch}, of {result.vectors // args.batch})")
+    else:
+        print(f"cycles per inference: not measured (needs two full batches: --vectors {2 * args.batch} or more)")
     print(f"effective MACs per cycle: {result.macs_per_cycle:.2f} "
           f"({result.dense_macs} dense-equivalent MACs; {result.compute_macs_per_cycle:.2f} while computing)")
-    print(f"simulation: {result.sim_cycles_per_s:.0f} cycles/s, "
+    print(f"simulation: {result.sim_cycles_per_s:.0f} cycles/s ({result.bench} bench), "
           f"build {'reused' if result.cached_build else 'new'} in {result.build_dir}")
+    if given is not None and given.labels is not None and result.checked == result.vectors * result.out_words:
+        golden = run_network(load_manifest(args.manifest).chain(args.layer), given.x)
+        hw = accuracy(result.outputs(), given.labels)
+        print(f"accuracy on {len(given.labels)} labelled inputs: hardware {100 * hw:.2f}%, "
+              f"golden model {100 * accuracy(golden, given.labels):.2f}%")
     if result.waves:
         print(f"waves: {result.waves}")
     if not result.passed:
@@ -605,11 +640,14 @@ def _synth_args(p: argparse.ArgumentParser) -> None:
                    help="multiply in DSP blocks (SB_MAC16 / MULT18X18D) as far as the device has them, the "
                         "remaining cells in logic (default: on for ECP5, off for iCE40)")
     _cell_arg(p)
+    p.add_argument("--no-throughput", action="store_true",
+                   help="skip the Verilator run that measures the cycles per inference for report.json's throughput")
     p.add_argument("--out", type=Path, default=None, help="output folder: report.json, build/ with the bitstream")
 
 
 @command("synthesize", _synth_args)
 def _synthesize(args: argparse.Namespace) -> int:
+    from colcomb.core.progress import Stages
     from colcomb.fpga.boards import boards_table
     from colcomb.fpga.synth import summary, synthesize
 
@@ -622,10 +660,14 @@ def _synthesize(args: argparse.Namespace) -> int:
         raise ColcombError(f"synthesize needs {', '.join(missing)} (or --list-boards)")
     if args.clock is not None and not (args.clock > 0 and math.isfinite(args.clock)):
         raise ColcombError(f"--clock {args.clock} must be a positive frequency in MHz")
+    stages = (["synth", "place-and-route", "pack"] if args.no_throughput
+              else ["simulate", "synth", "place-and-route", "pack"])
     try:
-        report = synthesize(args.manifest, board=args.board, rows=args.rows, cols=args.cols, out=args.out,
-                            clock_mhz=args.clock, batch=args.batch, layers=args.layer, vectors=args.vectors,
-                            seed=args.seed, inputs=args.inputs, dsp=args.dsp, cell=args.cell)
+        with Stages(stages, label="synthesize") as progress:
+            report = synthesize(args.manifest, board=args.board, rows=args.rows, cols=args.cols, out=args.out,
+                                clock_mhz=args.clock, batch=args.batch, layers=args.layer, vectors=args.vectors,
+                                seed=args.seed, inputs=args.inputs, dsp=args.dsp, cell=args.cell,
+                                throughput=not args.no_throughput, progress=progress)
     except ColcombError:
         report_path = args.out / "report.json"
         if report_path.exists():

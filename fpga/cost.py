@@ -99,7 +99,9 @@ def synth_cell(family: str, alphas: Sequence[int], *, weight_bits: int = 8, data
     ``{alpha: {"luts", "flip_flops", "carries", "dsps", "block_rams"}}``. The cell priced is the
     last of a ``cols``-wide array row (the widest partial sums). With ``dsp`` the multiplier goes
     to a DSP block; without, it is the shift-and-add multiplier the array uses for cells beyond
-    the device's DSPs. ``cell="serial"`` prices the bit-serial cell (no multiplier)."""
+    the device's DSPs. ``cell="serial"`` prices the bit-serial cell (no multiplier). The select is
+    encoded as :func:`colcomb.fpga.synth.onehot_select` says for the family."""
+    from colcomb.fpga.synth import onehot_select
     from colcomb.hdl.array import psum_bits
     from colcomb.hdl.cell import Cell
     from colcomb.hdl.serial_cell import SerialCell
@@ -112,7 +114,7 @@ def synth_cell(family: str, alphas: Sequence[int], *, weight_bits: int = 8, data
                   "psum_out_bits": psum_bits(weight_bits, plane, cols)}
         comps = {f"cell{a}": SerialCell(weight_bits=weight_bits, alpha=a, **widths) if cell == "serial"
                  else Cell(weight_bits=weight_bits, data_bits=data_bits, alpha=a,
-                           multiplier="dsp" if dsp else "logic", **widths)
+                           multiplier="dsp" if dsp else "logic", onehot=onehot_select(family, cell, a), **widths)
                  for a in want}
         res = synth_components(family, comps, dsp=dsp)
         for a in want:

@@ -94,10 +94,12 @@ class Design:
 
 def prepare_design(manifest_dir: str | os.PathLike, *, rows: int, cols: int, batch: int | None = None,
                    layers: list[str] | None = None, vectors: int | None = None, seed: int = 0,
-                   inputs: str | os.PathLike | None = None, cell: str = "parallel") -> Design:
+                   inputs: str | os.PathLike | None = None, cell: str = "parallel",
+                   family: str | None = None) -> Design:
     """Load the manifest, compile the chosen layers (default all, in order) for a ``rows`` x
     ``cols`` array, and compute the golden outputs of the test inputs (``inputs``: a .npy of
-    integers; default ``vectors`` generated ones, ``vectors`` defaulting to the batch)."""
+    integers; default ``vectors`` generated ones, ``vectors`` defaulting to the batch). With a
+    ``family``, the cells' select is encoded as :func:`onehot_select` says for it."""
     from colcomb.hdl.program import Program
     from colcomb.packer.golden import check_inputs, run_network
     from colcomb.packer.manifest import load_manifest
@@ -105,7 +107,8 @@ def prepare_design(manifest_dir: str | os.PathLike, *, rows: int, cols: int, bat
     manifest = load_manifest(manifest_dir)
     chosen = manifest.chain(layers)
     kwargs = {} if batch is None else {"batch": batch}
-    program = Program.compile(chosen, rows=rows, cols=cols, cell=cell, **kwargs)
+    onehot = family is not None and onehot_select(family, cell, max(la.alpha for la in chosen))
+    program = Program.compile(chosen, rows=rows, cols=cols, cell=cell, onehot=onehot, **kwargs)
     if inputs is not None:
         try:
             x = np.load(inputs, allow_pickle=False)
@@ -234,6 +237,16 @@ def requant_dsps(family: str, program) -> int:
 _REQUANT_DSPS: dict[tuple[str, str], int] = {}
 
 
+def onehot_select(family: str, cell: str, alpha: int) -> bool:
+    """Whether the cells' select is one-hot on ``family``: for the bit-parallel cell at alpha 8
+    and more an AND-OR of the lanes takes fewer LUTs than a mux tree on both families, for five
+    more flip-flops per cell (``benchmarks/area.py``: 56.1 against 64.1 LUTs per cell on iCE40,
+    40.0 against 48.0 on ECP5, DSP multipliers); at alpha 4 a single cell gains nothing on
+    iCE40 and loses on ECP5, so smaller alphas keep the lane index. The serial cell picks a
+    single bit."""
+    return family in ("ice40", "ecp5") and cell == "parallel" and alpha >= 8
+
+
 def dsp_plan(spec, family: str, program, dsp: bool | None) -> tuple[bool, int]:
     """Whether to map multipliers to DSPs (``dsp``; ``None``: on for ECP5, off for iCE40) and how
     many array cells get one: the device's DSPs less the requantizer's, at most every cell. When
@@ -251,10 +264,14 @@ def dsp_plan(spec, family: str, program, dsp: bool | None) -> tuple[bool, int]:
 def synthesize(manifest_dir: str | os.PathLike, *, board: str, rows: int, cols: int, out: str | os.PathLike,
                clock_mhz: float | None = None, batch: int | None = None, layers: list[str] | None = None,
                vectors: int | None = None, seed: int = 0, inputs: str | os.PathLike | None = None,
-               dsp: bool | None = None, nextpnr_seed: int = 1, log=None, cell: str = "parallel") -> dict:
+               dsp: bool | None = None, nextpnr_seed: int = 1, log=None, cell: str = "parallel",
+               throughput: bool = True, progress=None) -> dict:
     """Build the self-testing board top for ``board`` and write ``out/report.json``.
 
     ``dsp``: map multipliers to DSP blocks (``None``: the family's default, :func:`dsp_plan`).
+    ``throughput``: measure the steady-state cycles per inference in Verilator
+    (:func:`measure_cycles_per_inference`) for the report's ``throughput``; ``progress`` (a
+    :class:`colcomb.core.progress.Stages`) shows the stages.
 
     Returns the report. Raises :class:`ColcombError` (after writing the report, marked failed)
     when the design does not fit, misses the clock, or a tool fails.
@@ -273,7 +290,7 @@ def synthesize(manifest_dir: str | os.PathLike, *, board: str, rows: int, cols: 
 
     # every check of the inputs comes before OUT is made: a refused run leaves nothing behind
     design = prepare_design(manifest_dir, rows=rows, cols=cols, batch=batch, layers=layers,
-                            vectors=vectors, seed=seed, inputs=inputs, cell=cell)
+                            vectors=vectors, seed=seed, inputs=inputs, cell=cell, family=family)
     use_dsp, dsp_cells = dsp_plan(spec, family, design.program, dsp)
     prog = design.program = dataclasses.replace(design.program, dsp_cells=dsp_cells)
 
@@ -349,14 +366,19 @@ def synthesize(manifest_dir: str | os.PathLike, *, board: str, rows: int, cols: 
             f"({'PLL' if pll else 'oscillator'}) -> {build_dir}")
         # the "running" report in the staging folder shows a crash's progress; it never reaches OUT
         write_text(work / "report.json", json.dumps(report, indent=2) + "\n")
+        measured = None
+        if throughput:
+            _stage(progress, "simulate")
+            measured = measure_cycles_per_inference(manifest_dir, rows=rows, cols=cols, batch=prog.batch,
+                                                    layers=layers, cell=cell, seed=seed)
         try:
             plan = platform.build(top, name="top", build_dir=str(build_dir), do_build=False, **overrides)
             plan.extract(str(build_dir))
             t_build = time.perf_counter()
-            proc = subprocess.run(["sh", "build_top.sh"], cwd=build_dir, env=env, capture_output=True, text=True)
+            returncode, output = _run_build_script(build_dir, env, family, progress)
             report["build_seconds"] = round(time.perf_counter() - t_build, 1)
-            (build_dir / "build_output.log").write_text(proc.stdout + proc.stderr)
-            tool_failed = proc.returncode != 0
+            (build_dir / "build_output.log").write_text(output)
+            tool_failed = returncode != 0
         except ColcombError:
             raise
         except Exception as exc:  # elaboration errors of the design or the platform
@@ -383,6 +405,9 @@ def synthesize(manifest_dir: str | os.PathLike, *, board: str, rows: int, cols: 
             "dense_macs_per_vector": prog.dense_macs(),
             "seconds_at_clock": cyc["total"] / f_clk,
         }
+        report["throughput"] = throughput_report(measured, report["clock"].get("fmax_mhz"), throughput)
+        if measured is not None and not measured.get("passed", True):
+            failures.append(f"the simulated design does not match the golden model: {measured['summary']}")
         report["failures"] = failures
         report["status"] = "failed" if failures else "passed"
         report["elapsed_seconds"] = round(time.perf_counter() - t0, 1)
@@ -391,6 +416,81 @@ def synthesize(manifest_dir: str | os.PathLike, *, board: str, rows: int, cols: 
     if failures:
         raise ColcombError(f"{spec.name}: " + "; ".join(failures) + f" (report: {report_path})")
     return report
+
+
+def measure_cycles_per_inference(manifest_dir, *, rows: int, cols: int, batch: int, layers=None,
+                                 cell: str = "parallel", seed: int = 0, batches: int = 8) -> dict:
+    """Run the design of the chosen layers in Verilator (the fast bench of ``colcomb simulate``)
+    on ``batches`` full batches of random inputs and return ``{"cycles_per_inference", "vectors",
+    "passed", "summary", "run_dir"}``: the steady state (cycles between the ends of full batches,
+    :func:`colcomb.sim.timing.steady_cycles_per_vector`), or ``{"absent": reason}`` when no
+    simulation can run (no Verilator)."""
+    from colcomb.sim.runner import simulate
+
+    try:
+        res = simulate(manifest_dir, rows, cols, vectors=batches * batch, seed=seed, batch=batch,
+                       layers=layers, cell=cell, check=False, bench="fast")
+    except ColcombError as exc:
+        if "Verilator is not installed" in str(exc) or "no verilator" in str(exc):
+            return {"absent": f"no simulation: {exc}"}
+        raise
+    return {"cycles_per_inference": res.cycles_per_inference, "vectors": res.vectors, "passed": res.passed,
+            "summary": res.summary, "run_dir": str(res.run_dir), "bench": res.bench}
+
+
+def throughput_report(measured: dict | None, fmax_mhz: float | None, wanted: bool = True) -> dict:
+    """The report's ``throughput``: ``cycles_per_inference`` (measured in Verilator),
+    ``clock_mhz`` (the achieved Fmax) and ``inferences_per_s``; with ``"absent": reason`` (and no
+    invented number) for whatever could not be measured."""
+    if not wanted:
+        return {"absent": "not measured (--no-throughput)"}
+    if measured is None or "absent" in measured:
+        return {"absent": (measured or {}).get("absent", "not measured")}
+    out = {"cycles_per_inference": measured["cycles_per_inference"], "clock_mhz": fmax_mhz,
+           "vectors_simulated": measured["vectors"], "source": "verilator, colcomb.sim fast bench, steady state",
+           "simulation": measured["run_dir"]}
+    if not measured["passed"]:
+        out["absent"] = "the simulated outputs differ from the golden model"
+    elif fmax_mhz is None:
+        out["absent"] = "nextpnr reported no Fmax"
+    elif not measured["cycles_per_inference"]:
+        out["absent"] = "the simulation measured no steady state"
+    else:
+        out["inferences_per_s"] = fmax_mhz * 1e6 / measured["cycles_per_inference"]
+    return out
+
+
+def _stage(progress, name: str) -> None:
+    if progress is not None:
+        progress.stage(name)
+
+
+#: files the build script writes at the end of each tool, per family: when one exists the next
+#: tool runs (the progress display's stage)
+_STAGE_FILES = {"ice40": (("top.asc", "pack"), ("top.json", "place-and-route")),
+                "ecp5": (("top.config", "pack"), ("top.json", "place-and-route"))}
+
+
+def _run_build_script(build_dir: Path, env: dict, family: str, progress) -> tuple[int, str]:
+    """Run Amaranth's ``build_top.sh`` (yosys, nextpnr, the packer); returns (exit status, output).
+    The progress stage follows the files each tool leaves."""
+    import tempfile
+
+    _stage(progress, "synth")
+    with tempfile.TemporaryFile("w+") as log:
+        proc = subprocess.Popen(["sh", "build_top.sh"], cwd=build_dir, env=env, stdout=log,
+                                stderr=subprocess.STDOUT, text=True)
+        stage = "synth"
+        while proc.poll() is None:
+            time.sleep(0.5)
+            for name, next_stage in _STAGE_FILES.get(family, ()):
+                if (build_dir / name).exists():
+                    if next_stage != stage:
+                        stage = next_stage
+                        _stage(progress, stage)
+                    break
+        log.seek(0)
+        return proc.returncode, log.read()
 
 
 def summary(report: dict) -> str:
@@ -433,6 +533,16 @@ def summary(report: dict) -> str:
     lines.append(f"  tools         {report['tools']['yosys'].split(' (')[0]}; {report['tools']['nextpnr']}")
     if report.get("bitstream"):
         lines.append(f"  bitstream     {report['bitstream']['path']} ({report['bitstream']['bytes']} bytes)")
+    if report.get("throughput") is not None:
+        lines.append(throughput_line(report["throughput"]))
     for f in report.get("failures", []):
         lines.append(f"  FAILED: {f}")
     return "\n".join(lines)
+
+
+def throughput_line(t: dict) -> str:
+    """The one line of the report's ``throughput``."""
+    if "inferences_per_s" in t:
+        return (f"throughput: {t['inferences_per_s']:.0f} inferences/s ({t['cycles_per_inference']:g} cycles per "
+                f"inference at {t['clock_mhz']:.2f} MHz)")
+    return f"throughput: not measured ({t.get('absent', 'unknown')})"

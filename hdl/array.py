@@ -63,12 +63,14 @@ class SystolicArray(wiring.Component):
         (:class:`~colcomb.hdl.serial_cell.SerialCell`: one bit of every lane per cycle, least
         significant first, :attr:`cycles_per_vector` = ``data_bits`` cycles per vector; each row's
         edge weights the bit-planes and adds them up).
+    onehot : bool
+        Parallel cells only: the select is one bit per lane (:func:`cell_layout`).
 
     Members
     -------
     load : ``In(1)``
         Shift the weight chain by one row.
-    w_in : ``In(ArrayLayout(cell_layout(weight_bits, alpha), cols))``
+    w_in : ``In(ArrayLayout(cell_layout(weight_bits, alpha, onehot), cols))``
         One row of cell words (weight and select per column) entering row 0.
     lanes_in : ``In(ArrayLayout(ArrayLayout(signed(data_bits), alpha), cols))``
         One input vector: the lanes of every column, unskewed (serial: ``unsigned(1)`` lanes,
@@ -83,7 +85,7 @@ class SystolicArray(wiring.Component):
     @validated
     def __init__(self, *, rows: int, cols: int, alpha: int = 1, weight_bits: int = 8,
                  data_bits: int = 8, acc_bits: int = 32, dsp_cells: int | None = None,
-                 cell: str = "parallel"):
+                 cell: str = "parallel", onehot: bool = False):
         self.rows = check_int("rows", rows)
         self.cols = check_int("cols", cols)
         self.alpha = check_int("alpha", alpha)
@@ -95,10 +97,13 @@ class SystolicArray(wiring.Component):
             raise ValueError(f"cell must be one of {', '.join(CELLS)}, not {cell!r}")
         self.cell = cell
         serial = cell == "serial"
+        if onehot and serial:
+            raise ValueError(f"a one-hot select is for the parallel cell, not cell={cell!r}")
+        self.onehot = bool(onehot)
         lane = data.ArrayLayout(unsigned(1), alpha) if serial else lane_layout(data_bits, alpha)
         ports = {
             "load": In(1),
-            "w_in": In(data.ArrayLayout(cell_layout(weight_bits, alpha), cols)),
+            "w_in": In(data.ArrayLayout(cell_layout(weight_bits, alpha, self.onehot), cols)),
             "lanes_in": In(data.ArrayLayout(lane, cols)),
             "sums_out": Out(data.ArrayLayout(signed(acc_bits), rows)),
         }
@@ -127,7 +132,7 @@ class SystolicArray(wiring.Component):
         if self.cell == "serial":
             return SerialCell(weight_bits=self.weight_bits, alpha=self.alpha, **widths)
         return Cell(weight_bits=self.weight_bits, data_bits=self.data_bits, alpha=self.alpha,
-                    multiplier=self.multiplier(row, col), **widths)
+                    multiplier=self.multiplier(row, col), onehot=self.onehot, **widths)
 
     def multiplier(self, row: int, col: int) -> str:
         """The multiplier kind of cell (row, col): DSP-mappable for the first ``dsp_cells``."""

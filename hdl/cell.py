@@ -43,14 +43,16 @@ class Cell(wiring.Component):
         ``max(psum_in_bits, weight_bits + data_bits)``, plus one when there is an input).
     multiplier : str
         One of :data:`MULTIPLIERS`.
+    onehot : bool
+        The select holds one bit per lane (an AND-OR multiplexer) instead of the lane's index.
 
     Members
     -------
     load : ``In(1)``
         Shift the weight chain: the cell takes ``w_in`` (weight and select) this cycle.
-    w_in : ``In(cell_layout(weight_bits, alpha))``
+    w_in : ``In(cell_layout(weight_bits, alpha, onehot))``
         The word shifted in from the cell above (row 0: from the ROM).
-    w_out : ``Out(cell_layout(weight_bits, alpha))``
+    w_out : ``Out(cell_layout(weight_bits, alpha, onehot))``
         The held word, towards the cell below.
     lanes : ``In(ArrayLayout(signed(data_bits), alpha))``
         The column's input lanes (shared by every cell of the column).
@@ -62,7 +64,8 @@ class Cell(wiring.Component):
 
     @validated
     def __init__(self, *, weight_bits: int = 8, data_bits: int = 8, alpha: int = 1,
-                 psum_in_bits: int = 0, psum_out_bits: int | None = None, multiplier: str = "dsp"):
+                 psum_in_bits: int = 0, psum_out_bits: int | None = None, multiplier: str = "dsp",
+                 onehot: bool = False):
         self.weight_bits = check_int("weight_bits", weight_bits, 2)
         self.data_bits = check_int("data_bits", data_bits, 2)
         self.alpha = check_int("alpha", alpha)
@@ -74,7 +77,8 @@ class Cell(wiring.Component):
         if multiplier not in MULTIPLIERS:
             raise ValueError(f"multiplier must be one of {', '.join(MULTIPLIERS)}, not {multiplier!r}")
         self.multiplier = multiplier
-        super().__init__(cell_ports(cell_layout(weight_bits, alpha), lane_layout(data_bits, alpha),
+        self.onehot = bool(onehot)
+        super().__init__(cell_ports(cell_layout(weight_bits, alpha, self.onehot), lane_layout(data_bits, alpha),
                                     psum_in_bits, psum_out_bits))
 
     def elaborate(self, platform):
@@ -83,6 +87,13 @@ class Cell(wiring.Component):
 
         if self.alpha == 1:
             picked = self.lanes[0]
+        elif self.onehot:
+            # an AND-OR of the lanes, one select bit each: 5 LUT4s per bit on iCE40, where the
+            # index tree takes 7 (an unused select pattern reads zero or an OR of lanes)
+            picked = Signal(signed(self.data_bits))
+            terms = [self.lanes[i].as_unsigned() & held.select[i].replicate(self.data_bits)
+                     for i in range(self.alpha)]
+            m.d.comb += picked.eq(_or(terms))
         else:
             # an indexed read becomes one balanced mux tree; selects >= alpha never come from
             # the program (they read an arbitrary lane)
@@ -118,6 +129,14 @@ def hold_weight(m: Module, cell: wiring.Component) -> Signal:
         m.d.sync += held.eq(cell.w_in)
     m.d.comb += cell.w_out.eq(held)
     return held
+
+
+def _or(values: list):
+    """The OR of ``values`` (a balanced tree)."""
+    while len(values) > 1:
+        values = [values[i] | values[i + 1] if i + 1 < len(values) else values[i]
+                  for i in range(0, len(values), 2)]
+    return values[0]
 
 
 def _shift_add(m: Module, weight, lane, width: int):

@@ -63,13 +63,15 @@ def bits_for(value: int) -> int:
     return max(1, int(value).bit_length())
 
 
-def cell_layout(weight_bits: int, alpha: int) -> data.StructLayout:
+def cell_layout(weight_bits: int, alpha: int, onehot: bool = False) -> data.StructLayout:
     """A cell word: the signed weight in the low bits, the select above it (the words
-    :func:`colcomb.packer.rom.cell_words` encodes); the dense cell (alpha = 1) has no select
-    field."""
+    :func:`colcomb.packer.rom.cell_words` encodes), or with ``onehot`` one select bit per lane
+    (an AND-OR multiplexer, cheaper than a mux tree in iCE40 LUT4s); the dense cell (alpha = 1)
+    has no select field."""
     if alpha == 1:
         return data.StructLayout({"weight": signed(weight_bits)})
-    return data.StructLayout({"weight": signed(weight_bits), "select": unsigned(select_bits(alpha))})
+    return data.StructLayout({"weight": signed(weight_bits),
+                              "select": unsigned(alpha if onehot else select_bits(alpha))})
 
 
 def lane_layout(data_bits: int, alpha: int) -> data.ArrayLayout:
@@ -148,6 +150,8 @@ class Program:
     cell: str = "parallel"
     #: lane memory words per vector (a power of two; :func:`default_parts`)
     parts: int = 1
+    #: the cells' select is one bit per lane (:func:`cell_layout`), not a lane index
+    onehot: bool = False
     tiles: list[Tile] = field(default_factory=list)
     cells: list[int] = field(default_factory=list)
     descriptors: list[int] = field(default_factory=list)
@@ -287,6 +291,7 @@ class Program:
             "dsp_cells": 0 if self.cell == "serial" else (self.rows * self.cols if self.dsp_cells is None
                                                           else self.dsp_cells),
             "cell": self.cell,
+            "select": "one-hot" if self.onehot else "binary",
             "cycles_per_vector": self.cycles_per_vector,
             "activation_memories": {**self.memory_depths, "bits_per_word": self.lanes_per_part * self.data_bits,
                                     "parts": self.parts},
@@ -323,6 +328,7 @@ class Program:
         dsp_cells: int | None = None,
         cell: str = "parallel",
         parts: int | None = None,
+        onehot: bool = False,
     ) -> Program:
         """Check ``layers`` against the array and compute the ROM images.
 
@@ -387,6 +393,8 @@ class Program:
                                f"(the words of the next vector are read meanwhile); use fewer parts")
         if parts > lanes:
             raise ColcombError(f"parts {parts} exceeds the array's {lanes} lanes; use fewer parts")
+        if onehot and cell != "parallel":
+            raise ColcombError("a one-hot select is for the bit-parallel cell; the serial cell picks one bit")
         prog = cls(
             layers=layers,
             rows=int(rows),
@@ -399,6 +407,7 @@ class Program:
             dsp_cells=None if dsp_cells is None else min(int(dsp_cells), int(rows) * int(cols)),
             cell=cell,
             parts=int(parts),
+            onehot=bool(onehot),
         )
         prog._build()
         return prog
@@ -454,7 +463,7 @@ class Program:
         self.lane_region = max([0] + [len(t) for t in inputs[1:]]) * geo.tile_words
         self.output_region = out_tiles * geo.tile_words
         self.input_slots = [self._needs(0, inputs).get(w, []) for w in range(self.in_words)]
-        cl = cell_layout(self.weight_bits, A)
+        cl = cell_layout(self.weight_bits, A, self.onehot)
         rl = self.requant_layout.elem_shape
         tiles: list[Tile] = []
         row_tiles: list[tuple[int, RowTile]] = []
@@ -500,7 +509,9 @@ class Program:
                     # the member's lane slot; a zero weight multiplies any lane to zero
                     s[r, c] = placement[c][int(sel[c])] if w[r, c] and A > 1 else 0
             for r in reversed(range(R)):  # bottom row first: it is shifted furthest
-                self.cells.append(pack_array(cell_words(w[r], s[r], self.weight_bits), cl.size))
+                words = ([pack_struct(cl, {"weight": w[r, c], "select": 1 << int(s[r, c])}) for c in range(C)]
+                         if self.onehot and A > 1 else cell_words(w[r], s[r], self.weight_bits))
+                self.cells.append(pack_array(words, cl.size))
             self.descriptors.append(pack_struct(tl, {
                 "first": t.first, "last": t.last, "layer_end": t.layer_end, "net_end": t.net_end,
                 "rq": t.rq, "base": t.base, "wr_first": t.wr_first, "wr_count": t.wr_count,

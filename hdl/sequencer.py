@@ -166,8 +166,9 @@ class Sequencer(wiring.Component):
 
         m.submodules.array = array = SystolicArray(
             rows=rows, cols=p.cols, alpha=p.alpha, weight_bits=p.weight_bits,
-            data_bits=word_bits, acc_bits=p.acc_bits, dsp_cells=p.dsp_cells, cell=p.cell)
-        row_of_cells = data.ArrayLayout(cell_layout(p.weight_bits, p.alpha), p.cols)
+            data_bits=word_bits, acc_bits=p.acc_bits, dsp_cells=p.dsp_cells, cell=p.cell,
+            onehot=p.onehot)
+        row_of_cells = data.ArrayLayout(cell_layout(p.weight_bits, p.alpha, p.onehot), p.cols)
         m.submodules.cell_rom = cell_rom = Rom(width=row_of_cells.size, init=p.cells,
                                                name="cells")
         descriptor_layout = p.tile_layout

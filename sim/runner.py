@@ -19,7 +19,7 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -28,16 +28,22 @@ import numpy as np
 from colcomb.core.errors import ColcombError
 from colcomb.core.tools import verilator_env, verilator_make_flags
 from colcomb.hdl.cycles import stream_cycles, watchdog_budget
+from colcomb.hdl.framing import batch_last_flags
 from colcomb.hdl.generate import DEFAULT_TOP, generate_layers
 from colcomb.hdl.testbench import stimulus
 from colcomb.packer.golden import check_inputs
 from colcomb.packer.manifest import load_manifest, provenance
 from colcomb.packer.packed import PackedLayer
+from colcomb.sim.harness import HARNESS_VERSION, IN_DEPTH, OUT_DEPTH, harness_name, input_image, write_harness
 
 __all__ = ["Build", "SimResult", "SimulationMismatch", "build", "random_inputs", "run",
            "simulate", "watchdog"]
 
 BENCH_MODULE = "colcomb.sim.bench"
+FAST_BENCH_MODULE = "colcomb.sim.fast_bench"
+#: the benches :func:`run` offers: "fast" (the harness drives and captures the streams, no Python
+#: per cycle; needs a build with the harness) and "cycle" (cocotb driver and monitor every cycle)
+BENCHES = ("fast", "cycle")
 # C++ optimisation of Verilator builds: -O0 compiles several times faster than the makefile's
 # -Os, and the benches run a few thousand cycles, where compile time dominates.
 DEFAULT_OPT = "-O0"
@@ -72,6 +78,12 @@ class Build:
     cached: bool  # True when an earlier build was reused
     build_s: float  # seconds spent generating + compiling (0 for the compile when cached)
     x_random: bool = False  # built with X_RANDOM_BUILD_ARGS
+    harness: str | None = None  # the bench harness's module (the simulated top), None: the design alone
+
+    @property
+    def toplevel(self) -> str:
+        """The module the simulator runs: the harness around the design, or the design."""
+        return self.harness or self.top
 
     @property
     def obj_dir(self) -> Path:
@@ -89,6 +101,9 @@ class SimResult:
     mismatches: list[dict]  # up to 100: {vector, index, got, expected}
     protocol_errors: list[str]
     cycles: int  # clock cycles from the first input word to the last output word
+    # steady state: cycles between the ends of full batches per vector, after the first batch
+    # (None with fewer than two full batches; colcomb.sim.timing)
+    cycles_per_inference: float | None
     compute_cycles: int  # summed over batches: last input word -> first output word
     dense_macs: int  # dense-equivalent MACs: vectors x sum over layers of rows x cols
     macs_per_cycle: float  # dense_macs / cycles
@@ -100,9 +115,20 @@ class SimResult:
     run_dir: Path
     cached_build: bool
     waves: Path | None = None
+    bench: str = "cycle"  # which bench ran: "fast" or "cycle"
+    out_words: int = 0  # output words per vector
     extra: dict = field(default_factory=dict)
     # where it came from: manifest path and sha256, the layers, the run's parameters
     provenance: dict = field(default_factory=dict)
+
+    def outputs(self) -> np.ndarray:
+        """The hardware's output words, (vectors, words per vector); raises ColcombError when
+        the run did not return every expected word."""
+        words = np.load(self.run_dir / "outputs.npy")
+        width = self.out_words
+        if len(words) < self.vectors * width:
+            raise ColcombError(f"the run in {self.run_dir} returned {len(words)} output words, not all of them")
+        return words[: self.vectors * width].reshape(self.vectors, width)
 
     def to_json(self) -> dict:
         out = asdict(self)
@@ -127,6 +153,24 @@ def _verilator_environ(opt: str = DEFAULT_OPT):
     finally:
         os.environ.clear()
         os.environ.update(saved)
+
+
+def _harness_runner():
+    """cocotb's Verilator runner without ``--public-flat-rw``: the harness's configuration file
+    (:data:`colcomb.sim.harness.PUBLIC_VLT`) makes its own ports and registers public, and the
+    design's internals stay private, so Verilator optimizes them."""
+    from cocotb_tools.runner import get_runner
+
+    runner = get_runner("verilator")
+    build_command = getattr(runner, "_build_command", None)
+    if build_command is not None:  # cocotb_tools' own runner (tests may stand in another)
+        def without_public_flat_rw():
+            cmds = build_command()
+            cmds[0] = [arg for arg in cmds[0] if arg != "--public-flat-rw"]
+            return cmds
+
+        runner._build_command = without_public_flat_rw
+    return runner
 
 
 def default_root() -> Path:
@@ -158,8 +202,6 @@ def build(
     same Verilog and parameters exists under ``root`` (then it is reused). ``opt`` is the C++
     optimisation level (one of OPT_LEVELS; -O0 builds fastest, -O2 simulates fastest).
     ``x_random`` builds with :data:`X_RANDOM_BUILD_ARGS` (run it with ``x_seed``)."""
-    from cocotb_tools.runner import get_runner
-
     if opt not in OPT_LEVELS:
         raise ColcombError(f"opt must be one of {', '.join(OPT_LEVELS)}, not {opt!r}")
     t0 = time.perf_counter()
@@ -172,7 +214,8 @@ def build(
         design = generate_layers(layers, rows, cols, tmp, batch=batch, top=top, cell=cell)
         build_args = X_RANDOM_BUILD_ARGS if x_random else BUILD_ARGS
         params = {"rows": rows, "cols": cols, "batch": batch, "waves": bool(waves), "top": top,
-                  "opt": opt, "build_args": build_args, **_tool_versions()}
+                  "opt": opt, "build_args": build_args, "harness": HARNESS_VERSION, **_tool_versions()}
+        write_harness(tmp, top, design.program.data_bits)
         digest = hashlib.sha256(design.verilog.read_bytes())
         digest.update(design.info.read_bytes())  # a cached build's JSON is this design's
         digest.update(json.dumps(params, sort_keys=True).encode())
@@ -182,7 +225,7 @@ def build(
             shutil.rmtree(tmp)
             return Build(key, final, top, final / f"{top}.v",
                          json.loads((final / f"{top}.json").read_text()), bool(waves), True,
-                         time.perf_counter() - t0, bool(x_random))
+                         time.perf_counter() - t0, bool(x_random), harness_name(top))
         if final.exists():
             shutil.rmtree(final)  # an interrupted build
         os.rename(tmp, final)
@@ -191,10 +234,11 @@ def build(
         raise
     verilog = final / f"{top}.v"
     with _verilator_environ(opt):
-        runner = get_runner("verilator")
+        runner = _harness_runner()
         runner.build(
-            sources=[final / f"{top}.vlt", verilog],
-            hdl_toplevel=top,
+            sources=[final / f"{top}.vlt", final / f"{harness_name(top)}.vlt", verilog,
+                     final / f"{harness_name(top)}.v"],
+            hdl_toplevel=harness_name(top),
             build_dir=final / "obj",
             build_args=build_args,
             waves=bool(waves),
@@ -202,7 +246,7 @@ def build(
         )
     (final / ".built").write_text(json.dumps(params) + "\n")
     return Build(key, final, top, verilog, json.loads((final / f"{top}.json").read_text()),
-                 bool(waves), False, time.perf_counter() - t0, bool(x_random))
+                 bool(waves), False, time.perf_counter() - t0, bool(x_random), harness_name(top))
 
 
 def random_inputs(layer: PackedLayer, vectors: int, seed: int = 0) -> np.ndarray:
@@ -220,6 +264,27 @@ def watchdog(design: dict, vectors: int, *, idle: float = 0.0, stall: float = 0.
                           vectors)
     slowdown = 1.0 / max(0.05, 1.0 - max(idle, stall))
     return watchdog_budget(model["total"], slowdown=slowdown)
+
+
+def estimate_seconds(built: Build, vectors: int, bench: str, *, idle: float = 0.0, stall: float = 0.0) -> float | None:
+    """Expected wall seconds of a run: the cycle model's cycles (stretched by idle/stall) at the
+    simulated cycles per second of the latest earlier run of the same build and bench, plus that
+    run's start-up; None when the build has no earlier run."""
+    latest, when = None, -1.0
+    for path in (built.dir / "runs").glob("*/result.json"):
+        try:
+            raw = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if raw.get("bench") == bench and raw.get("sim_cycles_per_s") and path.stat().st_mtime > when:
+            latest, when = raw, path.stat().st_mtime
+    if latest is None:
+        return None
+    d = built.design
+    cycles = stream_cycles(d["engine_cycles"], d["in_cycles_per_vector"], d["out_words"], vectors)["total"]
+    cycles /= max(0.05, 1.0 - max(idle, stall))
+    startup = 2.0  # simulator start, golden model, reading the results: seconds, roughly
+    return cycles / float(latest["sim_cycles_per_s"]) + startup
 
 
 def _check_probabilities(**values: float) -> None:
@@ -242,14 +307,26 @@ def run(
     check: bool = True,
     layers: Sequence[str] | None = None,
     x_seed: int | None = None,
+    bench: str | None = None,
 ) -> SimResult:
     """Run the bench on a build: ``inputs`` (vectors, in_words) through the hardware, outputs
     checked against the golden model on the manifest's layers. ``idle``/``stall``: probability
     of an idle input cycle / a stalled output cycle, each in [0, 1). ``layers`` names the manifest layers the
     reference runs (default: all, in manifest order). With ``check``, raise
     :class:`SimulationMismatch` unless everything matched. ``x_seed`` (an ``x_random`` build
-    only) seeds the random values of uninitialized variables and explicit x."""
+    only) seeds the random values of uninitialized variables and explicit x. ``bench``: "fast"
+    (the harness streams the words from memories, :mod:`colcomb.sim.fast_bench`) or "cycle" (the
+    cocotb driver and monitor on every cycle, :mod:`colcomb.sim.bench`); default fast when the
+    build has the harness. Both check the same words and count the same cycles; their idle/stall
+    patterns differ (different random generators)."""
     from cocotb_tools.runner import get_runner
+
+    bench = bench or ("fast" if built.harness else "cycle")
+    if bench not in BENCHES:
+        raise ColcombError(f"bench must be one of {', '.join(BENCHES)}, not {bench!r}")
+    if bench == "fast" and not built.harness:
+        raise ColcombError(f"the fast bench needs a build with the harness ({built.dir} has none); "
+                           f"use bench='cycle'")
 
     if waves and not built.waves:
         raise ColcombError("waves need a build made with waves=True")
@@ -271,9 +348,13 @@ def run(
     if max_cycles is None:
         max_cycles = watchdog(d, x.shape[0], idle=idle, stall=stall) + drain_cycles
     run_dir = built.dir / "runs" / uuid.uuid4().hex[:12]
+    if bench == "fast" and (x.size > IN_DEPTH or x.shape[0] * d["out_words"] > OUT_DEPTH):
+        raise ColcombError(
+            f"{x.shape[0]} vectors are {x.size} input and {x.shape[0] * d['out_words']} output words; the "
+            f"fast bench's memories hold {IN_DEPTH} and {OUT_DEPTH}: run fewer vectors at a time")
     parameters = {"rows": d["rows"], "cols": d["cols"], "batch": d["batch"],
                   "vectors": int(x.shape[0]), "seed": seed, "idle": idle, "stall": stall,
-                  "max_cycles": max_cycles, "build": built.key,
+                  "max_cycles": max_cycles, "build": built.key, "bench": bench,
                   "inputs": str(run_dir / "inputs.npy")}
     origin = provenance(manifest_dir, layers, parameters)
     run_dir.mkdir(parents=True)
@@ -290,14 +371,20 @@ def run(
         "max_cycles": max_cycles,
         "drain_cycles": drain_cycles,
     }
+    if bench == "fast":
+        files = {name: str(run_dir / f"{name}.hex") for name in ("in", "out", "out_cycles", "in_cycles")}
+        lasts = batch_last_flags(x.shape[0], d["in_words"], d["batch"])
+        Path(files["in"]).write_text(input_image(x, np.asarray(lasts), d["data_bits"]))
+        cfg["files"] = files
+        plusargs = [*plusargs, *(f"+colcomb_{name}={path}" for name, path in files.items())]
     (run_dir / "bench.json").write_text(json.dumps(cfg, indent=1) + "\n")
     exit_code = 0
     with _verilator_environ():
         runner = get_runner("verilator")
         try:
             runner.test(
-                test_module=BENCH_MODULE,
-                hdl_toplevel=built.top,
+                test_module=FAST_BENCH_MODULE if bench == "fast" else BENCH_MODULE,
+                hdl_toplevel=built.toplevel,
                 hdl_toplevel_lang="verilog",
                 build_dir=built.obj_dir,
                 test_dir=run_dir,
@@ -326,6 +413,7 @@ def run(
         protocol_errors=raw["protocol_errors"],
         cycles=cycles,
         compute_cycles=compute,
+        cycles_per_inference=raw.get("cycles_per_inference"),
         dense_macs=macs,
         macs_per_cycle=macs / cycles if cycles else 0.0,
         compute_macs_per_cycle=macs / compute if compute else 0.0,
@@ -336,6 +424,8 @@ def run(
         run_dir=run_dir,
         cached_build=built.cached,
         waves=(run_dir / "dump.vcd") if waves else None,
+        bench=bench,
+        out_words=int(d["out_words"]),
         provenance=origin,
     )
     (run_dir / "result.json").write_text(json.dumps(result.to_json(), indent=1) + "\n")
@@ -364,6 +454,8 @@ def simulate(
     opt: str = DEFAULT_OPT,
     layers: Sequence[str] | None = None,
     cell: str = "parallel",
+    bench: str = "fast",
+    progress: Callable[..., None] | None = None,
 ) -> SimResult:
     """Simulate the manifest's network on a ``rows`` x ``cols`` array in Verilator and check
     every output word against the golden model.
@@ -376,17 +468,25 @@ def simulate(
     C++ optimisation level of the Verilator build; ``layers`` picks a chain of the manifest's
     layers by name (default: all of them, in order); ``cell`` picks the array's cell kind;
     ``idle``/``stall`` (each in [0, 1)) make the input stream idle and the output stream stall on
-    random cycles. Returns a
+    random cycles; ``bench`` picks the fast or the per-cycle bench (:func:`run`); ``progress``
+    is called with the name of each stage ("build", "simulate") as it starts, and the simulation's
+    expected seconds (``eta_s``, :func:`estimate_seconds`) where an earlier run tells. Returns a
     :class:`SimResult`; with ``check`` (default) raises :class:`SimulationMismatch` unless every
     output equals the golden model.
     """
     _check_probabilities(idle=idle, stall=stall)
+    if bench not in BENCHES:
+        raise ColcombError(f"bench must be one of {', '.join(BENCHES)}, not {bench!r}")
     chosen = load_manifest(manifest_dir).chain(layers)
     hw = list(hardware_layers) if hardware_layers is not None else chosen
     if inputs is None:
         x = random_inputs(chosen[0], vectors, seed)
     else:  # integers of the data width, checked before a build: np.int64() would wrap or truncate
         x = check_inputs(chosen[0], inputs)
+    if progress:
+        progress("build")
     built = build(hw, rows, cols, batch=batch, waves=waves, root=root, opt=opt, cell=cell)
+    if progress:
+        progress("simulate", eta_s=estimate_seconds(built, x.shape[0], bench, idle=idle, stall=stall))
     return run(built, manifest_dir, x, idle=idle, stall=stall, seed=seed, waves=waves,
-               check=check, layers=layers)
+               check=check, layers=layers, bench=bench)

@@ -92,5 +92,6 @@ class Scoreboard:
         if self.passed:
             return f"all {self.checked} output words equal the golden model"
         parts = [f"{self.mismatch_count} of {self.checked} output words differ"]
-        parts += [f"first: {m}" for m in self.mismatches[:3]]
+        parts += [f"{'first' if k == 0 else 'then'} at vector {m['vector']}, word {m['index']}: hardware "
+                  f"{m['got']}, golden model {m['expected']}" for k, m in enumerate(self.mismatches[:3])]
         return "; ".join(parts + self.protocol_errors)

@@ -20,19 +20,21 @@ def _run(dut, bench):
     sim.run()
 
 
+@pytest.mark.parametrize("onehot", [False, True], ids=["binary", "onehot"])
 @pytest.mark.parametrize("multiplier", ["dsp", "logic"])
 @pytest.mark.parametrize("alpha", [1, 2, 3, 4, 8])
-def test_cell_picks_lane_multiplies_and_adds(alpha, multiplier):
+def test_cell_picks_lane_multiplies_and_adds(alpha, multiplier, onehot):
     rng = np.random.default_rng(alpha)
     dut = Cell(weight_bits=8, data_bits=8, alpha=alpha, psum_in_bits=19, psum_out_bits=20,
-               multiplier=multiplier)
+               multiplier=multiplier, onehot=onehot)
     checked = []
 
     async def bench(ctx):
         for _ in range(40):
             w = int(rng.integers(-128, 128))
             sel = int(rng.integers(0, alpha))
-            ctx.set(dut.w_in, {"weight": w, "select": sel} if alpha > 1 else {"weight": w})
+            select = 1 << sel if onehot else sel
+            ctx.set(dut.w_in, {"weight": w, "select": select} if alpha > 1 else {"weight": w})
             ctx.set(dut.load, 1)
             await ctx.tick()
             ctx.set(dut.load, 0)

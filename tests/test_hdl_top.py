@@ -91,3 +91,16 @@ def test_block_without_packed_columns_writes_its_rows():
     x = inputs(rng, 3, 5)
     res = run_top([layer], 2, 2, x, batch=4)
     assert np.array_equal(res.outputs, run_network([layer], x))
+
+
+@pytest.mark.parametrize("array", [(2, 3), (4, 4)])
+def test_one_hot_select_is_bit_exact(array):
+    """The cells' one-hot select (what synthesize builds) computes what the lane index does."""
+    rng = np.random.default_rng(array[0] * 10 + array[1])
+    layers = [random_layer(rng, 9, 14, 4, gamma=0.25, name="l0", activation="relu", block_rows=4),
+              random_layer(rng, 3, 9, 8, gamma=0.5, name="l1")]
+    x = inputs(rng, 7, 14)
+    prog = Program.compile(layers, rows=array[0], cols=array[1], batch=4, onehot=True)
+    assert prog.onehot and prog.summary()["select"] == "one-hot"
+    res = run_top(prog, *array, x)
+    assert np.array_equal(res.outputs, run_network(layers, x))

@@ -15,6 +15,7 @@ from colcomb.cli import main
 from colcomb.core.errors import ColcombError
 from colcomb.core.tools import tool_env
 from colcomb.fpga.synth import synthesize
+from colcomb.hdl.cycles import cycles_per_inference
 from colcomb.packer.golden import run_network
 
 if shutil.which(tool_env()["YOSYS"]) is None or shutil.which(tool_env()["NEXTPNR_ICE40"]) is None:
@@ -65,12 +66,21 @@ def test_tiny_network_builds_for_icebreaker(tiny_manifest, tmp_path, capsys):
     assert origin["manifest"] == str(manifest_json.resolve()) and origin["layers"] == ["tiny"]
     assert origin["manifest_sha256"] == hashlib.sha256(manifest_json.read_bytes()).hexdigest()
     assert origin["parameters"]["board"] == "icebreaker" and origin["parameters"]["rows"] == 2
+    # throughput: the steady state Verilator measured (the cycle model's, from the report's own
+    # numbers) at the achieved Fmax
+    t, a = report["throughput"], report["array"]
+    model = cycles_per_inference(a["engine_cycles"], a["in_cycles_per_vector"], a["out_words"])
+    assert t["cycles_per_inference"] == model and t["clock_mhz"] == clock["fmax_mhz"]
+    assert t["inferences_per_s"] == pytest.approx(clock["fmax_mhz"] * 1e6 / t["cycles_per_inference"])
+    assert (f"throughput: {t['inferences_per_s']:.0f} inferences/s ({t['cycles_per_inference']:g} cycles per "
+            f"inference at {clock['fmax_mhz']:.2f} MHz)") in text
 
 
 def test_missed_clock_fails_and_keeps_the_report(tiny_manifest, tmp_path):
     out = tmp_path / "synth"
     with pytest.raises(ColcombError, match="timing") as exc:
-        synthesize(tiny_manifest, board="icebreaker", rows=2, cols=2, batch=2, out=out, clock_mhz=250.0)
+        synthesize(tiny_manifest, board="icebreaker", rows=2, cols=2, batch=2, out=out, clock_mhz=250.0,
+                   throughput=False)
     report = json.loads((out / "report.json").read_text())
     assert str(out / "report.json") in str(exc.value)
     assert report["status"] == "failed"
@@ -78,3 +88,4 @@ def test_missed_clock_fails_and_keeps_the_report(tiny_manifest, tmp_path):
     assert report["clock"]["timing_met"] is False
     assert report["clock"]["fmax_mhz"] < report["clock"]["clock_mhz"]
     assert any("timing" in f for f in report["failures"])
+    assert report["throughput"] == {"absent": "not measured (--no-throughput)"}

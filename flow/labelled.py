@@ -1,0 +1,95 @@
+"""Inputs of ``colcomb simulate`` beyond random vectors: user arrays, float images of a
+``colcomb train`` run (quantized the way the golden model's evaluation quantizes them) and the
+run's own test split, with labels, so that the simulated hardware's accuracy can be printed
+beside the golden model's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from colcomb.core.errors import ColcombError
+
+__all__ = ["Labelled", "accuracy", "simulation_inputs"]
+
+
+@dataclass(frozen=True)
+class Labelled:
+    """Integer input vectors for the hardware and, when known, their class labels."""
+
+    x: np.ndarray  # (vectors, cols of the first layer) integers
+    labels: np.ndarray | None  # (vectors,) class indices
+    source: str  # where they came from, for the log
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    from colcomb.cli import load_input_array
+
+    return load_input_array(path)
+
+
+def _quantize_images(x: np.ndarray, meta: dict, source: str) -> np.ndarray:
+    """Float images -> the integers the golden model's evaluation feeds the network
+    (:func:`colcomb.train.integer.quantize_input` with the manifest's input scale), flattened."""
+    from colcomb.train.integer import quantize_input
+
+    if "input_scale" not in meta:
+        raise ColcombError(f"{source} holds floats, and the manifest has no input_scale to quantize them "
+                           f"with (it was not written by `colcomb train`): give integer inputs")
+    q = quantize_input(x, float(meta["input_scale"]), int(meta.get("data_bits", 8)))
+    return q.reshape(q.shape[0], -1)
+
+
+def simulation_inputs(manifest_dir: Path, *, layers: Sequence[str] | None = None, inputs: Path | None = None,
+                      labels: Path | None = None, test_split: int | None = None,
+                      data_dir: str | None = None) -> Labelled | None:
+    """The inputs the options name (None: none named, the bench draws random vectors).
+    ``test_split`` (0: all) takes the first images of the test split of the manifest's dataset."""
+    from colcomb.packer.manifest import load_manifest
+
+    if test_split is not None and inputs is not None:
+        raise ColcombError("give either --input or --test-split, not both")
+    if labels is not None and inputs is None:
+        raise ColcombError("--labels needs --input (the images they label)")
+    if inputs is None and test_split is None:
+        return None
+    manifest = load_manifest(manifest_dir)
+    meta = manifest.meta or {}
+    if test_split is not None:
+        from colcomb.train.datasets import ImageData, load_dataset
+
+        if "dataset" not in meta:
+            raise ColcombError(f"{manifest_dir} names no dataset (it was not written by `colcomb train`): "
+                               f"give --input and --labels instead of --test-split")
+        data = load_dataset(str(meta["dataset"]), data_dir)
+        if not isinstance(data, ImageData):
+            raise ColcombError(f"--test-split needs an image dataset, not {meta['dataset']!r}")
+        n = len(data.y_test) if test_split == 0 else min(test_split, len(data.y_test))
+        x = _quantize_images(data.x_test[:n], meta, f"the {meta['dataset']} test split")
+        return Labelled(x, np.asarray(data.y_test[:n], np.int64), f"{n} images of the {meta['dataset']} test split")
+    x = _load_npy(inputs)
+    if x.size and np.issubdtype(x.dtype, np.floating):
+        x = _quantize_images(x, meta, str(inputs))
+    y = None
+    if labels is not None:
+        y = _load_npy(labels)
+        if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+            raise ColcombError(f"{labels}: labels must be a 1-d integer array, not {y.dtype} {list(y.shape)}")
+        rows = x.shape[0] if x.ndim == 2 else 1
+        if len(y) != rows:
+            raise ColcombError(f"{labels} holds {len(y)} labels for {rows} input vectors in {inputs}")
+        y = y.astype(np.int64)
+    return Labelled(x, y, str(inputs))
+
+
+def accuracy(outputs: np.ndarray, labels: np.ndarray) -> float:
+    """Fraction of vectors whose largest output word (the first on ties, like ``argmax``) is the
+    label."""
+    out = np.asarray(outputs)
+    if out.ndim != 2 or out.shape[0] != len(labels):
+        raise ColcombError(f"outputs {list(out.shape)} do not match {len(labels)} labels")
+    return float(np.mean(out.argmax(axis=1) == np.asarray(labels)))

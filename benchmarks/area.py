@@ -59,11 +59,16 @@ def slope(cells: list[int], values: list[int]) -> float:
     return float(np.polyfit(np.asarray(cells, float), np.asarray(values, float), 1)[0])
 
 
+def random_layer(shape: tuple[int, int], density: float, seed: int):
+    """A random sparse layer packed as the README's commands pack it (alpha 8, gamma 0.5, relu)."""
+    r = np.random.default_rng(seed)
+    w = r.standard_normal(shape) * (r.random(shape) < density)
+    return pack_layer("w", w, PackOptions(alpha=8, gamma=0.5, activation="relu"))
+
+
 def example_layer():
     """The README's 16 x 64 example layer (the same seed and packing as its commands)."""
-    r = np.random.default_rng(3)
-    w = r.standard_normal((16, 64)) * (r.random((16, 64)) < 0.12)
-    return pack_layer("w", w, PackOptions(alpha=8, gamma=0.5, activation="relu"))
+    return random_layer((16, 64), 0.12, 3)
 
 
 def design_rows(families: list[str], batches: list[int], jobs: int) -> list[list]:
@@ -102,11 +107,8 @@ def fit_rows(out_root: Path) -> list[list]:
 
     rows = []
     for name, (r, c), density, seed, board, ar, ac, cell, mhz, dsp in FITS:
-        rng = np.random.default_rng(seed)
-        w = rng.standard_normal((r, c)) * (rng.random((r, c)) < density)
         folder = out_root / name.replace(" ", "-")
-        write_manifest([pack_layer("w", w, PackOptions(alpha=8, gamma=0.5, activation="relu"))],
-                       folder / "packed")
+        write_manifest([random_layer((r, c), density, seed)], folder / "packed")
         t0 = time.perf_counter()
         try:
             rep = synthesize(folder / "packed", board=board, rows=ar, cols=ac, out=folder / "build",

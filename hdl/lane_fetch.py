@@ -19,10 +19,16 @@ from colcomb.hdl.params import check_int, validated
 from colcomb.hdl.program import lane_layout
 
 __all__ = ["MEMORY_READ_LATENCY", "LaneFetch", "fetch_control_signature", "memory_read_signature",
-           "memory_word_layout"]
+           "memory_word_layout", "vector_offset"]
 
 #: cycles from an address on the lane memory's read port to its word (a synchronous read port)
 MEMORY_READ_LATENCY = 1
+
+
+def vector_offset(n, parts: int):
+    """Where vector ``n``'s words start from a tile's vector-0 address: ``n * parts``, a shift
+    (``parts`` is a power of two)."""
+    return n << (parts - 1).bit_length()
 
 
 def memory_word_layout(data_bits: int, lanes_per_part: int) -> data.ArrayLayout:
@@ -115,9 +121,8 @@ class LaneFetch(wiring.Component):
         m = Module()
         ctl, mem = self.control, self.memory
         lanes, lpp = self.cols * self.alpha, self.lanes_per_part
-        shift = (self.parts - 1).bit_length()  # n * parts
         vector_base = Signal(unsigned(self.address_bits))
-        m.d.comb += vector_base.eq(ctl.base + (ctl.n << shift))
+        m.d.comb += vector_base.eq(ctl.base + vector_offset(ctl.n, self.parts))
         if not self.serial:
             m.d.comb += [mem.addr.eq(vector_base), mem.en.eq(ctl.fetch)]
             for i in range(lanes):

@@ -462,24 +462,29 @@ class Program:
         self.input_region = len(inputs[0]) * geo.tile_words
         self.lane_region = max([0] + [len(t) for t in inputs[1:]]) * geo.tile_words
         self.output_region = out_tiles * geo.tile_words
-        self.input_slots = [self._needs(0, inputs).get(w, []) for w in range(self.in_words)]
+        first = self._needs(0, inputs)
+        self.input_slots = [first.get(w, []) for w in range(self.in_words)]
         cl = cell_layout(self.weight_bits, A, self.onehot)
         rl = self.requant_layout.elem_shape
+        wl = self.write_layout
         tiles: list[Tile] = []
         row_tiles: list[tuple[int, RowTile]] = []
+        # (layer, block, first packed column) -> (input tile index, lane slots of its members)
+        where = {(li, bi, col0): (j, placement) for li, tiles_in in enumerate(inputs)
+                 for j, (bi, col0, placement) in enumerate(tiles_in)}
         for li, layer in enumerate(self.layers):
             needs = self._needs(li + 1, inputs)
             region = self.region_of(li)
-            tile_index = {(bi, col0): j for j, (bi, col0, _) in enumerate(inputs[li])}
             for bi, block in enumerate(layer.blocks):
                 n_ct = max(1, -(-block.packed_columns // C))
                 for rt in pack_rows(needs, range(block.row_start, block.row_stop), R, self.max_writes):
                     rq_index = len(row_tiles)
                     wr_first = len(self.writes)
                     row_tiles.append((li, rt))
-                    self.writes.extend(pack_struct_fields(self.address_bits, self.lanes_per_part, rt.writes))
+                    self.writes.extend(pack_struct(wl, {"address": addr, "mask": mask})
+                                       for addr, mask in rt.writes)
                     for ct in range(n_ct):
-                        j = tile_index[bi, ct * C]
+                        j = where[li, bi, ct * C][0]
                         tiles.append(Tile(li, bi, rt.channels, ct * C, ct == 0, ct == n_ct - 1, rq_index,
                                           region + j * geo.tile_words, wr_first, len(rt.writes)))
             if tiles and tiles[-1].layer == li:
@@ -489,13 +494,13 @@ class Program:
             rq = self.layers[li].requant
             self.requant.append(pack_array(
                 [pack_struct(rl, {"bias": rq.bias[ch], "mult": rq.multiplier[ch], "shift": rq.shift[ch]})
-                 if ch is not None else 0 for ch in rt.channels] + [0] * (R - len(rt.channels)),
+                 if ch is not None else 0 for ch in rt.channels],
                 rl.size))
         tl = self.tile_layout
         for t in tiles:
             layer = self.layers[t.layer]
             block = layer.blocks[t.block]
-            placement = inputs[t.layer][tile_index_of(inputs[t.layer], t.block, t.col_start)][2]
+            placement = where[t.layer, t.block, t.col_start][1]
             w = np.zeros((R, C), np.int64)
             s = np.zeros((R, C), np.int64)
             n_cols = len(placement)
@@ -517,15 +522,3 @@ class Program:
                 "rq": t.rq, "base": t.base, "wr_first": t.wr_first, "wr_count": t.wr_count,
                 "layer": t.layer}))
 
-
-def tile_index_of(inputs: list, block: int, col_start: int) -> int:
-    """Index of input tile (``block``, ``col_start``) in a layer's :meth:`Program._input_tiles`."""
-    for j, (bi, col0, _) in enumerate(inputs):
-        if (bi, col0) == (block, col_start):
-            return j
-    raise KeyError((block, col_start))
-
-
-def pack_struct_fields(address_bits: int, mask_bits: int, words: Sequence[tuple[int, int]]) -> list[int]:
-    """Writes ROM words of ``(address, mask)`` pairs (address low, mask above it)."""
-    return [(int(addr) & ((1 << address_bits) - 1)) | (int(mask) << address_bits) for addr, mask in words]

@@ -35,7 +35,7 @@ from amaranth.lib.wiring import In, Out
 
 from colcomb.hdl.accumulate import Accumulate, result_layout, tag_layout
 from colcomb.hdl.array import SystolicArray, array_latency
-from colcomb.hdl.lane_fetch import MEMORY_READ_LATENCY, LaneFetch, memory_word_layout
+from colcomb.hdl.lane_fetch import MEMORY_READ_LATENCY, LaneFetch, memory_word_layout, vector_offset
 from colcomb.hdl.params import validated
 from colcomb.hdl.pipeline import delay
 from colcomb.hdl.program import Program, cell_layout
@@ -373,9 +373,8 @@ class Sequencer(wiring.Component):
             m.d.sync += entry.eq(entry + 1)
         with m.Else():
             m.d.sync += have.eq(0)
-        shift = (p.parts - 1).bit_length()
         m.d.comb += [
-            input_write.addr.eq(current.address + (in_vector << shift)
+            input_write.addr.eq(current.address + vector_offset(in_vector, p.parts)
                                 + Mux(in_buffer, p.input_region, 0)),
             input_write.data.eq(Cat(*([in_word] * lpp))),
             input_write.en.eq(Mux(have & current.valid, Const(1, lpp) << current.slot, 0)),

@@ -16,7 +16,7 @@ from amaranth.hdl import Cat, Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from colcomb.hdl.lane_fetch import memory_word_layout
+from colcomb.hdl.lane_fetch import memory_word_layout, vector_offset
 from colcomb.hdl.params import check_int, validated
 from colcomb.hdl.rom import Rom
 
@@ -125,9 +125,8 @@ class WriteBack(wiring.Component):
             m.d.sync += [next_word.eq(next_word + 1), left.eq(left - 1), pending.eq(1)]
         with m.Else():
             m.d.sync += pending.eq(0)
-        shift = (self.parts - 1).bit_length()
         m.d.comb += [
-            self.memory.addr.eq(entry.address + (n << shift)),
+            self.memory.addr.eq(entry.address + vector_offset(n, self.parts)),
             self.memory.mask.eq(entry.mask & pending.replicate(lpp)),
             self.memory.data.eq(Cat(*(held[s % self.rows] for s in range(lpp)))),
             self.memory.layer.eq(layer),

@@ -22,47 +22,29 @@ run's configuration comes as a JSON file named by the ``COLCOMB_BENCH`` environm
 
 from __future__ import annotations
 
-import json
-import os
 import time
-from pathlib import Path
 
 import cocotb
-import numpy as np
 from cocotb.clock import Clock
 from cocotb.simtime import get_sim_time
 from cocotb.triggers import ClockCycles, SimTimeoutError, with_timeout
 
 from colcomb.hdl.framing import batch_last_flags
-from colcomb.sim.scoreboard import ReferenceModel, Scoreboard
+from colcomb.sim.bench_run import load_run, write_result
+from colcomb.sim.scoreboard import Scoreboard
 from colcomb.sim.stream import StreamDriver, StreamMonitor
 from colcomb.sim.timing import timing
 
 PERIOD_NS = 10
 
 
-def _config() -> dict:
-    path = os.environ.get("COLCOMB_BENCH")
-    if not path:
-        raise RuntimeError("COLCOMB_BENCH is not set; run this bench through colcomb.sim.runner")
-    return json.loads(Path(path).read_text())
-
-
 @cocotb.test()
 async def network_matches_golden_model(dut):
     """Every output word of every vector equals the golden model's."""
-    cfg = _config()
-    design = json.loads(Path(cfg["design"]).read_text())
-    model = ReferenceModel(cfg["manifest"], cfg.get("layers"))
-    x = np.load(cfg["inputs"])
-    vectors = x.shape[0]
-    batch, data_bits = design["batch"], design["data_bits"]
-    in_words, out_words = design["in_words"], design["out_words"]
-    assert model.in_words == in_words and model.out_words == out_words, (
-        f"the design takes {in_words} and gives {out_words} words per vector, the manifest's "
-        f"network {model.in_words} and {model.out_words}"
-    )
-    expected = model.predict(x)
+    run = load_run()
+    cfg, x, expected = run.cfg, run.x, run.expected
+    vectors, batch, data_bits = run.vectors, run.batch, run.data_bits
+    in_words, out_words = run.in_words, run.out_words
 
     Clock(dut.clk, PERIOD_NS, unit="ns").start()
     dut.rst.value = 1
@@ -100,22 +82,9 @@ async def network_matches_golden_model(dut):
             f"{len(words)} input and {len(monitor.received)} of {vectors * out_words} output "
             f"words transferred"
         )
-    result = {
-        "passed": board.passed,
-        "vectors": vectors,
-        "checked": board.checked,
-        "mismatch_count": board.mismatch_count,
-        "mismatches": board.mismatches,
-        "protocol_errors": board.protocol_errors,
-        "summary": board.summary(),
-        "sim_wall_s": wall,
-        "sim_cycles": sim_cycles,
-        **timing([b.cycle for b in driver.sent], [b.cycle for b in monitor.received], batch, in_words,
-                 out_words, vectors),
-    }
-    np.save(Path(cfg["result"]).with_name("outputs.npy"),  # every word received, in order
-            np.array([b.data for b in monitor.received], np.int64))
-    Path(cfg["result"]).write_text(json.dumps(result, indent=1) + "\n")
+    write_result(run, board, [b.data for b in monitor.received], wall=wall, sim_cycles=sim_cycles,
+                 timing=timing([b.cycle for b in driver.sent], [b.cycle for b in monitor.received], batch,
+                               in_words, out_words, vectors))
     assert board.passed, board.summary()
 
 

@@ -12,47 +12,29 @@ per-cycle bench's keys plus ``files``: the paths of the harness's memory images 
 
 from __future__ import annotations
 
-import json
-import os
 import time
-from pathlib import Path
 
 import cocotb
-import numpy as np
 from cocotb.clock import Clock
 from cocotb.simtime import get_sim_time
 from cocotb.triggers import ClockCycles, RisingEdge, SimTimeoutError, with_timeout
 
+from colcomb.sim.bench_run import load_run, write_result
 from colcomb.sim.harness import decode_image, read_image, threshold
-from colcomb.sim.scoreboard import ReferenceModel, Scoreboard
+from colcomb.sim.scoreboard import Scoreboard
 from colcomb.sim.timing import timing
 
 PERIOD_NS = 10
 RESET_CYCLES = 3
 
 
-def _config() -> dict:
-    path = os.environ.get("COLCOMB_BENCH")
-    if not path:
-        raise RuntimeError("COLCOMB_BENCH is not set; run this bench through colcomb.sim.runner")
-    return json.loads(Path(path).read_text())
-
-
 @cocotb.test()
 async def network_matches_golden_model_fast(dut):
     """Every output word of every vector equals the golden model (harness-driven streams)."""
-    cfg = _config()
-    design = json.loads(Path(cfg["design"]).read_text())
-    model = ReferenceModel(cfg["manifest"], cfg.get("layers"))
-    x = np.load(cfg["inputs"])
-    vectors = x.shape[0]
-    batch, data_bits = design["batch"], design["data_bits"]
-    in_words, out_words = design["in_words"], design["out_words"]
-    assert model.in_words == in_words and model.out_words == out_words, (
-        f"the design takes {in_words} and gives {out_words} words per vector, the manifest's "
-        f"network {model.in_words} and {model.out_words}"
-    )
-    expected = model.predict(x)
+    run = load_run()
+    cfg, expected = run.cfg, run.expected
+    vectors, batch, data_bits = run.vectors, run.batch, run.data_bits
+    in_words, out_words = run.in_words, run.out_words
     n_out = vectors * out_words
     max_cycles = int(cfg.get("max_cycles", 10**7))
 
@@ -102,19 +84,6 @@ async def network_matches_golden_model_fast(dut):
             f"timed out after {max_cycles} cycles with {int(dut.in_count.value.to_unsigned())} of "
             f"{vectors * in_words} input and {received} of {n_out} output words transferred"
         )
-    result = {
-        "bench": "fast",
-        "passed": board.passed,
-        "vectors": vectors,
-        "checked": board.checked,
-        "mismatch_count": board.mismatch_count,
-        "mismatches": board.mismatches,
-        "protocol_errors": board.protocol_errors,
-        "summary": board.summary(),
-        "sim_wall_s": wall,
-        "sim_cycles": sim_cycles,
-        **timing(in_cycles, out_cycles, batch, in_words, out_words, vectors),
-    }
-    np.save(Path(cfg["result"]).with_name("outputs.npy"), words)  # every word received, in order
-    Path(cfg["result"]).write_text(json.dumps(result, indent=1) + "\n")
+    write_result(run, board, words, wall=wall, sim_cycles=sim_cycles,
+                 timing=timing(in_cycles, out_cycles, batch, in_words, out_words, vectors), bench="fast")
     assert board.passed, board.summary()

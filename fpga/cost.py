@@ -33,8 +33,8 @@ from colcomb.core.errors import ColcombError
 from colcomb.core.outdir import OutputFolder
 from colcomb.hdl.cycles import (
     BATCH_OVERHEAD,
-    FLUSH_PIPELINE_CYCLES,
     engine_cycles,
+    flush_cycles,
     network_cycles,
 )
 from colcomb.packer.packed import dense_equivalent
@@ -317,7 +317,7 @@ def cost_report(manifest_dir: str | os.PathLike, *, rows: int, cols: int, out: s
                       "combined": {"alpha": combined.alpha,
                                    **{k: v for k, v in cells[combined.alpha].items() if k != "cells_by_type"}}},
         "cycle_model": "colcomb.hdl.cycles.network_cycles: tile_cycles per tile, "
-                       f"{FLUSH_PIPELINE_CYCLES} + written-back rows per layer, one cycle per streamed word, "
+                       f"{flush_cycles(combined, 0)} + written-back rows per layer, one cycle per streamed word, "
                        f"{BATCH_OVERHEAD} per batch",
         "dense_macs_per_vector": dense_macs,
         "layers": layer_rows,

@@ -84,7 +84,8 @@ class Accumulate(wiring.Component):
     requant_row : ``Out(descriptor["rq"].shape)``
         The row tile of the vector in P1 (the requant ROM address, read alongside).
     result : ``Out(result_layout(descriptor))``
-        A vector's final sums are valid on ``total`` (last column tile).
+        A vector's final sums are valid on ``total`` (last column tile); they and the fields
+        other than ``valid`` hold until the next result.
     total : ``Out(sums_layout(rows, acc_bits))``
     busy : ``Out(1)``
         A vector is in O..P1 (for the sequencer's end-of-layer wait).
@@ -153,11 +154,13 @@ class Accumulate(wiring.Component):
         # the outputs are P1's registers: valid from the cycle after P1
         out = Signal(result.shape(), name="p2")
         out_total = Signal(layout, name="p2_sums")
-        m.d.sync += [
-            out.valid.eq(p1.valid & tile.last), out.final.eq(p1.final),
-            out.wr_first.eq(tile.wr_first), out.wr_count.eq(tile.wr_count), out.layer.eq(tile.layer),
-            out_total.eq(total),
-        ]
+        # a result holds until the next one (the shared requantizer reads it over several cycles)
+        m.d.sync += out.valid.eq(p1.valid & tile.last)
+        with m.If(p1.valid & tile.last):
+            m.d.sync += [
+                out.final.eq(p1.final), out.wr_first.eq(tile.wr_first), out.wr_count.eq(tile.wr_count),
+                out.layer.eq(tile.layer), out_total.eq(total),
+            ]
         m.d.comb += [
             result.eq(out),
             self.total.eq(out_total),

@@ -18,13 +18,10 @@ from colcomb.hdl.program import Program
 from colcomb.hdl.sequencer import Sequencer
 from colcomb.hdl.top import Top
 
-__all__ = ["BATCH_OVERHEAD", "FLUSH_PIPELINE_CYCLES", "WATCHDOG_FACTOR", "WATCHDOG_SLACK",
+__all__ = ["BATCH_OVERHEAD", "WATCHDOG_FACTOR", "WATCHDOG_SLACK",
            "cycle_summary", "cycles_per_inference", "drain_cycles", "engine_cycles", "flush_cycles", "network_cycles",
            "prep_cycles", "stream_cycles", "tile_cycles", "watchdog_budget", "watchdog_cycles"]
 
-#: cycles the sequencer waits at the end of each layer beyond writing the lane memory words of
-#: the layer's last row tile (one per cycle): accumulator, requantizer, writes ROM
-FLUSH_PIPELINE_CYCLES = Sequencer.flush_cycles(0)
 #: cycles a lone batch takes in :class:`~colcomb.hdl.top.Top` besides its input port cycles, the
 #: engine and one per output word: the hand-overs receiver -> engine -> sender, and the sender
 #: noticing the finished batch
@@ -51,10 +48,10 @@ def tile_cycles(program: Program, vectors: int) -> int:
     return prep_cycles(program) + vectors * program.cycles_per_vector + drain_cycles(program)
 
 
-def flush_cycles(words_written: int) -> int:
+def flush_cycles(program: Program, words_written: int) -> int:
     """Cycles of the end-of-layer wait after a last row tile that writes ``words_written`` lane
     memory words per vector."""
-    return Sequencer.flush_cycles(words_written)
+    return Sequencer.flush_cycles(program, words_written)
 
 
 def engine_cycles(program: Program, vectors: int, layer: int | None = None) -> int:
@@ -63,7 +60,7 @@ def engine_cycles(program: Program, vectors: int, layer: int | None = None) -> i
     if not 1 <= vectors <= program.batch:
         raise ColcombError(f"a batch holds 1..{program.batch} vectors, not {vectors}")
     tiles = [t for t in program.tiles if layer is None or t.layer == layer]
-    flush = sum(flush_cycles(t.wr_count) for t in tiles if t.layer_end)
+    flush = sum(flush_cycles(program, t.wr_count) for t in tiles if t.layer_end)
     return len(tiles) * tile_cycles(program, vectors) + flush
 
 
@@ -145,7 +142,8 @@ def cycle_summary(program: Program) -> dict:
         "cycles_per_tile": (f"{prep} prep + batch"
                             + (f" x {program.cycles_per_vector}" if program.cycles_per_vector > 1 else "")
                             + f" + {drain} drain"),
-        "flush_cycles": f"{FLUSH_PIPELINE_CYCLES} + words written per vector by the layer's last row tile",
+        "flush_cycles": (f"{flush_cycles(program, 0)} + words written per vector by the layer's last "
+                         "row tile"),
         "batch_overhead_cycles": BATCH_OVERHEAD,
         "in_cycles_per_vector": program.input_cycles,
         "cycles_per_inference": cycles_per_inference(

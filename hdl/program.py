@@ -9,8 +9,10 @@ computes the contents of the ROMs the sequencer reads:
   from row 0 (after ``rows`` shifts the first word sits in the last row).
 - ``tiles``: one word per tile, the descriptor of :attr:`Program.tile_layout` (accumulate or start
   fresh, requantize and write, where its lanes are read and its outputs written, layer ends).
-- ``requant``: one word per row tile, bias, multiplier and shift of each of its ``rows`` rows
-  (:attr:`Program.requant_layout`).
+- ``requant``: :attr:`Program.requant_steps` words per row tile, bias, multiplier and shift of
+  :attr:`Program.requant_lanes` of its rows each (:attr:`Program.requant_layout`): one word of
+  all ``rows`` rows on the bit-parallel array; on the serial array a vector's rows share fewer
+  requantizer lanes over its ``data_bits`` cycles.
 - ``writes``: the lane memory words each row tile writes per vector (address of vector 0 and the
   slot mask, :attr:`Program.write_layout`); a row tile's words are consecutive.
 - ``inputs``: for each input word (layer 0's input channel), the slots it is written to.
@@ -107,7 +109,7 @@ class Tile:
     col_start: int
     first: bool  # first column tile of its row tile: the accumulator starts fresh
     last: bool  # last column tile: requantize and write the outputs
-    rq: int  # row-tile index into the requant ROM (and its writes)
+    rq: int  # the row tile's first word in the requant ROM
     base: int  # lane memory address of the tile's lanes for vector 0
     wr_first: int  # index of the row tile's first word in the writes ROM
     wr_count: int  # words the row tile writes per vector
@@ -261,13 +263,29 @@ class Program:
         return max(int(layer.requant.shift.max(initial=0)) for layer in self.layers)
 
     @property
+    def requant_steps(self) -> int:
+        """Cycles the requantizer spends on a vector
+        (:class:`~colcomb.hdl.requant.SharedRequantizer`): 1 on the bit-parallel array (a vector
+        per cycle, a requantizer lane per row); on the serial array, where a vector comes every
+        ``data_bits`` cycles, as many as leave ``ceil(rows / data_bits)`` lanes (8 rows: one
+        lane, 8 steps)."""
+        if self.cell != "serial":
+            return 1
+        return -(-self.rows // -(-self.rows // self.data_bits))
+
+    @property
+    def requant_lanes(self) -> int:
+        """Rows requantized per cycle (the requantizer's multipliers)."""
+        return -(-self.rows // self.requant_steps)
+
+    @property
     def requant_layout(self) -> data.ArrayLayout:
-        """A requant ROM word: for each of the ``rows`` rows its bias, multiplier and shift
-        (row 0 in the low bits)."""
+        """A requant ROM word: for each of :attr:`requant_lanes` rows its bias, multiplier and
+        shift (the lowest row in the low bits)."""
         return data.ArrayLayout(
             data.StructLayout({"bias": signed(self.acc_bits), "mult": unsigned(MULTIPLIER_BITS),
                                "shift": unsigned(bits_for(self.max_shift))}),
-            self.rows,
+            self.requant_lanes,
         )
 
     @property
@@ -298,7 +316,7 @@ class Program:
             "in_words": self.in_words,
             "out_words": self.out_words,
             "tiles": len(self.tiles),
-            "row_tiles": len(self.requant),
+            "row_tiles": len(self.requant) // self.requant_steps,
             "layers": [
                 {
                     "name": layer.name,
@@ -478,7 +496,7 @@ class Program:
             for bi, block in enumerate(layer.blocks):
                 n_ct = max(1, -(-block.packed_columns // C))
                 for rt in pack_rows(needs, range(block.row_start, block.row_stop), R, self.max_writes):
-                    rq_index = len(row_tiles)
+                    rq_index = len(row_tiles) * self.requant_steps
                     wr_first = len(self.writes)
                     row_tiles.append((li, rt))
                     self.writes.extend(pack_struct(wl, {"address": addr, "mask": mask})
@@ -490,12 +508,14 @@ class Program:
             if tiles and tiles[-1].layer == li:
                 tiles[-1] = replace(tiles[-1], layer_end=True, net_end=li == len(self.layers) - 1)
         self.tiles = tiles
+        lanes = self.requant_lanes
         for li, rt in row_tiles:
             rq = self.layers[li].requant
-            self.requant.append(pack_array(
-                [pack_struct(rl, {"bias": rq.bias[ch], "mult": rq.multiplier[ch], "shift": rq.shift[ch]})
-                 if ch is not None else 0 for ch in rt.channels],
-                rl.size))
+            words = [pack_struct(rl, {"bias": rq.bias[ch], "mult": rq.multiplier[ch], "shift": rq.shift[ch]})
+                     if ch is not None else 0 for ch in rt.channels]
+            words += [0] * (lanes * self.requant_steps - len(words))
+            self.requant.extend(pack_array(words[k: k + lanes], rl.size)
+                                for k in range(0, len(words), lanes))
         tl = self.tile_layout
         for t in tiles:
             layer = self.layers[t.layer]

@@ -1,18 +1,25 @@
-"""The output stage of a layer: bias, integer multiplier, shift with round half up, clamp."""
+"""The output stage of a layer: bias, integer multiplier, shift with round half up, clamp.
+
+:class:`Requantizer` is ``lanes`` parallel requantizers; :class:`SharedRequantizer` runs a
+vector's ``rows`` sums through fewer lanes over several cycles, for an array whose vectors come
+no more often than that (the serial array: one every ``data_bits`` cycles), so 8 rows take one
+lane, one multiplier, instead of eight.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from amaranth.hdl import Array, Cat, Const, Module, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from colcomb.hdl.params import check_int, validated
+from colcomb.hdl.pipeline import delay
 from colcomb.hdl.program import bits_for
 from colcomb.packer.packed import MAX_SHIFT, MULTIPLIER_BITS
 
-__all__ = ["Requantizer"]
+__all__ = ["Requantizer", "SharedRequantizer"]
 
 
 class Requantizer(wiring.Component):
@@ -112,4 +119,125 @@ class Requantizer(wiring.Component):
                 m.d.sync += self.out[i].eq(hi[layer1])
             with m.Else():
                 m.d.sync += self.out[i].eq(rounded)
+        return m
+
+
+class SharedRequantizer(wiring.Component):
+    """A vector's ``lanes * steps`` row sums requantized ``lanes`` at a time, in ``steps`` cycles.
+
+    Step ``k`` requantizes rows ``k * lanes .. k * lanes + lanes - 1`` with the coefficients the
+    caller presents that cycle: word ``k`` of the row tile's ``steps`` requant ROM words, which
+    the caller reads one cycle ahead (``more``/``step`` say which). A new vector may come every
+    ``steps`` cycles; ``sums``, ``layer`` and ``meta`` must hold until the next ``valid`` (the
+    accumulator's output registers do). With ``steps == 1`` it is exactly :class:`Requantizer`.
+
+    Parameters
+    ----------
+    rows, steps : int
+        Row sums per vector and cycles per vector (``lanes = ceil(rows / steps)``).
+    acc_bits, data_bits, max_shift, clamps :
+        As for :class:`Requantizer`.
+    meta : Layout
+        What travels with a vector (its write-back descriptor), handed out with its outputs.
+
+    Members
+    -------
+    valid : ``In(1)``
+        A vector's ``sums`` are in (step 0 runs this cycle).
+    layer : ``In(range(len(clamps)))``
+    sums : ``In(ArrayLayout(signed(acc_bits), rows))``
+    meta : ``In(meta)``
+    more : ``Out(1)``
+        A further step of this vector runs next cycle: present coefficient word ``step + 1``
+        then (otherwise word 0 of whichever vector comes next).
+    step : ``Out(range(steps))``
+        The step running this cycle.
+    bias, mult, shift : ``In(ArrayLayout(..., lanes))``
+        The coefficients of this cycle's step.
+    out_valid : ``Out(1)``
+        The vector's outputs are on ``out`` (one cycle), :attr:`latency` cycles after ``valid``.
+    out : ``Out(ArrayLayout(signed(data_bits), rows))``
+    out_meta : ``Out(meta)``
+    busy : ``Out(1)``
+        A vector is in flight (for the sequencer's end-of-layer wait).
+    """
+
+    @validated
+    def __init__(self, *, rows: int, steps: int = 1, acc_bits: int = 32, data_bits: int = 8,
+                 max_shift: int = 0, clamps: Sequence[tuple[int, int]] = ((-128, 127),),
+                 meta: data.Layout | None = None):
+        self.rows = check_int("rows", rows)
+        self.steps = check_int("steps", steps)
+        if steps > rows:
+            raise ValueError(f"steps {steps!r} exceeds the {rows} rows: a step requantizes at least one row")
+        self.lanes = -(-rows // steps)
+        self.lane = Requantizer(lanes=self.lanes, acc_bits=acc_bits, data_bits=data_bits,
+                                max_shift=max_shift, clamps=clamps)
+        self.meta_layout = data.StructLayout({}) if meta is None else meta
+        lane = self.lane.signature.members
+        super().__init__({
+            "valid": In(1),
+            "layer": In(lane["layer"].shape),
+            "sums": In(data.ArrayLayout(signed(acc_bits), rows)),
+            "meta": In(self.meta_layout),
+            "more": Out(1),
+            "step": Out(range(max(2, steps))),
+            "bias": In(lane["bias"].shape),
+            "mult": In(lane["mult"].shape),
+            "shift": In(lane["shift"].shape),
+            "out_valid": Out(1),
+            "out": Out(data.ArrayLayout(signed(data_bits), rows)),
+            "out_meta": Out(self.meta_layout),
+            "busy": Out(1),
+        })
+
+    @property
+    def latency(self) -> int:
+        """Cycles from ``valid`` to ``out_valid``: the steps, then the lane's pipeline."""
+        return self.steps - 1 + Requantizer.latency
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.lane = lane = self.lane
+        steps, lanes = self.steps, self.lanes
+        k = Signal(range(max(2, steps)))  # the next step of a running vector
+        running = Signal()
+        step = Signal(range(max(2, steps)))
+        active = Signal()
+        m.d.comb += [step.eq(Mux(self.valid, 0, k)), active.eq(self.valid | running)]
+        m.d.sync += [k.eq(step + 1), running.eq(active & (step + 1 < steps))]
+        m.d.comb += [self.step.eq(step), self.more.eq(active & (step + 1 < steps))]
+
+        sums = Array(self.sums[r] for r in range(self.rows))
+        m.d.comb += [lane.valid.eq(active), lane.layer.eq(self.layer),
+                     lane.bias.eq(self.bias), lane.mult.eq(self.mult), lane.shift.eq(self.shift)]
+        for i in range(lanes):
+            m.d.comb += lane.sums[i].eq(sums[step * lanes + i] if steps > 1 else self.sums[i])
+
+        # the lane's outputs of each step but the last wait in `kept`; the last joins them
+        done_step = Signal.like(step)
+        m.d.comb += done_step.eq(delay(m, step, Requantizer.latency, "done_step"))
+        kept = Signal(data.ArrayLayout(signed(self.lane.data_bits), self.rows))
+        last = steps - 1
+        for r in range(self.rows):
+            s, i = divmod(r, lanes)
+            if s < last:
+                with m.If(lane.out_valid & (done_step == s)):
+                    m.d.sync += kept[r].eq(lane.out[i])
+                m.d.comb += self.out[r].eq(kept[r])
+            else:
+                m.d.comb += self.out[r].eq(lane.out[i])
+        m.d.comb += self.out_valid.eq(lane.out_valid & (done_step == last))
+
+        # the vector's meta: taken with its last step, out with its outputs
+        held = Signal(self.meta_layout)
+        with m.If(self.valid):
+            m.d.sync += held.eq(self.meta)
+        current = Mux(self.valid, self.meta, held)
+        meta_last = Signal(self.meta_layout)
+        with m.If(active & (step == last)):
+            m.d.sync += meta_last.eq(current)
+        out_meta = delay(m, meta_last, Requantizer.latency - 1, "out_meta")
+        in_lane = delay(m, active, 1, "in_lane")
+        m.d.comb += [self.out_meta.eq(out_meta), self.busy.eq(active | in_lane | lane.out_valid)]
         return m

@@ -20,7 +20,8 @@ Per tile (cycles, :mod:`colcomb.hdl.cycles`)::
 
 Behind the array (per vector): :class:`~colcomb.hdl.accumulate.Accumulate` (``O`` read the
 descriptor and running sum, ``P1`` add this column tile and keep the sum in the accumulator
-memory, or on the last column tile hand it on), the requantizer (``P2``, ``P3``), then
+memory, or on the last column tile hand it on), the requantizer (``P2``, ``P3``; on the serial
+array its rows share a lane over ``requant_steps`` cycles more), then
 :class:`~colcomb.hdl.write_back.WriteBack` (read the row tile's words from the writes ROM, write
 them into the next layer's memory, one per cycle, overlapping the next tile's PREP). At a layer's end the
 sequencer waits (FLUSH) until that pipeline is empty: :meth:`Sequencer.flush_cycles` after the
@@ -39,7 +40,7 @@ from colcomb.hdl.lane_fetch import MEMORY_READ_LATENCY, LaneFetch, memory_word_l
 from colcomb.hdl.params import validated
 from colcomb.hdl.pipeline import delay
 from colcomb.hdl.program import Program, cell_layout
-from colcomb.hdl.requant import Requantizer
+from colcomb.hdl.requant import Requantizer, SharedRequantizer
 from colcomb.hdl.rom import Rom
 from colcomb.hdl.write_back import WriteBack
 
@@ -134,19 +135,24 @@ class Sequencer(wiring.Component):
         return array_latency(program.rows, program.cols, program.cell)
 
     @staticmethod
-    def flush_cycles(words_written: int) -> int:
+    def flush_cycles(program: Program, words_written: int) -> int:
         """Cycles of the end-of-layer wait after the DRAIN, for a last row tile that writes
         ``words_written`` lane memory words per vector: the last vector's sums (out of the array
-        when DRAIN ends) pass the accumulator, the requantizer and the writes ROM, its words are
-        written one per cycle, and the FSM moves on the cycle after."""
-        return Accumulate.latency + Requantizer.latency + WriteBack.latency + words_written
+        when DRAIN ends) pass the accumulator, the requantizer's steps and pipeline and the
+        writes ROM, its words are written one per cycle, and the FSM moves on the cycle after."""
+        return (Accumulate.latency + program.requant_steps - 1 + Requantizer.latency
+                + WriteBack.latency + words_written)
 
     @staticmethod
-    def requantizer_for(program: Program) -> Requantizer:
-        """The requantizer the sequencer builds for ``program``: one lane per array row."""
-        return Requantizer(lanes=program.rows, acc_bits=program.acc_bits, data_bits=program.data_bits,
-                           max_shift=program.max_shift,
-                           clamps=[layer.requant.clamp for layer in program.layers])
+    def requantizer_for(program: Program) -> SharedRequantizer:
+        """The requantizer the sequencer builds for ``program``: one lane per array row, or on
+        the serial array a few lanes shared by the rows (:attr:`Program.requant_steps`). Its
+        ``lane`` is what takes multipliers (DSPs)."""
+        return SharedRequantizer(rows=program.rows, steps=program.requant_steps,
+                                 acc_bits=program.acc_bits, data_bits=program.data_bits,
+                                 max_shift=program.max_shift,
+                                 clamps=[layer.requant.clamp for layer in program.layers],
+                                 meta=result_layout(program.tile_layout))
 
     @property
     def prep_cycles(self) -> int:
@@ -330,23 +336,30 @@ class Sequencer(wiring.Component):
             accumulate.sums.eq(array.sums_out),
             tile_rom.addr1.eq(accumulate.descriptor.addr), tile_rom.en1.eq(1),
             accumulate.descriptor.data.eq(tile_rom.data1),
-            rq_rom.addr0.eq(accumulate.requant_row),
             rq_rom.en0.eq(1),
         ]
+        # the requant ROM: word 0 of the vector in P1 (it reaches P2 as the word arrives), then
+        # the further words of a vector the shared requantizer takes in steps
+        if p.requant_steps > 1:
+            rq_first = Signal.like(accumulate.requant_row)
+            with m.If(~rq.more):
+                m.d.sync += rq_first.eq(accumulate.requant_row)
+            m.d.comb += rq_rom.addr0.eq(Mux(rq.more, rq_first + rq.step + 1, accumulate.requant_row))
+        else:
+            m.d.comb += rq_rom.addr0.eq(accumulate.requant_row)
 
-        # -- P2..P3: requantize ------------------------------------------------------------
+        # -- P2..: requantize (over requant_steps cycles on the serial array) -----------------
         p2 = accumulate.result
         coeffs = p.requant_layout(rq_rom.data0)
-        m.d.comb += [rq.valid.eq(p2.valid), rq.layer.eq(p2.layer), rq.sums.eq(accumulate.total)]
-        for r in range(rows):
+        m.d.comb += [rq.valid.eq(p2.valid), rq.layer.eq(p2.layer), rq.sums.eq(accumulate.total),
+                     rq.meta.eq(p2)]
+        for r in range(p.requant_lanes):
             m.d.comb += [rq.bias[r].eq(coeffs[r].bias), rq.mult[r].eq(coeffs[r].mult),
                          rq.shift[r].eq(coeffs[r].shift)]
-        p3 = delay(m, p2, 1, "p3")
-        p4 = delay(m, p3, 1, "p4")
-        assert rq.latency == 2
 
-        # -- P4: write the outputs into the next layer's lanes ---------------------------------
-        m.d.comb += [write_back.result.eq(p4), write_back.values.eq(rq.out)]
+        # -- then: write the outputs into the next layer's lanes --------------------------------
+        m.d.comb += [write_back.result.eq(rq.out_meta), write_back.result.valid.eq(rq.out_valid),
+                     write_back.values.eq(rq.out)]
 
         # -- the input port: each word into every slot layer 0 reads it from ------------------
         entries = p.input_layout(in_rom.data0)
@@ -390,6 +403,5 @@ class Sequencer(wiring.Component):
                 port.en.eq(Mux(mine, writing.mask, 0)),
             ]
         m.d.comb += pipeline_busy.eq(
-            Cat(*in_array, accumulate.busy, p2.valid, p3.valid, p4.valid,
-                write_back.busy).any())
+            Cat(*in_array, accumulate.busy, p2.valid, rq.busy, write_back.busy).any())
         return m

@@ -8,7 +8,7 @@ from amaranth.sim import Simulator
 
 from colcomb.hdl.array import SystolicArray, psum_bits
 from colcomb.hdl.cell import Cell
-from colcomb.hdl.requant import Requantizer
+from colcomb.hdl.requant import Requantizer, SharedRequantizer
 from colcomb.packer.golden import requantize
 from colcomb.packer.packed import Requant
 
@@ -196,6 +196,82 @@ def test_requantizer_equals_golden_requantize():
     expect = np.array([c[5] for c in cases])
     assert len({tuple(v) for v in expect}) > len(cases) // 2  # the cases do not all saturate
     assert np.array_equal(np.array(got), expect)
+
+
+@pytest.mark.parametrize(("rows", "steps", "gap"), [(7, 3, 0), (8, 8, 0), (8, 8, 5), (4, 1, 0)])
+def test_shared_requantizer_equals_golden_requantize(rows, steps, gap):
+    """Rows shared over fewer lanes: each vector's rows in ``steps`` cycles, vectors back to back
+    (every ``steps`` cycles) or with idle cycles between; the bench plays the requant ROM (one
+    cycle of latency, addressed from ``more``/``step`` as the sequencer does). Outputs and the
+    vector's meta against :func:`requantize` per vector."""
+    from amaranth.lib import data
+
+    rng = np.random.default_rng(rows * 10 + steps)
+    clamps = [(-128, 127), (0, 127)]
+    meta = data.StructLayout({"tag": 8})
+    dut = SharedRequantizer(rows=rows, steps=steps, acc_bits=24, data_bits=8, max_shift=30,
+                            clamps=clamps, meta=meta)
+    lanes = dut.lanes
+    assert lanes == -(-rows // steps)
+    vectors = []
+    for v in range(6):
+        rq = Requant(bias=rng.integers(-2000, 2000, rows), multiplier=rng.integers(0, 1 << 12, rows),
+                     shift=rng.integers(22, 31, rows), activation="none", clamp=clamps[v % 2])
+        acc = rng.integers(-(1 << 20), 1 << 20, rows)
+
+        class _L:
+            requant = rq
+            acc_bits = 24
+            name = "t"
+
+        vectors.append((v % 2, acc, rq, requantize(_L, acc[None, :])[0]))
+    got, tags = [], []
+
+    def coefficients(v, step):
+        rq = vectors[v][2]
+        rows_of = [r for r in range(step * lanes, step * lanes + lanes)]
+        pick = [r if r < rows else 0 for r in rows_of]
+        return ([int(rq.bias[r]) for r in pick], [int(rq.multiplier[r]) for r in pick],
+                [int(rq.shift[r]) for r in pick])
+
+    async def bench(ctx):
+        starts = {v * (steps + gap): v for v in range(len(vectors))}
+        current = None  # the vector whose steps run
+        word = (0, 0)  # (vector, step) the "ROM" was addressed with last cycle
+        for t in range(len(vectors) * (steps + gap) + dut.latency + 2):
+            if word is not None:
+                bias, mult, shift = coefficients(*word)
+                ctx.set(dut.bias, bias)
+                ctx.set(dut.mult, mult)
+                ctx.set(dut.shift, shift)
+            v = starts.get(t)
+            ctx.set(dut.valid, v is not None)
+            if v is not None:
+                layer, acc, _, _ = vectors[v]
+                current = v
+                ctx.set(dut.layer, layer)
+                ctx.set(dut.sums, [int(a) for a in acc])
+                ctx.set(dut.meta, {"tag": 100 + v})
+            # the address for next cycle: this vector's next word, or word 0 of the next vector
+            if ctx.get(dut.more):
+                word = (current, ctx.get(dut.step) + 1)
+            else:
+                nxt = starts.get(t + 1)
+                word = (nxt, 0) if nxt is not None else None
+            await ctx.tick()
+            if ctx.get(dut.out_valid):
+                got.append([ctx.get(dut.out[r]) for r in range(rows)])
+                tags.append(ctx.get(dut.out_meta.tag))
+
+    _run(dut, bench)
+    assert tags == [100 + v for v in range(len(vectors))]
+    assert len(np.unique([v[3] for v in vectors])) > rows  # not all saturated
+    assert np.array_equal(np.array(got), np.array([v[3] for v in vectors]))
+
+
+def test_shared_requantizer_rejects_more_steps_than_rows():
+    with pytest.raises(ValueError, match="steps 9"):
+        SharedRequantizer(rows=8, steps=9)
 
 
 def test_requantizer_rejects_bad_clamp():

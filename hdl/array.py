@@ -65,6 +65,9 @@ class SystolicArray(wiring.Component):
         edge weights the bit-planes and adds them up).
     onehot : bool
         Parallel cells only: the select is one bit per lane (:func:`cell_layout`).
+    skewed_input : bool
+        Column ``c``'s lanes already arrive ``c`` cycles late (the serial lane fetch's column
+        words), so the array adds no skew registers.
 
     Members
     -------
@@ -85,7 +88,7 @@ class SystolicArray(wiring.Component):
     @validated
     def __init__(self, *, rows: int, cols: int, alpha: int = 1, weight_bits: int = 8,
                  data_bits: int = 8, acc_bits: int = 32, dsp_cells: int | None = None,
-                 cell: str = "parallel", onehot: bool = False):
+                 cell: str = "parallel", onehot: bool = False, skewed_input: bool = False):
         self.rows = check_int("rows", rows)
         self.cols = check_int("cols", cols)
         self.alpha = check_int("alpha", alpha)
@@ -100,6 +103,7 @@ class SystolicArray(wiring.Component):
         if onehot and serial:
             raise ValueError(f"a one-hot select is for the parallel cell, not cell={cell!r}")
         self.onehot = bool(onehot)
+        self.skewed_input = bool(skewed_input)
         lane = data.ArrayLayout(unsigned(1), alpha) if serial else lane_layout(data_bits, alpha)
         ports = {
             "load": In(1),
@@ -141,7 +145,8 @@ class SystolicArray(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         n_rows, n_cols = self.rows, self.cols
-        lanes = [delay(m, self.lanes_in[c], c, f"skew_{c}") for c in range(n_cols)]
+        lanes = [self.lanes_in[c] if self.skewed_input else delay(m, self.lanes_in[c], c, f"skew_{c}")
+                 for c in range(n_cols)]
         cells = [[self._cell(r, c) for c in range(n_cols)] for r in range(n_rows)]
         for r in range(n_rows):
             for c in range(n_cols):

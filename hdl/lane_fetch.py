@@ -7,6 +7,13 @@ the cycle before the vector enters the array. On the serial array the ``parts`` 
 vector are read while the current one streams its bits, gathered in a register and handed to the
 bit-plane multiplexers when it starts; a vector's fetch begins :meth:`LaneFetch.lead_for` cycles
 before it enters the array.
+
+With *column words* (``staggered``: a word per array column, ``parts == cols <= data_bits``) the
+serial array needs no gathering register and no skew: column ``c``'s word is read ``c`` cycles
+after column 0's, straight into that column's shift register, just as the systolic skew wants
+column ``c`` to start ``c`` cycles later; each register shifts out one bit per cycle. The reads of
+one vector end before the next vector's begin (``cols <= data_bits``: one read per cycle at
+most), so one port and ``cols * alpha * data_bits`` flip-flops feed the array.
 """
 
 from __future__ import annotations
@@ -82,18 +89,22 @@ class LaneFetch(wiring.Component):
     memory : ``Out(memory_read_signature(address_bits, data_bits, lanes_per_part))``
     lanes : ``Out(ArrayLayout(lane_layout(data_bits, alpha), cols))``
         The lanes of the vector in the array, wired to the array's ``lanes_in`` (serial:
-        ``unsigned(1)`` lanes).
+        ``unsigned(1)`` lanes; staggered: column ``c`` already ``c`` cycles late, the array's
+        ``skewed_input``).
     """
 
     @staticmethod
-    def lead_for(serial: bool, parts: int) -> int:
+    def lead_for(serial: bool, parts: int, staggered: bool = False) -> int:
         """Cycles from ``fetch`` to the vector's first cycle in the array: one read (parallel),
-        or ``parts`` reads and the hand-over to the bit multiplexers (serial)."""
-        return parts + MEMORY_READ_LATENCY if serial else MEMORY_READ_LATENCY
+        ``parts`` reads and the hand-over to the bit multiplexers (serial), or column 0's read
+        and its load into the shift register (serial, column words)."""
+        if not serial:
+            return MEMORY_READ_LATENCY
+        return MEMORY_READ_LATENCY + (1 if staggered else parts)
 
     @validated
     def __init__(self, *, cols: int, alpha: int, data_bits: int, batch: int, parts: int,
-                 address_bits: int, serial: bool = False):
+                 address_bits: int, serial: bool = False, staggered: bool = False):
         self.cols = check_int("cols", cols)
         self.alpha = check_int("alpha", alpha)
         self.data_bits = check_int("data_bits", data_bits, 2)
@@ -105,6 +116,11 @@ class LaneFetch(wiring.Component):
             raise ValueError(f"the bit-parallel array reads one word per vector, not parts={parts!r}")
         self.address_bits = check_int("address_bits", address_bits)
         self.serial = bool(serial)
+        self.staggered = bool(staggered)
+        if staggered and not (serial and parts == cols <= data_bits):
+            raise ValueError(f"column words (staggered) need the serial array with parts == cols <= "
+                             f"data_bits, not serial={serial!r}, parts={parts!r}, cols={cols!r}, "
+                             f"data_bits={data_bits!r}")
         self.lanes_per_part = -(-cols * alpha // parts)
         lane = data.ArrayLayout(unsigned(1), alpha) if self.serial else lane_layout(data_bits, alpha)
         super().__init__({
@@ -115,7 +131,7 @@ class LaneFetch(wiring.Component):
 
     @property
     def lead(self) -> int:
-        return self.lead_for(self.serial, self.parts)
+        return self.lead_for(self.serial, self.parts, self.staggered)
 
     def elaborate(self, platform):
         m = Module()
@@ -128,6 +144,9 @@ class LaneFetch(wiring.Component):
             for i in range(lanes):
                 m.d.comb += self.lanes[i // self.alpha][i % self.alpha].eq(mem.data[i])
             return m
+
+        if self.staggered:
+            return self._column_words(m, vector_base)
 
         # serial: read the parts one per cycle; the last one joins the others on its arrival
         part = Signal(range(self.parts + 1))
@@ -161,4 +180,29 @@ class LaneFetch(wiring.Component):
             word = current[i // lpp][i % lpp]
             m.d.comb += self.lanes[i // self.alpha][i % self.alpha].eq(
                 word.bit_select(ctl.bit, 1))
+        return m
+
+    def _column_words(self, m: Module, vector_base) -> Module:
+        """Serial, a word per column: column ``c``'s read ``c`` cycles after column 0's, each
+        loaded into its column's shift register as it arrives."""
+        ctl, mem, cols = self.control, self.memory, self.cols
+        col = Signal(range(max(2, cols)))  # the next column to read
+        address = Signal(unsigned(self.address_bits))
+        more = Signal()
+        with m.If(ctl.fetch):
+            m.d.sync += [col.eq(1), address.eq(vector_base + 1), more.eq(cols > 1)]
+        with m.Elif(more):
+            m.d.sync += [col.eq(col + 1), address.eq(address + 1), more.eq(col + 1 < cols)]
+        m.d.comb += [mem.addr.eq(Mux(ctl.fetch, vector_base, address)), mem.en.eq(ctl.fetch | more)]
+        arrived = Signal()
+        arrived_col = Signal.like(col)
+        m.d.sync += [arrived.eq(mem.en), arrived_col.eq(Mux(ctl.fetch, 0, col))]
+        for c in range(cols):
+            bits = Signal(data.ArrayLayout(unsigned(self.data_bits), self.alpha), name=f"column_{c}")
+            with m.If(arrived & (arrived_col == c)):
+                m.d.sync += bits.eq(mem.data)
+            with m.Else():
+                m.d.sync += [bits[a].eq(bits[a] >> 1) for a in range(self.alpha)]
+            for a in range(self.alpha):
+                m.d.comb += self.lanes[c][a].eq(bits[a][0])
         return m

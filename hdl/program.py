@@ -122,12 +122,16 @@ class Tile:
         return sum(ch is not None for ch in self.channels)
 
 
-def default_parts(cell: str, lanes: int, data_bits: int) -> int:
-    """Lane memory words per vector: 1 on the bit-parallel array (a vector per cycle); on the
-    serial array the largest power of two below ``data_bits`` (the words are read while the
-    previous vector streams, one per cycle), but no more than there are lanes."""
+def default_parts(cell: str, lanes: int, data_bits: int, cols: int | None = None) -> int:
+    """Lane memory words per vector: 1 on the bit-parallel array (a vector per cycle). On the
+    serial array a word per column (*column words*, read one column a cycle, as the skew wants
+    them: :class:`~colcomb.hdl.lane_fetch.LaneFetch`) where ``cols`` is a power of two no larger
+    than ``data_bits``; otherwise the largest power of two below ``data_bits`` (the words are read
+    while the previous vector streams, one per cycle), but no more than there are lanes."""
     if cell != "serial":
         return 1
+    if cols is not None and not cols & (cols - 1) and cols <= data_bits:
+        return cols
     parts = 1
     while parts * 2 < data_bits and parts * 2 <= lanes:
         parts *= 2
@@ -172,6 +176,12 @@ class Program:
     @property
     def lane_count(self) -> int:
         return self.cols * self.alpha
+
+    @property
+    def column_words(self) -> bool:
+        """The serial array reads a lane memory word per column, staggered like the skew
+        (:func:`default_parts`)."""
+        return self.cell == "serial" and self.parts == self.cols <= self.data_bits
 
     @property
     def geometry(self) -> LaneGeometry:
@@ -401,14 +411,16 @@ class Program:
         alpha = max(layer.alpha for layer in layers)
         lanes = int(cols) * alpha
         if parts is None:
-            parts = default_parts(cell, lanes, db)
+            parts = default_parts(cell, lanes, db, int(cols))
         if (not isinstance(parts, (int, np.integer)) or isinstance(parts, bool) or parts < 1
                 or parts & (parts - 1)):
             raise ColcombError(f"parts must be a power of two, not {parts!r}")
         per_vector = db if cell == "serial" else 1
-        if parts > 1 and parts >= per_vector:
+        column_words = cell == "serial" and parts == cols <= per_vector
+        if parts > 1 and parts >= per_vector and not column_words:
             raise ColcombError(f"parts {parts} must be below the {per_vector} cycles a vector streams "
-                               f"(the words of the next vector are read meanwhile); use fewer parts")
+                               f"(the words of the next vector are read meanwhile), or equal to the "
+                               f"{cols} columns on the serial array; use fewer parts")
         if parts > lanes:
             raise ColcombError(f"parts {parts} exceeds the array's {lanes} lanes; use fewer parts")
         if onehot and cell != "parallel":

@@ -126,7 +126,8 @@ class Sequencer(wiring.Component):
         cycle, after the cell ROM's latency) and reading the descriptor, then fetching the
         first vector's lanes."""
         return max(program.rows + Rom.latency,
-                   Rom.latency + LaneFetch.lead_for(program.cell == "serial", program.parts))
+                   Rom.latency + LaneFetch.lead_for(program.cell == "serial", program.parts,
+                                                    program.column_words))
 
     @staticmethod
     def drain_cycles_for(program: Program) -> int:
@@ -173,7 +174,7 @@ class Sequencer(wiring.Component):
         m.submodules.array = array = SystolicArray(
             rows=rows, cols=p.cols, alpha=p.alpha, weight_bits=p.weight_bits,
             data_bits=word_bits, acc_bits=p.acc_bits, dsp_cells=p.dsp_cells, cell=p.cell,
-            onehot=p.onehot)
+            onehot=p.onehot, skewed_input=p.column_words)
         row_of_cells = data.ArrayLayout(cell_layout(p.weight_bits, p.alpha, p.onehot), p.cols)
         m.submodules.cell_rom = cell_rom = Rom(width=row_of_cells.size, init=p.cells,
                                                name="cells")
@@ -186,7 +187,7 @@ class Sequencer(wiring.Component):
         m.submodules.requant = rq = self.requantizer_for(p)
         m.submodules.lane_fetch = lane_fetch = LaneFetch(
             cols=p.cols, alpha=p.alpha, data_bits=word_bits, batch=batch_size, parts=p.parts,
-            address_bits=p.address_bits, serial=serial)
+            address_bits=p.address_bits, serial=serial, staggered=p.column_words)
         m.submodules.accumulate = accumulate = Accumulate(
             rows=rows, acc_bits=p.acc_bits, batch=batch_size, tiles=tiles,
             descriptor=descriptor_layout)

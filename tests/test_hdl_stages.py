@@ -80,6 +80,53 @@ def test_lane_fetch_reads_each_vector_lanes_from_the_memory(serial, parts):
         assert got == want
 
 
+@pytest.mark.parametrize(("cols", "bits"), [(4, 5), (2, 2), (1, 3)])
+def test_lane_fetch_column_words_stagger_like_the_skew(cols, bits):
+    """Serial column words: column ``c`` shows bit ``b`` of vector ``n`` in cycle
+    ``start + n * bits + b + c`` (the skew the array would otherwise add), read from word ``c``
+    of the vector, with vectors back to back and two tiles."""
+    alpha, batch = 3, 3
+    rng = np.random.default_rng(cols)
+    depth = 64
+    memory = rng.integers(-(1 << (bits - 1)), 1 << (bits - 1), (depth, alpha)).tolist()
+    dut = LaneFetch(cols=cols, alpha=alpha, data_bits=bits, batch=batch, parts=cols,
+                    address_bits=6, serial=True, staggered=True)
+    assert dut.lead == 2
+    checked = 0
+
+    async def bench(ctx):
+        nonlocal checked
+        ctl, held = dut.control, [[0] * alpha]
+        for base in (4, 4 + batch * cols):  # two tiles
+            ctx.set(ctl.base, base)
+            start = dut.lead
+            for cycle in range(start + batch * bits + cols):
+                fetch_n = next((n for n in range(batch) if cycle == start + n * bits - dut.lead), None)
+                ctx.set(ctl.fetch, fetch_n is not None)
+                ctx.set(ctl.n, fetch_n or 0)
+                for c in range(cols):
+                    n, bit = divmod(cycle - start - c, bits)
+                    if cycle - start - c < 0 or n >= batch:
+                        continue
+                    want = [(memory[base + n * cols + c][a] >> bit) & 1 for a in range(alpha)]
+                    assert [ctx.get(dut.lanes[c][a]) for a in range(alpha)] == want, (cycle, c)
+                    checked += 1
+                addr, en = ctx.get(dut.memory.addr), ctx.get(dut.memory.en)
+                await ctx.tick()
+                if en:
+                    held[0] = memory[addr]
+                ctx.set(dut.memory.data, held[0])
+
+    _run(dut, bench)
+    assert checked == 2 * batch * bits * cols
+
+
+def test_lane_fetch_refuses_column_words_it_cannot_stagger():
+    with pytest.raises(ValueError, match="parts == cols <= data_bits"):
+        LaneFetch(cols=8, alpha=2, data_bits=4, batch=2, parts=8, address_bits=4, serial=True,
+                  staggered=True)
+
+
 def test_lane_fetch_refuses_parts_on_the_parallel_array():
     with pytest.raises(ValueError, match="parts"):
         LaneFetch(cols=2, alpha=2, data_bits=4, batch=2, parts=2, address_bits=4)

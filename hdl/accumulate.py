@@ -72,6 +72,9 @@ class Accumulate(wiring.Component):
     descriptor : StructLayout
         The tile descriptor (:attr:`Program.tile_layout`); uses its ``first``, ``last``, ``rq``,
         ``wr_first``, ``wr_count`` and ``layer`` fields.
+    sums_hold : bool
+        ``sums`` hold for a cycle after their tag (the serial array's sums hold for a whole
+        vector), so P1 reads them without a register of its own.
 
     Members
     -------
@@ -96,7 +99,7 @@ class Accumulate(wiring.Component):
 
     @validated
     def __init__(self, *, rows: int, acc_bits: int, batch: int, tiles: int,
-                 descriptor: data.StructLayout):
+                 descriptor: data.StructLayout, sums_hold: bool = False):
         self.rows = check_int("rows", rows)
         self.acc_bits = check_int("acc_bits", acc_bits, 2)
         self.batch = check_int("batch", batch)
@@ -107,6 +110,7 @@ class Accumulate(wiring.Component):
         if missing:
             raise ValueError(f"descriptor {descriptor!r} lacks the fields {missing}")
         self.descriptor_layout = descriptor
+        self.sums_hold = bool(sums_hold)
         super().__init__({
             "tag": In(tag_layout(tiles)),
             "sums": In(sums_layout(rows, acc_bits)),
@@ -135,8 +139,12 @@ class Accumulate(wiring.Component):
         ]
         p1 = Signal(self.tag.shape())
         p1_n = Signal.like(n)
-        p1_sums = Signal(layout)
-        m.d.sync += [p1.eq(self.tag), p1_n.eq(n), p1_sums.eq(self.sums)]
+        m.d.sync += [p1.eq(self.tag), p1_n.eq(n)]
+        if self.sums_hold:  # the sums are still there in P1
+            p1_sums = self.sums
+        else:
+            p1_sums = Signal(layout)
+            m.d.sync += p1_sums.eq(self.sums)
 
         # -- P1: add the column tile; keep the total or pass it on ---------------------------
         tile = self.descriptor.data

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -165,18 +165,25 @@ class SystolicArray(wiring.Component):
         return m
 
     def _bit_planes(self, m: Module, edges: list) -> None:
-        """Serial edge: ``acc += plane << b`` per row, the sign bit's plane subtracted; the sum
-        of a vector's planes goes to ``sums_out`` with its last bit. Everything is computed
-        modulo ``2^acc_bits``, so the intermediate sums may wrap: the final sum fits."""
-        width = self.acc_bits
+        """Serial edge: each row's bit-planes weighted by ``2^b`` (the sign bit's subtracted) and
+        added, by shift-and-add: ``t = a + plane`` (``a`` = 0 on bit 0), the low bit of ``t``
+        shifts into ``low`` and ``a = t >> 1``; on the last bit the sum is ``t`` above the
+        ``data_bits - 1`` low bits. No barrel shifter, and ``a`` never wraps: with
+        ``|plane| < 2^(P-1)``, ``|a| < 2^(P-1)`` and ``t`` fits ``P + 1`` bits. The sum goes to
+        ``sums_out`` with its last bit and holds there until the next vector's."""
         bit = delay(m, self.bit, self.cols, "edge_bit")  # the bit index of the planes at the edge
         top = self.data_bits - 1
         for r, plane in enumerate(edges):
-            acc = Signal(signed(width), name=f"planes_{r}")
-            weighted = Signal(signed(width), name=f"weighted_{r}")
-            m.d.comb += weighted.eq(plane << bit)
-            total = Signal(signed(width), name=f"total_{r}")
-            m.d.comb += total.eq(Mux(bit == 0, 0, acc) + Mux(bit == top, -weighted, weighted))
-            m.d.sync += acc.eq(total)
+            width = len(plane) + 1
+            a = Signal(signed(width), name=f"planes_{r}")
+            t = Signal(signed(width), name=f"partial_{r}")
+            m.d.comb += t.eq(Mux(bit == 0, 0, a) + Mux(bit == top, -plane, plane))
+            m.d.sync += a.eq(t >> 1)
+            if top:
+                low = Signal(top, name=f"low_{r}")  # bits 0 .. top-1 of the sum, the latest on top
+                m.d.sync += low.eq(Cat(low[1:], t[0]) if top > 1 else t[0])
+                total = Cat(low, t).as_signed()
+            else:
+                total = t
             with m.If(bit == top):
                 m.d.sync += self.sums_out[r].eq(total)

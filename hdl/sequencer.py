@@ -190,7 +190,7 @@ class Sequencer(wiring.Component):
             address_bits=p.address_bits, serial=serial, staggered=p.column_words)
         m.submodules.accumulate = accumulate = Accumulate(
             rows=rows, acc_bits=p.acc_bits, batch=batch_size, tiles=tiles,
-            descriptor=descriptor_layout)
+            descriptor=descriptor_layout, sums_hold=serial)
         m.submodules.write_back = write_back = WriteBack(
             rows=rows, data_bits=word_bits, batch=batch_size, lanes_per_part=lpp, parts=p.parts,
             address_bits=p.address_bits, writes=p.writes,

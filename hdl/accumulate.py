@@ -9,7 +9,9 @@ tagged with its index ``n`` and tile), two stages:
   last column tile it leaves for the requantizer (with the descriptor's ``wr_first``,
   ``wr_count`` and ``layer``), otherwise it is written back to the accumulator memory.
 
-So :attr:`Accumulate.latency` = 2 cycles from a tag on ``tag`` to the result on ``result``.
+So :attr:`Accumulate.latency` = 2 cycles from a tag on ``tag`` to the result on ``result``. With
+``sums_late`` (the serial array) the tag comes a cycle ahead of its sums, which P1 takes straight
+from the array: :meth:`Accumulate.latency_for` counts from the sums.
 """
 
 from __future__ import annotations
@@ -72,9 +74,9 @@ class Accumulate(wiring.Component):
     descriptor : StructLayout
         The tile descriptor (:attr:`Program.tile_layout`); uses its ``first``, ``last``, ``rq``,
         ``wr_first``, ``wr_count`` and ``layer`` fields.
-    sums_hold : bool
-        ``sums`` hold for a cycle after their tag (the serial array's sums hold for a whole
-        vector), so P1 reads them without a register of its own.
+    sums_late : bool
+        ``sums`` come a cycle after their tag, in P1, which adds them without a register of its
+        own (the serial array: its edge's sum is there for one cycle, no output register).
 
     Members
     -------
@@ -97,9 +99,14 @@ class Accumulate(wiring.Component):
     #: cycles from a tag on ``tag`` to its result on ``result``: O, then P1
     latency = 2
 
+    @classmethod
+    def latency_for(cls, sums_late: bool) -> int:
+        """Cycles from a vector's sums on ``sums`` to its result on ``result``."""
+        return cls.latency - bool(sums_late)
+
     @validated
     def __init__(self, *, rows: int, acc_bits: int, batch: int, tiles: int,
-                 descriptor: data.StructLayout, sums_hold: bool = False):
+                 descriptor: data.StructLayout, sums_late: bool = False):
         self.rows = check_int("rows", rows)
         self.acc_bits = check_int("acc_bits", acc_bits, 2)
         self.batch = check_int("batch", batch)
@@ -110,7 +117,7 @@ class Accumulate(wiring.Component):
         if missing:
             raise ValueError(f"descriptor {descriptor!r} lacks the fields {missing}")
         self.descriptor_layout = descriptor
-        self.sums_hold = bool(sums_hold)
+        self.sums_late = bool(sums_late)
         super().__init__({
             "tag": In(tag_layout(tiles)),
             "sums": In(sums_layout(rows, acc_bits)),
@@ -140,7 +147,7 @@ class Accumulate(wiring.Component):
         p1 = Signal(self.tag.shape())
         p1_n = Signal.like(n)
         m.d.sync += [p1.eq(self.tag), p1_n.eq(n)]
-        if self.sums_hold:  # the sums are still there in P1
+        if self.sums_late:  # the sums arrive in P1
             p1_sums = self.sums
         else:
             p1_sums = Signal(layout)

@@ -82,7 +82,7 @@ class SystolicArray(wiring.Component):
         Serial only: which bit of the words ``lanes_in`` carries.
     sums_out : ``Out(ArrayLayout(signed(acc_bits), rows))``
         Row sums of the vector that entered :attr:`latency` cycles before (serial: whose last
-        bit entered then).
+        bit entered then; there for that cycle only).
     """
 
     @validated
@@ -167,10 +167,10 @@ class SystolicArray(wiring.Component):
     def _bit_planes(self, m: Module, edges: list) -> None:
         """Serial edge: each row's bit-planes weighted by ``2^b`` (the sign bit's subtracted) and
         added, by shift-and-add: ``t = a + plane`` (``a`` = 0 on bit 0), the low bit of ``t``
-        shifts into ``low`` and ``a = t >> 1``; on the last bit the sum is ``t`` above the
-        ``data_bits - 1`` low bits. No barrel shifter, and ``a`` never wraps: with
-        ``|plane| < 2^(P-1)``, ``|a| < 2^(P-1)`` and ``t`` fits ``P + 1`` bits. The sum goes to
-        ``sums_out`` with its last bit and holds there until the next vector's."""
+        shifts into ``low`` and ``a = t >> 1``. No barrel shifter, and ``a`` never wraps: with
+        ``|plane| < 2^(P-1)``, ``|a| < 2^(P-1)`` and ``t`` fits ``P + 1`` bits. In the cycle
+        after a vector's last bit its sum is ``a`` above the ``data_bits`` bits of ``low``, on
+        ``sums_out`` for that one cycle (no output register)."""
         bit = delay(m, self.bit, self.cols, "edge_bit")  # the bit index of the planes at the edge
         top = self.data_bits - 1
         for r, plane in enumerate(edges):
@@ -178,12 +178,6 @@ class SystolicArray(wiring.Component):
             a = Signal(signed(width), name=f"planes_{r}")
             t = Signal(signed(width), name=f"partial_{r}")
             m.d.comb += t.eq(Mux(bit == 0, 0, a) + Mux(bit == top, -plane, plane))
-            m.d.sync += a.eq(t >> 1)
-            if top:
-                low = Signal(top, name=f"low_{r}")  # bits 0 .. top-1 of the sum, the latest on top
-                m.d.sync += low.eq(Cat(low[1:], t[0]) if top > 1 else t[0])
-                total = Cat(low, t).as_signed()
-            else:
-                total = t
-            with m.If(bit == top):
-                m.d.sync += self.sums_out[r].eq(total)
+            low = Signal(self.data_bits, name=f"low_{r}")  # the sum's low bits, the latest on top
+            m.d.sync += [a.eq(t >> 1), low.eq(Cat(low[1:], t[0]))]
+            m.d.comb += self.sums_out[r].eq(Cat(low, a).as_signed())

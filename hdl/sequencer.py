@@ -141,7 +141,8 @@ class Sequencer(wiring.Component):
         ``words_written`` lane memory words per vector: the last vector's sums (out of the array
         when DRAIN ends) pass the accumulator, the requantizer's steps and pipeline and the
         writes ROM, its words are written one per cycle, and the FSM moves on the cycle after."""
-        return (Accumulate.latency + program.requant_steps - 1 + Requantizer.latency
+        return (Accumulate.latency_for(program.cell == "serial") + program.requant_steps - 1
+                + Requantizer.latency
                 + WriteBack.latency + words_written)
 
     @staticmethod
@@ -190,7 +191,7 @@ class Sequencer(wiring.Component):
             address_bits=p.address_bits, serial=serial, staggered=p.column_words)
         m.submodules.accumulate = accumulate = Accumulate(
             rows=rows, acc_bits=p.acc_bits, batch=batch_size, tiles=tiles,
-            descriptor=descriptor_layout, sums_hold=serial)
+            descriptor=descriptor_layout, sums_late=serial)
         m.submodules.write_back = write_back = WriteBack(
             rows=rows, data_bits=word_bits, batch=batch_size, lanes_per_part=lpp, parts=p.parts,
             address_bits=p.address_bits, writes=p.writes,
@@ -325,7 +326,9 @@ class Sequencer(wiring.Component):
                      entering.tile.eq(tile)]
         in_array = []
         tag = entering
-        for i in range(array.latency):
+        # the serial array's sums are there for one cycle: the accumulator takes the tag a
+        # cycle ahead of them (Accumulate sums_late)
+        for i in range(array.latency - serial):
             reg = Signal(tag_shape, name=f"tag_{i}")
             m.d.sync += reg.eq(tag)
             in_array.append(reg.valid)

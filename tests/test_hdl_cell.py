@@ -316,7 +316,8 @@ def test_requantizer_without_shifter_when_every_shift_is_zero():
     assert len(np.unique(expect)) > 5 and np.array_equal(np.array(got), expect)
 
 
-@pytest.mark.parametrize(("rows", "cols", "alpha", "data_bits"), [(1, 1, 1, 8), (3, 4, 8, 8), (2, 3, 3, 4), (2, 2, 2, 2)])
+@pytest.mark.parametrize(("rows", "cols", "alpha", "data_bits"),
+                         [(1, 1, 1, 8), (3, 4, 8, 8), (2, 3, 3, 4), (2, 2, 2, 2)])
 def test_serial_array_streams_bit_planes(rows, cols, alpha, data_bits):
     """The bit-serial array: vectors enter one bit of every lane per cycle, LSB first, back to
     back; the row sums equal W x lanes[select] (numpy), extreme values included."""

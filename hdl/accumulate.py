@@ -131,22 +131,30 @@ class Accumulate(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         layout = sums_layout(self.rows, self.acc_bits)
+        # in block RAM at every batch: yosys would put a shallow one in LUT RAM (ECP5) and
+        # register its address, a deep one in a DP16KD with its read data registered, so the
+        # flip-flops would step with the batch
         m.submodules.acc = running_sums = memory.Memory(
-            shape=unsigned(self.rows * self.acc_bits), depth=max(2, self.batch), init=[])
-        running_read = running_sums.read_port()
+            shape=unsigned(self.rows * self.acc_bits), depth=max(2, self.batch), init=[],
+            attrs={"ram_style": "block"})
         running_write = running_sums.write_port()
+        running_read = running_sums.read_port(transparent_for=(running_write,))
 
         # -- O: read the descriptor and the running sums ------------------------------------
-        n = Signal(range(max(2, self.batch)))  # the vector's index in the batch: counted
+        # vectors are counted: p1_n is the index of the latest tag (the vector in P1), the one
+        # in O is the next, or 0 after a batch's final vector (one register, not two)
+        p1_n = Signal(range(max(2, self.batch)))
+        wrap = Signal(init=1)
+        n = Signal.like(p1_n)
+        m.d.comb += n.eq(Mux(wrap, 0, p1_n + 1))
         with m.If(self.tag.valid):
-            m.d.sync += n.eq(Mux(self.tag.final, 0, n + 1))
+            m.d.sync += [p1_n.eq(n), wrap.eq(self.tag.final)]
         m.d.comb += [
             self.descriptor.addr.eq(self.tag.tile),
             running_read.addr.eq(n), running_read.en.eq(1),
         ]
         p1 = Signal(self.tag.shape())
-        p1_n = Signal.like(n)
-        m.d.sync += [p1.eq(self.tag), p1_n.eq(n)]
+        m.d.sync += p1.eq(self.tag)
         if self.sums_late:  # the sums arrive in P1
             p1_sums = self.sums
         else:

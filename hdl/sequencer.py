@@ -67,7 +67,8 @@ class Sequencer(wiring.Component):
     start : ``In(1)``
         Start a run (sampled while idle; ignored when ``batch`` is 0).
     batch : ``In(range(program.batch + 1))``
-        Vectors in this run, 1..program.batch.
+        Vectors in this run, 1..program.batch; held from ``start`` until ``done`` (no register
+        of the engine holds it).
     buffer : ``In(1)``
         The run's input and output region (sampled with ``start``).
     busy : ``Out(1)``
@@ -205,7 +206,8 @@ class Sequencer(wiring.Component):
         depths = p.memory_depths
         memories = {}
         for name in ("input", "lanes", "output"):
-            mem = memory.Memory(shape=unsigned(word.size), depth=depths[name], init=[])
+            mem = memory.Memory(shape=unsigned(word.size), depth=depths[name], init=[],
+                                attrs={"ram_style": "block"})  # not LUT RAM or flip-flops when shallow
             m.submodules[f"{name}_memory"] = mem
             memories[name] = (mem.read_port(), mem.write_port(granularity=word_bits))
         input_read, input_write = memories["input"]
@@ -218,7 +220,7 @@ class Sequencer(wiring.Component):
         tile = Signal(range(max(2, tiles)))
         step = Signal(range(max(2, self.prep_cycles)))
         vector = Signal(range(max(2, batch_size)))
-        vectors = Signal(range(batch_size + 1))
+        vectors = self.batch  # held by the caller for the whole run
         drain_step = Signal(range(max(2, self.drain_cycles)))
         descriptor = descriptor_layout(tile_rom.data0)
         prep = Signal()
@@ -247,7 +249,7 @@ class Sequencer(wiring.Component):
             with m.State("IDLE"):
                 with m.If(self.start & (self.batch != 0)):
                     m.d.sync += [tile.eq(0), cell_base.eq(0), step.eq(0),
-                                 vectors.eq(self.batch), run_buffer.eq(self.buffer)]
+                                 run_buffer.eq(self.buffer)]
                     m.next = "PREP"
             with m.State("PREP"):
                 m.d.comb += [

@@ -113,14 +113,15 @@ class Top(wiring.Component):
 
         # -- the engine: the next received batch, once its output buffer is free ------------
         run_buffer = Signal()
-        start = Signal()
         finished = Signal()
         ready_count = Mux(run_buffer, received[1], received[0])
         out_free = Mux(run_buffer, computed[1], computed[0]) == 0
+        # the running batch's count stays in its receive slot until the engine is done
+        m.d.comb += eng.batch.eq(ready_count)
         with m.FSM(name="runner"):
             with m.State("WAIT"):
                 with m.If((ready_count != 0) & out_free):
-                    m.d.comb += [start.eq(1), eng.start.eq(1), eng.batch.eq(ready_count),
+                    m.d.comb += [eng.start.eq(1),
                                  eng.buffer.eq(run_buffer)]
                     m.next = "RUN"
             with m.State("RUN"):
@@ -133,27 +134,27 @@ class Top(wiring.Component):
         tx_buffer = Signal()
         sent = Signal()
         vectors = Mux(tx_buffer, computed[1], computed[0])
-        # where output word j of vector n lives (the output memory's identity layout): slot,
-        # part and tile counters beside j, so the address needs no division
+        # where output word j of vector n lives (the output memory's identity layout): slot and
+        # part counters beside j, the word's address kept as it moves, so no division
         geo = p.geometry
         k = Signal(range(max(2, p.out_words)))
         v = Signal(range(p.batch + 1))
         slot = Signal(range(max(2, geo.lanes_per_part)))
         part = Signal(range(max(2, geo.parts)))
-        tile_offset = Signal(unsigned(p.address_bits + 1))
+        address = Signal(unsigned(p.address_bits + 1))
         vector_base = Signal(unsigned(p.address_bits + 1))
         n_slot, n_part = Signal.like(slot), Signal.like(part)
-        n_tile_offset, n_vector_base = Signal.like(tile_offset), Signal.like(vector_base)
+        n_address, n_vector_base = Signal.like(address), Signal.like(vector_base)
         k_next = Signal.like(k)
         m.d.comb += eng.out_buffer.eq(tx_buffer)
         with m.FSM(name="sender"):
             with m.State("IDLE"):
                 with m.If(vectors != 0):
-                    m.d.sync += [slot.eq(0), part.eq(0), tile_offset.eq(0), vector_base.eq(0),
+                    m.d.sync += [slot.eq(0), part.eq(0), address.eq(0), vector_base.eq(0),
                                  k.eq(0), v.eq(0)]
                     m.next = "READ"
             with m.State("READ"):  # one state: Sequencer.read_latency == 1
-                m.d.comb += [eng.out_addr.eq(vector_base), eng.out_slot.eq(0)]
+                m.d.comb += [eng.out_addr.eq(address), eng.out_slot.eq(0)]
                 m.next = "SEND"
             with m.State("SEND"):
                 vec_end = k == p.out_words - 1
@@ -164,27 +165,28 @@ class Top(wiring.Component):
                     self.o.payload.last.eq(batch_end),
                     k_next.eq(Mux(vec_end, 0, k + 1)),
                 ]
-                # the position of the word after this one
-                m.d.comb += [n_slot.eq(slot + 1), n_part.eq(part), n_tile_offset.eq(tile_offset),
+                # the position of the word after this one: the next slot; the next part; the
+                # next tile's first part (tile_words further on); the next vector's first word
+                m.d.comb += [n_slot.eq(slot + 1), n_part.eq(part), n_address.eq(address),
                              n_vector_base.eq(vector_base)]
                 with m.If(vec_end):
-                    m.d.comb += [n_slot.eq(0), n_part.eq(0), n_tile_offset.eq(0),
-                                 n_vector_base.eq(vector_base + geo.parts)]
+                    m.d.comb += [n_slot.eq(0), n_part.eq(0), n_vector_base.eq(vector_base + geo.parts),
+                                 n_address.eq(vector_base + geo.parts)]
                 with m.Elif(slot == geo.lanes_per_part - 1):
                     m.d.comb += n_slot.eq(0)
                     if geo.parts > 1:
-                        m.d.comb += n_part.eq(part + 1)
+                        m.d.comb += [n_part.eq(part + 1), n_address.eq(address + 1)]
                         with m.If(part == geo.parts - 1):
-                            m.d.comb += [n_part.eq(0), n_tile_offset.eq(tile_offset + geo.tile_words)]
+                            m.d.comb += [n_part.eq(0),
+                                         n_address.eq(address + geo.tile_words - (geo.parts - 1))]
                     else:
-                        m.d.comb += n_tile_offset.eq(tile_offset + geo.tile_words)
+                        m.d.comb += n_address.eq(address + geo.tile_words)
                 # the output memory's read port has one cycle of latency: while a word is
                 # offered, address the word that follows it when this one is taken
                 with m.If(self.o.ready):
-                    m.d.comb += [eng.out_addr.eq(n_vector_base + n_tile_offset + n_part),
-                                 eng.out_slot.eq(n_slot)]
+                    m.d.comb += [eng.out_addr.eq(n_address), eng.out_slot.eq(n_slot)]
                     m.d.sync += [k.eq(k_next), slot.eq(n_slot), part.eq(n_part),
-                                 tile_offset.eq(n_tile_offset), vector_base.eq(n_vector_base)]
+                                 address.eq(n_address), vector_base.eq(n_vector_base)]
                     with m.If(batch_end):
                         m.d.comb += sent.eq(1)
                         m.d.sync += tx_buffer.eq(~tx_buffer)
@@ -192,20 +194,16 @@ class Top(wiring.Component):
                     with m.Elif(vec_end):
                         m.d.sync += v.eq(v + 1)
                 with m.Else():
-                    m.d.comb += [eng.out_addr.eq(vector_base + tile_offset + part),
-                                 eng.out_slot.eq(slot)]
+                    m.d.comb += [eng.out_addr.eq(address), eng.out_slot.eq(slot)]
 
         # -- the buffers' hand-overs ----------------------------------------------------------
-        engine_count = Signal(count_shape)  # the running batch's vectors, for its output buffer
-        with m.If(start):
-            m.d.sync += engine_count.eq(ready_count)
         for b in range(2):
             with m.If(rx_done & (rx_buffer == b)):
                 m.d.sync += received[b].eq(n)
             with m.Elif(finished & (run_buffer == b)):
                 m.d.sync += received[b].eq(0)
             with m.If(finished & (run_buffer == b)):
-                m.d.sync += computed[b].eq(engine_count)
+                m.d.sync += computed[b].eq(ready_count)  # the finished run's vectors
             with m.Elif(sent & (tx_buffer == b)):
                 m.d.sync += computed[b].eq(0)
         return m

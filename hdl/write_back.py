@@ -107,15 +107,16 @@ class WriteBack(wiring.Component):
         m.submodules.rom = rom = Rom(width=word.size, init=self.writes, name="writes")
         entry = word(rom.data0)
         held = Signal(data.ArrayLayout(signed(self.data_bits), self.rows))
-        count = Signal(range(max(2, self.batch)))  # vectors of the row tile so far: they arrive in order
-        n = Signal.like(count)
+        # the vectors of a row tile arrive in order: n counts them (0 after a row tile's final)
+        n = Signal(range(max(2, self.batch)))
+        wrap = Signal(init=1)
         layer = Signal(self.result_layout["layer"].shape)
         next_word = Signal(self.result_layout["wr_first"].shape)
         left = Signal(self.result_layout["wr_count"].shape)
         pending = Signal()  # a word read from the ROM last cycle is written this cycle
         with m.If(arrived.valid):
             m.d.comb += [rom.addr0.eq(arrived.wr_first), rom.en0.eq(1)]
-            m.d.sync += [held.eq(self.values), n.eq(count), count.eq(Mux(arrived.final, 0, count + 1)),
+            m.d.sync += [held.eq(self.values), n.eq(Mux(wrap, 0, n + 1)), wrap.eq(arrived.final),
                          layer.eq(arrived.layer),
                          next_word.eq(arrived.wr_first + 1),
                          left.eq(arrived.wr_count - (arrived.wr_count != 0)),

@@ -128,3 +128,17 @@ def test_serial_array_bit_exact_with_each_lane_layout(array, parts, column_words
     res = run_top(prog, *array, x)
     assert np.array_equal(res.outputs, run_network(layers, x))
     assert res.cycles == network_cycles(prog, 5)["total"]
+
+
+@pytest.mark.parametrize("cell", ["parallel", "serial"])
+def test_outputs_spread_over_parts_and_tiles_come_back_in_order(cell):
+    """Dense (alpha 1) on 2 x 2: the output memory holds one or two words per tile (two parts
+    on the serial array), so 12 outputs span six tiles: the sender walks slots, parts, tiles and
+    vectors in order."""
+    rng = np.random.default_rng(12)
+    layer = random_layer(rng, 12, 10, 1, density=0.7)
+    prog = Program.compile([layer], rows=2, cols=2, batch=3, cell=cell)
+    assert prog.lanes_per_part * prog.parts == 2 and prog.out_words == 12
+    x = inputs(rng, 5, 10)
+    res = run_top(prog, 2, 2, x)
+    assert np.array_equal(res.outputs, run_network([layer], x))

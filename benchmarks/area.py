@@ -2,7 +2,7 @@
 
 For each family (iCE40 with ``synth_ice40``, ECP5 with ``synth_ecp5``), each alpha (1: the dense
 array, 8: column-combined) and each cell (bit-parallel with DSP blocks, bit-parallel with the
-shift-and-add logic the array uses beyond a device's DSPs, and the bit-serial cell, which has no
+the logic multiplier the array uses beyond a device's DSPs, and the bit-serial cell, which has no
 multiplier), the script synthesizes ``rows x cols`` arrays for a ladder of row
 counts (yosys only, no place and route) and fits a line through LUTs and flip-flops against the
 number of cells: the slope is the cost of one more cell, with the fixed skew registers excluded.

@@ -9,7 +9,8 @@ where a shift-and-add of the weight's bits spends an AND and an adder bit on eac
 
 The digits, for ``w = d0 + 4 d1 + 16 d2 + ...``:
 
-- the low two (``mode`` digits, when the weight has at least 5 bits) lie in {-1, 0, 1, 2}: two
+- the low two (``mode`` digits; one for a 3- or 4-bit weight, none for 2 bits: they take only
+  bits below the sign bit) lie in {-1, 0, 1, 2}: two
   select bits pick 0, ``a``, ``2a`` or ``~a`` (which is ``-a - 1``; the missing 1 enters an adder
   as a carry-in), so the pick is a function of four inputs: two lane bits, two select bits;
 - the others are radix-4 Booth digits in {-2, ..., 2}, of what is left of the weight plus the
@@ -140,7 +141,7 @@ def multiply_add(m: Module, digits: Digits, lane: Value, psum_in: Value | None) 
 
     final = []  # the low bits no later digit reaches, true
     owed = None  # the 1 that mode digit 0's ~a owes, the last adder's carry-in
-    run = None  # the running sum, true, from bit 2 below the next digit up (None: 0)
+    run = None  # the running sum's bits from two below the next digit's up, true (None: 0)
     for k, (s0, s1) in enumerate(digits.modes):
         pick = Signal(signed(d + 1), name=f"pick{k}")
         owe = Signal(name=f"owe{k}")

@@ -2,13 +2,14 @@
 
 For each family (iCE40 with ``synth_ice40``, ECP5 with ``synth_ecp5``), each alpha (1: the dense
 array, 8: column-combined) and each cell (bit-parallel with DSP blocks, bit-parallel with the
-shift-and-add logic the array uses beyond a device's DSPs, and the bit-serial cell, which has no
+the logic multiplier the array uses beyond a device's DSPs, and the bit-serial cell, which has no
 multiplier), the script synthesizes ``rows x cols`` arrays for a ladder of row
 counts (yosys only, no place and route) and fits a line through LUTs and flip-flops against the
 number of cells: the slope is the cost of one more cell, with the fixed skew registers excluded.
 
     python benchmarks/area.py                      # cols 8, rows 1 2 4, both families
     python benchmarks/area.py --family ecp5 --rows 2 4 8 --cols 4
+    python benchmarks/area.py --multiplier logic --select onehot --alpha 8 --no-design   # one row per family
 
 Figures are per cell of the array alone (weights, selects, multiplexers, multipliers, partial-sum
 adders and registers); the engine around it (sequencer, buffers, requantizer) is not included.
@@ -136,6 +137,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, nargs="+", default=[16, 256], help="batches of the design table")
     ap.add_argument("--cells", action=argparse.BooleanOptionalAction, default=True,
                     help="the per-cell ladder (default on)")
+    ap.add_argument("--cell", choices=["parallel", "serial"], nargs="+", default=["parallel", "serial"],
+                    help="only these cells in the ladder")
+    ap.add_argument("--multiplier", choices=["dsp", "logic", "none"], nargs="+", default=["dsp", "logic", "none"],
+                    help="only these multipliers in the ladder (none: the serial cell)")
+    ap.add_argument("--select", choices=["binary", "onehot"], nargs="+", default=["binary", "onehot"],
+                    help="only these select encodings in the ladder")
     ap.add_argument("--fit", action="store_true",
                     help="also place and route the issue's fit targets (slow; build/area-fit)")
     ap.add_argument("--design", action=argparse.BooleanOptionalAction, default=True,
@@ -148,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     for family in args.family if args.cells else []:
         for (cell, mult, select), target in KINDS.items():
+            if cell not in args.cell or mult not in args.multiplier or select not in args.select:
+                continue
             for alpha in args.alpha:
                 if select == "onehot" and alpha < 3:
                     continue  # one select bit either way

@@ -98,9 +98,10 @@ def synth_cell(family: str, alphas: Sequence[int], *, weight_bits: int = 8, data
     """Resources of one array cell per alpha in ``alphas`` (:func:`synth_components`):
     ``{alpha: {"luts", "flip_flops", "carries", "dsps", "block_rams"}}``. The cell priced is the
     last of a ``cols``-wide array row (the widest partial sums). With ``dsp`` the multiplier goes
-    to a DSP block; without, it is the shift-and-add multiplier the array uses for cells beyond
-    the device's DSPs. ``cell="serial"`` prices the bit-serial cell (no multiplier). The select is
-    encoded as :func:`colcomb.fpga.synth.onehot_select` says for the family."""
+    to a DSP block; without, it is the logic multiplier (:mod:`colcomb.hdl.multiplier`) the
+    array uses for cells beyond the device's DSPs. ``cell="serial"`` prices the bit-serial cell
+    (no multiplier). The select is encoded as :func:`colcomb.fpga.synth.onehot_select` says for
+    the family."""
     from colcomb.fpga.synth import onehot_select
     from colcomb.hdl.array import psum_bits
     from colcomb.hdl.cell import Cell

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Signal, signed
+from amaranth.hdl import Module, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from colcomb.hdl.multiplier import multiply_add, recode_weight
 from colcomb.hdl.params import check_int, validated
 from colcomb.hdl.program import cell_layout, lane_layout
 
 __all__ = ["MULTIPLIERS", "Cell", "cell_ports", "hold_weight"]
 
 #: how a cell multiplies: ``"dsp"`` writes ``weight * lane`` (yosys maps it to a DSP block where
-#: the synthesis script asks for DSPs); ``"logic"`` writes the shift-and-add of the weight's bits,
-#: which no DSP mapper takes, so a design can keep cells beyond a device's DSP count in LUTs
+#: the synthesis script asks for DSPs); ``"logic"`` recodes the stationary weight into radix-4
+#: digits as it loads and sums the digits' multiples of the lane in carry chains
+#: (:mod:`colcomb.hdl.multiplier`): no ``$mul`` cell, so no DSP mapper takes it, and a design can
+#: keep cells beyond a device's DSP count in LUTs
 MULTIPLIERS = ("dsp", "logic")
 
 
@@ -100,13 +103,14 @@ class Cell(wiring.Component):
             picked = Signal(signed(self.data_bits))
             m.d.comb += picked.eq(self.lanes[held.select])
 
-        product_bits = self.weight_bits + self.data_bits
-        product = Signal(signed(product_bits))
+        psum_in = self.psum_in if self.psum_in_bits else None
         if self.multiplier == "dsp":
+            product = Signal(signed(self.weight_bits + self.data_bits))
             m.d.comb += product.eq(held.weight * picked)
+            total = product if psum_in is None else psum_in + product
         else:
-            m.d.comb += product.eq(_shift_add(m, held.weight, picked, product_bits))
-        total = product if not self.psum_in_bits else self.psum_in + product
+            digits = recode_weight(m, self.w_in.weight, self.load, held.weight)
+            total = multiply_add(m, digits, picked, psum_in)
         m.d.sync += self.psum_out.eq(total)
         return m
 
@@ -137,16 +141,3 @@ def _or(values: list):
         values = [values[i] | values[i + 1] if i + 1 < len(values) else values[i]
                   for i in range(0, len(values), 2)]
     return values[0]
-
-
-def _shift_add(m: Module, weight, lane, width: int):
-    """``weight * lane`` as the sum of the lane shifted by each weight bit (the sign bit's term
-    subtracted): no ``$mul`` cell, so no DSP mapper takes it."""
-    terms = []
-    n = len(weight)
-    for i in range(n):
-        term = Signal(signed(width), name=f"pp{i}")
-        shifted = (lane << i) if i < n - 1 else -(lane << i)
-        m.d.comb += term.eq(shifted & Cat(*([weight[i]] * width)).as_signed())
-        terms.append(term)
-    return sum(terms[1:], terms[0])

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import random
+
 import numpy as np
 import pytest
+from amaranth.hdl import Elaboratable, Module, Signal, signed
 from amaranth.sim import Simulator
 
 from colcomb.hdl.array import SystolicArray, psum_bits
@@ -73,6 +76,115 @@ def test_cell_extreme_weights_and_inputs(multiplier):
                     assert ctx.get(dut.psum_out) == psum + w * x, (w, x, psum)
 
     _run(dut, bench)
+
+
+class _CellBank(Elaboratable):
+    """``n`` logic-multiplier cells side by side on one lane, one partial sum and one ``load``:
+    ``n`` products a cycle in the simulator."""
+
+    def __init__(self, n: int, **kwargs):
+        self.cells = [Cell(multiplier="logic", **kwargs) for _ in range(n)]
+        self.load = Signal()
+        self.lane = Signal(signed(kwargs["data_bits"]))
+        self.psum = Signal(signed(max(1, kwargs["psum_in_bits"])))
+
+    def elaborate(self, platform):
+        m = Module()
+        for i, cell in enumerate(self.cells):
+            m.submodules[f"cell{i}"] = cell
+            m.d.comb += [cell.load.eq(self.load), cell.lanes[0].eq(self.lane)]
+            if cell.psum_in_bits:
+                m.d.comb += cell.psum_in.eq(self.psum)
+        return m
+
+
+def _check_logic_products(weight_bits: int, data_bits: int, psum_in_bits: int, weights, lanes,
+                          seed: int, bank: int = 16) -> int:
+    """Every ``weights`` x ``lanes`` product through logic-multiplier cells (``bank`` weights
+    loaded at a time), checked as ``psum_in + weight * lane`` against integer arithmetic with a
+    random partial sum each cycle (none with ``psum_in_bits`` 0); returns the products checked."""
+    product_bits = weight_bits + data_bits
+    out_bits = max(product_bits, psum_in_bits) + 1 if psum_in_bits else product_bits
+    dut = _CellBank(bank, weight_bits=weight_bits, data_bits=data_bits, psum_in_bits=psum_in_bits,
+                    psum_out_bits=out_bits)
+    rnd = random.Random(seed)
+    room = (1 << (out_bits - 1)) - (1 << (product_bits - 2))  # |psum| that cannot wrap
+    bound = min(room, 1 << (psum_in_bits - 1)) if psum_in_bits else 0
+    weights = list(weights)
+    checked = []
+
+    async def bench(ctx):
+        for start in range(0, len(weights), bank):
+            group = weights[start:start + bank]
+            for cell, w in zip(dut.cells, group, strict=False):
+                ctx.set(cell.w_in, {"weight": w})
+            ctx.set(dut.load, 1)
+            await ctx.tick()
+            ctx.set(dut.load, 0)
+            for x in lanes:
+                psum = rnd.randrange(-bound, bound) if bound else 0
+                ctx.set(dut.lane, x)
+                ctx.set(dut.psum, psum)
+                await ctx.tick()
+                for cell, w in zip(dut.cells, group, strict=False):
+                    got = ctx.get(cell.psum_out)
+                    if got != psum + w * x:
+                        raise AssertionError(f"{w} * {x} + {psum}: got {got}, want {psum + w * x}")
+                    checked.append(got)
+
+    _run(dut, bench)
+    return len(checked)
+
+
+def test_logic_multiplier_every_8_bit_weight_and_lane():
+    """All 65,536 signed 8 x 8 products (-128 included), each added to a partial sum."""
+    values = range(-128, 128)
+    assert _check_logic_products(8, 8, 19, values, values, 8) == 65536
+
+
+def test_logic_multiplier_left_edge_every_8_bit_weight():
+    """The left edge (no incoming sum; the last adder only adds the recoding's carry): every
+    weight against the corners and a spread of lanes."""
+    lanes = [-128, -127, -65, -64, -2, -1, 0, 1, 2, 63, 64, 126, 127, *random.Random(5).sample(range(-128, 128), 19)]
+    assert _check_logic_products(8, 8, 0, range(-128, 128), lanes, 9, bank=32) == 256 * 32
+
+
+@pytest.mark.parametrize(("weight_bits", "data_bits"),
+                         [(2, 2), (3, 5), (4, 4), (5, 3), (6, 4), (7, 3), (9, 2), (10, 2)])
+@pytest.mark.parametrize("psum_in", [False, True], ids=["left-edge", "with-psum"])
+def test_logic_multiplier_every_product_at_small_widths(weight_bits, data_bits, psum_in):
+    """Every weight width takes its own path through the recoding (how many mode digits, an odd
+    number of Booth bits): every product of the signed ranges."""
+    ws = range(-(1 << (weight_bits - 1)), 1 << (weight_bits - 1))
+    xs = range(-(1 << (data_bits - 1)), 1 << (data_bits - 1))
+    n = _check_logic_products(weight_bits, data_bits, weight_bits + data_bits + 1 if psum_in else 0,
+                              ws, xs, weight_bits)
+    assert n == len(ws) * len(xs)
+
+
+@pytest.mark.parametrize(("weight_bits", "data_bits"), [(16, 16), (13, 11), (32, 32)])
+def test_logic_multiplier_wide_operands(weight_bits, data_bits):
+    """Wide operands: the extremes of both ranges and random values."""
+    rnd = random.Random(weight_bits * 100 + data_bits)
+
+    def corners(bits):
+        lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+        return [lo, lo + 1, -1, 0, 1, hi - 1, hi] + [rnd.randrange(lo, hi + 1) for _ in range(9)]
+
+    ws, xs = corners(weight_bits), corners(data_bits)
+    assert _check_logic_products(weight_bits, data_bits, weight_bits + data_bits + 2, ws, xs, 3, bank=8) == 16 * 16
+
+
+def test_logic_multiplier_holds_no_mul_cell():
+    """The logic cell must stay out of yosys' DSP mappers: no ``$mul`` in its netlist (the DSP
+    cell, for contrast, has one)."""
+    from amaranth.back import rtlil
+
+    def netlist(multiplier):
+        return rtlil.convert(Cell(alpha=8, psum_in_bits=19, psum_out_bits=19, multiplier=multiplier, onehot=True))
+
+    assert "$mul" in netlist("dsp")
+    assert "$mul" not in netlist("logic")
 
 
 def test_cell_refuses_a_partial_sum_narrower_than_its_input():

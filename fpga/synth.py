@@ -20,8 +20,8 @@ its constraint and the system clock. The UART divisor follows the real clock.
 
 Multipliers: with DSPs (the default on ECP5, ``--dsp`` on iCE40) the first cells of the array
 multiply in DSP blocks and the cells beyond the device's count (less the requantizer's share, see
-:func:`dsp_plan`) use shift-and-add logic, so the design never asks for more DSPs than there are;
-without (``--no-dsp``), every multiplier is logic (``-nodsp`` on ECP5).
+:func:`dsp_plan`) use the logic multiplier (:mod:`colcomb.hdl.multiplier`), so the design never
+asks for more DSPs than there are; without (``--no-dsp``), every multiplier is logic (``-nodsp`` on ECP5).
 """
 
 from __future__ import annotations

@@ -57,7 +57,7 @@ class SystolicArray(wiring.Component):
         (:meth:`colcomb.hdl.program.Program.compile` checks the layers' bounds).
     dsp_cells : int or None
         How many cells (row-major) multiply with ``*``, which DSP mappers take; the others use
-        the shift-and-add multiplier (see :data:`colcomb.hdl.cell.MULTIPLIERS`). ``None``: all.
+        the logic multiplier (:data:`colcomb.hdl.cell.MULTIPLIERS`). ``None``: all.
     cell : str
         ``"parallel"`` (:class:`~colcomb.hdl.cell.Cell`, one vector per cycle) or ``"serial"``
         (:class:`~colcomb.hdl.serial_cell.SerialCell`: one bit of every lane per cycle, least

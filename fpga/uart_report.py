@@ -241,11 +241,16 @@ class ReportPrinter(wiring.Component):
     ok : ``In(1)``
         The verdict (read at the VERDICT entry).
     img : ``Out(range(vectors))``
-        The image whose line is being printed: the address of the caller's memory of
-        predictions and labels (labelled programs only).
-    pred, label : ``In(4 * class_digits)``
-        That image's predicted and expected class in BCD, as a synchronous read port shows them:
-        the word of ``img`` one cycle after ``img`` changes.
+        The image whose line is being printed: the address of the caller's label ROM
+        (labelled programs only).
+    label : ``In(4 * class_digits)``
+        That image's expected class in BCD, as a synchronous read port shows it: the word of
+        ``img`` one cycle after ``img`` changes.
+    pred : ``In(4 * class_digits)``
+        The predicted class of the image whose line is being printed, in BCD.
+    shift : ``Out(1)``
+        A line is done: show the next image's ``pred`` (one pulse per line, also after the last,
+        so that ``vectors`` pulses bring the first image's back).
     tx : ``Out(1, init=1)``
         The UART line.
     finished : ``Out(1)``
@@ -260,7 +265,7 @@ class ReportPrinter(wiring.Component):
         super().__init__({
             "start": In(1), "ok": In(1),
             "img": Out(range(max(2, program.vectors))),
-            "pred": In(cw), "label": In(cw),
+            "pred": In(cw), "label": In(cw), "shift": Out(1),
             "tx": Out(1, init=1), "finished": Out(1),
         })
 
@@ -320,6 +325,7 @@ class ReportPrinter(wiring.Component):
                                     m.d.sync += [pc.eq(pc + 1), seen.eq(~last)]
                                     m.next = "LOAD"
                         with m.Case(Op.NEXT):
+                            m.d.comb += self.shift.eq(1)
                             with m.If(self.pred == self.label):
                                 m.d.sync += count_bcd.eq(bcd_increment(count_bcd, len(count_bcd) // 4))
                             with m.If(self.img == prog.vectors - 1):

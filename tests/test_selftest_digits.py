@@ -234,6 +234,25 @@ def test_synthesize_test_split_needs_a_trained_run(labelled_files, capsys):
     assert not (tmp / "s").exists()
 
 
+def test_synthesize_test_split_labels_must_fit_the_output_words(tmp_path, capsys):
+    """The run's own test split (scikit-learn's digits, no download) through the command line:
+    a network of 5 output words cannot classify digits 0-9, refused before anything is written."""
+    layers = _network(0, ((12, 64), (5, 12)))
+    manifest = write_manifest(layers, tmp_path / "m", meta={"dataset": "digits", "input_scale": 1 / 16,
+                                                            "data_bits": 8}).parent
+    assert main(["synthesize", str(manifest), "--board", "icebreaker", "--rows", "2", "--cols", "2",
+                 "--out", str(tmp_path / "s"), "--test-split", "12"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and "outside the network's 5 output words" in err, err
+    assert not (tmp_path / "s").exists()
+    # the same images with labels that fit are accepted by the design step
+    from colcomb.labelled import simulation_inputs
+
+    given = simulation_inputs(manifest, test_split=12)
+    d = prepare_design(manifest, rows=2, cols=2, inputs=given.x, labels=given.labels % 5)
+    assert d.inputs.shape == (12, 64) and np.array_equal(d.labels, given.labels % 5)
+
+
 @pytest.mark.rtl
 def test_labelled_selftest_in_verilator_prints_what_amaranth_does(tmp_path):
     layers = _network(0, ((10, 12), (5, 10)))

@@ -634,7 +634,16 @@ def _synth_args(p: argparse.ArgumentParser) -> None:
                    help="run only these layers (repeat; default: the whole network in manifest order)")
     p.add_argument("--vectors", type=_positive_int, default=None,
                    help="test vectors stored on the chip (default: one batch)")
-    p.add_argument("--inputs", type=Path, default=None, help=".npy of integer test inputs (default: generated)")
+    p.add_argument("--inputs", type=Path, default=None,
+                   help=".npy of test inputs (default: generated): integers (vectors, cols of the first layer), or "
+                   "float images of a `colcomb train` run's dataset (quantized with the manifest's input scale)")
+    p.add_argument("--labels", type=Path, default=None,
+                   help=".npy of the --inputs' class labels (vectors,): the board also prints each image's "
+                   "predicted and expected class and the correct count on the UART")
+    p.add_argument("--test-split", type=_positive_int, default=None, metavar="N",
+                   help="store the first N images of the test split of the `colcomb train` run the manifest comes "
+                   "from, with their labels (the UART prints each image's predicted and expected class)")
+    p.add_argument("--data-dir", default=None, help="folder of the mnist or cifar10 files for --test-split, if moved")
     p.add_argument("--seed", type=int, default=0, help="seed of the generated test inputs (default 0)")
     p.add_argument("--dsp", action=argparse.BooleanOptionalAction, default=None,
                    help="multiply in DSP blocks (SB_MAC16 / MULT18X18D) as far as the device has them, the "
@@ -650,6 +659,7 @@ def _synthesize(args: argparse.Namespace) -> int:
     from colcomb.core.progress import Stages
     from colcomb.fpga.boards import boards_table
     from colcomb.fpga.synth import summary, synthesize
+    from colcomb.labelled import simulation_inputs
 
     if args.list_boards:
         print(boards_table())
@@ -660,14 +670,18 @@ def _synthesize(args: argparse.Namespace) -> int:
         raise ColcombError(f"synthesize needs {', '.join(missing)} (or --list-boards)")
     if args.clock is not None and not (args.clock > 0 and math.isfinite(args.clock)):
         raise ColcombError(f"--clock {args.clock} must be a positive frequency in MHz")
+    given = simulation_inputs(args.manifest, layers=args.layer, inputs=args.inputs, labels=args.labels,
+                              test_split=args.test_split, data_dir=args.data_dir, input_flag="--inputs")
     stages = (["synth", "place-and-route", "pack"] if args.no_throughput
               else ["simulate", "synth", "place-and-route", "pack"])
     try:
         with Stages(stages, label="synthesize") as progress:
             report = synthesize(args.manifest, board=args.board, rows=args.rows, cols=args.cols, out=args.out,
                                 clock_mhz=args.clock, batch=args.batch, layers=args.layer, vectors=args.vectors,
-                                seed=args.seed, inputs=args.inputs, dsp=args.dsp, cell=args.cell,
-                                throughput=not args.no_throughput, progress=progress)
+                                seed=args.seed, inputs=None if given is None else given.x,
+                                labels=None if given is None else given.labels,
+                                input_source=None if given is None else given.source, dsp=args.dsp,
+                                cell=args.cell, throughput=not args.no_throughput, progress=progress)
     except ColcombError:
         report_path = args.out / "report.json"
         if report_path.exists():

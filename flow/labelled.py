@@ -46,15 +46,16 @@ def _quantize_images(x: np.ndarray, meta: dict, source: str) -> np.ndarray:
 
 def simulation_inputs(manifest_dir: Path, *, layers: Sequence[str] | None = None, inputs: Path | None = None,
                       labels: Path | None = None, test_split: int | None = None,
-                      data_dir: str | None = None) -> Labelled | None:
+                      data_dir: str | None = None, input_flag: str = "--input") -> Labelled | None:
     """The inputs the options name (None: none named, the bench draws random vectors).
-    ``test_split`` (0: all) takes the first images of the test split of the manifest's dataset."""
+    ``test_split`` (0: all) takes the first images of the test split of the manifest's dataset.
+    ``input_flag`` is the command's name for ``inputs`` in the error messages."""
     from colcomb.packer.manifest import load_manifest
 
     if test_split is not None and inputs is not None:
-        raise ColcombError("give either --input or --test-split, not both")
+        raise ColcombError(f"give either {input_flag} or --test-split, not both")
     if labels is not None and inputs is None:
-        raise ColcombError("--labels needs --input (the images they label)")
+        raise ColcombError(f"--labels needs {input_flag} (the images they label)")
     if inputs is None and test_split is None:
         return None
     manifest = load_manifest(manifest_dir)
@@ -64,7 +65,7 @@ def simulation_inputs(manifest_dir: Path, *, layers: Sequence[str] | None = None
 
         if "dataset" not in meta:
             raise ColcombError(f"{manifest_dir} names no dataset (it was not written by `colcomb train`): "
-                               f"give --input and --labels instead of --test-split")
+                               f"give {input_flag} and --labels instead of --test-split")
         data = load_dataset(str(meta["dataset"]), data_dir)
         if not isinstance(data, ImageData):
             raise ColcombError(f"--test-split needs an image dataset, not {meta['dataset']!r}")

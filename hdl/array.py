@@ -1,8 +1,8 @@
-"""The R x C systolic array of :class:`~colcomb.hdl.cell.Cell`, with input skew."""
+"""The R x C systolic array of parallel or serial cells, with its input skew."""
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -37,7 +37,8 @@ class SystolicArray(wiring.Component):
     Column ``c`` carries ``alpha`` input lanes to all of its cells at once (broadcast: the lanes
     are registered once per column, not once per cell), partial sums run from column 0
     rightwards, and every row's sum leaves the right edge in the same cycle. Column ``c``'s lanes
-    are delayed ``c`` cycles (the skew), so a vector presented on ``lanes_in`` in one cycle comes
+    are delayed ``c`` cycles (the skew; unless ``skewed_input``: then the caller presents them
+    ``c`` cycles late), so a vector presented on ``lanes_in`` in one cycle comes
     out on ``sums_out`` whole, :attr:`latency` cycles later, and a new vector may enter every cycle.
 
     Weights are loaded through a shift chain down each column: while ``load`` is high, row 0 takes
@@ -76,8 +77,8 @@ class SystolicArray(wiring.Component):
     w_in : ``In(ArrayLayout(cell_layout(weight_bits, alpha, onehot), cols))``
         One row of cell words (weight and select per column) entering row 0.
     lanes_in : ``In(ArrayLayout(ArrayLayout(signed(data_bits), alpha), cols))``
-        One input vector: the lanes of every column, unskewed (serial: ``unsigned(1)`` lanes,
-        bit ``bit`` of each word).
+        One input vector: the lanes of every column, unskewed unless ``skewed_input`` (serial:
+        ``unsigned(1)`` lanes, bit ``bit`` of each word).
     bit : ``In(range(data_bits))``
         Serial only: which bit of the words ``lanes_in`` carries.
     sums_out : ``Out(ArrayLayout(signed(acc_bits), rows))``
@@ -164,7 +165,7 @@ class SystolicArray(wiring.Component):
             self._bit_planes(m, edges)
         return m
 
-    def _bit_planes(self, m: Module, edges: list) -> None:
+    def _bit_planes(self, m: Module, edges: list[Value]) -> None:
         """Serial edge: each row's bit-planes weighted by ``2^b`` (the sign bit's subtracted) and
         added, by shift-and-add: ``t = a + plane`` (``a`` = 0 on bit 0), the low bit of ``t``
         shifts into ``low`` and ``a = t >> 1``. No barrel shifter, and ``a`` never wraps: with

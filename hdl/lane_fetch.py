@@ -18,7 +18,7 @@ most), so one port and ``cols * alpha * data_bits`` flip-flops feed the array.
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -82,6 +82,9 @@ class LaneFetch(wiring.Component):
         Width of a lane memory address.
     serial : bool
         Feed the bit-serial array: each lane is one wire, bit ``bit`` of its word.
+    staggered : bool
+        Serial column words (``parts == cols <= data_bits``): column ``c``'s word read ``c``
+        cycles after column 0's into its own shift register, the lanes already skewed.
 
     Members
     -------
@@ -182,7 +185,7 @@ class LaneFetch(wiring.Component):
                 word.bit_select(ctl.bit, 1))
         return m
 
-    def _column_words(self, m: Module, vector_base) -> Module:
+    def _column_words(self, m: Module, vector_base: Value) -> Module:
         """Serial, a word per column: column ``c``'s read ``c`` cycles after column 0's, each
         loaded into its column's shift register as it arrives."""
         ctl, mem, cols = self.control, self.memory, self.cols

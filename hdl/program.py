@@ -126,8 +126,10 @@ def default_parts(cell: str, lanes: int, data_bits: int, cols: int | None = None
     """Lane memory words per vector: 1 on the bit-parallel array (a vector per cycle). On the
     serial array a word per column (*column words*, read one column a cycle, as the skew wants
     them: :class:`~colcomb.hdl.lane_fetch.LaneFetch`) where ``cols`` is a power of two no larger
-    than ``data_bits``; otherwise the largest power of two below ``data_bits`` (the words are read
-    while the previous vector streams, one per cycle), but no more than there are lanes."""
+    than ``data_bits``; otherwise (or without ``cols``) the largest power of two below
+    ``data_bits`` (the words are read while the previous vector streams, one per cycle), but no
+    more than there are lanes. :meth:`Program.compile` falls back from column words to the
+    latter where they would cut a network into more tiles."""
     if cell != "serial":
         return 1
     if cols is not None and not cols & (cols - 1) and cols <= data_bits:
@@ -410,6 +412,7 @@ class Program:
                 )
         alpha = max(layer.alpha for layer in layers)
         lanes = int(cols) * alpha
+        choose = parts is None
         if parts is None:
             parts = default_parts(cell, lanes, db, int(cols))
         if (not isinstance(parts, (int, np.integer)) or isinstance(parts, bool) or parts < 1
@@ -419,27 +422,40 @@ class Program:
         column_words = cell == "serial" and parts == cols <= per_vector
         if parts > 1 and parts >= per_vector and not column_words:
             raise ColcombError(f"parts {parts} must be below the {per_vector} cycles a vector streams "
-                               f"(the words of the next vector are read meanwhile), or equal to the "
-                               f"{cols} columns on the serial array; use fewer parts")
+                               f"(the words of the next vector are read meanwhile)"
+                               + (f", or equal to the {cols} columns" if cell == "serial" else "")
+                               + "; use fewer parts")
         if parts > lanes:
             raise ColcombError(f"parts {parts} exceeds the array's {lanes} lanes; use fewer parts")
         if onehot and cell != "parallel":
             raise ColcombError("a one-hot select is for the bit-parallel cell; the serial cell picks one bit")
-        prog = cls(
-            layers=layers,
-            rows=int(rows),
-            cols=int(cols),
-            alpha=alpha,
-            weight_bits=wb,
-            data_bits=db,
-            acc_bits=ab,
-            batch=int(batch),
-            dsp_cells=None if dsp_cells is None else min(int(dsp_cells), int(rows) * int(cols)),
-            cell=cell,
-            parts=int(parts),
-            onehot=bool(onehot),
-        )
-        prog._build()
+        def build(words: int) -> Program:
+            prog = cls(
+                layers=layers,
+                rows=int(rows),
+                cols=int(cols),
+                alpha=alpha,
+                weight_bits=wb,
+                data_bits=db,
+                acc_bits=ab,
+                batch=int(batch),
+                dsp_cells=None if dsp_cells is None else min(int(dsp_cells), int(rows) * int(cols)),
+                cell=cell,
+                parts=int(words),
+                onehot=bool(onehot),
+            )
+            prog._build()
+            return prog
+
+        prog = build(parts)
+        if choose and prog.column_words and len(layers) > 1:
+            # a column word holds fewer lanes than a gathered one (a quarter on 8 x 8 at 8-bit
+            # data), so a row tile's outputs may spread over more words and the later layers
+            # over more row tiles: keep column words (fewer flip-flops and LUTs) only if they
+            # cost no tiles
+            gathered = build(default_parts(cell, lanes, db))
+            if len(gathered.tiles) < len(prog.tiles):
+                prog = gathered
         return prog
 
     # -- the layout and the ROM images --------------------------------------------------------

@@ -123,7 +123,8 @@ class Requantizer(wiring.Component):
 
 
 class SharedRequantizer(wiring.Component):
-    """A vector's ``lanes * steps`` row sums requantized ``lanes`` at a time, in ``steps`` cycles.
+    """A vector's ``rows`` row sums requantized ``lanes = ceil(rows / steps)`` at a time, in
+    ``steps`` cycles.
 
     Step ``k`` requantizes rows ``k * lanes .. k * lanes + lanes - 1`` with the coefficients the
     caller presents that cycle: word ``k`` of the row tile's ``steps`` requant ROM words, which
@@ -168,9 +169,10 @@ class SharedRequantizer(wiring.Component):
                  meta: data.Layout | None = None):
         self.rows = check_int("rows", rows)
         self.steps = check_int("steps", steps)
-        if steps > rows:
-            raise ValueError(f"steps {steps!r} exceeds the {rows} rows: a step requantizes at least one row")
         self.lanes = -(-rows // steps)
+        if -(-rows // self.lanes) != steps:
+            raise ValueError(f"steps {steps!r} leaves steps without a row: {rows} rows over "
+                             f"{self.lanes} lanes take {-(-rows // self.lanes)} steps")
         self.lane = Requantizer(lanes=self.lanes, acc_bits=acc_bits, data_bits=data_bits,
                                 max_shift=max_shift, clamps=clamps)
         self.meta_layout = data.StructLayout({}) if meta is None else meta
@@ -191,10 +193,14 @@ class SharedRequantizer(wiring.Component):
             "busy": Out(1),
         })
 
+    @staticmethod
+    def latency_for(steps: int) -> int:
+        """Cycles from ``valid`` to ``out_valid``: the steps, then the lane's pipeline."""
+        return steps - 1 + Requantizer.latency
+
     @property
     def latency(self) -> int:
-        """Cycles from ``valid`` to ``out_valid``: the steps, then the lane's pipeline."""
-        return self.steps - 1 + Requantizer.latency
+        return self.latency_for(self.steps)
 
     def elaborate(self, platform):
         m = Module()
@@ -230,10 +236,13 @@ class SharedRequantizer(wiring.Component):
         m.d.comb += self.out_valid.eq(lane.out_valid & (done_step == last))
 
         # the vector's meta: taken with its last step, out with its outputs
-        held = Signal(self.meta_layout)
-        with m.If(self.valid):
-            m.d.sync += held.eq(self.meta)
-        current = Mux(self.valid, self.meta, held)
+        if steps > 1:
+            held = Signal(self.meta_layout)
+            with m.If(self.valid):
+                m.d.sync += held.eq(self.meta)
+            current = Mux(self.valid, self.meta, held)
+        else:
+            current = self.meta
         meta_last = Signal(self.meta_layout)
         with m.If(active & (step == last)):
             m.d.sync += meta_last.eq(current)

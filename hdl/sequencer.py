@@ -21,7 +21,7 @@ Per tile (cycles, :mod:`colcomb.hdl.cycles`)::
 Behind the array (per vector): :class:`~colcomb.hdl.accumulate.Accumulate` (``O`` read the
 descriptor and running sum, ``P1`` add this column tile and keep the sum in the accumulator
 memory, or on the last column tile hand it on), the requantizer (``P2``, ``P3``; on the serial
-array its rows share a lane over ``requant_steps`` cycles more), then
+array its rows share ``requant_lanes`` lanes, ``requant_steps - 1`` cycles more), then
 :class:`~colcomb.hdl.write_back.WriteBack` (read the row tile's words from the writes ROM, write
 them into the next layer's memory, one per cycle, overlapping the next tile's PREP). At a layer's end the
 sequencer waits (FLUSH) until that pipeline is empty: :meth:`Sequencer.flush_cycles` after the
@@ -40,7 +40,7 @@ from colcomb.hdl.lane_fetch import MEMORY_READ_LATENCY, LaneFetch, memory_word_l
 from colcomb.hdl.params import validated
 from colcomb.hdl.pipeline import delay
 from colcomb.hdl.program import Program, cell_layout
-from colcomb.hdl.requant import Requantizer, SharedRequantizer
+from colcomb.hdl.requant import SharedRequantizer
 from colcomb.hdl.rom import Rom
 from colcomb.hdl.write_back import WriteBack
 
@@ -142,8 +142,8 @@ class Sequencer(wiring.Component):
         ``words_written`` lane memory words per vector: the last vector's sums (out of the array
         when DRAIN ends) pass the accumulator, the requantizer's steps and pipeline and the
         writes ROM, its words are written one per cycle, and the FSM moves on the cycle after."""
-        return (Accumulate.latency_for(program.cell == "serial") + program.requant_steps - 1
-                + Requantizer.latency
+        return (Accumulate.latency_for(program.cell == "serial")
+                + SharedRequantizer.latency_for(program.requant_steps)
                 + WriteBack.latency + words_written)
 
     @staticmethod

@@ -381,9 +381,12 @@ def test_shared_requantizer_equals_golden_requantize(rows, steps, gap):
     assert np.array_equal(np.array(got), np.array([v[3] for v in vectors]))
 
 
-def test_shared_requantizer_rejects_more_steps_than_rows():
-    with pytest.raises(ValueError, match="steps 9"):
-        SharedRequantizer(rows=8, steps=9)
+@pytest.mark.parametrize("steps", [9, 5, 7])
+def test_shared_requantizer_rejects_steps_without_a_row(steps):
+    """8 rows in 9 steps, or in 5..7 (two lanes, which need only 4): some steps would have no
+    row to requantize."""
+    with pytest.raises(ValueError, match=f"steps {steps} leaves steps without a row"):
+        SharedRequantizer(rows=8, steps=steps)
 
 
 def test_requantizer_rejects_bad_clamp():

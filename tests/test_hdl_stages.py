@@ -233,3 +233,31 @@ def test_write_back_writes_each_vector_into_its_row_tile_words():
 def test_stages_refuse_layouts_without_their_fields(make):
     with pytest.raises(ValueError, match="lacks the fields"):
         make()
+
+
+@pytest.mark.parametrize("late", [False, True], ids=["sums-with-tag", "sums-late"])
+def test_accumulate_batch_one_reads_the_sum_written_the_cycle_before(late):
+    """Batch 1, three column tiles back to back: each tile's O reads the address the previous
+    tile's P1 writes in the same cycle, so the read must see the new sum (the read port is
+    transparent for the write port); with ``sums_late`` the sums come a cycle after the tag."""
+    descs = [{"first": 1, "last": 0, "rq": 0, "wr_first": 0, "wr_count": 1, "layer": 0},
+             {"first": 0, "last": 0, "rq": 0, "wr_first": 0, "wr_count": 1, "layer": 0},
+             {"first": 0, "last": 1, "rq": 1, "wr_first": 0, "wr_count": 1, "layer": 0}]
+    dut = Accumulate(rows=1, acc_bits=12, batch=1, tiles=3, descriptor=DESCRIPTOR, sums_late=late)
+    sums = [5, 7, 100]
+    got = []
+
+    async def bench(ctx):
+        for cycle in range(8):
+            t = cycle if cycle < 3 else None
+            ctx.set(dut.tag, {"valid": t is not None, "final": 1, "tile": t or 0})
+            s = cycle - 1 if late else cycle
+            ctx.set(dut.sums, [sums[s] if 0 <= s < 3 else 0])
+            addr = ctx.get(dut.descriptor.addr)
+            if ctx.get(dut.result.valid):
+                got.append(ctx.get(dut.total[0]))
+            await ctx.tick()
+            ctx.set(dut.descriptor.data, descs[addr])
+
+    _run(dut, bench)
+    assert got == [sum(sums)]

@@ -142,3 +142,28 @@ def test_outputs_spread_over_parts_and_tiles_come_back_in_order(cell):
     x = inputs(rng, 5, 10)
     res = run_top(prog, 2, 2, x)
     assert np.array_equal(res.outputs, run_network([layer], x))
+
+
+@pytest.mark.parametrize(
+    ("rows", "cols", "data_bits", "batch", "vectors"),
+    [(9, 2, 8, 3, 5), (12, 4, 8, 2, 3), (5, 2, 4, 2, 3), (3, 4, 6, 3, 4), (2, 8, 6, 2, 3),
+     (3, 1, 5, 1, 3), (4, 2, 3, 1, 2)],
+    ids=["rows9-lanes2", "rows12-lanes2", "db4-lanes2", "db6-columns", "db6-gathered",
+         "cols1-batch1", "db3-batch1"])
+def test_serial_shapes_bit_exact(rows, cols, data_bits, batch, vectors):
+    """The serial array where the rows need more than one shared requantizer lane (rows >
+    data_bits, the last coefficient word padded), data widths that are not powers of two, one
+    column, batch 1; bit-exact and the cycles as the model says."""
+    from colcomb.hdl.cycles import network_cycles
+
+    rng = np.random.default_rng(rows * 100 + cols * 10 + data_bits)
+    layers = [
+        random_layer(rng, 11, 10, 2, gamma=0.25, name="l0", activation="relu", data_bits=data_bits, bits=6),
+        random_layer(rng, 7, 11, 2, gamma=0.5, name="l1", data_bits=data_bits, bits=6),
+    ]
+    prog = Program.compile(layers, rows=rows, cols=cols, batch=batch, cell="serial")
+    assert prog.requant_lanes == -(-rows // data_bits)
+    x = inputs(rng, vectors, 10, data_bits=data_bits)
+    res = run_top(prog, rows, cols, x)
+    assert np.array_equal(res.outputs, run_network(layers, x))
+    assert res.cycles == network_cycles(prog, vectors)["total"]

@@ -57,7 +57,7 @@ def test_synthesis_design_records_the_manifest(tmp_path):
     assert origin["manifest_sha256"] == _digest(folder)
     assert origin["layers"] == ["a", "b"]
     assert origin["parameters"] == {"rows": 3, "cols": 2, "batch": 4, "vectors": 2, "seed": 7,
-                                    "inputs": None}
+                                    "inputs": None, "labelled": False}
 
 
 def test_provenance_of_a_missing_manifest_is_refused(tmp_path):

@@ -84,6 +84,10 @@ def simulation_inputs(manifest_dir: Path, *, layers: Sequence[str] | None = None
         if len(y) != rows:
             raise ColcombError(f"{labels} holds {len(y)} labels for {rows} input vectors in {inputs}")
         y = y.astype(np.int64)
+        classes = manifest.chain(layers)[-1].rows
+        if y.size and (y.min() < 0 or y.max() >= classes):
+            raise ColcombError(f"{labels}: labels range [{y.min()}, {y.max()}] is outside the network's "
+                               f"{classes} output words (classes 0 .. {classes - 1})")
     return Labelled(x, y, str(inputs))
 
 

@@ -503,9 +503,9 @@ def throughput_report(measured: dict | None, fmax_mhz: float | None, wanted: boo
     ``clock_mhz`` (the achieved Fmax) and ``inferences_per_s``; with ``"absent": reason`` (and no
     invented number) for whatever could not be measured."""
     if not wanted:
-        return {"absent": "not measured (--no-throughput)"}
+        return {"absent": "--no-throughput"}
     if measured is None or "absent" in measured:
-        return {"absent": (measured or {}).get("absent", "not measured")}
+        return {"absent": (measured or {}).get("absent", "no simulation ran")}
     out = {"cycles_per_inference": measured["cycles_per_inference"], "clock_mhz": fmax_mhz,
            "vectors_simulated": measured["vectors"], "source": "verilator, colcomb.sim fast bench, steady state",
            "simulation": measured["run_dir"]}

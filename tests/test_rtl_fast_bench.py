@@ -192,6 +192,20 @@ def test_labels_must_match_the_inputs(tmp_path, capsys):
     assert "holds 3 labels for 4 input vectors" in capsys.readouterr().err
 
 
+
+@pytest.mark.parametrize("bad", [5, -1])
+def test_labels_outside_the_outputs_are_refused(tmp_path, capsys, bad):
+    """A 5-output network: a label 5 or -1 names no output; refused before any simulation."""
+    np.save(tmp_path / "x.npy", np.zeros((4, 10), np.int64))
+    np.save(tmp_path / "y.npy", np.array([0, 4, bad, 1], np.int64))
+    rng = np.random.default_rng(0)
+    write_manifest([random_layer(rng, 5, 10, 2)], tmp_path / "net")
+    assert main(["simulate", str(tmp_path / "net"), "--rows", "2", "--cols", "2", "--input",
+                 str(tmp_path / "x.npy"), "--labels", str(tmp_path / "y.npy")]) == 2
+    err = capsys.readouterr().err
+    assert "is outside the network's 5 output words (classes 0 .. 4)" in err and str(bad) in err
+
+
 def test_memory_images_round_trip():
     lo, hi = signed_range(6)
     words = np.array([lo, -1, 0, 1, hi, 7])

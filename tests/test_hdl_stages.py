@@ -26,12 +26,14 @@ def _run(dut, bench):
     sim.run()
 
 
-def _memory_port(ctx, port, memory, held):
-    """One cycle of the lane memory's synchronous read port: the word addressed while ``en`` was
-    high arrives on ``data`` the next cycle and stays while ``en`` is low."""
-    if ctx.get(port.en):
-        held[0] = memory[ctx.get(port.addr)]
-    return held[0]
+async def _tick_with_memory(ctx, port, memory, held):
+    """One clock cycle of the lane memory's synchronous read port: the word addressed while ``en``
+    is high arrives on ``data`` the next cycle and stays while ``en`` is low."""
+    addr, en = ctx.get(port.addr), ctx.get(port.en)
+    await ctx.tick()
+    if en:
+        held[0] = memory[addr]
+    ctx.set(port.data, held[0])
 
 
 @pytest.mark.parametrize(("serial", "parts"), [(False, 1), (True, 1), (True, 2), (True, 4)])
@@ -68,11 +70,7 @@ def test_lane_fetch_reads_each_vector_lanes_from_the_memory(serial, parts):
                     if serial:
                         want = [[(w >> bit) & 1 for w in col] for col in want]
                     seen.append((got, want))
-                addr, en = ctx.get(dut.memory.addr), ctx.get(dut.memory.en)
-                await ctx.tick()
-                if en:
-                    held[0] = memory[addr]
-                ctx.set(dut.memory.data, held[0])
+                await _tick_with_memory(ctx, dut.memory, memory, held)
 
     _run(dut, bench)
     assert len(seen) == 2 * batch * per_vector
@@ -111,11 +109,7 @@ def test_lane_fetch_column_words_stagger_like_the_skew(cols, bits):
                     want = [(memory[base + n * cols + c][a] >> bit) & 1 for a in range(alpha)]
                     assert [ctx.get(dut.lanes[c][a]) for a in range(alpha)] == want, (cycle, c)
                     checked += 1
-                addr, en = ctx.get(dut.memory.addr), ctx.get(dut.memory.en)
-                await ctx.tick()
-                if en:
-                    held[0] = memory[addr]
-                ctx.set(dut.memory.data, held[0])
+                await _tick_with_memory(ctx, dut.memory, memory, held)
 
     _run(dut, bench)
     assert checked == 2 * batch * bits * cols

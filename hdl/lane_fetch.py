@@ -85,11 +85,16 @@ class LaneFetch(wiring.Component):
     staggered : bool
         Serial column words (``parts == cols <= data_bits``): column ``c``'s word read ``c``
         cycles after column 0's into its own shift register, the lanes already skewed.
+    gather : bool
+        Column words at ``offsets[c]`` from the vector's address, not at ``c``: the words of a
+        convolution window, anywhere in a feature map (:meth:`Program._build_images`).
 
     Members
     -------
     control : ``In(fetch_control_signature(address_bits, batch, data_bits))``
     memory : ``Out(memory_read_signature(address_bits, data_bits, lanes_per_part))``
+    offsets : ``In(ArrayLayout(unsigned(address_bits), cols))``
+        Only with ``gather``: each column word's offset, held for the tile.
     lanes : ``Out(ArrayLayout(lane_layout(data_bits, alpha), cols))``
         The lanes of the vector in the array, wired to the array's ``lanes_in`` (serial:
         ``unsigned(1)`` lanes; staggered: column ``c`` already ``c`` cycles late, the array's
@@ -107,7 +112,7 @@ class LaneFetch(wiring.Component):
 
     @validated
     def __init__(self, *, cols: int, alpha: int, data_bits: int, batch: int, parts: int,
-                 address_bits: int, serial: bool = False, staggered: bool = False):
+                 address_bits: int, serial: bool = False, staggered: bool = False, gather: bool = False):
         self.cols = check_int("cols", cols)
         self.alpha = check_int("alpha", alpha)
         self.data_bits = check_int("data_bits", data_bits, 2)
@@ -124,13 +129,19 @@ class LaneFetch(wiring.Component):
             raise ValueError(f"column words (staggered) need the serial array with parts == cols <= "
                              f"data_bits, not serial={serial!r}, parts={parts!r}, cols={cols!r}, "
                              f"data_bits={data_bits!r}")
+        self.gather = bool(gather)
+        if gather and not staggered:
+            raise ValueError(f"gather reads column words: it needs staggered=True, not {staggered!r}")
         self.lanes_per_part = -(-cols * alpha // parts)
         lane = data.ArrayLayout(unsigned(1), alpha) if self.serial else lane_layout(data_bits, alpha)
-        super().__init__({
+        members = {
             "control": In(fetch_control_signature(address_bits, batch, data_bits)),
             "memory": Out(memory_read_signature(address_bits, data_bits, self.lanes_per_part)),
             "lanes": Out(data.ArrayLayout(lane, cols)),
-        })
+        }
+        if gather:
+            members["offsets"] = In(data.ArrayLayout(unsigned(address_bits), cols))
+        super().__init__(members)
 
     @property
     def lead(self) -> int:
@@ -192,11 +203,24 @@ class LaneFetch(wiring.Component):
         col = Signal(range(max(2, cols)))  # the next column to read
         address = Signal(unsigned(self.address_bits))
         more = Signal()
+        if self.gather:
+            # the window's words: the vector's address plus each column's offset
+            held = Signal(unsigned(self.address_bits))
+            with m.If(ctl.fetch):
+                m.d.sync += held.eq(vector_base)
+            m.d.comb += address.eq(held + self.offsets[col])
+            first = vector_base + self.offsets[0]
+        else:
+            first = vector_base + 0
         with m.If(ctl.fetch):
-            m.d.sync += [col.eq(1), address.eq(vector_base + 1), more.eq(cols > 1)]
+            m.d.sync += [col.eq(1), more.eq(cols > 1)]
+            if not self.gather:
+                m.d.sync += address.eq(vector_base + 1)
         with m.Elif(more):
-            m.d.sync += [col.eq(col + 1), address.eq(address + 1), more.eq(col + 1 < cols)]
-        m.d.comb += [mem.addr.eq(Mux(ctl.fetch, vector_base, address)), mem.en.eq(ctl.fetch | more)]
+            m.d.sync += [col.eq(col + 1), more.eq(col + 1 < cols)]
+            if not self.gather:
+                m.d.sync += address.eq(address + 1)
+        m.d.comb += [mem.addr.eq(Mux(ctl.fetch, first, address)), mem.en.eq(ctl.fetch | more)]
         arrived = Signal()
         arrived_col = Signal.like(col)
         m.d.sync += [arrived.eq(mem.en), arrived_col.eq(Mux(ctl.fetch, 0, col))]

@@ -35,6 +35,7 @@ from amaranth.lib import data
 
 from colcomb.core.errors import ColcombError
 from colcomb.hdl.layout import LaneGeometry, RowTile, Slot, pack_rows, place_lanes
+from colcomb.hdl.network import Stage
 from colcomb.packer.golden import accumulator_bound
 from colcomb.packer.packed import (
     MULTIPLIER_BITS,
@@ -173,6 +174,18 @@ class Program:
     input_region: int = 0
     lane_region: int = 0
     output_region: int = 0
+    #: an image network run on chip (:mod:`colcomb.hdl.network`): one stage per layer; None for a
+    #: chain of matrices (every layer's vectors are the batch's inputs)
+    stages: list[Stage] | None = None
+    #: image networks: per layer, the constants of :attr:`layer_constants`
+    layer_info: list[dict] = field(default_factory=list)
+    #: image networks: the window origin (address in the padded input map) of every computed
+    #: position, layer after layer (a linear layer has one position, origin 0)
+    patches: list[int] = field(default_factory=list)
+    #: image networks: per tile, the ``cols`` column words' offsets from a vector's address
+    column_offsets: list[int] = field(default_factory=list)
+    #: image networks: per row tile and output position, the first word of its writes
+    positions: list[int] = field(default_factory=list)
 
     # -- derived sizes ------------------------------------------------------------------------
     @property
@@ -199,7 +212,8 @@ class Program:
         """Words of the three activation memories (:mod:`colcomb.hdl.layout`): ``input`` (layer
         0's lanes, written by the host), ``lanes`` (the later layers' lanes) and ``output`` (the
         network's outputs, read by the host), two regions each."""
-        return {"input": max(2, 2 * self.input_region), "lanes": max(2, 2 * self.lane_region),
+        lanes = self.lane_region if self.stages else 2 * self.lane_region
+        return {"input": max(2, 2 * self.input_region), "lanes": max(2, lanes),
                 "output": max(2, 2 * self.output_region)}
 
     @property
@@ -208,6 +222,10 @@ class Program:
 
     @property
     def in_words(self) -> int:
+        """Input words per vector (per image: channels x height x width of an image network)."""
+        if self.stages:
+            c, h, w = self.stages[0].in_shape
+            return c * h * w
         return self.layers[0].cols
 
     @property
@@ -243,9 +261,15 @@ class Program:
 
     @property
     def write_layout(self) -> data.StructLayout:
-        """A writes ROM word: the lane memory address for vector 0 and the slot mask."""
-        return data.StructLayout({"address": unsigned(self.address_bits),
-                                  "mask": unsigned(self.lanes_per_part)})
+        """A writes ROM word: the lane memory address for vector 0 and the slot mask. An image
+        network's words (:meth:`_build_images`) are per output position (address for image 0),
+        ``last`` on a position's last word, and ``single``: every slot gets the output of array
+        row ``row`` (a flattened feature map's value goes to its own slot), not slot ``s`` the
+        output of row ``s % rows``."""
+        fields = {"address": unsigned(self.address_bits), "mask": unsigned(self.lanes_per_part)}
+        if self.stages:
+            fields.update({"single": 1, "row": unsigned(bits_for(self.rows - 1)), "last": 1})
+        return data.StructLayout(fields)
 
     @property
     def input_layout(self) -> data.ArrayLayout:
@@ -359,6 +383,7 @@ class Program:
         cell: str = "parallel",
         parts: int | None = None,
         onehot: bool = False,
+        stages: Sequence[Stage] | None = None,
     ) -> Program:
         """Check ``layers`` against the array and compute the ROM images.
 
@@ -366,6 +391,10 @@ class Program:
         :func:`~colcomb.packer.golden.accumulator_bound`). Raises :class:`ColcombError` for an
         array size below 1, a batch below 1, layers that do not chain, a layer wider than the
         hardware widths, or a layer whose worst-case accumulator could overflow ``acc_bits``.
+
+        With ``stages`` (:func:`colcomb.hdl.network.stages_of`, one per layer) the layers are an
+        image network the engine runs from image to outputs (:meth:`_build_images`): on the
+        serial array with column words, its conv layers packed per feature map or not combined.
         """
         for label, value in (("rows", rows), ("cols", cols), ("batch", batch)):
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
@@ -380,7 +409,22 @@ class Program:
             raise ColcombError("the network has no layers; pack at least one layer")
         for layer in layers:
             layer.validate()
-        for prev, nxt in itertools.pairwise(layers):
+        if stages is not None:
+            stages = list(stages)
+            if [st.layer for st in stages] != [layer.name for layer in layers]:
+                raise ColcombError(f"the stages {[st.layer for st in stages]} do not name the layers "
+                                   f"{[layer.name for layer in layers]} in order")
+            if stages[-1].conv:
+                raise ColcombError(f"the network ends with conv layer {stages[-1].layer!r}; the engine's outputs "
+                                   f"are a linear layer's (flatten and add one)")
+            if cell != "serial" or cols & (cols - 1) or cols > max(la.data_bits for la in layers):
+                raise ColcombError(f"on-chip convolution reads a word per array column (the serial array with "
+                                   f"a power-of-two column count no larger than the data width), not the "
+                                   f"{cell} array with {cols} columns; use --cell serial and --cols 2, 4 or 8")
+            if parts is not None and parts != cols:
+                raise ColcombError(f"on-chip convolution reads a word per column: parts must be {cols}, not {parts!r}")
+            parts = int(cols)
+        for prev, nxt in itertools.pairwise(layers if stages is None else []):
             if nxt.cols != prev.rows:
                 raise ColcombError(
                     f"layer {nxt.name!r} takes {nxt.cols} inputs but {prev.name!r} gives "
@@ -443,12 +487,16 @@ class Program:
                 cell=cell,
                 parts=int(words),
                 onehot=bool(onehot),
+                stages=stages,
             )
-            prog._build()
+            if stages is None:
+                prog._build()
+            else:
+                prog._build_images()
             return prog
 
         prog = build(parts)
-        if choose and prog.column_words and len(layers) > 1:
+        if choose and prog.column_words and len(layers) > 1 and stages is None:
             # a column word holds fewer lanes than a gathered one (a quarter on 8 x 8 at 8-bit
             # data), so a row tile's outputs may spread over more words and the later layers
             # over more row tiles: keep column words (fewer flip-flops and LUTs) only if they
@@ -475,9 +523,12 @@ class Program:
     def region_of(self, k: int) -> int:
         """First address of layer ``k``'s input (``len(layers)``: the network's output) in its
         memory: layer 0 and the output at 0 of their own memories (the batch's region is added
-        at run time), the later layers alternating between the lane memory's two regions."""
+        at run time), the later layers alternating between the lane memory's two regions (in an
+        image network each its own region: a feature map's zero border is never written)."""
         if k == 0 or k == len(self.layers):
             return 0
+        if self.stages:
+            return sum(info["region_words"] for info in self.layer_info[1:k])
         return ((k - 1) % 2) * self.lane_region
 
     def _needs(self, k: int, inputs: list) -> dict[int, list[Slot]]:
@@ -501,7 +552,7 @@ class Program:
         return needs
 
     def _build(self) -> None:
-        R, C, A = self.rows, self.cols, self.alpha
+        R, C = self.rows, self.cols
         geo = self.geometry
         inputs = [self._input_tiles(layer) for layer in self.layers]
         out_tiles = -(-self.out_words // (geo.lanes_per_part * geo.parts))
@@ -510,8 +561,6 @@ class Program:
         self.output_region = out_tiles * geo.tile_words
         first = self._needs(0, inputs)
         self.input_slots = [first.get(w, []) for w in range(self.in_words)]
-        cl = cell_layout(self.weight_bits, A, self.onehot)
-        rl = self.requant_layout.elem_shape
         wl = self.write_layout
         tiles: list[Tile] = []
         row_tiles: list[tuple[int, RowTile]] = []
@@ -536,6 +585,169 @@ class Program:
             if tiles and tiles[-1].layer == li:
                 tiles[-1] = replace(tiles[-1], layer_end=True, net_end=li == len(self.layers) - 1)
         self.tiles = tiles
+        self._fill_roms(row_tiles, where)
+
+    def _conv_tiles(self, k: int) -> list[tuple[int, int, list[list[int]], list[int]]]:
+        """Conv layer ``k``'s input tiles: (block, first packed column, the lane of every member
+        of each column, each column word's offset from a window's origin). A packed column reads
+        one word of the input feature map: its members are channels of one group of ``alpha``
+        (lane = channel mod alpha) at one kernel position (per feature map combining)."""
+        layer, st, C, A = self.layers[k], self.stages[k], self.cols, self.alpha
+        hp, wp = st.padded_size
+        kh, kw = st.kernel
+        out = []
+        for bi, block in enumerate(layer.blocks):
+            n = block.packed_columns
+            for ct in range(max(1, -(-n // C))):
+                lanes, offsets = [], []
+                for g in range(ct * C, min(n, ct * C + C)):
+                    members = [divmod(int(m), kh * kw) for m in block.groups[g]]
+                    keys = {(ch // A, pos) for ch, pos in members}
+                    if len(keys) != 1:
+                        raise ColcombError(
+                            f"conv layer {layer.name!r}: packed column {g} of block {bi} combines input columns "
+                            f"{list(block.groups[g])}, which lie at different kernel positions or channel "
+                            f"groups of {A}; on chip a packed column reads one feature-map word: pack conv "
+                            f"layers per feature map (--per-feature-map) or leave them uncombined")
+                    (group, pos), = keys
+                    ky, kx = divmod(pos, kw)
+                    offsets.append(group * hp * wp + ky * wp + kx)
+                    lanes.append([ch % A for ch, _ in members])
+                offsets += [0] * (C - len(offsets))
+                out.append((bi, ct * C, lanes, offsets))
+        return out
+
+    def _build_images(self) -> None:
+        """The ROM images of an image network (:attr:`stages`), on the serial array with column
+        words (``parts == cols``, a word holds one column's ``alpha`` lanes).
+
+        A conv layer's input is a feature map in its memory region: image ``b``'s word
+        ``group * Hp * Wp + y * Wp + x`` holds channels ``group * alpha ..`` of pixel (y, x) of
+        the zero-bordered map, a channel per slot. Its vectors are the output positions of each
+        image (:meth:`Stage.patch_origins`, in pooling-window order); column ``c`` of a tile reads
+        the word at ``image base + window origin + column_offsets[c]``. A linear layer's input is
+        laid out as in a chain of matrices (vector ``b`` = image ``b``). Each row tile writes, per
+        output position after pooling, the words the position table points at: a pixel word of the
+        next conv layer's map, or one slot per value of the flattened map in the next linear
+        layer's lanes."""
+        R, C, A = self.rows, self.cols, self.alpha
+        geo = self.geometry
+        stages, layers = self.stages, self.layers
+        n_layers = len(layers)
+        per_vector = self.cycles_per_vector
+        inputs = []
+        self.layer_info = []
+        for k, (layer, st) in enumerate(zip(layers, stages, strict=True)):
+            if st.conv:
+                tiles_in = self._conv_tiles(k)
+                hp, wp = st.padded_size
+                image_words = -(-st.in_shape[0] // A) * hp * wp
+                origins = [r * wp + c for r, c in st.patch_origins()]
+                region = self.batch * image_words
+            else:
+                tiles_in = [(bi, col0, placement, list(range(C)))
+                            for bi, col0, placement in self._input_tiles(layer)]
+                image_words, origins, region = self.parts, [0], len(tiles_in) * geo.tile_words
+            inputs.append(tiles_in)
+            if self.batch < st.pool * st.pool:
+                raise ColcombError(f"layer {layer.name!r} max-pools {st.pool}x{st.pool} windows: the batch "
+                                   f"({self.batch} vectors) must hold one; use --batch {st.pool * st.pool} or more")
+            self.layer_info.append({"positions": st.positions, "pool": st.pool, "emitted": st.emitted,
+                                    # vectors per pass of the layer's tiles: whole pooling windows
+                                    "chunk": self.batch - self.batch % (st.pool * st.pool),
+                                    "read_stride": image_words, "region_words": region,
+                                    "patch_first": len(self.patches)})
+            self.patches.extend(origins)
+        for k, info in enumerate(self.layer_info):
+            info["write_stride"] = self.layer_info[k + 1]["read_stride"] if k + 1 < n_layers else self.parts
+        self.input_region = self.layer_info[0]["region_words"]
+        self.lane_region = sum(info["region_words"] for info in self.layer_info[1:])
+        self.output_region = -(-self.out_words // (geo.lanes_per_part * geo.parts)) * geo.tile_words
+        plain = [[(bi, col0, placement) for bi, col0, placement, _ in tiles_in] for tiles_in in inputs]
+        # the host writes each input word (a pixel of image 0, or a feature) into its slots
+        st0 = stages[0]
+        if st0.conv:
+            ch0, h0, w0 = st0.in_shape
+            hp, wp = st0.padded_size
+            ph, pw = st0.padding
+            self.input_slots = [[Slot((c // A) * hp * wp + (y + ph) * wp + x + pw, c % A)]
+                                for c in range(ch0) for y in range(h0) for x in range(w0)]
+        else:
+            first = self._needs(0, plain)
+            self.input_slots = [first.get(w, []) for w in range(self.in_words)]
+        wl = self.write_layout
+        where = {(li, bi, col0): (j, placement) for li, tiles_in in enumerate(inputs)
+                 for j, (bi, col0, placement, _) in enumerate(tiles_in)}
+        offsets = {(li, bi, col0): off for li, tiles_in in enumerate(inputs) for bi, col0, _, off in tiles_in}
+        tiles: list[Tile] = []
+        row_tiles: list[tuple[int, RowTile]] = []
+        for li, (layer, st) in enumerate(zip(layers, stages, strict=True)):
+            info = self.layer_info[li]
+            info["first_tile"] = len(tiles)
+            budget = st.pool * st.pool * per_vector  # cycles between two output positions
+            nxt = stages[li + 1] if li + 1 < n_layers else None
+            needs = {} if nxt is not None and nxt.conv else self._needs(li + 1, plain)
+            for bi, block in enumerate(layer.blocks):
+                channels = range(block.row_start, block.row_stop)
+                if nxt is not None and nxt.conv:
+                    # a pixel word per channel group, the same words at every position
+                    groups = {ch: [Slot(ch // A, ch % A)] for ch in channels}
+                    tiles_rt = pack_rows(groups, channels, R, budget)
+                elif st.conv:
+                    # a flattened map: any channel in any row, each value written to its own slots
+                    tiles_rt = [RowTile(tuple(list(channels[i: i + R]) + [None] * (R - len(channels[i: i + R]))), ())
+                                for i in range(0, len(channels), R)]
+                else:
+                    tiles_rt = pack_rows(needs, channels, R, per_vector)
+                n_ct = max(1, -(-block.packed_columns // C))
+                for rt in tiles_rt:
+                    rq_index = len(row_tiles) * self.requant_steps
+                    pos_first = len(self.positions)
+                    row_tiles.append((li, rt))
+                    for u in range(st.emitted):
+                        entries = self._position_writes(li, u, rt, needs)
+                        if len(entries) > budget:
+                            raise ColcombError(
+                                f"layer {layer.name!r} writes {len(entries)} words per output position, but a "
+                                f"position leaves the array every {budget} cycles; use more rows or pooling")
+                        self.positions.append(len(self.writes))
+                        entries = entries or [{"address": 0, "mask": 0}]
+                        entries[-1]["last"] = 1
+                        self.writes.extend(pack_struct(wl, e) for e in entries)
+                    for ct in range(n_ct):
+                        j = where[li, bi, ct * C][0]
+                        base = self.region_of(li) + (0 if st.conv else j * geo.tile_words)
+                        tiles.append(Tile(li, bi, rt.channels, ct * C, ct == 0, ct == n_ct - 1, rq_index,
+                                          base, pos_first, 1))
+                        self.column_offsets.extend(offsets[li, bi, ct * C])
+            if tiles and tiles[-1].layer == li:
+                tiles[-1] = replace(tiles[-1], layer_end=True, net_end=li == n_layers - 1)
+        self.tiles = tiles
+        self._fill_roms(row_tiles, where)
+
+    def _position_writes(self, k: int, u: int, rt: RowTile, needs: dict[int, list[Slot]]) -> list[dict]:
+        """The words row tile ``rt`` of layer ``k`` writes for output position ``u`` of image 0."""
+        st = self.stages[k]
+        nxt = self.stages[k + 1] if k + 1 < len(self.stages) else None
+        if nxt is not None and nxt.conv:
+            hp, wp = nxt.padded_size
+            ph, pw = nxt.padding
+            py, px = divmod(u, st.pooled_size[1])
+            at = self.region_of(k + 1) + (py + ph) * wp + px + pw
+            return [{"address": at + group * hp * wp, "mask": mask} for group, mask in rt.writes]
+        if st.conv:  # flattened: feature channel * positions + u
+            return [{"address": s.address, "mask": 1 << s.slot, "single": 1, "row": r}
+                    for r, ch in enumerate(rt.channels) if ch is not None
+                    for s in needs.get(ch * st.emitted + u, [])]
+        return [{"address": address, "mask": mask} for address, mask in rt.writes]
+
+    def _fill_roms(self, row_tiles: list[tuple[int, RowTile]],
+                   where: dict[tuple[int, int, int], tuple[int, list[list[int]]]]) -> None:
+        """The requant, cell and descriptor ROMs of :attr:`tiles`: ``where`` gives each input
+        tile's lane slot of every member of each column."""
+        R, C, A = self.rows, self.cols, self.alpha
+        cl = cell_layout(self.weight_bits, A, self.onehot)
+        rl = self.requant_layout.elem_shape
         lanes = self.requant_lanes
         for li, rt in row_tiles:
             rq = self.layers[li].requant
@@ -545,7 +757,7 @@ class Program:
             self.requant.extend(pack_array(words[k: k + lanes], rl.size)
                                 for k in range(0, len(words), lanes))
         tl = self.tile_layout
-        for t in tiles:
+        for t in self.tiles:
             layer = self.layers[t.layer]
             block = layer.blocks[t.block]
             placement = where[t.layer, t.block, t.col_start][1]
@@ -569,4 +781,3 @@ class Program:
                 "first": t.first, "last": t.last, "layer_end": t.layer_end, "net_end": t.net_end,
                 "rq": t.rq, "base": t.base, "wr_first": t.wr_first, "wr_count": t.wr_count,
                 "layer": t.layer}))
-

@@ -30,7 +30,7 @@ DRAIN.
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -39,12 +39,20 @@ from colcomb.hdl.array import SystolicArray, array_latency
 from colcomb.hdl.lane_fetch import MEMORY_READ_LATENCY, LaneFetch, memory_word_layout, vector_offset
 from colcomb.hdl.params import validated
 from colcomb.hdl.pipeline import delay
-from colcomb.hdl.program import Program, cell_layout
+from colcomb.hdl.pool_write import PoolWriteBack
+from colcomb.hdl.program import Program, cell_layout, pack_array
 from colcomb.hdl.requant import SharedRequantizer
 from colcomb.hdl.rom import Rom
 from colcomb.hdl.write_back import WriteBack
 
-__all__ = ["Sequencer"]
+__all__ = ["Sequencer", "constant_times"]
+
+
+def constant_times(value: Value, k: int) -> Value:
+    """``value * k`` for a constant ``k >= 0`` as shifted adds (no multiplier for a DSP mapper
+    to take)."""
+    terms = [value << i for i in range(int(k).bit_length()) if k >> i & 1]
+    return sum(terms[1:], terms[0]) if terms else Const(0, 1)
 
 
 class Sequencer(wiring.Component):
@@ -126,9 +134,9 @@ class Sequencer(wiring.Component):
         """Cycles before a tile streams: the longer of loading the cells (one array row per
         cycle, after the cell ROM's latency) and reading the descriptor, then fetching the
         first vector's lanes."""
-        return max(program.rows + Rom.latency,
-                   Rom.latency + LaneFetch.lead_for(program.cell == "serial", program.parts,
-                                                    program.column_words))
+        lead = LaneFetch.lead_for(program.cell == "serial", program.parts, program.column_words)
+        # an image network's first window origin: the patch ROM read after the descriptor's
+        return max(program.rows + Rom.latency, (2 if program.stages else 1) * Rom.latency + lead)
 
     @staticmethod
     def drain_cycles_for(program: Program) -> int:
@@ -165,6 +173,79 @@ class Sequencer(wiring.Component):
     def drain_cycles(self) -> int:
         return self.drain_cycles_for(self.program)
 
+    def _passes(self, m: Module, p: Program, descriptor, prep, step, streaming, vector_end, vector,
+                vectors, stream_final, pass_over, next_pass, layer_over, first_tile, lane_fetch,
+                write_back, fetch_next_allowed, tile) -> None:
+        """An image network's positions: each layer's vectors are (image, position) pairs, run in
+        passes of at most ``chunk`` vectors (whole pooling windows) over the layer's tiles. The
+        pass's start is held for the write-back; the fetch side reads each vector's window
+        origin from the patch ROM and its column offsets from the columns ROM."""
+        info = p.layer_info
+        most = max(i["positions"] for i in info)
+        q_shape = range(max(2, most))
+        b_shape = range(max(2, p.batch))
+        a_shape = unsigned(p.address_bits)
+
+        def table(key, shape, minus=0):
+            return Array([Const(i[key] - minus, shape) for i in info])[descriptor.layer]
+
+        last_q = table("positions", q_shape, 1)
+        last_n = table("chunk", range(max(2, p.batch)), 1)
+        read_stride = table("read_stride", a_shape)
+        write_stride = table("write_stride", a_shape)
+        m.d.comb += first_tile.eq(table("first_tile", first_tile.shape()))
+
+        # the pass's start, held through the pass and its flush
+        b0, q0 = Signal(b_shape), Signal(q_shape)
+        rb0, wb0 = Signal(a_shape), Signal(a_shape)
+        m.d.comb += [write_back.start.q.eq(q0), write_back.start.base.eq(wb0)]
+
+        def advance(b, q, bases, strides):
+            end = q == last_q
+            return ([Mux(end, b + 1, b), Mux(end, 0, q + 1)]
+                    + [Mux(end, x + d, x) for x, d in zip(bases, strides, strict=True)])
+
+        # the streamed vector's (image, position), and the pass that follows
+        bs, qs, rbs, wbs = Signal(b_shape), Signal(q_shape), Signal(a_shape), Signal(a_shape)
+        nb, nq, nrb, nwb = Signal(b_shape), Signal(q_shape), Signal(a_shape), Signal(a_shape)
+        over = Signal()
+        last_vector = (bs == vectors - 1) & (qs == last_q)
+        m.d.comb += [stream_final.eq((vector == last_n) | last_vector), pass_over.eq(over),
+                     fetch_next_allowed.eq(~stream_final)]
+        with m.If(prep):
+            m.d.sync += [bs.eq(b0), qs.eq(q0), rbs.eq(rb0), wbs.eq(wb0)]
+        with m.Elif(streaming & vector_end):
+            following = advance(bs, qs, [rbs, wbs], [read_stride, write_stride])
+            m.d.sync += [x.eq(y) for x, y in zip((bs, qs, rbs, wbs), following, strict=True)]
+            with m.If(stream_final):
+                m.d.sync += [x.eq(y) for x, y in zip((nb, nq, nrb, nwb), following, strict=True)]
+                m.d.sync += over.eq(last_vector)
+        with m.If(next_pass):
+            m.d.sync += [b0.eq(nb), q0.eq(nq), rb0.eq(nrb), wb0.eq(nwb)]
+        with m.If(layer_over):
+            m.d.sync += [b0.eq(0), q0.eq(0), rb0.eq(0), wb0.eq(0)]
+
+        # the fetched vector (one ahead of the streamed one): its window origin from the patch ROM
+        m.submodules.patch_rom = patch_rom = Rom(width=p.address_bits, init=p.patches, name="patches")
+        bf, qf, rbf = Signal(b_shape), Signal(q_shape), Signal(a_shape)
+        m.d.comb += [patch_rom.addr0.eq(table("patch_first", range(max(2, len(p.patches)))) + qf),
+                     patch_rom.en0.eq(1)]
+        fetch = lane_fetch.control.fetch
+        with m.If(prep & (step < self.prep_cycles - lane_fetch.lead)):
+            m.d.sync += [bf.eq(b0), qf.eq(q0), rbf.eq(rb0)]
+        with m.Elif(fetch):
+            m.d.sync += [x.eq(y) for x, y in zip((bf, qf, rbf), advance(bf, qf, [rbf], [read_stride]),
+                                                  strict=True)]
+        m.d.comb += [lane_fetch.control.base.eq(descriptor.base + rbf + patch_rom.data0),
+                     lane_fetch.control.n.eq(0)]
+        # each tile's column offsets, read with its descriptor
+        m.submodules.column_rom = column_rom = Rom(
+            width=p.cols * p.address_bits,
+            init=[pack_array(p.column_offsets[t * p.cols:(t + 1) * p.cols], p.address_bits)
+                  for t in range(len(p.tiles))], name="columns")
+        m.d.comb += [column_rom.addr0.eq(tile), column_rom.en0.eq(prep & (step == 0)),
+                     lane_fetch.offsets.as_value().eq(column_rom.data0)]
+
     def elaborate(self, platform):
         m = Module()
         p = self.program
@@ -187,16 +268,23 @@ class Sequencer(wiring.Component):
                                            name="requant")
         m.submodules.in_rom = in_rom = Rom(width=p.input_layout.size, init=p.input_map, name="inputs")
         m.submodules.requant = rq = self.requantizer_for(p)
+        network = p.stages is not None
         m.submodules.lane_fetch = lane_fetch = LaneFetch(
             cols=p.cols, alpha=p.alpha, data_bits=word_bits, batch=batch_size, parts=p.parts,
-            address_bits=p.address_bits, serial=serial, staggered=p.column_words)
+            address_bits=p.address_bits, serial=serial, staggered=p.column_words, gather=network)
         m.submodules.accumulate = accumulate = Accumulate(
             rows=rows, acc_bits=p.acc_bits, batch=batch_size, tiles=tiles,
             descriptor=descriptor_layout, sums_late=serial)
-        m.submodules.write_back = write_back = WriteBack(
-            rows=rows, data_bits=word_bits, batch=batch_size, lanes_per_part=lpp, parts=p.parts,
-            address_bits=p.address_bits, writes=p.writes,
-            result=result_layout(descriptor_layout))
+        if network:
+            m.submodules.write_back = write_back = PoolWriteBack(
+                rows=rows, data_bits=word_bits, lanes_per_part=lpp, address_bits=p.address_bits,
+                layers=p.layer_info, positions=p.positions, writes=p.writes,
+                write_layout=p.write_layout, result=result_layout(descriptor_layout))
+        else:
+            m.submodules.write_back = write_back = WriteBack(
+                rows=rows, data_bits=word_bits, batch=batch_size, lanes_per_part=lpp, parts=p.parts,
+                address_bits=p.address_bits, writes=p.writes,
+                result=result_layout(descriptor_layout))
 
         # the activation memories (hdl/layout.py), one word = lanes_per_part lanes: layer 0's
         # lanes (written by the host), the later layers' lanes, the outputs (read by the host);
@@ -245,6 +333,14 @@ class Sequencer(wiring.Component):
             m.d.sync += [tile.eq(tile + 1), cell_base.eq(cell_base + rows), step.eq(0)]
 
         run_buffer = Signal()  # the batch's region of the input and output memories
+        # an image network runs each layer in passes of whole pooling windows (Program.layer_info
+        # "chunk"): stream_final marks a pass's last vector; pass_over that it ended the layer
+        stream_final = Signal()
+        pass_over = Signal()
+        next_pass = Signal()
+        layer_over = Signal()
+        fetch_next_allowed = Signal()
+        first_tile = Signal.like(tile)
         with m.FSM() as fsm:
             with m.State("IDLE"):
                 with m.If(self.start & (self.batch != 0)):
@@ -265,7 +361,7 @@ class Sequencer(wiring.Component):
                 m.d.comb += streaming.eq(1)
                 with m.If(vector_end):
                     m.d.sync += vector.eq(vector + 1)
-                with m.If(vector_end & (vector == vectors - 1)):
+                with m.If(vector_end & stream_final):
                     m.d.sync += drain_step.eq(0)
                     m.next = "DRAIN"
             with m.State("DRAIN"):
@@ -277,7 +373,12 @@ class Sequencer(wiring.Component):
                         next_tile()
                         m.next = "PREP"
             with m.State("FLUSH"):
-                with m.If(~pipeline_busy):
+                with m.If(~pipeline_busy & ~pass_over):  # the layer's next pass: its tiles again
+                    m.d.comb += next_pass.eq(1)
+                    m.d.sync += [tile.eq(first_tile), cell_base.eq(first_tile * rows), step.eq(0)]
+                    m.next = "PREP"
+                with m.Elif(~pipeline_busy):
+                    m.d.comb += layer_over.eq(1)
                     with m.If(descriptor.net_end):
                         m.d.comb += self.done.eq(1)
                         m.next = "IDLE"
@@ -285,6 +386,13 @@ class Sequencer(wiring.Component):
                         next_tile()
                         m.next = "PREP"
         m.d.comb += self.busy.eq(~fsm.ongoing("IDLE"))
+        if network:
+            self._passes(m, p, descriptor, prep, step, streaming, vector_end, vector, vectors,
+                         stream_final, pass_over, next_pass, layer_over, first_tile, lane_fetch,
+                         write_back, fetch_next_allowed, tile)
+        else:
+            m.d.comb += [stream_final.eq(vector == vectors - 1), pass_over.eq(1),
+                         fetch_next_allowed.eq(vector != vectors - 1)]
 
         # -- PREP: the cell ROM shifts one array row per cycle into the array ------------------
         loading = delay(m, prep & (step < rows), Rom.latency, "loading")
@@ -294,15 +402,18 @@ class Sequencer(wiring.Component):
         lead = lane_fetch.lead
         fetch_next = Signal()
         if serial:
-            m.d.comb += fetch_next.eq(streaming & (bit == per_vector - lead) & (vector != vectors - 1))
+            m.d.comb += fetch_next.eq(streaming & (bit == per_vector - lead) & fetch_next_allowed)
         else:
-            m.d.comb += fetch_next.eq(streaming & (vector != vectors - 1))
+            m.d.comb += fetch_next.eq(streaming & fetch_next_allowed)
         m.d.comb += [
             lane_fetch.control.fetch.eq((prep & (step == self.prep_cycles - lead)) | fetch_next),
-            lane_fetch.control.n.eq(Mux(prep, 0, vector + 1)),
-            lane_fetch.control.base.eq(descriptor.base),  # valid from PREP step Rom.latency
             lane_fetch.control.bit.eq(bit),
         ]
+        if not network:
+            m.d.comb += [
+                lane_fetch.control.n.eq(Mux(prep, 0, vector + 1)),
+                lane_fetch.control.base.eq(descriptor.base),  # valid from PREP step Rom.latency
+            ]
         first_layer = descriptor.layer == 0
         fetch = lane_fetch.memory
         m.d.comb += [
@@ -324,7 +435,7 @@ class Sequencer(wiring.Component):
         # -- the tag that travels with each vector through the array -------------------------
         tag_shape = tag_layout(tiles)
         entering = Signal(tag_shape)
-        m.d.comb += [entering.valid.eq(streaming & vector_end), entering.final.eq(vector == vectors - 1),
+        m.d.comb += [entering.valid.eq(streaming & vector_end), entering.final.eq(stream_final),
                      entering.tile.eq(tile)]
         in_array = []
         tag = entering
@@ -393,7 +504,8 @@ class Sequencer(wiring.Component):
         with m.Else():
             m.d.sync += have.eq(0)
         m.d.comb += [
-            input_write.addr.eq(current.address + vector_offset(in_vector, p.parts)
+            input_write.addr.eq(current.address + (constant_times(in_vector, p.layer_info[0]["read_stride"])
+                                                   if network else vector_offset(in_vector, p.parts))
                                 + Mux(in_buffer, p.input_region, 0)),
             input_write.data.eq(Cat(*([in_word] * lpp))),
             input_write.en.eq(Mux(have & current.valid, Const(1, lpp) << current.slot, 0)),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from colcomb.packer.combine import combine, group_columns
+from colcomb.packer.feature_map import combine_feature_maps
 from colcomb.packer.packed import (
     PackedBlock,
     PackedLayer,
@@ -33,10 +34,12 @@ def random_layer(
     weights: np.ndarray | None = None,
     bias: np.ndarray | None = None,
     multiplier: np.ndarray | None = None,
+    kernel: int = 1,
 ) -> PackedLayer:
     """A valid column-combined layer; output scale chosen so that most outputs stay unclamped
     unless ``shift``/``multiplier`` say otherwise. ``shift``: one for every row or one per row
-    (default: random per row)."""
+    (default: random per row). ``kernel`` > 1: a conv filter matrix combined per feature map,
+    channel groups inside aligned sections of ``alpha`` channels (what on-chip convolution reads)."""
     lo, hi = signed_range(bits)
     if weights is None:
         w = rng.integers(lo, hi + 1, (rows, cols)) * (rng.random((rows, cols)) < density)
@@ -46,7 +49,10 @@ def random_layer(
     step = block_rows or rows
     for r0 in range(0, rows, step):
         sub = w[r0 : r0 + step]
-        groups = group_columns(sub.astype(np.float64), alpha, gamma)
+        if kernel > 1:
+            groups = combine_feature_maps(sub.astype(np.float64), kernel, alpha, gamma, section=alpha)[1][0][2]
+        else:
+            groups = group_columns(sub.astype(np.float64), alpha, gamma)
         packed, selects = combine(sub, groups)
         blocks.append(
             PackedBlock(
@@ -105,3 +111,25 @@ def inputs(rng: np.random.Generator, n: int, cols: int, data_bits: int = 8) -> n
     if n >= 3:
         x[2] = np.where(np.arange(cols) % 2, lo, hi)
     return x
+
+
+def random_cnn(rng: np.random.Generator, *, alpha: int = 4, size: int = 6, channels: tuple[int, int] = (3, 5),
+               classes: int = 4, data_bits: int = 8, density: float = 0.5):
+    """A small random image network: conv 3x3 (pad 1) - ReLU - max-pool 2 - conv 3x3 (pad 1) -
+    ReLU - flatten - linear - ReLU - linear, on 1 x ``size`` x ``size`` images, conv layers
+    combined per feature map. Returns (layers, graph, input shape)."""
+    c1, c2 = channels
+    pooled = size // 2
+    conv1 = random_layer(rng, c1, 9, alpha, density=density, name="conv1", kernel=9, activation="relu",
+                         data_bits=data_bits)
+    conv2 = random_layer(rng, c2, c1 * 9, alpha, gamma=0.25, density=density, name="conv2", kernel=9,
+                         activation="relu", data_bits=data_bits)
+    fc1 = random_layer(rng, 7, c2 * pooled * pooled, alpha, gamma=0.25, density=density, name="fc1",
+                       activation="relu", data_bits=data_bits)
+    fc2 = random_layer(rng, classes, 7, alpha, density=density, name="fc2", data_bits=data_bits)
+    conv = {"kernel": [3, 3], "stride": [1, 1], "padding": [1, 1]}
+    graph = [{"op": "conv", "layer": "conv1", **conv}, {"op": "maxpool", "kernel": [2, 2], "stride": [2, 2],
+                                                       "padding": [0, 0]},
+             {"op": "conv", "layer": "conv2", **conv}, {"op": "flatten"},
+             {"op": "linear", "layer": "fc1"}, {"op": "linear", "layer": "fc2"}]
+    return [conv1, conv2, fc1, fc2], graph, (1, size, size)

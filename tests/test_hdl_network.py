@@ -1,0 +1,108 @@
+"""On-chip convolution: an image network compiled for the engine (stages, feature-map layout,
+window origins, pooled writes) gives the integer CNN path's outputs (train/integer.py run_graph,
+host im2col, pooling and flatten), first through a walk of the compiled ROMs and memories, then
+through the generated top in Amaranth's simulator."""
+
+import numpy as np
+import pytest
+from engine_model import run_program
+from hw_layers import random_cnn, random_layer
+
+from colcomb.core.errors import ColcombError
+from colcomb.hdl.network import stages_of
+from colcomb.hdl.program import Program
+from colcomb.sim.amaranth_sim import run_top
+from colcomb.train.integer import run_graph
+
+
+def _compiled(seed: int, *, rows: int, cols: int, alpha: int, size: int, batch: int,
+              channels: tuple[int, int] = (3, 5)):
+    rng = np.random.default_rng(seed)
+    layers, graph, shape = random_cnn(rng, alpha=alpha, size=size, channels=channels)
+    stages = stages_of(graph, shape, {la.name: la.shape for la in layers})
+    prog = Program.compile(layers, rows=rows, cols=cols, batch=batch, cell="serial", stages=stages)
+    return rng, layers, graph, shape, prog
+
+
+def test_stages_follow_the_graph():
+    rng = np.random.default_rng(0)
+    layers, graph, shape = random_cnn(rng, size=6, channels=(3, 5))
+    stages = stages_of(graph, shape, {la.name: la.shape for la in layers})
+    assert [s.kind for s in stages] == ["conv", "conv", "linear", "linear"]
+    conv1, conv2 = stages[:2]
+    assert (conv1.out_size, conv1.pool, conv1.pooled_size, conv1.positions) == ((6, 6), 2, (3, 3), 36)
+    assert conv2.in_shape == (3, 3, 3) and conv2.padded_size == (5, 5) and conv2.emitted == 9
+    # pooling-window order: the 4 positions of pooled output 0 first
+    assert conv1.patch_origins()[:5] == [(0, 0), (0, 1), (1, 0), (1, 1), (0, 2)]
+
+
+@pytest.mark.parametrize("step, message", [
+    ({"op": "avgpool"}, "no unit for 'avgpool'"),
+    ({"op": "maxpool", "kernel": [3, 3], "stride": [2, 2], "padding": [0, 0]}, "power-of-two size"),
+    ({"op": "maxpool", "kernel": [2, 2], "stride": [1, 1], "padding": [0, 0]}, "stride = kernel"),
+])
+def test_stages_refuse_what_the_engine_cannot_run(step, message):
+    rng = np.random.default_rng(0)
+    layers, graph, shape = random_cnn(rng, size=6, channels=(3, 5))
+    graph = [*graph[:1], step, *graph[2:]]
+    with pytest.raises(ColcombError, match=message):
+        stages_of(graph, shape, {la.name: la.shape for la in layers})
+
+
+def test_stages_need_a_flatten_before_a_linear_layer():
+    rng = np.random.default_rng(0)
+    layers, graph, shape = random_cnn(rng, size=6, channels=(3, 5))
+    with pytest.raises(ColcombError, match="flatten the feature map first"):
+        stages_of([s for s in graph if s["op"] != "flatten"], shape, {la.name: la.shape for la in layers})
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_compiled_layout_computes_the_integer_cnn(seed):
+    rng = np.random.default_rng(100 + seed)
+    rows, cols = [(4, 4), (8, 8), (2, 2), (3, 4), (8, 2), (1, 1)][seed % 6]
+    alpha = [2, 4, 8][seed % 3]
+    channels = (int(rng.integers(1, 10)), int(rng.integers(1, 12)))
+    rng, layers, graph, shape, prog = _compiled(seed, rows=rows, cols=cols, alpha=alpha, size=[4, 6, 8][seed % 3],
+                                                batch=int(rng.integers(4, 11)), channels=channels)
+    x = rng.integers(-128, 128, (int(rng.integers(1, prog.batch + 1)), *shape))
+    assert np.array_equal(run_program(prog, x), run_graph(layers, graph, x))
+
+
+@pytest.mark.parametrize("rows, cols, alpha, size, batch, images", [
+    (4, 4, 4, 4, 8, 3),
+    (8, 2, 4, 4, 6, 5),   # a flattened position's 8 single-slot words in its 8 cycles
+    (2, 2, 8, 6, 5, 7),   # passes split images; two runs through the double buffers
+])
+def test_top_runs_an_image_network_bit_exact(rows, cols, alpha, size, batch, images):
+    rng, layers, graph, shape, prog = _compiled(rows * 10 + images, rows=rows, cols=cols, alpha=alpha,
+                                                size=size, batch=batch)
+    x = rng.integers(-128, 128, (images, *shape))
+    got = run_top(prog, rows, cols, x.reshape(images, -1), max_cycles=200_000)
+    assert np.array_equal(got.outputs, run_graph(layers, graph, x))
+
+
+def test_conv_columns_must_read_one_feature_map_word():
+    """A conv layer combined per column (members at different kernel positions) cannot be read
+    as one word per column: the compile says to pack it per feature map."""
+    rng = np.random.default_rng(3)
+    layers, graph, shape = random_cnn(rng, alpha=4, size=4, channels=(2, 3))
+    per_column = random_layer(rng, 3, 18, 4, density=0.3, name="conv2", activation="relu")
+    assert any(len({m % 9 for m in g}) > 1 for b in per_column.blocks for g in b.groups)
+    layers[1] = per_column
+    stages = stages_of(graph, shape, {la.name: la.shape for la in layers})
+    with pytest.raises(ColcombError, match="--per-feature-map"):
+        Program.compile(layers, rows=4, cols=4, batch=8, cell="serial", stages=stages)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"cell": "parallel"}, "--cell serial"),
+    ({"cols": 3}, "power-of-two column count"),
+    ({"batch": 3}, "--batch 4 or more"),
+])
+def test_image_networks_need_the_serial_column_word_array(kwargs, message):
+    rng = np.random.default_rng(5)
+    layers, graph, shape = random_cnn(rng, alpha=4, size=4, channels=(2, 3))
+    stages = stages_of(graph, shape, {la.name: la.shape for la in layers})
+    opts = {"rows": 4, "cols": 4, "batch": 8, "cell": "serial", **kwargs}
+    with pytest.raises(ColcombError, match=message):
+        Program.compile(layers, stages=stages, **opts)

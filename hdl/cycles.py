@@ -59,9 +59,32 @@ def engine_cycles(program: Program, vectors: int, layer: int | None = None) -> i
     every layer (or only through ``layer``'s tiles, with its end-of-layer flush)."""
     if not 1 <= vectors <= program.batch:
         raise ColcombError(f"a batch holds 1..{program.batch} vectors, not {vectors}")
+    if program.stages:
+        return sum(_layer_passes(program, vectors, li) for li in range(len(program.layers))
+                   if layer is None or li == layer)
     tiles = [t for t in program.tiles if layer is None or t.layer == layer]
     flush = sum(flush_cycles(program, t.wr_count) for t in tiles if t.layer_end)
     return len(tiles) * tile_cycles(program, vectors) + flush
+
+
+def _layer_passes(program: Program, images: int, li: int) -> int:
+    """Engine cycles of layer ``li`` of an image network for ``images`` images: its
+    ``images * positions`` vectors in passes of at most ``chunk`` over all its tiles, each pass
+    ending with the flush of its last vector's words."""
+    info = program.layer_info[li]
+    tiles = [t for t in program.tiles if t.layer == li]
+    last = tiles[-1]
+    total = images * info["positions"]
+    pool_n = info["pool"] ** 2
+    cycles = 0
+    for start in range(0, total, info["chunk"]):
+        size = min(info["chunk"], total - start)
+        u = (start + size - 1) % info["positions"] // pool_n
+        first = program.positions[last.wr_first + u]
+        end = (program.positions[last.wr_first + u + 1] if last.wr_first + u + 1 < len(program.positions)
+               else len(program.writes))
+        cycles += len(tiles) * tile_cycles(program, size) + flush_cycles(program, end - first)
+    return cycles
 
 
 def network_cycles(program: Program, vectors: int) -> dict:

@@ -12,6 +12,7 @@ from colcomb.core.errors import ColcombError
 from colcomb.core.outdir import OutputFolder
 from colcomb.hdl.cycles import cycle_summary
 from colcomb.hdl.emit import portable_verilog
+from colcomb.hdl.network import ImageNetwork, image_network
 from colcomb.hdl.program import Program
 from colcomb.hdl.testbench import DEFAULT_VECTORS, write_testbench
 from colcomb.hdl.top import Top
@@ -85,14 +86,17 @@ def generate_layers(
     cell: str = "parallel",
     tb_vectors: int = DEFAULT_VECTORS,
     tb_seed: int = 0,
+    network: ImageNetwork | None = None,
 ) -> Design:
     """Like :func:`generate`, from layers already in memory. ``OUT`` is replaced whole (see
     :mod:`colcomb.core.outdir`); ``inputs`` are files it must not hold; ``provenance`` (where
-    the layers came from, :func:`colcomb.packer.manifest.provenance`) goes into the design JSON."""
+    the layers came from, :func:`colcomb.packer.manifest.provenance`) goes into the design JSON.
+    ``network``: the layers are this image network's, run whole (image words in)."""
     from colcomb.hdl import lint as lint_mod
 
     program = Program.compile(layers, rows=rows, cols=cols, batch=batch,
-                              weight_bits=weight_bits, data_bits=data_bits, acc_bits=acc_bits, cell=cell)
+                              weight_bits=weight_bits, data_bits=data_bits, acc_bits=acc_bits, cell=cell,
+                              stages=network.stages if network else None)
     out = Path(out_dir)
     if isinstance(tb_vectors, bool) or not isinstance(tb_vectors, int) or tb_vectors < 0:
         raise ColcombError(f"the testbench's vector count must be 0 (none) or more, not {tb_vectors!r}")
@@ -109,7 +113,8 @@ def generate_layers(
                 (tmp / fname).write_text(_hex_image(getattr(program, name)))
             tb = []
             if tb_vectors:  # the self-checking testbench and its golden-model images
-                written = write_testbench(tmp, top, program, layers, vectors=tb_vectors, seed=tb_seed)
+                written = write_testbench(tmp, top, program, layers, vectors=tb_vectors, seed=tb_seed,
+                                          network=network)
                 tb = [path.name for path in written.paths]
         except OSError as exc:
             raise ColcombError(f"cannot write {out}: {exc.strerror or exc}") from None
@@ -163,12 +168,13 @@ def generate(
     golden-model output images (:mod:`colcomb.hdl.testbench`).
     """
     manifest = load_manifest(manifest_dir)
-    chosen = manifest.chain(layers)
+    network = image_network(manifest, layers)
+    chosen = network.layers if network else manifest.chain(layers)
     parameters = {"rows": rows, "cols": cols, "batch": batch, "top": top,
                   "weight_bits": weight_bits, "data_bits": data_bits, "acc_bits": acc_bits,
                   "lint": lint}
     return generate_layers(chosen, rows, cols, out_dir, batch=batch, top=top,
                            weight_bits=weight_bits, data_bits=data_bits, acc_bits=acc_bits,
-                           lint=lint, cell=cell, tb_vectors=tb_vectors, tb_seed=tb_seed,
+                           lint=lint, cell=cell, tb_vectors=tb_vectors, tb_seed=tb_seed, network=network,
                            inputs=[manifest_dir], provenance=manifest.provenance(
                                [la.name for la in chosen], parameters))

@@ -14,9 +14,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from colcomb.core.errors import ColcombError
+import numpy as np
 
-__all__ = ["Stage", "stages_of"]
+from colcomb.core.errors import ColcombError
+from colcomb.packer.golden import check_vectors
+from colcomb.packer.packed import PackedLayer
+
+__all__ = ["ImageNetwork", "Stage", "image_network", "stages_of"]
 
 
 @dataclass(frozen=True)
@@ -157,3 +161,49 @@ def stages_of(graph: Sequence[dict], input_shape: Sequence[int],
     if not stages:
         raise ColcombError("the graph has no conv or linear layer")
     return stages
+
+
+@dataclass(frozen=True)
+class ImageNetwork:
+    """A manifest's image network as the engine runs it whole: its layers in graph order, their
+    stages, and the graph the integer CNN path (the reference) walks."""
+
+    layers: list[PackedLayer]
+    stages: list[Stage]
+    graph: list[dict]
+    input_shape: tuple[int, int, int]
+
+    @property
+    def in_words(self) -> int:
+        """Input words per image: channels x height x width, in torch's (C, H, W) order."""
+        c, h, w = self.input_shape
+        return c * h * w
+
+    def check(self, x: np.ndarray) -> np.ndarray:
+        """``x`` as (images, in_words) int64, or a clear error."""
+        return check_vectors(x, self.in_words, self.layers[0].data_bits,
+                             f"the image network ({'x'.join(map(str, self.input_shape))} images)")
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """(images, outputs) of the integer CNN path for (images, in_words) flattened images."""
+        from colcomb.train.integer import run_graph
+
+        flat = self.check(x)
+        return run_graph(self.layers, self.graph, flat.reshape(-1, *self.input_shape))
+
+
+def image_network(manifest, names: Sequence[str] | None = None) -> ImageNetwork | None:
+    """The manifest's image network, run whole on chip, when ``names`` picks no layers and its
+    graph (``meta``) holds a conv; None otherwise (the layers chain as matrices)."""
+    meta = manifest.meta or {}
+    graph = meta.get("graph")
+    if names or not isinstance(graph, list) or not any(isinstance(s, dict) and s.get("op") == "conv"
+                                                       for s in graph):
+        return None
+    shape = meta.get("input_shape")
+    if not isinstance(shape, list) or len(shape) != 3:
+        raise ColcombError("the manifest's graph has conv layers but its meta has no input_shape [C, H, W] "
+                           "(pack it with colcomb train, or pick a chain of layers with --layer)")
+    by_name = {layer.name: layer for layer in manifest.layers}
+    stages = stages_of(graph, shape, {name: layer.shape for name, layer in by_name.items()})
+    return ImageNetwork([by_name[s.layer] for s in stages], stages, graph, tuple(int(v) for v in shape))

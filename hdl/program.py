@@ -330,7 +330,11 @@ class Program:
         return self.data_bits if self.cell == "serial" else 1
 
     def dense_macs(self) -> int:
-        """Multiply-accumulates of one vector through the dense layers (sum of rows x cols)."""
+        """Multiply-accumulates of one vector through the dense layers (sum of rows x cols; of
+        an image network, one image: each layer's times its output positions)."""
+        if self.stages:
+            return sum(layer.rows * layer.cols * st.out_size[0] * st.out_size[1]
+                       for layer, st in zip(self.layers, self.stages, strict=True))
         return sum(layer.rows * layer.cols for layer in self.layers)
 
     def summary(self) -> dict:
@@ -365,6 +369,10 @@ class Program:
                 for i, layer in enumerate(self.layers)
             ],
             "dense_macs_per_vector": self.dense_macs(),
+            **({"image_network": [
+                {"layer": st.layer, "kind": st.kind, "in_shape": list(st.in_shape), "kernel": list(st.kernel),
+                 "stride": list(st.stride), "padding": list(st.padding), "pool": st.pool,
+                 "positions_per_image": st.positions} for st in self.stages]} if self.stages else {}),
         }
 
     # -- compilation --------------------------------------------------------------------------

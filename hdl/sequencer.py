@@ -152,7 +152,7 @@ class Sequencer(wiring.Component):
         writes ROM, its words are written one per cycle, and the FSM moves on the cycle after."""
         return (Accumulate.latency_for(program.cell == "serial")
                 + SharedRequantizer.latency_for(program.requant_steps)
-                + WriteBack.latency + words_written)
+                + (PoolWriteBack.latency if program.stages else WriteBack.latency) + words_written)
 
     @staticmethod
     def requantizer_for(program: Program) -> SharedRequantizer:

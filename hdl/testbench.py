@@ -28,6 +28,7 @@ import numpy as np
 
 from colcomb.core.errors import ColcombError
 from colcomb.hdl.cycles import watchdog_cycles
+from colcomb.hdl.network import ImageNetwork
 from colcomb.hdl.program import Program
 from colcomb.packer.golden import run_network
 from colcomb.packer.packed import PackedLayer, signed_range
@@ -57,15 +58,16 @@ class Testbench:
         return [self.verilog, self.inputs, self.expected]
 
 
-def stimulus(layer: PackedLayer, vectors: int, seed: int = 0) -> np.ndarray:
+def stimulus(layer: PackedLayer, vectors: int, seed: int = 0, cols: int | None = None) -> np.ndarray:
     """(vectors, layer.cols) integers over the layer's full data range, seeded; the first three
-    vectors are the extremes (all lowest, all highest, alternating)."""
+    vectors are the extremes (all lowest, all highest, alternating). ``cols``: words per vector
+    other than the layer's columns (an image network's pixels)."""
     if isinstance(vectors, bool) or not isinstance(vectors, int) or vectors < 1:
         raise ColcombError(f"vectors must be at least 1, not {vectors!r}")
     lo, hi = signed_range(layer.data_bits)
-    x = np.random.default_rng(seed).integers(lo, hi + 1, (vectors, layer.cols))
-    extremes = [np.full(layer.cols, lo), np.full(layer.cols, hi),
-                np.where(np.arange(layer.cols) % 2, lo, hi)]
+    cols = layer.cols if cols is None else cols
+    x = np.random.default_rng(seed).integers(lo, hi + 1, (vectors, cols))
+    extremes = [np.full(cols, lo), np.full(cols, hi), np.where(np.arange(cols) % 2, lo, hi)]
     for i, row in enumerate(extremes[:vectors]):
         x[i] = row
     return x
@@ -125,12 +127,14 @@ def write_testbench(
     *,
     vectors: int = DEFAULT_VECTORS,
     seed: int = 0,
+    network: ImageNetwork | None = None,
 ) -> Testbench:
     """Write ``tb_<top>.v`` and its two hex images into ``out_dir``: ``vectors`` seeded random
     input vectors (:func:`stimulus`) and the golden model's outputs of ``layers`` (the layers the
-    program holds) for them."""
-    x = stimulus(layers[0], vectors, seed)
-    y = run_network(list(layers), x)
+    program holds) for them; of an image ``network``, random images and its integer CNN path's
+    outputs."""
+    x = stimulus(layers[0], vectors, seed, program.in_words)
+    y = network.predict(x) if network else run_network(list(layers), x)
     out = Path(out_dir)
     tb = f"tb_{top}"
     in_hex, out_hex = f"{tb}.in.hex", f"{tb}.out.hex"

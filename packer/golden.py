@@ -24,31 +24,32 @@ class AccumulatorOverflow(ColcombError):
 
 def check_inputs(layer: PackedLayer, x: np.ndarray) -> np.ndarray:
     """Return ``x`` as a (batch, cols) int64 array; reject a wrong shape or out-of-width values."""
+    return check_vectors(x, layer.cols, layer.data_bits, f"layer {layer.name!r}")
+
+
+def check_vectors(x: np.ndarray, cols: int, data_bits: int, what: str) -> np.ndarray:
+    """``x`` as a (batch, cols) int64 array of ``data_bits``-bit integers, the input of ``what``
+    (named in the errors)."""
     arr = np.asarray(x)
     if arr.ndim == 1:
         arr = arr[None, :]
-    if arr.ndim != 2 or arr.shape[1] != layer.cols:
+    if arr.ndim != 2 or arr.shape[1] != cols:
         raise ColcombError(
-            f"layer {layer.name!r} takes vectors of {layer.cols} inputs, got an array of shape "
-            f"{list(np.shape(x))}; pass (batch, {layer.cols}) or ({layer.cols},)"
+            f"{what} takes vectors of {cols} inputs, got an array of shape "
+            f"{list(np.shape(x))}; pass (batch, {cols}) or ({cols},)"
         )
-    lo, hi = signed_range(layer.data_bits)
+    lo, hi = signed_range(data_bits)
     if not (arr.dtype == bool or np.issubdtype(arr.dtype, np.integer)
             or np.issubdtype(arr.dtype, np.floating)):
-        raise ColcombError(
-            f"layer {layer.name!r}: inputs hold {arr.dtype} values, expected integers "
-            f"(quantized activations)"
-        )
+        raise ColcombError(f"{what}: inputs hold {arr.dtype} values, expected integers (quantized activations)")
     if np.issubdtype(arr.dtype, np.floating):
         if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
-            raise ColcombError(
-                f"layer {layer.name!r}: inputs must be integers (quantized activations)"
-            )
+            raise ColcombError(f"{what}: inputs must be integers (quantized activations)")
     # range first, in the array's own type: a cast to int64 would wrap uint64 or saturate floats
     if arr.size and (arr.min() < lo or arr.max() > hi):
         raise ColcombError(
-            f"layer {layer.name!r}: inputs range [{arr.min()}, {arr.max()}] does not fit "
-            f"{layer.data_bits}-bit data [{lo}, {hi}]; quantize them first"
+            f"{what}: inputs range [{arr.min()}, {arr.max()}] does not fit "
+            f"{data_bits}-bit data [{lo}, {hi}]; quantize them first"
         )
     return arr.astype(np.int64)
 

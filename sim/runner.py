@@ -30,6 +30,7 @@ from colcomb.core.tools import verilator_env, verilator_make_flags
 from colcomb.hdl.cycles import stream_cycles, watchdog_budget
 from colcomb.hdl.framing import batch_last_flags
 from colcomb.hdl.generate import DEFAULT_TOP, generate_layers
+from colcomb.hdl.network import ImageNetwork, image_network
 from colcomb.hdl.testbench import stimulus
 from colcomb.packer.golden import check_inputs
 from colcomb.packer.manifest import load_manifest, provenance
@@ -197,11 +198,13 @@ def build(
     opt: str = DEFAULT_OPT,
     cell: str = "parallel",
     x_random: bool = False,
+    network: ImageNetwork | None = None,
 ) -> Build:
     """Generate the design for ``layers`` and compile it with Verilator, unless a build of the
     same Verilog and parameters exists under ``root`` (then it is reused). ``opt`` is the C++
     optimisation level (one of OPT_LEVELS; -O0 builds fastest, -O2 simulates fastest).
-    ``x_random`` builds with :data:`X_RANDOM_BUILD_ARGS` (run it with ``x_seed``)."""
+    ``x_random`` builds with :data:`X_RANDOM_BUILD_ARGS` (run it with ``x_seed``). ``network``:
+    the layers are this image network's, run whole (:mod:`colcomb.hdl.network`)."""
     if opt not in OPT_LEVELS:
         raise ColcombError(f"opt must be one of {', '.join(OPT_LEVELS)}, not {opt!r}")
     t0 = time.perf_counter()
@@ -211,7 +214,7 @@ def build(
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".gen-", dir=root))
     try:
-        design = generate_layers(layers, rows, cols, tmp, batch=batch, top=top, cell=cell)
+        design = generate_layers(layers, rows, cols, tmp, batch=batch, top=top, cell=cell, network=network)
         build_args = X_RANDOM_BUILD_ARGS if x_random else BUILD_ARGS
         params = {"rows": rows, "cols": cols, "batch": batch, "waves": bool(waves), "top": top,
                   "opt": opt, "build_args": build_args, "harness": HARNESS_VERSION, **_tool_versions()}
@@ -477,15 +480,19 @@ def simulate(
     _check_probabilities(idle=idle, stall=stall)
     if bench not in BENCHES:
         raise ColcombError(f"bench must be one of {', '.join(BENCHES)}, not {bench!r}")
-    chosen = load_manifest(manifest_dir).chain(layers)
+    manifest = load_manifest(manifest_dir)
+    network = image_network(manifest, layers)  # a CNN runs whole, image words in
+    chosen = network.layers if network else manifest.chain(layers)
     hw = list(hardware_layers) if hardware_layers is not None else chosen
     if inputs is None:
-        x = random_inputs(chosen[0], vectors, seed)
+        x = stimulus(chosen[0], vectors, seed, network.in_words if network else None)
+    elif network:
+        x = network.check(inputs)
     else:  # integers of the data width, checked before a build: np.int64() would wrap or truncate
         x = check_inputs(chosen[0], inputs)
     if progress:
         progress("build")
-    built = build(hw, rows, cols, batch=batch, waves=waves, root=root, opt=opt, cell=cell)
+    built = build(hw, rows, cols, batch=batch, waves=waves, root=root, opt=opt, cell=cell, network=network)
     if progress:
         progress("simulate", eta_s=estimate_seconds(built, x.shape[0], bench, idle=idle, stall=stall))
     return run(built, manifest_dir, x, idle=idle, stall=stall, seed=seed, waves=waves,

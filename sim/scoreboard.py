@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from colcomb.hdl.framing import batch_last_flags
+from colcomb.hdl.network import image_network
 from colcomb.packer.golden import run_network
 from colcomb.packer.manifest import load_manifest, select_layers
 
@@ -25,11 +26,13 @@ class ReferenceModel:
 
     def __init__(self, manifest_dir: str | os.PathLike, layers: Sequence[str] | None = None):
         self.manifest = load_manifest(manifest_dir)
-        self.layers = select_layers(self.manifest, layers)
+        # a CNN's graph with no layers picked runs whole (image words in), as the flow builds it
+        self.network = image_network(self.manifest, layers)
+        self.layers = self.network.layers if self.network else select_layers(self.manifest, layers)
 
     @property
     def in_words(self) -> int:
-        return self.layers[0].cols
+        return self.network.in_words if self.network else self.layers[0].cols
 
     @property
     def out_words(self) -> int:
@@ -37,6 +40,8 @@ class ReferenceModel:
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """(vectors, out_words) outputs for (vectors, in_words) inputs."""
+        if self.network:
+            return self.network.predict(x)
         return np.asarray(run_network(self.layers, x))
 
 

@@ -219,7 +219,8 @@ def _array_args(p: argparse.ArgumentParser) -> None:
                    help="most input vectors the design holds on chip per run (default 16)")
     p.add_argument("--layer", action="append", default=None, metavar="NAME",
                    help="run only these manifest layers, in this order (repeatable; default: all). "
-                   "The hardware chains layers as matrices: conv layers need one --layer each")
+                   "Without --layer a CNN's graph runs whole on chip (convolution, max-pool, flatten; the serial "
+                   "array with --cols 2, 4 or 8); with it, the named layers chain as matrices")
     _cell_arg(p)
 
 
@@ -286,6 +287,7 @@ def _simulate_args(p: argparse.ArgumentParser) -> None:
 @command("simulate", _simulate_args)
 def _simulate(args: argparse.Namespace) -> int:
     from colcomb.core.progress import Stages
+    from colcomb.hdl.network import image_network
     from colcomb.labelled import accuracy, simulation_inputs
     from colcomb.packer.golden import run_network
     from colcomb.packer.manifest import load_manifest
@@ -318,7 +320,9 @@ def _simulate(args: argparse.Namespace) -> int:
     print(f"simulation: {result.sim_cycles_per_s:.0f} cycles/s ({result.bench} bench), "
           f"build {'reused' if result.cached_build else 'new'} in {result.build_dir}")
     if given is not None and given.labels is not None and result.checked == result.vectors * result.out_words:
-        golden = run_network(load_manifest(args.manifest).chain(args.layer), given.x)
+        manifest = load_manifest(args.manifest)
+        network = image_network(manifest, args.layer)
+        golden = network.predict(given.x) if network else run_network(manifest.chain(args.layer), given.x)
         hw = accuracy(result.outputs(), given.labels)
         print(f"accuracy on {len(given.labels)} labelled inputs: hardware {100 * hw:.2f}%, "
               f"golden model {100 * accuracy(golden, given.labels):.2f}%")

@@ -65,14 +65,15 @@ YOSYS_AFTER_READ = "rename -hide w:*[*"
 
 # -- the design under test -------------------------------------------------------------------------
 
-def self_test_inputs(layers, vectors: int, seed: int) -> np.ndarray:
+def self_test_inputs(layers, vectors: int, seed: int, cols: int | None = None) -> np.ndarray:
     """(vectors, first layer's cols) integer inputs over the full data range; the first ones are
-    the extremes (all lowest, all highest, alternating), then uniform random."""
+    the extremes (all lowest, all highest, alternating), then uniform random. ``cols``: words per
+    vector other than the first layer's columns (an image network's pixels)."""
     from colcomb.packer.packed import signed_range
 
     lo, hi = signed_range(layers[0].data_bits)
     rng = np.random.default_rng(seed)
-    cols = layers[0].cols
+    cols = layers[0].cols if cols is None else cols
     x = rng.integers(lo, hi + 1, (vectors, cols), dtype=np.int64)
     special = [np.full(cols, lo), np.full(cols, hi), np.where(np.arange(cols) % 2, lo, hi)]
     for i, row in enumerate(special[:vectors]):
@@ -125,16 +126,20 @@ def prepare_design(manifest_dir: str | os.PathLike, *, rows: int, cols: int, bat
     generated ones, ``vectors`` defaulting to the batch; given inputs are cut to the first
     ``vectors``). ``labels`` (one class index per given input) are checked against the last
     layer's output words (:func:`check_labels`). With a ``family``, the cells' select is encoded
-    as :func:`onehot_select` says for it."""
+    as :func:`onehot_select` says for it. A CNN manifest with no ``layers`` picked runs whole, image
+    words in (:func:`colcomb.hdl.network.image_network`)."""
+    from colcomb.hdl.network import image_network
     from colcomb.hdl.program import Program
     from colcomb.packer.golden import check_inputs, run_network
     from colcomb.packer.manifest import load_manifest
 
     manifest = load_manifest(manifest_dir)
-    chosen = manifest.chain(layers)
+    network = image_network(manifest, layers)
+    chosen = network.layers if network else manifest.chain(layers)
     kwargs = {} if batch is None else {"batch": batch}
     onehot = family is not None and onehot_select(family, cell, max(la.alpha for la in chosen))
-    program = Program.compile(chosen, rows=rows, cols=cols, cell=cell, onehot=onehot, **kwargs)
+    program = Program.compile(chosen, rows=rows, cols=cols, cell=cell, onehot=onehot,
+                              stages=network.stages if network else None, **kwargs)
     if labels is not None and inputs is None:
         raise ColcombError("labels need the test inputs they label (--inputs or --test-split)")
     if isinstance(inputs, np.ndarray):
@@ -147,7 +152,7 @@ def prepare_design(manifest_dir: str | os.PathLike, *, rows: int, cols: int, bat
             raise ColcombError(f"{inputs}: cannot read it as a .npy array ({exc})") from None
         source = input_source or str(Path(inputs).resolve())
     else:
-        x = self_test_inputs(chosen, vectors or program.batch, seed)
+        x = self_test_inputs(chosen, vectors or program.batch, seed, program.in_words)
         source = None
     if inputs is not None:
         if x.ndim == 1:
@@ -157,10 +162,10 @@ def prepare_design(manifest_dir: str | os.PathLike, *, rows: int, cols: int, bat
         if vectors is not None:
             x = x[:vectors]
             labels = None if labels is None else labels[:vectors]
-    x = check_inputs(chosen[0], x)  # shape, integers, range of the data width
+    x = network.check(x) if network else check_inputs(chosen[0], x)  # shape, integers, data width
     if x.shape[0] < 1:
         raise ColcombError(f"{source}: holds no test vectors")
-    y = run_network(chosen, x)
+    y = network.predict(x) if network else run_network(chosen, x)
     names = [la.name for la in chosen]
     parameters = {"rows": rows, "cols": cols, "batch": program.batch, "vectors": int(x.shape[0]),
                   "seed": seed if inputs is None else None, "inputs": source, "labelled": labels is not None}

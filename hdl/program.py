@@ -595,14 +595,37 @@ class Program:
         self.tiles = tiles
         self._fill_roms(row_tiles, where)
 
+    def channel_words(self, k: int) -> tuple[dict[int, tuple[int, int]], int]:
+        """Where conv layer ``k``'s input channels lie in a pixel's words: channel -> (word,
+        slot), and the words per pixel. Channels ``alpha * w ..`` in word ``w`` when every packed
+        column combines channels of one such group; otherwise one word per channel group of the
+        layer's per feature map combining (its members in ascending order)."""
+        layer, st, A = self.layers[k], self.stages[k], self.alpha
+        kk = st.kernel[0] * st.kernel[1]
+        sets = {frozenset(int(m) // kk for m in g) for block in layer.blocks for g in block.groups}
+        channels = st.in_shape[0]
+        if all(len({c // A for c in s}) == 1 for s in sets):
+            return {c: divmod(c, A) for c in range(channels)}, -(-channels // A)
+        owner: dict[int, frozenset] = {}
+        for s in sets:
+            for c in s:
+                if owner.setdefault(c, s) != s:
+                    raise ColcombError(
+                        f"conv layer {layer.name!r}: input channel {c} is combined with channels "
+                        f"{sorted(owner[c] - {c})} in one row block and {sorted(s - {c})} in another; on chip "
+                        f"a pixel's channels lie in one layout: pack it without row blocks (--row-block)")
+        groups = sorted(sets, key=min)
+        return {c: (w, sorted(g).index(c)) for w, g in enumerate(groups) for c in g}, len(groups)
+
     def _conv_tiles(self, k: int) -> list[tuple[int, int, list[list[int]], list[int]]]:
         """Conv layer ``k``'s input tiles: (block, first packed column, the lane of every member
         of each column, each column word's offset from a window's origin). A packed column reads
-        one word of the input feature map: its members are channels of one group of ``alpha``
-        (lane = channel mod alpha) at one kernel position (per feature map combining)."""
-        layer, st, C, A = self.layers[k], self.stages[k], self.cols, self.alpha
+        one word of the input feature map: its members are channels of one word
+        (:meth:`channel_words`) at one kernel position (per feature map combining)."""
+        layer, st, C = self.layers[k], self.stages[k], self.cols
         hp, wp = st.padded_size
         kh, kw = st.kernel
+        where, _ = self.channel_words(k)
         out = []
         for bi, block in enumerate(layer.blocks):
             n = block.packed_columns
@@ -610,17 +633,17 @@ class Program:
                 lanes, offsets = [], []
                 for g in range(ct * C, min(n, ct * C + C)):
                     members = [divmod(int(m), kh * kw) for m in block.groups[g]]
-                    keys = {(ch // A, pos) for ch, pos in members}
+                    keys = {(where[ch][0], pos) for ch, pos in members}
                     if len(keys) != 1:
                         raise ColcombError(
                             f"conv layer {layer.name!r}: packed column {g} of block {bi} combines input columns "
-                            f"{list(block.groups[g])}, which lie at different kernel positions or channel "
-                            f"groups of {A}; on chip a packed column reads one feature-map word: pack conv "
-                            f"layers per feature map (--per-feature-map) or leave them uncombined")
-                    (group, pos), = keys
+                            f"{list(block.groups[g])}, which lie at different kernel positions; on chip a packed "
+                            f"column reads one feature-map word: pack conv layers per feature map "
+                            f"(--per-feature-map) or leave them uncombined")
+                    (word, pos), = keys
                     ky, kx = divmod(pos, kw)
-                    offsets.append(group * hp * wp + ky * wp + kx)
-                    lanes.append([ch % A for ch, _ in members])
+                    offsets.append(word * hp * wp + ky * wp + kx)
+                    lanes.append([where[ch][1] for ch, _ in members])
                 offsets += [0] * (C - len(offsets))
                 out.append((bi, ct * C, lanes, offsets))
         return out
@@ -638,7 +661,7 @@ class Program:
         output position after pooling, the words the position table points at: a pixel word of the
         next conv layer's map, or one slot per value of the flattened map in the next linear
         layer's lanes."""
-        R, C, A = self.rows, self.cols, self.alpha
+        R, C = self.rows, self.cols
         geo = self.geometry
         stages, layers = self.stages, self.layers
         n_layers = len(layers)
@@ -649,7 +672,7 @@ class Program:
             if st.conv:
                 tiles_in = self._conv_tiles(k)
                 hp, wp = st.padded_size
-                image_words = -(-st.in_shape[0] // A) * hp * wp
+                image_words = self.channel_words(k)[1] * hp * wp
                 origins = [r * wp + c for r, c in st.patch_origins()]
                 region = self.batch * image_words
             else:
@@ -678,7 +701,9 @@ class Program:
             ch0, h0, w0 = st0.in_shape
             hp, wp = st0.padded_size
             ph, pw = st0.padding
-            self.input_slots = [[Slot((c // A) * hp * wp + (y + ph) * wp + x + pw, c % A)]
+            words, _ = self.channel_words(0)
+            self.input_slots = [[Slot(words[c][0] * hp * wp + (y + ph) * wp + x + pw, words[c][1])]
+                                if c in words else []
                                 for c in range(ch0) for y in range(h0) for x in range(w0)]
         else:
             first = self._needs(0, plain)
@@ -699,7 +724,8 @@ class Program:
                 channels = range(block.row_start, block.row_stop)
                 if nxt is not None and nxt.conv:
                     # a pixel word per channel group, the same words at every position
-                    groups = {ch: [Slot(ch // A, ch % A)] for ch in channels}
+                    words, _ = self.channel_words(li + 1)
+                    groups = {ch: [Slot(*words[ch])] for ch in channels if ch in words}
                     tiles_rt = pack_rows(groups, channels, R, budget)
                 elif st.conv:
                     # a flattened map: any channel in any row, each value written to its own slots

@@ -35,11 +35,13 @@ def random_layer(
     bias: np.ndarray | None = None,
     multiplier: np.ndarray | None = None,
     kernel: int = 1,
+    section: int | None = -1,
 ) -> PackedLayer:
     """A valid column-combined layer; output scale chosen so that most outputs stay unclamped
     unless ``shift``/``multiplier`` say otherwise. ``shift``: one for every row or one per row
     (default: random per row). ``kernel`` > 1: a conv filter matrix combined per feature map,
-    channel groups inside aligned sections of ``alpha`` channels (what on-chip convolution reads)."""
+    channel groups inside aligned sections of ``section`` channels (default ``alpha``; None: any
+    channels)."""
     lo, hi = signed_range(bits)
     if weights is None:
         w = rng.integers(lo, hi + 1, (rows, cols)) * (rng.random((rows, cols)) < density)
@@ -50,7 +52,8 @@ def random_layer(
     for r0 in range(0, rows, step):
         sub = w[r0 : r0 + step]
         if kernel > 1:
-            groups = combine_feature_maps(sub.astype(np.float64), kernel, alpha, gamma, section=alpha)[1][0][2]
+            span = alpha if section == -1 else section
+            groups = combine_feature_maps(sub.astype(np.float64), kernel, alpha, gamma, section=span)[1][0][2]
         else:
             groups = group_columns(sub.astype(np.float64), alpha, gamma)
         packed, selects = combine(sub, groups)
@@ -114,7 +117,7 @@ def inputs(rng: np.random.Generator, n: int, cols: int, data_bits: int = 8) -> n
 
 
 def random_cnn(rng: np.random.Generator, *, alpha: int = 4, size: int = 6, channels: tuple[int, int] = (3, 5),
-               classes: int = 4, data_bits: int = 8, density: float = 0.5):
+               classes: int = 4, data_bits: int = 8, density: float = 0.5, section: int | None = -1):
     """A small random image network: conv 3x3 (pad 1) - ReLU - max-pool 2 - conv 3x3 (pad 1) -
     ReLU - flatten - linear - ReLU - linear, on 1 x ``size`` x ``size`` images, conv layers
     combined per feature map. Returns (layers, graph, input shape)."""
@@ -123,7 +126,7 @@ def random_cnn(rng: np.random.Generator, *, alpha: int = 4, size: int = 6, chann
     conv1 = random_layer(rng, c1, 9, alpha, density=density, name="conv1", kernel=9, activation="relu",
                          data_bits=data_bits)
     conv2 = random_layer(rng, c2, c1 * 9, alpha, gamma=0.25, density=density, name="conv2", kernel=9,
-                         activation="relu", data_bits=data_bits)
+                         activation="relu", data_bits=data_bits, section=section)
     fc1 = random_layer(rng, 7, c2 * pooled * pooled, alpha, gamma=0.25, density=density, name="fc1",
                        activation="relu", data_bits=data_bits)
     fc2 = random_layer(rng, classes, 7, alpha, density=density, name="fc2", data_bits=data_bits)

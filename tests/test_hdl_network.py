@@ -16,9 +16,9 @@ from colcomb.train.integer import run_graph
 
 
 def _compiled(seed: int, *, rows: int, cols: int, alpha: int, size: int, batch: int,
-              channels: tuple[int, int] = (3, 5)):
+              channels: tuple[int, int] = (3, 5), section: int | None = -1):
     rng = np.random.default_rng(seed)
-    layers, graph, shape = random_cnn(rng, alpha=alpha, size=size, channels=channels)
+    layers, graph, shape = random_cnn(rng, alpha=alpha, size=size, channels=channels, section=section)
     stages = stages_of(graph, shape, {la.name: la.shape for la in layers})
     prog = Program.compile(layers, rows=rows, cols=cols, batch=batch, cell="serial", stages=stages)
     return rng, layers, graph, shape, prog
@@ -56,26 +56,32 @@ def test_stages_need_a_flatten_before_a_linear_layer():
         stages_of([s for s in graph if s["op"] != "flatten"], shape, {la.name: la.shape for la in layers})
 
 
-@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("seed", range(16))
 def test_compiled_layout_computes_the_integer_cnn(seed):
+    """Odd seeds combine conv2's channels in any groups (a word per group), even ones inside
+    aligned groups of alpha."""
     rng = np.random.default_rng(100 + seed)
     rows, cols = [(4, 4), (8, 8), (2, 2), (3, 4), (8, 2), (1, 1)][seed % 6]
     alpha = [2, 4, 8][seed % 3]
     channels = (int(rng.integers(1, 10)), int(rng.integers(1, 12)))
     rng, layers, graph, shape, prog = _compiled(seed, rows=rows, cols=cols, alpha=alpha, size=[4, 6, 8][seed % 3],
-                                                batch=int(rng.integers(4, 11)), channels=channels)
+                                                batch=int(rng.integers(4, 11)), channels=channels,
+                                                section=None if seed % 2 else -1)
     x = rng.integers(-128, 128, (int(rng.integers(1, prog.batch + 1)), *shape))
     assert np.array_equal(run_program(prog, x), run_graph(layers, graph, x))
 
 
-@pytest.mark.parametrize("rows, cols, alpha, size, batch, images", [
-    (4, 4, 4, 4, 8, 3),
-    (8, 2, 4, 4, 6, 5),   # a flattened position's 8 single-slot words in its 8 cycles
-    (2, 2, 8, 6, 5, 7),   # passes split images; two runs through the double buffers
+@pytest.mark.parametrize("rows, cols, alpha, size, batch, images, section", [
+    (4, 4, 4, 4, 8, 3, -1),
+    (8, 2, 4, 4, 6, 5, -1),   # a flattened position's 8 single-slot words in its 8 cycles
+    (2, 2, 8, 6, 5, 7, -1),   # passes split images; two runs through the double buffers
+    (4, 4, 2, 4, 8, 4, None),  # conv2's channel groups cross aligned pairs: a word per group
 ])
-def test_top_runs_an_image_network_bit_exact(rows, cols, alpha, size, batch, images):
+def test_top_runs_an_image_network_bit_exact(rows, cols, alpha, size, batch, images, section):
     rng, layers, graph, shape, prog = _compiled(rows * 10 + images, rows=rows, cols=cols, alpha=alpha,
-                                                size=size, batch=batch)
+                                                size=size, batch=batch, channels=(5, 5), section=section)
+    if section is None:
+        assert prog.channel_words(1)[1] > -(-5 // alpha)
     x = rng.integers(-128, 128, (images, *shape))
     got = run_top(prog, rows, cols, x.reshape(images, -1), max_cycles=200_000)
     assert np.array_equal(got.outputs, run_graph(layers, graph, x))

@@ -233,6 +233,15 @@ class Program:
         return self.layers[-1].rows
 
     @property
+    def input_slots_per_word(self) -> int:
+        """Slots of an input memory word: all ``lanes_per_part`` of a lane memory word, or in an
+        image network only the slots layer 0's inputs use (a one-channel image: one slot), the
+        rest of the lanes reading zero."""
+        if not self.stages:
+            return self.lanes_per_part
+        return 1 + max([0] + [s.slot for slots in self.input_slots for s in slots])
+
+    @property
     def input_cycles(self) -> int:
         """Cycles the input port takes per vector: one per lane slot each word is written to
         (at least one per word)."""

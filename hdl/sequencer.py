@@ -293,8 +293,10 @@ class Sequencer(wiring.Component):
         word = memory_word_layout(word_bits, lpp)
         depths = p.memory_depths
         memories = {}
+        in_slots = p.input_slots_per_word
         for name in ("input", "lanes", "output"):
-            mem = memory.Memory(shape=unsigned(word.size), depth=depths[name], init=[],
+            width = in_slots * word_bits if name == "input" else word.size
+            mem = memory.Memory(shape=unsigned(width), depth=depths[name], init=[],
                                 attrs={"ram_style": "block"})  # not LUT RAM or flip-flops when shallow
             m.submodules[f"{name}_memory"] = mem
             memories[name] = (mem.read_port(), mem.write_port(granularity=word_bits))
@@ -507,8 +509,8 @@ class Sequencer(wiring.Component):
             input_write.addr.eq(current.address + (constant_times(in_vector, p.layer_info[0]["read_stride"])
                                                    if network else vector_offset(in_vector, p.parts))
                                 + Mux(in_buffer, p.input_region, 0)),
-            input_write.data.eq(Cat(*([in_word] * lpp))),
-            input_write.en.eq(Mux(have & current.valid, Const(1, lpp) << current.slot, 0)),
+            input_write.data.eq(Cat(*([in_word] * in_slots))),
+            input_write.en.eq(Mux(have & current.valid, Const(1, in_slots) << current.slot, 0)),
         ]
         # the write-back: the last layer's outputs to the output memory, the rest to the lanes
         writing = write_back.memory

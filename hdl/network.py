@@ -186,7 +186,7 @@ class ImageNetwork:
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """(images, outputs) of the integer CNN path for (images, in_words) flattened images."""
-        from colcomb.train.integer import run_graph
+        from colcomb.packer.graph import run_graph
 
         flat = self.check(x)
         return run_graph(self.layers, self.graph, flat.reshape(-1, *self.input_shape))

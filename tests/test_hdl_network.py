@@ -11,8 +11,8 @@ from hw_layers import random_cnn, random_layer
 from colcomb.core.errors import ColcombError
 from colcomb.hdl.network import stages_of
 from colcomb.hdl.program import Program
+from colcomb.packer.graph import run_graph
 from colcomb.sim.amaranth_sim import run_top
-from colcomb.train.integer import run_graph
 
 
 def _compiled(seed: int, *, rows: int, cols: int, alpha: int, size: int, batch: int,

@@ -156,7 +156,7 @@ def _graph_reference(layers, graph, x):
 
 @pytest.mark.parametrize("name", ["resnet20", "resnet20-shift"])
 def test_resnet_integer_graph_is_exact_and_tracks_the_float_model(name, tmp_path, monkeypatch):
-    import colcomb.train.integer as integer
+    import colcomb.packer.graph as graph_module
     from colcomb.packer.manifest import load_manifest, write_manifest
 
     torch.manual_seed(0)
@@ -178,7 +178,7 @@ def test_resnet_integer_graph_is_exact_and_tracks_the_float_model(name, tmp_path
         used.add(layer.name)
         return run_layer(layer, v)
 
-    monkeypatch.setattr(integer, "run_layer", golden)
+    monkeypatch.setattr(graph_module, "run_layer", golden)
     out = run_graph(m.layers, graph, xi, chunk=7)
     # every conv/linear ran through the golden model
     assert used == {layer.name for layer in m.layers}

@@ -59,6 +59,10 @@ __all__ = [
 
 #: the array's cell kinds: one vector per cycle, or the paper's bit-serial cell
 CELLS = ("parallel", "serial")
+#: an image network's layer runs its (image, position) vectors in passes of at most this many
+#: over its tiles (whole pooling windows): long passes load each tile's weights rarely, and the
+#: accumulator memory this deep costs no more block RAM (its width, rows x acc_bits, sets that)
+PASS_VECTORS = 256
 
 
 def bits_for(value: int) -> int:
@@ -177,6 +181,8 @@ class Program:
     #: an image network run on chip (:mod:`colcomb.hdl.network`): one stage per layer; None for a
     #: chain of matrices (every layer's vectors are the batch's inputs)
     stages: list[Stage] | None = None
+    #: image networks: the most vectors of one pass (:data:`PASS_VECTORS`)
+    pass_vectors: int = PASS_VECTORS
     #: image networks: per layer, the constants of :attr:`layer_constants`
     layer_info: list[dict] = field(default_factory=list)
     #: image networks: the window origin (address in the padded input map) of every computed
@@ -188,6 +194,12 @@ class Program:
     positions: list[int] = field(default_factory=list)
 
     # -- derived sizes ------------------------------------------------------------------------
+    @property
+    def pass_depth(self) -> int:
+        """Vectors a tile streams at most (the accumulator memory's depth): the batch, or in an
+        image network the longest pass (:data:`PASS_VECTORS`), whichever is more."""
+        return max([self.batch] + [info["chunk"] for info in self.layer_info])
+
     @property
     def lane_count(self) -> int:
         return self.cols * self.alpha
@@ -401,6 +413,7 @@ class Program:
         parts: int | None = None,
         onehot: bool = False,
         stages: Sequence[Stage] | None = None,
+        pass_vectors: int = PASS_VECTORS,
     ) -> Program:
         """Check ``layers`` against the array and compute the ROM images.
 
@@ -411,7 +424,8 @@ class Program:
 
         With ``stages`` (:func:`colcomb.hdl.network.stages_of`, one per layer) the layers are an
         image network the engine runs from image to outputs (:meth:`_build_images`): on the
-        serial array with column words, its conv layers packed per feature map or not combined.
+        serial array with column words, its conv layers packed per feature map or not combined,
+        each layer in passes of at most ``pass_vectors`` vectors.
         """
         for label, value in (("rows", rows), ("cols", cols), ("batch", batch)):
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
@@ -505,6 +519,7 @@ class Program:
                 parts=int(words),
                 onehot=bool(onehot),
                 stages=stages,
+                pass_vectors=int(pass_vectors),
             )
             if stages is None:
                 prog._build()
@@ -689,12 +704,13 @@ class Program:
                             for bi, col0, placement in self._input_tiles(layer)]
                 image_words, origins, region = self.parts, [0], len(tiles_in) * geo.tile_words
             inputs.append(tiles_in)
-            if self.batch < st.pool * st.pool:
-                raise ColcombError(f"layer {layer.name!r} max-pools {st.pool}x{st.pool} windows: the batch "
-                                   f"({self.batch} vectors) must hold one; use --batch {st.pool * st.pool} or more")
+            window, most = st.pool * st.pool, self.pass_vectors
+            if window > most:
+                raise ColcombError(f"layer {layer.name!r} max-pools {st.pool}x{st.pool} windows, more than a "
+                                   f"pass's {most} vectors hold; allow passes of {window} or more")
             self.layer_info.append({"positions": st.positions, "pool": st.pool, "emitted": st.emitted,
                                     # vectors per pass of the layer's tiles: whole pooling windows
-                                    "chunk": self.batch - self.batch % (st.pool * st.pool),
+                                    "chunk": most - most % window,
                                     "read_stride": image_words, "region_words": region,
                                     "patch_first": len(self.patches)})
             self.patches.extend(origins)

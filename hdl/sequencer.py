@@ -190,7 +190,7 @@ class Sequencer(wiring.Component):
             return Array([Const(i[key] - minus, shape) for i in info])[descriptor.layer]
 
         last_q = table("positions", q_shape, 1)
-        last_n = table("chunk", range(max(2, p.batch)), 1)
+        last_n = table("chunk", range(max(2, p.pass_depth)), 1)
         read_stride = table("read_stride", a_shape)
         write_stride = table("write_stride", a_shape)
         m.d.comb += first_tile.eq(table("first_tile", first_tile.shape()))
@@ -249,7 +249,8 @@ class Sequencer(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         p = self.program
-        rows, batch_size, word_bits = p.rows, p.batch, p.data_bits
+        # vectors a tile streams at most: the batch, or an image network's pass
+        rows, batch_size, word_bits = p.rows, p.pass_depth, p.data_bits
         lpp, tiles = p.lanes_per_part, len(p.tiles)
         serial = p.cell == "serial"
         per_vector = p.cycles_per_vector

@@ -9,6 +9,7 @@ from engine_model import run_program
 from hw_layers import random_cnn, random_layer
 
 from colcomb.core.errors import ColcombError
+from colcomb.hdl.cycles import network_cycles
 from colcomb.hdl.network import stages_of
 from colcomb.hdl.program import Program
 from colcomb.packer.graph import run_graph
@@ -16,11 +17,12 @@ from colcomb.sim.amaranth_sim import run_top
 
 
 def _compiled(seed: int, *, rows: int, cols: int, alpha: int, size: int, batch: int,
-              channels: tuple[int, int] = (3, 5), section: int | None = -1):
+              channels: tuple[int, int] = (3, 5), section: int | None = -1, pass_vectors: int = 256):
     rng = np.random.default_rng(seed)
     layers, graph, shape = random_cnn(rng, alpha=alpha, size=size, channels=channels, section=section)
     stages = stages_of(graph, shape, {la.name: la.shape for la in layers})
-    prog = Program.compile(layers, rows=rows, cols=cols, batch=batch, cell="serial", stages=stages)
+    prog = Program.compile(layers, rows=rows, cols=cols, batch=batch, cell="serial", stages=stages,
+                           pass_vectors=pass_vectors)
     return rng, layers, graph, shape, prog
 
 
@@ -65,26 +67,30 @@ def test_compiled_layout_computes_the_integer_cnn(seed):
     alpha = [2, 4, 8][seed % 3]
     channels = (int(rng.integers(1, 10)), int(rng.integers(1, 12)))
     rng, layers, graph, shape, prog = _compiled(seed, rows=rows, cols=cols, alpha=alpha, size=[4, 6, 8][seed % 3],
-                                                batch=int(rng.integers(4, 11)), channels=channels,
-                                                section=None if seed % 2 else -1)
+                                                batch=int(rng.integers(1, 11)), channels=channels,
+                                                section=None if seed % 2 else -1,
+                                                pass_vectors=int(rng.integers(4, 40)))
     x = rng.integers(-128, 128, (int(rng.integers(1, prog.batch + 1)), *shape))
     assert np.array_equal(run_program(prog, x), run_graph(layers, graph, x))
 
 
-@pytest.mark.parametrize("rows, cols, alpha, size, batch, images, section", [
-    (4, 4, 4, 4, 8, 3, -1),
-    (8, 2, 4, 4, 6, 5, -1),   # a flattened position's 8 single-slot words in its 8 cycles
-    (2, 2, 8, 6, 5, 7, -1),   # passes split images; two runs through the double buffers
-    (4, 4, 2, 4, 8, 4, None),  # conv2's channel groups cross aligned pairs: a word per group
+@pytest.mark.parametrize("rows, cols, alpha, size, batch, images, section, passes", [
+    (4, 4, 4, 4, 8, 3, -1, 256),
+    (8, 2, 4, 4, 6, 5, -1, 8),   # a flattened position's 8 single-slot words in its 8 cycles
+    (2, 2, 8, 6, 5, 7, -1, 6),   # passes split images (of 4-vector windows); two runs in the buffers
+    (4, 4, 2, 4, 8, 4, None, 12),  # conv2's channel groups cross aligned pairs: a word per group
 ])
-def test_top_runs_an_image_network_bit_exact(rows, cols, alpha, size, batch, images, section):
+def test_top_runs_an_image_network_bit_exact(rows, cols, alpha, size, batch, images, section, passes):
     rng, layers, graph, shape, prog = _compiled(rows * 10 + images, rows=rows, cols=cols, alpha=alpha,
-                                                size=size, batch=batch, channels=(5, 5), section=section)
+                                                size=size, batch=batch, channels=(5, 5), section=section,
+                                                pass_vectors=passes)
     if section is None:
         assert prog.channel_words(1)[1] > -(-5 // alpha)
     x = rng.integers(-128, 128, (images, *shape))
     got = run_top(prog, rows, cols, x.reshape(images, -1), max_cycles=200_000)
     assert np.array_equal(got.outputs, run_graph(layers, graph, x))
+    # the cycle model counts the passes, pooled writes and flushes exactly
+    assert got.cycles == network_cycles(prog, images)["total"]
 
 
 def test_conv_columns_must_read_one_feature_map_word():
@@ -103,7 +109,7 @@ def test_conv_columns_must_read_one_feature_map_word():
 @pytest.mark.parametrize("kwargs, message", [
     ({"cell": "parallel"}, "--cell serial"),
     ({"cols": 3}, "power-of-two column count"),
-    ({"batch": 3}, "--batch 4 or more"),
+    ({"pass_vectors": 3}, "allow passes of 4 or more"),
 ])
 def test_image_networks_need_the_serial_column_word_array(kwargs, message):
     rng = np.random.default_rng(5)

@@ -747,24 +747,36 @@ class Program:
             needs = {} if nxt is not None and nxt.conv else self._needs(li + 1, plain)
             for bi, block in enumerate(layer.blocks):
                 channels = range(block.row_start, block.row_stop)
-                if nxt is not None and nxt.conv:
-                    # a pixel word per channel group, the same words at every position
-                    words, _ = self.channel_words(li + 1)
-                    groups = {ch: [Slot(*words[ch])] for ch in channels if ch in words}
-                    tiles_rt = pack_rows(groups, channels, R, budget)
-                elif st.conv:
+
+                def in_rows(chs: list[int]) -> list[RowTile]:
+                    return [RowTile(tuple(chs[i: i + R] + [None] * (R - len(chs[i: i + R]))), ())
+                            for i in range(0, len(chs), R)]
+
+                if st.conv and not (nxt is not None and nxt.conv):
                     # a flattened map: any channel in any row, each value written to its own slots
-                    tiles_rt = [RowTile(tuple(list(channels[i: i + R]) + [None] * (R - len(channels[i: i + R]))), ())
-                                for i in range(0, len(channels), R)]
+                    tiles_rt, single = in_rows(list(channels)), True
                 else:
-                    tiles_rt = pack_rows(needs, channels, R, per_vector)
+                    if nxt is not None and nxt.conv:
+                        # a pixel word per channel group, the same words at every position
+                        words, _ = self.channel_words(li + 1)
+                        wanted = {ch: [Slot(*words[ch])] for ch in channels if ch in words}
+                    else:
+                        wanted = {ch: needs[ch] for ch in channels if needs.get(ch)}
+                    tiles_rt = pack_rows(wanted, channels, R, budget)
+                    # repeated words put a channel in the row of its slot's residue: where that
+                    # costs row tiles (few slots a word), one slot per write from any row instead
+                    packed = in_rows(list(wanted))
+                    single = len(tiles_rt) > len(packed) and all(
+                        sum(len(wanted[ch]) for ch in rt.channels if ch is not None) <= budget for rt in packed)
+                    if single:
+                        tiles_rt = packed
                 n_ct = max(1, -(-block.packed_columns // C))
                 for rt in tiles_rt:
                     rq_index = len(row_tiles) * self.requant_steps
                     pos_first = len(self.positions)
                     row_tiles.append((li, rt))
                     for u in range(st.emitted):
-                        entries = self._position_writes(li, u, rt, needs)
+                        entries = self._position_writes(li, u, rt, needs, single)
                         if len(entries) > budget:
                             raise ColcombError(
                                 f"layer {layer.name!r} writes {len(entries)} words per output position, but a "
@@ -784,20 +796,28 @@ class Program:
         self.tiles = tiles
         self._fill_roms(row_tiles, where)
 
-    def _position_writes(self, k: int, u: int, rt: RowTile, needs: dict[int, list[Slot]]) -> list[dict]:
-        """The words row tile ``rt`` of layer ``k`` writes for output position ``u`` of image 0."""
+    def _position_writes(self, k: int, u: int, rt: RowTile, needs: dict[int, list[Slot]],
+                         single: bool) -> list[dict]:
+        """The words row tile ``rt`` of layer ``k`` writes for output position ``u`` of image 0:
+        its repeated words (``rt.writes``), or with ``single`` one slot per word, from the row
+        that computes it."""
         st = self.stages[k]
         nxt = self.stages[k + 1] if k + 1 < len(self.stages) else None
+        live = [(r, ch) for r, ch in enumerate(rt.channels) if ch is not None]
         if nxt is not None and nxt.conv:
             hp, wp = nxt.padded_size
             ph, pw = nxt.padding
             py, px = divmod(u, st.pooled_size[1])
             at = self.region_of(k + 1) + (py + ph) * wp + px + pw
+            if single:
+                words, _ = self.channel_words(k + 1)
+                return [{"address": at + words[ch][0] * hp * wp, "mask": 1 << words[ch][1], "single": 1, "row": r}
+                        for r, ch in live if ch in words]
             return [{"address": at + group * hp * wp, "mask": mask} for group, mask in rt.writes]
-        if st.conv:  # flattened: feature channel * positions + u
+        if st.conv or single:  # flattened: feature channel * positions + u
+            feature = (lambda ch: ch * st.emitted + u) if st.conv else (lambda ch: ch)
             return [{"address": s.address, "mask": 1 << s.slot, "single": 1, "row": r}
-                    for r, ch in enumerate(rt.channels) if ch is not None
-                    for s in needs.get(ch * st.emitted + u, [])]
+                    for r, ch in live for s in needs.get(feature(ch), [])]
         return [{"address": address, "mask": mask} for address, mask in rt.writes]
 
     def _fill_roms(self, row_tiles: list[tuple[int, RowTile]],

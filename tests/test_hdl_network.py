@@ -79,6 +79,7 @@ def test_compiled_layout_computes_the_integer_cnn(seed):
     (8, 2, 4, 4, 6, 5, -1, 8),   # a flattened position's 8 single-slot words in its 8 cycles
     (2, 2, 8, 6, 5, 7, -1, 6),   # passes split images (of 4-vector windows); two runs in the buffers
     (4, 4, 2, 4, 8, 4, None, 12),  # conv2's channel groups cross aligned pairs: a word per group
+    (8, 4, 2, 4, 8, 3, -1, 16),  # 2-slot words, 8 rows: one slot per write, from any row
 ])
 def test_top_runs_an_image_network_bit_exact(rows, cols, alpha, size, batch, images, section, passes):
     rng, layers, graph, shape, prog = _compiled(rows * 10 + images, rows=rows, cols=cols, alpha=alpha,
@@ -86,6 +87,11 @@ def test_top_runs_an_image_network_bit_exact(rows, cols, alpha, size, batch, ima
                                                 pass_vectors=passes)
     if section is None:
         assert prog.channel_words(1)[1] > -(-5 // alpha)
+    wl = prog.write_layout
+    singles = {int(w) >> wl["single"].offset & 1 for w in prog.writes}
+    assert 1 in singles or rows <= prog.lanes_per_part
+    if rows > prog.lanes_per_part:  # every layer's outputs fit their rows: no extra row tiles
+        assert sum(t.last for t in prog.tiles) == sum(-(-la.rows // rows) for la in layers)
     x = rng.integers(-128, 128, (images, *shape))
     got = run_top(prog, rows, cols, x.reshape(images, -1), max_cycles=200_000)
     assert np.array_equal(got.outputs, run_graph(layers, graph, x))

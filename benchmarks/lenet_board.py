@@ -1,0 +1,125 @@
+"""LeNet-5 whole on chip, image to class: inferences per second on each board, and the gain over
+the dense array.
+
+For each board it builds the self-test top of a LeNet-5 trained by ``colcomb train --model lenet5
+--per-feature-map`` (alpha 8, gamma 0.5; trained first when its folder is missing) exactly as
+``colcomb synthesize --test-split N`` does: yosys and nextpnr give the fit and the Fmax, a
+Verilator run of the design's own network the steady-state cycles per inference, and
+inferences/s = Fmax / cycles. A design that does not fit is reported with what binds. Then the
+same network and its dense equivalent (every combined column stored alone, alpha 1: the same
+outputs) run side by side in Verilator on the same array, each checked bit-exact against the
+integer CNN path, and their cycles per inference give the combining gain.
+
+    python benchmarks/lenet_board.py                  # both boards and the gain (about 8 minutes)
+    python benchmarks/lenet_board.py --boards ulx3s-85f --no-dense
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+#: board -> (dataset of its LeNet-5, run folder, rows, cols, images per batch, stored test images, target/s)
+BOARDS = {
+    "icebreaker": ("mnist5k-14", "build/lenet14", 8, 8, 4, 4, 1_000),
+    "ulx3s-85f": ("mnist5k", "build/lenet28", 8, 8, 8, 8, 20_000),
+}
+
+
+def ensure_trained(dataset: str, run: Path) -> Path:
+    """The packed LeNet-5 of ``run``, trained (alpha 8, gamma 0.5, per feature map) if missing."""
+    packed = run / "packed"
+    if not (packed / "manifest.json").exists():
+        print(f"training {run} ({dataset}, lenet5, alpha 8, gamma 0.5, --per-feature-map)...", flush=True)
+        subprocess.run(["colcomb", "train", "--dataset", dataset, "--model", "lenet5", "--alpha", "8",
+                        "--gamma", "0.5", "--per-feature-map", "--out", str(run)], check=True)
+    return packed
+
+
+def board_row(board: str, out: Path) -> list[str]:
+    dataset, run, rows, cols, batch, images, target = BOARDS[board]
+    packed = ensure_trained(dataset, Path(run))
+    build = out / board
+    t0 = time.perf_counter()
+    cmd = ["colcomb", "synthesize", str(packed), "--board", board, "--rows", str(rows), "--cols", str(cols),
+           "--batch", str(batch), "--cell", "serial", "--test-split", str(images), "--out", str(build)]
+    if board == "icebreaker":
+        cmd.append("--dsp")
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    report = build / "report.json"
+    if not report.exists():
+        sys.exit(f"{board}: colcomb synthesize left no report:\n{proc.stderr[-2000:]}")
+    rep = json.loads(report.read_text())
+    res, clk, tp = rep["resources"], rep["clock"], rep.get("throughput") or {}
+    fits = not any("does not fit" in f for f in rep.get("failures", []))
+    rate = tp.get("inferences_per_s")
+    cpi = tp.get("cycles_per_inference")
+    if cpi is None and not fits:  # no Fmax without a placement: the cycles still come from Verilator
+        from colcomb.fpga.synth import measure_cycles_per_inference
+        cpi = measure_cycles_per_inference(packed, rows=rows, cols=cols, batch=batch, cell="serial").get(
+            "cycles_per_inference")
+    print(f"  {board}: {rep['status']} ({time.perf_counter() - t0:.0f} s)", flush=True)
+    return [board, f"LeNet-5 {dataset}", f"{rows}x{cols} serial",
+            f"{res['logic_cells']} / {res['logic_cells_available']}",
+            f"{res['block_rams']} / {res['block_rams_available']}",
+            f"{clk['fmax_mhz']:.2f}" if clk.get("fmax_mhz") else "- (not placed)",
+            f"{cpi:.0f}" if cpi else "-", f"{rate:,.0f}" if rate else "-", f"{target:,}",
+            "met" if rate and rate >= target else "missed"]
+
+
+def dense_rows(boards: list[str]) -> list[list[str]]:
+    """Combined and dense LeNet-5 side by side in Verilator, on each board's array and network."""
+    from colcomb.hdl.network import image_network
+    from colcomb.hdl.program import dense_equivalent
+    from colcomb.labelled import simulation_inputs
+    from colcomb.packer.manifest import load_manifest
+    from colcomb.sim.runner import simulate
+
+    out = []
+    for board in boards:
+        dataset, run, rows, cols, batch, _, _ = BOARDS[board]
+        packed = ensure_trained(dataset, Path(run))
+        net = image_network(load_manifest(packed))
+        given = simulation_inputs(packed, test_split=4 * batch)
+        cpi = {}
+        for name, hw in (("combined", None), ("dense", [dense_equivalent(la) for la in net.layers])):
+            res = simulate(packed, rows, cols, batch=batch, cell="serial", inputs=given.x, hardware_layers=hw)
+            cpi[name] = res.cycles_per_inference
+        out.append([f"LeNet-5 {dataset}", f"{rows}x{cols} serial", f"{cpi['combined']:.0f}", f"{cpi['dense']:.0f}",
+                    f"{cpi['dense'] / cpi['combined']:.2f}x"])
+        print(f"  {dataset}: {out[-1][-1]}", flush=True)
+    return out
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--boards", nargs="+", choices=list(BOARDS), default=list(BOARDS))
+    ap.add_argument("--out", type=Path, default=Path("build/lenet-board"))
+    ap.add_argument("--no-dense", action="store_true", help="skip the combined / dense comparison")
+    ap.add_argument("--no-boards", action="store_true", help="skip synthesis (only the comparison)")
+    args = ap.parse_args(argv)
+    t0 = time.perf_counter()
+    if not args.no_boards:
+        print("boards (colcomb synthesize --test-split, place and route, Verilator throughput):", flush=True)
+        rows = [board_row(b, args.out) for b in args.boards]
+        print(table(["board", "network", "array", "logic cells", "block RAMs", "Fmax MHz",
+                     "cycles per inference", "inferences/s", "target", ""], rows))
+    if not args.no_dense:
+        print("combined vs dense, both bit-exact in Verilator (4 batches of test images):", flush=True)
+        print(table(["network", "array", "combined cycles/inference", "dense cycles/inference", "gain"],
+                    dense_rows(args.boards)))
+    print(f"({time.perf_counter() - t0:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

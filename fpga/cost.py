@@ -212,6 +212,7 @@ def cost_report(manifest_dir: str | os.PathLike, *, rows: int, cols: int, out: s
     ``out/cost.json``, ``out/cost.md`` and ``out/heatmap.png``; return the report."""
     from colcomb.core.tools import tool_env, tool_version
     from colcomb.fpga.boards import get_board
+    from colcomb.hdl.network import image_network
     from colcomb.hdl.program import Program
     from colcomb.packer.manifest import load_manifest
 
@@ -219,8 +220,11 @@ def cost_report(manifest_dir: str | os.PathLike, *, rows: int, cols: int, out: s
     platform = spec.make_platform()
     family = platform.family.lower()
     manifest = load_manifest(manifest_dir)
-    chosen = manifest.chain(layers)
+    network = image_network(manifest, layers)  # a CNN runs whole, as synthesize builds it
+    chosen = network.layers if network else manifest.chain(layers)
     kw = {} if batch is None else {"batch": batch}
+    if network:
+        kw["stages"] = network.stages
     combined = Program.compile(chosen, rows=rows, cols=cols, cell=cell, **kw)
     dense = Program.compile([dense_equivalent(la) for la in chosen], rows=rows, cols=cols, cell=cell, **kw)
     n_vec = vectors or combined.batch

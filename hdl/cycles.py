@@ -73,6 +73,8 @@ def _layer_passes(program: Program, images: int, li: int) -> int:
     ending with the flush of its last vector's words."""
     info = program.layer_info[li]
     tiles = [t for t in program.tiles if t.layer == li]
+    if not tiles:  # no output of the layer is read: it is not computed
+        return 0
     last = tiles[-1]
     total = images * info["positions"]
     pool_n = info["pool"] ** 2

@@ -157,7 +157,8 @@ def stages_of(graph: Sequence[dict], input_shape: Sequence[int],
             shape = (shapes[name][0],)
         else:
             raise ColcombError(f"{where}: the engine has no unit for {op!r}; on chip it runs conv, maxpool, "
-                               f"flatten and linear steps")
+                               f"flatten and linear steps (name layers with --layer to chain them as "
+                               f"matrices instead)")
     if not stages:
         raise ColcombError("the graph has no conv or linear layer")
     return stages

@@ -112,7 +112,8 @@ class PoolWriteBack(wiring.Component):
         last_q = table([info["positions"] - 1 for info in self.layers], q_shape)
         stride = table([info["write_stride"] for info in self.layers], unsigned(self.address_bits))
         # a pooling window is 1 << pool_log consecutive positions
-        pool_log = table([2 * (info["pool"].bit_length() - 1) for info in self.layers], range(8))
+        logs = [2 * (info["pool"].bit_length() - 1) for info in self.layers]
+        pool_log = table(logs, range(max(logs) + 1))
         m.submodules.positions = pos_rom = Rom(width=len(self.writes).bit_length() or 1,
                                                init=self.positions, name="positions")
         m.submodules.writes = rom = Rom(width=self.write_layout.size, init=self.writes, name="writes")
@@ -157,8 +158,8 @@ class PoolWriteBack(wiring.Component):
         pointer = Signal.like(pos_rom.data0)
         m.d.sync += looked.eq(emit)
         more = pending & ~entry.last
-        # the pooled vector, kept from the cycle before its first write (vectors arrive at most
-        # every data_bits cycles): a position's words end before the next position's values
+        # the pooled vector, kept from the cycle before its first write (vectors arrive at least
+        # data_bits cycles apart): a position's words end before the next position's values
         # replace it, if they number at most the cycles between two positions
         with m.If(looked):
             m.d.sync += [held.eq(running), held_base.eq(base)]

@@ -635,9 +635,9 @@ class Program:
             for c in s:
                 if owner.setdefault(c, s) != s:
                     raise ColcombError(
-                        f"conv layer {layer.name!r}: input channel {c} is combined with channels "
-                        f"{sorted(owner[c] - {c})} in one row block and {sorted(s - {c})} in another; on chip "
-                        f"a pixel's channels lie in one layout: pack it without row blocks (--row-block)")
+                        f"conv layer {layer.name!r}: input channel {c} is grouped with channels "
+                        f"{sorted(owner[c])} in one row block and {sorted(s)} in another; on chip a pixel's "
+                        f"channels lie in one layout: pack it without row blocks (--row-block)")
         groups = sorted(sets, key=min)
         return {c: (w, sorted(g).index(c)) for w, g in enumerate(groups) for c in g}, len(groups)
 
@@ -753,8 +753,9 @@ class Program:
                             for i in range(0, len(chs), R)]
 
                 if st.conv and not (nxt is not None and nxt.conv):
-                    # a flattened map: any channel in any row, each value written to its own slots
-                    tiles_rt, single = in_rows(list(channels)), True
+                    # a flattened map: any channel in any row, each value written to its own slots,
+                    # as many channels a row tile as leave each position's writes in the budget
+                    tiles_rt, single = self._flattened_tiles(li, channels, needs, budget), True
                 else:
                     if nxt is not None and nxt.conv:
                         # a pixel word per channel group, the same words at every position
@@ -777,10 +778,10 @@ class Program:
                     row_tiles.append((li, rt))
                     for u in range(st.emitted):
                         entries = self._position_writes(li, u, rt, needs, single)
-                        if len(entries) > budget:
+                        if len(entries) > budget:  # pack_rows and _flattened_tiles keep to the budget
                             raise ColcombError(
                                 f"layer {layer.name!r} writes {len(entries)} words per output position, but a "
-                                f"position leaves the array every {budget} cycles; use more rows or pooling")
+                                f"position leaves the array every {budget} cycles")
                         self.positions.append(len(self.writes))
                         entries = entries or [{"address": 0, "mask": 0}]
                         entries[-1]["last"] = 1
@@ -795,6 +796,31 @@ class Program:
                 tiles[-1] = replace(tiles[-1], layer_end=True, net_end=li == n_layers - 1)
         self.tiles = tiles
         self._fill_roms(row_tiles, where)
+
+    def _flattened_tiles(self, k: int, channels: range, needs: dict[int, list[Slot]],
+                         budget: int) -> list[RowTile]:
+        """Row tiles of conv layer ``k`` whose outputs are flattened into a linear layer: channels
+        in order, a tile closed when another channel would make some output position's writes
+        (one per slot its value is needed at) exceed ``budget``."""
+        st, R = self.stages[k], self.rows
+        tiles: list[RowTile] = []
+        current: list[int] = []
+        load = [0] * st.emitted
+        for ch in channels:
+            cost = [len(needs.get(ch * st.emitted + u, ())) for u in range(st.emitted)]
+            if max(cost, default=0) > budget:
+                raise ColcombError(
+                    f"layer {self.layers[k].name!r}: channel {ch}'s values are needed at {max(cost)} lane slots "
+                    f"of the next layer, more than the {budget} writes a position has time for; pack the next "
+                    f"layer with fewer row blocks")
+            if len(current) == R or any(a + c > budget for a, c in zip(load, cost, strict=True)):
+                tiles.append(RowTile(tuple(current + [None] * (R - len(current))), ()))
+                current, load = [], [0] * st.emitted
+            current.append(ch)
+            load = [a + c for a, c in zip(load, cost, strict=True)]
+        if current:
+            tiles.append(RowTile(tuple(current + [None] * (R - len(current))), ()))
+        return tiles
 
     def _position_writes(self, k: int, u: int, rt: RowTile, needs: dict[int, list[Slot]],
                          single: bool) -> list[dict]:

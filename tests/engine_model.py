@@ -3,7 +3,7 @@
 It reads only what the hardware reads (the input slots, descriptors, cell words, column offsets,
 window origins, position table, writes and requant words of :class:`~colcomb.hdl.program.Program`)
 and computes like the golden model, so comparing it with
-:func:`colcomb.train.integer.run_graph` checks the compiled layout apart from the RTL."""
+:func:`colcomb.packer.graph.run_graph` checks the compiled layout apart from the RTL."""
 
 from __future__ import annotations
 

@@ -136,3 +136,33 @@ def random_cnn(rng: np.random.Generator, *, alpha: int = 4, size: int = 6, chann
              {"op": "conv", "layer": "conv2", **conv}, {"op": "flatten"},
              {"op": "linear", "layer": "fc1"}, {"op": "linear", "layer": "fc2"}]
     return [conv1, conv2, fc1, fc2], graph, (1, size, size)
+
+
+def image_net(rng: np.random.Generator, in_shape: tuple[int, int, int], spec: list[tuple], *, alpha: int = 4,
+              density: float = 0.5):
+    """A random image network from ``spec``: ("conv", out channels, (kh, kw), (sh, sw), (ph, pw)),
+    ("pool", k), ("flatten",), ("linear", outputs); conv layers combined per feature map, ReLU
+    after every layer. Returns (layers, graph, input shape)."""
+    layers, graph = [], []
+    c, h, w = in_shape
+    for item in spec:
+        if item[0] == "conv":
+            _, out, k, st, pad = item
+            name = f"conv{len(layers) + 1}"
+            layers.append(random_layer(rng, out, c * k[0] * k[1], alpha, gamma=0.25, density=density, name=name,
+                                       kernel=k[0] * k[1], activation="relu"))
+            graph.append({"op": "conv", "layer": name, "kernel": list(k), "stride": list(st), "padding": list(pad)})
+            c, h, w = out, (h + 2 * pad[0] - k[0]) // st[0] + 1, (w + 2 * pad[1] - k[1]) // st[1] + 1
+        elif item[0] == "pool":
+            graph.append({"op": "maxpool", "kernel": [item[1]] * 2, "stride": [item[1]] * 2, "padding": [0, 0]})
+            h, w = h // item[1], w // item[1]
+        elif item[0] == "flatten":
+            graph.append({"op": "flatten"})
+            c, h, w = c * h * w, 1, 1
+        else:
+            name = f"fc{len(layers) + 1}"
+            layers.append(random_layer(rng, item[1], c, alpha, gamma=0.25, density=density, name=name,
+                                       activation="relu"))
+            graph.append({"op": "linear", "layer": name})
+            c = item[1]
+    return layers, graph, in_shape

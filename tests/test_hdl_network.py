@@ -1,12 +1,12 @@
 """On-chip convolution: an image network compiled for the engine (stages, feature-map layout,
-window origins, pooled writes) gives the integer CNN path's outputs (train/integer.py run_graph,
+window origins, pooled writes) gives the integer CNN path's outputs (packer/graph.py run_graph,
 host im2col, pooling and flatten), first through a walk of the compiled ROMs and memories, then
 through the generated top in Amaranth's simulator."""
 
 import numpy as np
 import pytest
 from engine_model import run_program
-from hw_layers import random_cnn, random_layer
+from hw_layers import image_net, random_cnn, random_layer
 
 from colcomb.core.errors import ColcombError
 from colcomb.hdl.cycles import network_cycles
@@ -124,3 +124,47 @@ def test_image_networks_need_the_serial_column_word_array(kwargs, message):
     opts = {"rows": 4, "cols": 4, "batch": 8, "cell": "serial", **kwargs}
     with pytest.raises(ColcombError, match=message):
         Program.compile(layers, stages=stages, **opts)
+
+
+def _spec_program(seed, in_shape, spec, **kwargs):
+    rng = np.random.default_rng(seed)
+    layers, graph, shape = image_net(rng, in_shape, spec, alpha=kwargs.pop("alpha", 4))
+    stages = stages_of(graph, shape, {la.name: la.shape for la in layers})
+    return rng, layers, graph, shape, Program.compile(layers, cell="serial", stages=stages, **kwargs)
+
+
+@pytest.mark.parametrize("spec, shape", [
+    ([("conv", 3, (3, 2), (2, 1), (1, 0)), ("pool", 2), ("flatten",), ("linear", 4)], (2, 9, 7)),  # stride, odd sizes
+    ([("conv", 3, (1, 1), (1, 1), (0, 0)), ("pool", 16), ("flatten",), ("linear", 4)], (1, 16, 16)),  # 256 a window
+])
+def test_top_runs_strided_odd_and_wide_pooling(spec, shape):
+    rng, layers, graph, shape, prog = _spec_program(9, shape, spec, rows=4, cols=2, batch=2, alpha=2)
+    x = rng.integers(-128, 128, (2, *shape))
+    got = run_top(prog, 4, 2, x.reshape(2, -1), max_cycles=200_000)
+    assert np.array_equal(got.outputs, run_graph(layers, graph, x))
+    assert got.cycles == network_cycles(prog, 2)["total"]
+
+
+@pytest.mark.parametrize("rows", [8, 16])
+def test_a_flattened_map_splits_its_channels_to_keep_the_write_budget(rows):
+    """16 channels flattened unpooled into a linear layer: a position has 8 cycles, so a row tile
+    takes as many channels as its writes fit (not all 16 rows' worth)."""
+    rng, layers, graph, shape, prog = _spec_program(
+        1, (1, 4, 4), [("conv", 16, (3, 3), (1, 1), (1, 1)), ("flatten",), ("linear", 3)], rows=rows, cols=8, batch=4)
+    first = [t for t in prog.tiles if t.layer == 0 and t.first]
+    assert all(sum(ch is not None for ch in t.channels) <= 8 for t in first)
+    x = rng.integers(-128, 128, (3, *shape))
+    assert np.array_equal(run_program(prog, x), run_graph(layers, graph, x))
+
+
+def test_a_layer_nobody_reads_costs_no_tiles_and_no_crash():
+    rng = np.random.default_rng(0)
+    layers, graph, shape = image_net(rng, (1, 4, 4), [("conv", 2, (3, 3), (1, 1), (1, 1)), ("pool", 2), ("flatten",),
+                                                      ("linear", 3), ("linear", 2)])
+    layers[2] = random_layer(rng, 2, 3, 4, name=layers[2].name, weights=np.zeros((2, 3), np.int64))
+    stages = stages_of(graph, shape, {la.name: la.shape for la in layers})
+    prog = Program.compile(layers, rows=4, cols=4, batch=2, cell="serial", stages=stages)
+    assert not any(t.layer == 1 for t in prog.tiles)
+    x = rng.integers(-128, 128, (2, *shape))
+    assert np.array_equal(run_program(prog, x), run_graph(layers, graph, x))
+    assert network_cycles(prog, 2)["total"] > 0

@@ -120,8 +120,9 @@ class LaneFetch(wiring.Component):
         self.parts = check_int("parts", parts)
         if parts & (parts - 1):
             raise ValueError(f"parts must be a power of two, not {parts!r}")
-        if not serial and parts != 1:
-            raise ValueError(f"the bit-parallel array reads one word per vector, not parts={parts!r}")
+        if not serial and parts != 1 and not (gather and parts == cols):
+            raise ValueError(f"the bit-parallel array reads one word per vector (or one per column from "
+                             f"banks, gather), not parts={parts!r}")
         self.address_bits = check_int("address_bits", address_bits)
         self.serial = bool(serial)
         self.staggered = bool(staggered)
@@ -130,7 +131,7 @@ class LaneFetch(wiring.Component):
                              f"data_bits, not serial={serial!r}, parts={parts!r}, cols={cols!r}, "
                              f"data_bits={data_bits!r}")
         self.gather = bool(gather)
-        if gather and not staggered:
+        if gather and serial and not staggered:
             raise ValueError(f"gather reads column words: it needs staggered=True, not {staggered!r}")
         self.lanes_per_part = -(-cols * alpha // parts)
         lane = data.ArrayLayout(unsigned(1), alpha) if self.serial else lane_layout(data_bits, alpha)
@@ -141,6 +142,9 @@ class LaneFetch(wiring.Component):
         }
         if gather:
             members["offsets"] = In(data.ArrayLayout(unsigned(address_bits), cols))
+        if gather and not serial:  # banks: every column's word in the same cycle
+            members["banks"] = Out(data.ArrayLayout(unsigned(address_bits), cols))
+            members["bank_data"] = In(data.ArrayLayout(memory_word_layout(data_bits, self.lanes_per_part), cols))
         super().__init__(members)
 
     @property
@@ -153,6 +157,13 @@ class LaneFetch(wiring.Component):
         lanes, lpp = self.cols * self.alpha, self.lanes_per_part
         vector_base = Signal(unsigned(self.address_bits))
         m.d.comb += vector_base.eq(ctl.base + vector_offset(ctl.n, self.parts))
+        if not self.serial and self.gather:
+            m.d.comb += [mem.addr.eq(vector_base), mem.en.eq(ctl.fetch)]
+            for c in range(self.cols):
+                m.d.comb += self.banks[c].eq(vector_base + self.offsets[c])
+                for a in range(self.alpha):
+                    m.d.comb += self.lanes[c][a].eq(self.bank_data[c][a])
+            return m
         if not self.serial:
             m.d.comb += [mem.addr.eq(vector_base), mem.en.eq(ctl.fetch)]
             for i in range(lanes):

@@ -205,6 +205,13 @@ class Program:
         return self.cols * self.alpha
 
     @property
+    def banked(self) -> bool:
+        """An image network on the bit-parallel array: the lane and input memories are copied once
+        per column (*banks*, every write to all), so the ``cols`` words of a vector's windows
+        are read in one cycle, one from each bank."""
+        return self.stages is not None and self.cell == "parallel"
+
+    @property
     def column_words(self) -> bool:
         """The serial array reads a lane memory word per column, staggered like the skew
         (:func:`default_parts`)."""
@@ -448,10 +455,10 @@ class Program:
             if stages[-1].conv:
                 raise ColcombError(f"the network ends with conv layer {stages[-1].layer!r}; the engine's outputs "
                                    f"are a linear layer's (flatten and add one)")
-            if cell != "serial" or cols & (cols - 1) or cols > max(la.data_bits for la in layers):
-                raise ColcombError(f"on-chip convolution reads a word per array column (the serial array with "
-                                   f"a power-of-two column count no larger than the data width), not the "
-                                   f"{cell} array with {cols} columns; use --cell serial and --cols 2, 4 or 8")
+            if cols & (cols - 1) or (cell == "serial" and cols > max(la.data_bits for la in layers)):
+                raise ColcombError(f"on-chip convolution reads a word per array column: a power-of-two column "
+                                   f"count (on the serial array no larger than the data width), not {cols}; use "
+                                   f"--cols 2, 4 or 8")
             if parts is not None and parts != cols:
                 raise ColcombError(f"on-chip convolution reads a word per column: parts must be {cols}, not {parts!r}")
             parts = int(cols)
@@ -495,7 +502,8 @@ class Program:
             raise ColcombError(f"parts must be a power of two, not {parts!r}")
         per_vector = db if cell == "serial" else 1
         column_words = cell == "serial" and parts == cols <= per_vector
-        if parts > 1 and parts >= per_vector and not column_words:
+        banked = stages is not None and cell == "parallel"  # a memory bank per column
+        if parts > 1 and parts >= per_vector and not column_words and not banked:
             raise ColcombError(f"parts {parts} must be below the {per_vector} cycles a vector streams "
                                f"(the words of the next vector are read meanwhile)"
                                + (f", or equal to the {cols} columns" if cell == "serial" else "")

@@ -228,14 +228,17 @@ class Sequencer(wiring.Component):
         # the fetched vector (one ahead of the streamed one): its window origin from the patch ROM
         m.submodules.patch_rom = patch_rom = Rom(width=p.address_bits, init=p.patches, name="patches")
         bf, qf, rbf = Signal(b_shape), Signal(q_shape), Signal(a_shape)
-        m.d.comb += [patch_rom.addr0.eq(table("patch_first", range(max(2, len(p.patches)))) + qf),
-                     patch_rom.en0.eq(1)]
         fetch = lane_fetch.control.fetch
+        fetched = advance(bf, qf, [rbf], [read_stride])
+        # the ROM reads the next vector's origin as this one is fetched (the bit-parallel array
+        # fetches every cycle)
+        m.d.comb += [patch_rom.addr0.eq(table("patch_first", range(max(2, len(p.patches))))
+                                        + Mux(fetch, fetched[1], qf)),
+                     patch_rom.en0.eq(1)]
         with m.If(prep & (step < self.prep_cycles - lane_fetch.lead)):
             m.d.sync += [bf.eq(b0), qf.eq(q0), rbf.eq(rb0)]
         with m.Elif(fetch):
-            m.d.sync += [x.eq(y) for x, y in zip((bf, qf, rbf), advance(bf, qf, [rbf], [read_stride]),
-                                                  strict=True)]
+            m.d.sync += [x.eq(y) for x, y in zip((bf, qf, rbf), fetched, strict=True)]
         m.d.comb += [lane_fetch.control.base.eq(descriptor.base + rbf + patch_rom.data0),
                      lane_fetch.control.n.eq(0)]
         # each tile's column offsets, read with its descriptor
@@ -305,6 +308,20 @@ class Sequencer(wiring.Component):
         lane_read, lane_write = memories["lanes"]
         output_read, output_write = memories["output"]
         assert MEMORY_READ_LATENCY == 1  # what a synchronous read port gives
+        # banked (an image network on the bit-parallel array): a copy of the input and lane
+        # memories per further column, written with bank 0, read at that column's address
+        bank_reads = [(input_read, lane_read)]
+        for c in range(1, p.cols if p.banked else 1):
+            ports = []
+            for name, primary in (("input", input_write), ("lanes", lane_write)):
+                width = in_slots * word_bits if name == "input" else word.size
+                mem = memory.Memory(shape=unsigned(width), depth=depths[name], init=[],
+                                    attrs={"ram_style": "block"})
+                m.submodules[f"{name}_memory_{c}"] = mem
+                write = mem.write_port(granularity=word_bits)
+                m.d.comb += [write.addr.eq(primary.addr), write.data.eq(primary.data), write.en.eq(primary.en)]
+                ports.append(mem.read_port())
+            bank_reads.append(tuple(ports))
 
         # -- sequencer state ----------------------------------------------------------------
         cell_base = Signal(range(max(2, tiles * rows)))
@@ -419,14 +436,17 @@ class Sequencer(wiring.Component):
             ]
         first_layer = descriptor.layer == 0
         fetch = lane_fetch.memory
-        m.d.comb += [
-            input_read.addr.eq(fetch.addr + Mux(run_buffer, p.input_region, 0)),
-            input_read.en.eq(fetch.en & first_layer),
-            lane_read.addr.eq(fetch.addr),
-            lane_read.en.eq(fetch.en & ~first_layer),
-            fetch.data.eq(Mux(first_layer, input_read.data, lane_read.data)),
-            array.lanes_in.eq(lane_fetch.lanes),
-        ]
+        m.d.comb += array.lanes_in.eq(lane_fetch.lanes)
+        for c, (in_read, ln_read) in enumerate(bank_reads):
+            address = lane_fetch.banks[c] if p.banked else fetch.addr
+            words = lane_fetch.bank_data[c] if p.banked else fetch.data
+            m.d.comb += [
+                in_read.addr.eq(address + Mux(run_buffer, p.input_region, 0)),
+                in_read.en.eq(fetch.en & first_layer),
+                ln_read.addr.eq(address),
+                ln_read.en.eq(fetch.en & ~first_layer),
+                words.eq(Mux(first_layer, in_read.data, ln_read.data)),
+            ]
         out_slot = Signal.like(self.out_slot)
         m.d.sync += out_slot.eq(self.out_slot)
         m.d.comb += [

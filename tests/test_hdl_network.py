@@ -17,11 +17,12 @@ from colcomb.sim.amaranth_sim import run_top
 
 
 def _compiled(seed: int, *, rows: int, cols: int, alpha: int, size: int, batch: int,
-              channels: tuple[int, int] = (3, 5), section: int | None = -1, pass_vectors: int = 256):
+              channels: tuple[int, int] = (3, 5), section: int | None = -1, pass_vectors: int = 256,
+              cell: str = "serial"):
     rng = np.random.default_rng(seed)
     layers, graph, shape = random_cnn(rng, alpha=alpha, size=size, channels=channels, section=section)
     stages = stages_of(graph, shape, {la.name: la.shape for la in layers})
-    prog = Program.compile(layers, rows=rows, cols=cols, batch=batch, cell="serial", stages=stages,
+    prog = Program.compile(layers, rows=rows, cols=cols, batch=batch, cell=cell, stages=stages,
                            pass_vectors=pass_vectors)
     return rng, layers, graph, shape, prog
 
@@ -74,23 +75,26 @@ def test_compiled_layout_computes_the_integer_cnn(seed):
     assert np.array_equal(run_program(prog, x), run_graph(layers, graph, x))
 
 
-@pytest.mark.parametrize("rows, cols, alpha, size, batch, images, section, passes", [
-    (4, 4, 4, 4, 8, 3, -1, 256),
-    (8, 2, 4, 4, 6, 5, -1, 8),   # a flattened position's 8 single-slot words in its 8 cycles
-    (2, 2, 8, 6, 5, 7, -1, 6),   # passes split images (of 4-vector windows); two runs in the buffers
-    (4, 4, 2, 4, 8, 4, None, 12),  # conv2's channel groups cross aligned pairs: a word per group
-    (8, 4, 2, 4, 8, 3, -1, 16),  # 2-slot words, 8 rows: one slot per write, from any row
+@pytest.mark.parametrize("rows, cols, alpha, size, batch, images, section, passes, cell", [
+    (4, 4, 4, 4, 8, 3, -1, 256, "serial"),
+    (8, 2, 4, 4, 6, 5, -1, 8, "serial"),   # a flattened position's 8 single-slot words in its 8 cycles
+    (2, 2, 8, 6, 5, 7, -1, 6, "serial"),   # passes split images (of 4-vector windows); two runs in the buffers
+    (4, 4, 2, 4, 8, 4, None, 12, "serial"),  # conv2's channel groups cross aligned pairs: a word per group
+    (8, 4, 2, 4, 8, 3, -1, 16, "serial"),  # 2-slot words, 8 rows: one slot per write, from any row
+    (4, 4, 4, 4, 8, 3, -1, 256, "parallel"),  # banks: a vector's window words in one cycle
+    (8, 2, 4, 6, 6, 5, -1, 8, "parallel"),
+    (2, 2, 8, 6, 5, 7, -1, 6, "parallel"),
 ])
-def test_top_runs_an_image_network_bit_exact(rows, cols, alpha, size, batch, images, section, passes):
+def test_top_runs_an_image_network_bit_exact(rows, cols, alpha, size, batch, images, section, passes, cell):
     rng, layers, graph, shape, prog = _compiled(rows * 10 + images, rows=rows, cols=cols, alpha=alpha,
                                                 size=size, batch=batch, channels=(5, 5), section=section,
-                                                pass_vectors=passes)
+                                                pass_vectors=passes, cell=cell)
     if section is None:
         assert prog.channel_words(1)[1] > -(-5 // alpha)
     wl = prog.write_layout
     singles = {int(w) >> wl["single"].offset & 1 for w in prog.writes}
     assert 1 in singles or rows <= prog.lanes_per_part
-    if rows > prog.lanes_per_part:  # every layer's outputs fit their rows: no extra row tiles
+    if rows > prog.lanes_per_part and cell == "serial":  # 8 cycles a vector: no extra row tiles
         assert sum(t.last for t in prog.tiles) == sum(-(-la.rows // rows) for la in layers)
     x = rng.integers(-128, 128, (images, *shape))
     got = run_top(prog, rows, cols, x.reshape(images, -1), max_cycles=200_000)
@@ -113,11 +117,11 @@ def test_conv_columns_must_read_one_feature_map_word():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"cell": "parallel"}, "--cell serial"),
     ({"cols": 3}, "power-of-two column count"),
+    ({"cols": 16}, "no larger than the data width"),
     ({"pass_vectors": 3}, "allow passes of 4 or more"),
 ])
-def test_image_networks_need_the_serial_column_word_array(kwargs, message):
+def test_image_networks_need_a_word_per_column(kwargs, message):
     rng = np.random.default_rng(5)
     layers, graph, shape = random_cnn(rng, alpha=4, size=4, channels=(2, 3))
     stages = stages_of(graph, shape, {la.name: la.shape for la in layers})

@@ -72,7 +72,14 @@ def test_cli_simulate_and_generate_a_cnn(cnn, tmp_path, capsys):
     assert info["in_words"] == 36
 
 
-def test_the_parallel_array_refuses_a_whole_cnn(cnn):
+def test_the_banked_parallel_array_runs_the_cnn(cnn):
+    folder, layers, graph, shape = cnn
+    images = np.random.default_rng(5).integers(-128, 128, (12, *shape))
+    res = simulate(folder, 4, 4, batch=4, cell="parallel", inputs=images.reshape(12, -1), root=ROOT)
+    assert res.passed and np.array_equal(res.outputs(), run_graph(layers, graph, images))
+
+
+def test_a_cnn_on_three_columns_is_refused(cnn):
     folder, *_ = cnn
-    with pytest.raises(ColcombError, match="--cell serial"):
-        simulate(folder, 4, 4, batch=8, cell="parallel", vectors=4, root=ROOT)
+    with pytest.raises(ColcombError, match="power-of-two column"):
+        simulate(folder, 4, 3, batch=8, cell="serial", vectors=4, root=ROOT)

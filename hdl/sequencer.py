@@ -26,6 +26,12 @@ array its rows share ``requant_lanes`` lanes, ``requant_steps - 1`` cycles more)
 them into the next layer's memory, one per cycle, overlapping the next tile's PREP). At a layer's end the
 sequencer waits (FLUSH) until that pipeline is empty: :meth:`Sequencer.flush_cycles` after the
 DRAIN.
+
+An image network (:attr:`Program.stages`, on-chip convolution) runs each layer's (image,
+position) vectors in passes over its tiles (:meth:`Sequencer._passes`): the lane fetch reads
+each vector's window words from a feature map (patch and column ROMs; on the bit-parallel array
+one bank per column), :class:`~colcomb.hdl.pool_write.PoolWriteBack` max-pools and writes, and
+a FLUSH that ends a pass goes back to the layer's first tile until its vectors are done.
 """
 
 from __future__ import annotations

@@ -67,18 +67,12 @@ YOSYS_AFTER_READ = "rename -hide w:*[*"
 
 def self_test_inputs(layers, vectors: int, seed: int, cols: int | None = None) -> np.ndarray:
     """(vectors, first layer's cols) integer inputs over the full data range; the first ones are
-    the extremes (all lowest, all highest, alternating), then uniform random. ``cols``: words per
-    vector other than the first layer's columns (an image network's pixels)."""
-    from colcomb.packer.packed import signed_range
+    the extremes (all lowest, all highest, alternating), then uniform random: the testbench's
+    stimulus (:func:`colcomb.hdl.testbench.stimulus`). ``cols``: words per vector other than the
+    first layer's columns (an image network's pixels)."""
+    from colcomb.hdl.testbench import stimulus
 
-    lo, hi = signed_range(layers[0].data_bits)
-    rng = np.random.default_rng(seed)
-    cols = layers[0].cols if cols is None else cols
-    x = rng.integers(lo, hi + 1, (vectors, cols), dtype=np.int64)
-    special = [np.full(cols, lo), np.full(cols, hi), np.where(np.arange(cols) % 2, lo, hi)]
-    for i, row in enumerate(special[:vectors]):
-        x[i] = row
-    return x
+    return stimulus(layers[0], vectors, seed, cols)
 
 
 @dataclass

@@ -157,17 +157,15 @@ class LaneFetch(wiring.Component):
         lanes, lpp = self.cols * self.alpha, self.lanes_per_part
         vector_base = Signal(unsigned(self.address_bits))
         m.d.comb += vector_base.eq(ctl.base + vector_offset(ctl.n, self.parts))
-        if not self.serial and self.gather:
-            m.d.comb += [mem.addr.eq(vector_base), mem.en.eq(ctl.fetch)]
-            for c in range(self.cols):
-                m.d.comb += self.banks[c].eq(vector_base + self.offsets[c])
-                for a in range(self.alpha):
-                    m.d.comb += self.lanes[c][a].eq(self.bank_data[c][a])
-            return m
         if not self.serial:
             m.d.comb += [mem.addr.eq(vector_base), mem.en.eq(ctl.fetch)]
-            for i in range(lanes):
-                m.d.comb += self.lanes[i // self.alpha][i % self.alpha].eq(mem.data[i])
+            if self.gather:  # a bank per column, each read at its column's offset
+                for c in range(self.cols):
+                    m.d.comb += [self.banks[c].eq(vector_base + self.offsets[c]),
+                                 self.lanes[c].eq(self.bank_data[c])]
+            else:
+                for i in range(lanes):
+                    m.d.comb += self.lanes[i // self.alpha][i % self.alpha].eq(mem.data[i])
             return m
 
         if self.staggered:

@@ -57,6 +57,11 @@ __all__ = [
 ]
 
 
+def _row_tile(channels: list[int], rows: int) -> RowTile:
+    """A row tile computing ``channels`` in its first rows, writing no repeated words."""
+    return RowTile(tuple(channels + [None] * (rows - len(channels))), ())
+
+
 #: the array's cell kinds: one vector per cycle, or the paper's bit-serial cell
 CELLS = ("parallel", "serial")
 #: an image network's layer runs its (image, position) vectors in passes of at most this many
@@ -649,15 +654,15 @@ class Program:
         groups = sorted(sets, key=min)
         return {c: (w, sorted(g).index(c)) for w, g in enumerate(groups) for c in g}, len(groups)
 
-    def _conv_tiles(self, k: int) -> list[tuple[int, int, list[list[int]], list[int]]]:
+    def _conv_tiles(self, k: int,
+                    where: dict[int, tuple[int, int]]) -> list[tuple[int, int, list[list[int]], list[int]]]:
         """Conv layer ``k``'s input tiles: (block, first packed column, the lane of every member
         of each column, each column word's offset from a window's origin). A packed column reads
-        one word of the input feature map: its members are channels of one word
-        (:meth:`channel_words`) at one kernel position (per feature map combining)."""
+        one word of the input feature map: its members are channels of one word (``where``,
+        :meth:`channel_words`) at one kernel position (per feature map combining)."""
         layer, st, C = self.layers[k], self.stages[k], self.cols
         hp, wp = st.padded_size
         kh, kw = st.kernel
-        where, _ = self.channel_words(k)
         out = []
         for bi, block in enumerate(layer.blocks):
             n = block.packed_columns
@@ -700,11 +705,13 @@ class Program:
         per_vector = self.cycles_per_vector
         inputs = []
         self.layer_info = []
+        # each conv layer's input channels in a pixel's words: (channel -> (word, slot), words)
+        maps = {k: self.channel_words(k) for k, st in enumerate(stages) if st.conv}
         for k, (layer, st) in enumerate(zip(layers, stages, strict=True)):
             if st.conv:
-                tiles_in = self._conv_tiles(k)
+                tiles_in = self._conv_tiles(k, maps[k][0])
                 hp, wp = st.padded_size
-                image_words = self.channel_words(k)[1] * hp * wp
+                image_words = maps[k][1] * hp * wp
                 origins = [r * wp + c for r, c in st.patch_origins()]
                 region = self.batch * image_words
             else:
@@ -734,7 +741,7 @@ class Program:
             ch0, h0, w0 = st0.in_shape
             hp, wp = st0.padded_size
             ph, pw = st0.padding
-            words, _ = self.channel_words(0)
+            words = maps[0][0]
             self.input_slots = [[Slot(words[c][0] * hp * wp + (y + ph) * wp + x + pw, words[c][1])]
                                 if c in words else []
                                 for c in range(ch0) for y in range(h0) for x in range(w0)]
@@ -751,30 +758,25 @@ class Program:
             info = self.layer_info[li]
             info["first_tile"] = len(tiles)
             budget = st.pool * st.pool * per_vector  # cycles between two output positions
-            nxt = stages[li + 1] if li + 1 < n_layers else None
-            needs = {} if nxt is not None and nxt.conv else self._needs(li + 1, plain)
+            next_words = maps[li + 1][0] if li + 1 in maps else None  # the next conv layer's pixel words
+            needs = {} if next_words is not None else self._needs(li + 1, plain)
             for bi, block in enumerate(layer.blocks):
                 channels = range(block.row_start, block.row_stop)
-
-                def in_rows(chs: list[int]) -> list[RowTile]:
-                    return [RowTile(tuple(chs[i: i + R] + [None] * (R - len(chs[i: i + R]))), ())
-                            for i in range(0, len(chs), R)]
-
-                if st.conv and not (nxt is not None and nxt.conv):
+                if st.conv and next_words is None:
                     # a flattened map: any channel in any row, each value written to its own slots,
                     # as many channels a row tile as leave each position's writes in the budget
                     tiles_rt, single = self._flattened_tiles(li, channels, needs, budget), True
                 else:
-                    if nxt is not None and nxt.conv:
+                    if next_words is not None:
                         # a pixel word per channel group, the same words at every position
-                        words, _ = self.channel_words(li + 1)
-                        wanted = {ch: [Slot(*words[ch])] for ch in channels if ch in words}
+                        wanted = {ch: [Slot(*next_words[ch])] for ch in channels if ch in next_words}
                     else:
                         wanted = {ch: needs[ch] for ch in channels if needs.get(ch)}
                     tiles_rt = pack_rows(wanted, channels, R, budget)
                     # repeated words put a channel in the row of its slot's residue: where that
                     # costs row tiles (few slots a word), one slot per write from any row instead
-                    packed = in_rows(list(wanted))
+                    wanted_list = list(wanted)
+                    packed = [_row_tile(wanted_list[i: i + R], R) for i in range(0, len(wanted_list), R)]
                     single = len(tiles_rt) > len(packed) and all(
                         sum(len(wanted[ch]) for ch in rt.channels if ch is not None) <= budget for rt in packed)
                     if single:
@@ -785,7 +787,7 @@ class Program:
                     pos_first = len(self.positions)
                     row_tiles.append((li, rt))
                     for u in range(st.emitted):
-                        entries = self._position_writes(li, u, rt, needs, single)
+                        entries = self._position_writes(li, u, rt, needs, single, next_words)
                         if len(entries) > budget:  # pack_rows and _flattened_tiles keep to the budget
                             raise ColcombError(
                                 f"layer {layer.name!r} writes {len(entries)} words per output position, but a "
@@ -822,29 +824,29 @@ class Program:
                     f"of the next layer, more than the {budget} writes a position has time for; pack the next "
                     f"layer with fewer row blocks")
             if len(current) == R or any(a + c > budget for a, c in zip(load, cost, strict=True)):
-                tiles.append(RowTile(tuple(current + [None] * (R - len(current))), ()))
+                tiles.append(_row_tile(current, R))
                 current, load = [], [0] * st.emitted
             current.append(ch)
             load = [a + c for a, c in zip(load, cost, strict=True)]
         if current:
-            tiles.append(RowTile(tuple(current + [None] * (R - len(current))), ()))
+            tiles.append(_row_tile(current, R))
         return tiles
 
-    def _position_writes(self, k: int, u: int, rt: RowTile, needs: dict[int, list[Slot]],
-                         single: bool) -> list[dict]:
+    def _position_writes(self, k: int, u: int, rt: RowTile, needs: dict[int, list[Slot]], single: bool,
+                         words: dict[int, tuple[int, int]] | None) -> list[dict]:
         """The words row tile ``rt`` of layer ``k`` writes for output position ``u`` of image 0:
         its repeated words (``rt.writes``), or with ``single`` one slot per word, from the row
-        that computes it."""
+        that computes it; ``words``: the next conv layer's channel words (None: the next layer
+        is linear)."""
         st = self.stages[k]
-        nxt = self.stages[k + 1] if k + 1 < len(self.stages) else None
         live = [(r, ch) for r, ch in enumerate(rt.channels) if ch is not None]
-        if nxt is not None and nxt.conv:
+        if words is not None:
+            nxt = self.stages[k + 1]
             hp, wp = nxt.padded_size
             ph, pw = nxt.padding
             py, px = divmod(u, st.pooled_size[1])
             at = self.region_of(k + 1) + (py + ph) * wp + px + pw
             if single:
-                words, _ = self.channel_words(k + 1)
                 return [{"address": at + words[ch][0] * hp * wp, "mask": 1 << words[ch][1], "single": 1, "row": r}
                         for r, ch in live if ch in words]
             return [{"address": at + group * hp * wp, "mask": mask} for group, mask in rt.writes]

@@ -304,12 +304,16 @@ class Sequencer(wiring.Component):
         depths = p.memory_depths
         memories = {}
         in_slots = p.input_slots_per_word
-        for name in ("input", "lanes", "output"):
+
+        def activation_memory(name: str, label: str) -> tuple:
             width = in_slots * word_bits if name == "input" else word.size
             mem = memory.Memory(shape=unsigned(width), depth=depths[name], init=[],
                                 attrs={"ram_style": "block"})  # not LUT RAM or flip-flops when shallow
-            m.submodules[f"{name}_memory"] = mem
-            memories[name] = (mem.read_port(), mem.write_port(granularity=word_bits))
+            m.submodules[label] = mem
+            return mem.read_port(), mem.write_port(granularity=word_bits)
+
+        for name in ("input", "lanes", "output"):
+            memories[name] = activation_memory(name, f"{name}_memory")
         input_read, input_write = memories["input"]
         lane_read, lane_write = memories["lanes"]
         output_read, output_write = memories["output"]
@@ -320,13 +324,9 @@ class Sequencer(wiring.Component):
         for c in range(1, p.cols if p.banked else 1):
             ports = []
             for name, primary in (("input", input_write), ("lanes", lane_write)):
-                width = in_slots * word_bits if name == "input" else word.size
-                mem = memory.Memory(shape=unsigned(width), depth=depths[name], init=[],
-                                    attrs={"ram_style": "block"})
-                m.submodules[f"{name}_memory_{c}"] = mem
-                write = mem.write_port(granularity=word_bits)
+                read, write = activation_memory(name, f"{name}_memory_{c}")
                 m.d.comb += [write.addr.eq(primary.addr), write.data.eq(primary.data), write.en.eq(primary.en)]
-                ports.append(mem.read_port())
+                ports.append(read)
             bank_reads.append(tuple(ports))
 
         # -- sequencer state ----------------------------------------------------------------

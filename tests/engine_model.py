@@ -67,7 +67,7 @@ def run_program(prog: Program, images: np.ndarray) -> np.ndarray:
                     acc = {v: acc[v] + x for v, x in zip(vectors, sums, strict=True)}
                 if not t.last:
                     continue
-                rows = [ch for ch in t.channels]
+                rows = list(t.channels)
                 out = np.zeros(R, np.int64)
                 held = None
                 for v in vectors:

@@ -15,11 +15,11 @@ from colcomb.hdl.serial_cell import SerialCell
 __all__ = ["SystolicArray", "array_latency", "psum_bits"]
 
 
-def array_latency(rows: int, cols: int, cell: str = "parallel") -> int:
+def array_latency(rows: int, cols: int, cell: str = "parallel", registered_lanes: bool = False) -> int:
     """Cycles from a vector (serial: its last bit) entering a ``rows`` x ``cols`` array to its
-    sums: one per column (a column's lanes reach all of its rows at once), and the serial
-    edge's bit-plane accumulator."""
-    return cols + (cell == "serial")
+    sums: one per column (a column's lanes reach all of its rows at once), the serial
+    edge's bit-plane accumulator, and the input register of ``registered_lanes``."""
+    return cols + (cell == "serial") + bool(registered_lanes)
 
 
 
@@ -69,6 +69,15 @@ class SystolicArray(wiring.Component):
     skewed_input : bool
         Column ``c``'s lanes already arrive ``c`` cycles late (the serial lane fetch's column
         words), so the array adds no skew registers.
+    registered_lanes : bool
+        Register every column's lanes once more as they enter (one cycle more latency), so that
+        no path runs from a block RAM's output through the lane multiplexer into a multiplier:
+        column 0's lanes have no skew register of their own (the banked image network's reads).
+    skewed_loads : bool
+        Column ``c`` also takes ``load`` and ``w_in`` ``c`` cycles late (after the same input
+        register as its lanes), so a column's weights change only once the last vector before the
+        load has passed it: the next tile may load as soon as the last vector has entered, not
+        :attr:`latency` cycles later. Costs ``weight_bits + select`` flip-flops per delay.
 
     Members
     -------
@@ -89,7 +98,8 @@ class SystolicArray(wiring.Component):
     @validated
     def __init__(self, *, rows: int, cols: int, alpha: int = 1, weight_bits: int = 8,
                  data_bits: int = 8, acc_bits: int = 32, dsp_cells: int | None = None,
-                 cell: str = "parallel", onehot: bool = False, skewed_input: bool = False):
+                 cell: str = "parallel", onehot: bool = False, skewed_input: bool = False,
+                 registered_lanes: bool = False, skewed_loads: bool = False):
         self.rows = check_int("rows", rows)
         self.cols = check_int("cols", cols)
         self.alpha = check_int("alpha", alpha)
@@ -105,6 +115,13 @@ class SystolicArray(wiring.Component):
             raise ValueError(f"a one-hot select is for the parallel cell, not cell={cell!r}")
         self.onehot = bool(onehot)
         self.skewed_input = bool(skewed_input)
+        if registered_lanes and skewed_input:
+            raise ValueError("registered_lanes is for lanes the array skews itself, not skewed_input=True")
+        self.registered_lanes = bool(registered_lanes)
+        if skewed_loads and skewed_input:
+            raise ValueError("skewed_loads delays each column's loads like the lanes the array skews itself, "
+                             "not with skewed_input=True")
+        self.skewed_loads = bool(skewed_loads)
         lane = data.ArrayLayout(unsigned(1), alpha) if serial else lane_layout(data_bits, alpha)
         ports = {
             "load": In(1),
@@ -120,7 +137,7 @@ class SystolicArray(wiring.Component):
     def latency(self) -> int:
         """Cycles from a vector on ``lanes_in`` (serial: its last bit) to its sums on
         ``sums_out``: one per column, and the serial edge's bit-plane accumulator."""
-        return array_latency(self.rows, self.cols, self.cell)
+        return array_latency(self.rows, self.cols, self.cell, self.registered_lanes)
 
     @property
     def cycles_per_vector(self) -> int:
@@ -146,15 +163,19 @@ class SystolicArray(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         n_rows, n_cols = self.rows, self.cols
-        lanes = [self.lanes_in[c] if self.skewed_input else delay(m, self.lanes_in[c], c, f"skew_{c}")
+        extra = int(self.registered_lanes)
+        lanes = [self.lanes_in[c] if self.skewed_input else delay(m, self.lanes_in[c], c + extra, f"skew_{c}")
                  for c in range(n_cols)]
+        late = [c + extra if self.skewed_loads else 0 for c in range(n_cols)]
+        loads = [delay(m, self.load, late[c], f"load_{c}") for c in range(n_cols)]
+        w_ins = [delay(m, self.w_in[c], late[c], f"w_in_{c}") for c in range(n_cols)]
         cells = [[self._cell(r, c) for c in range(n_cols)] for r in range(n_rows)]
         for r in range(n_rows):
             for c in range(n_cols):
                 cell = cells[r][c]
                 m.submodules[f"cell_{r}_{c}"] = cell
-                m.d.comb += [cell.load.eq(self.load), cell.lanes.eq(lanes[c])]
-                m.d.comb += cell.w_in.eq(self.w_in[c] if r == 0 else cells[r - 1][c].w_out)
+                m.d.comb += [cell.load.eq(loads[c]), cell.lanes.eq(lanes[c])]
+                m.d.comb += cell.w_in.eq(w_ins[c] if r == 0 else cells[r - 1][c].w_out)
                 if c:
                     m.d.comb += cell.psum_in.eq(cells[r][c - 1].psum_out)
         edges = [cells[r][n_cols - 1].psum_out for r in range(n_rows)]

@@ -42,10 +42,12 @@ def drain_cycles(program: Program) -> int:
     return Sequencer.drain_cycles_for(program)
 
 
-def tile_cycles(program: Program, vectors: int) -> int:
+def tile_cycles(program: Program, vectors: int, last: bool = True) -> int:
     """Engine cycles of one tile for a batch of ``vectors``: prepare, stream (``data_bits``
-    cycles per vector on the serial array), drain."""
-    return prep_cycles(program) + vectors * program.cycles_per_vector + drain_cycles(program)
+    cycles per vector on the serial array), drain (with :attr:`Program.skewed_loads` only a
+    layer's ``last`` tile of a pass drains)."""
+    drain = drain_cycles(program) if last or not program.skewed_loads else 0
+    return prep_cycles(program) + vectors * program.cycles_per_vector + drain
 
 
 def flush_cycles(program: Program, words_written: int) -> int:
@@ -63,8 +65,8 @@ def engine_cycles(program: Program, vectors: int, layer: int | None = None) -> i
         return sum(_layer_passes(program, vectors, li) for li in range(len(program.layers))
                    if layer is None or li == layer)
     tiles = [t for t in program.tiles if layer is None or t.layer == layer]
-    flush = sum(flush_cycles(program, t.wr_count) for t in tiles if t.layer_end)
-    return len(tiles) * tile_cycles(program, vectors) + flush
+    return sum(tile_cycles(program, vectors, t.layer_end)
+               + (flush_cycles(program, t.wr_count) if t.layer_end else 0) for t in tiles)
 
 
 def _layer_passes(program: Program, images: int, li: int) -> int:
@@ -85,7 +87,8 @@ def _layer_passes(program: Program, images: int, li: int) -> int:
         first = program.positions[last.wr_first + u]
         end = (program.positions[last.wr_first + u + 1] if last.wr_first + u + 1 < len(program.positions)
                else len(program.writes))
-        cycles += len(tiles) * tile_cycles(program, size) + flush_cycles(program, end - first)
+        cycles += (sum(tile_cycles(program, size, t is last) for t in tiles)
+                   + flush_cycles(program, end - first))
     return cycles
 
 

@@ -213,8 +213,18 @@ class Program:
     def banked(self) -> bool:
         """An image network on the bit-parallel array: the lane and input memories are copied once
         per column (*banks*, every write to all), so the ``cols`` words of a vector's windows
-        are read in one cycle, one from each bank."""
+        are read in one cycle, one from each bank. The array registers those words once more
+        (``registered_lanes``): no path from a block RAM through a lane multiplexer into a
+        multiplier."""
         return self.stages is not None and self.cell == "parallel"
+
+    @property
+    def skewed_loads(self) -> bool:
+        """Each array column loads its weights as late as its lanes arrive (column ``c``: ``c``
+        cycles after column 0), so a tile's PREP follows its last vector at once and only a
+        layer's last tile of a pass waits out the DRAIN: on the banked array, whose tiles are
+        short next to the drain (:meth:`colcomb.hdl.array.SystolicArray` ``skewed_loads``)."""
+        return self.banked
 
     @property
     def column_words(self) -> bool:

@@ -16,7 +16,8 @@ Per tile (cycles, :mod:`colcomb.hdl.cycles`)::
     STREAM batch x cycles_per_vector       one vector per cycle into the array (serial: one bit
                                            per cycle), the next one's lanes fetched meanwhile
                                            (:class:`~colcomb.hdl.lane_fetch.LaneFetch`)
-    DRAIN  SystolicArray.latency           until the last vector has left the array
+    DRAIN  SystolicArray.latency           until the last vector has left the array (with
+                                           Program.skewed_loads: only after a layer's last tile)
 
 Behind the array (per vector): :class:`~colcomb.hdl.accumulate.Accumulate` (``O`` read the
 descriptor and running sum, ``P1`` add this column tile and keep the sum in the accumulator
@@ -148,7 +149,7 @@ class Sequencer(wiring.Component):
     def drain_cycles_for(program: Program) -> int:
         """Cycles after a tile's last vector enters before the cells may be reloaded: the
         array's latency."""
-        return array_latency(program.rows, program.cols, program.cell)
+        return array_latency(program.rows, program.cols, program.cell, program.banked)
 
     @staticmethod
     def flush_cycles(program: Program, words_written: int) -> int:
@@ -181,7 +182,7 @@ class Sequencer(wiring.Component):
 
     def _passes(self, m: Module, p: Program, descriptor, prep, step, streaming, vector_end, vector,
                 vectors, stream_final, pass_over, next_pass, layer_over, first_tile, lane_fetch,
-                write_back, fetch_next_allowed, tile) -> None:
+                write_back, fetch_next_allowed, tile, run_buffer) -> None:
         """An image network's positions: each layer's vectors are (image, position) pairs, run in
         passes of at most ``chunk`` vectors (whole pooling windows) over the layer's tiles. The
         pass's start is held for the write-back; the fetch side reads each vector's window
@@ -233,27 +234,35 @@ class Sequencer(wiring.Component):
 
         # the fetched vector (one ahead of the streamed one): its window origin from the patch ROM
         m.submodules.patch_rom = patch_rom = Rom(width=p.address_bits, init=p.patches, name="patches")
-        bf, qf, rbf = Signal(b_shape), Signal(q_shape), Signal(a_shape)
+        # ``fbase``: the tile's base plus the fetched image's map, a register, so that a window
+        # word's address is two additions away from it (the patch ROM's origin, the column's
+        # offset)
+        bf, qf, fbase = Signal(b_shape), Signal(q_shape), Signal(a_shape)
         fetch = lane_fetch.control.fetch
-        fetched = advance(bf, qf, [rbf], [read_stride])
+        fetched = advance(bf, qf, [fbase], [read_stride])
         # the ROM reads the next vector's origin as this one is fetched (the bit-parallel array
         # fetches every cycle)
         m.d.comb += [patch_rom.addr0.eq(table("patch_first", range(max(2, len(p.patches))))
                                         + Mux(fetch, fetched[1], qf)),
                      patch_rom.en0.eq(1)]
+        # the descriptor arrives Rom.latency cycles into PREP, before the last of these steps
         with m.If(prep & (step < self.prep_cycles - lane_fetch.lead)):
-            m.d.sync += [bf.eq(b0), qf.eq(q0), rbf.eq(rb0)]
+            m.d.sync += [bf.eq(b0), qf.eq(q0), fbase.eq(descriptor.base + rb0)]
         with m.Elif(fetch):
-            m.d.sync += [x.eq(y) for x, y in zip((bf, qf, rbf), fetched, strict=True)]
-        m.d.comb += [lane_fetch.control.base.eq(descriptor.base + rbf + patch_rom.data0),
+            m.d.sync += [x.eq(y) for x, y in zip((bf, qf, fbase), fetched, strict=True)]
+        m.d.comb += [lane_fetch.control.base.eq(fbase + patch_rom.data0),
                      lane_fetch.control.n.eq(0)]
-        # each tile's column offsets, read with its descriptor
+        # each tile's column offsets, read with its descriptor, held in registers with the input
+        # memory's batch region added (only layer 0 reads that memory; its address adds nothing)
         m.submodules.column_rom = column_rom = Rom(
             width=p.cols * p.address_bits,
             init=[pack_array(p.column_offsets[t * p.cols:(t + 1) * p.cols], p.address_bits)
                   for t in range(len(p.tiles))], name="columns")
-        m.d.comb += [column_rom.addr0.eq(tile), column_rom.en0.eq(prep & (step == 0)),
-                     lane_fetch.offsets.as_value().eq(column_rom.data0)]
+        read_offsets = data.ArrayLayout(unsigned(p.address_bits), p.cols)(column_rom.data0)
+        region = Mux(run_buffer & (descriptor.layer == 0), p.input_region, 0)
+        m.d.comb += [column_rom.addr0.eq(tile), column_rom.en0.eq(prep & (step == 0))]
+        with m.If(prep):  # the ROM's word is there from step Rom.latency, before the first fetch
+            m.d.sync += [lane_fetch.offsets[c].eq(read_offsets[c] + region) for c in range(p.cols)]
 
     def elaborate(self, platform):
         m = Module()
@@ -267,7 +276,8 @@ class Sequencer(wiring.Component):
         m.submodules.array = array = SystolicArray(
             rows=rows, cols=p.cols, alpha=p.alpha, weight_bits=p.weight_bits,
             data_bits=word_bits, acc_bits=p.acc_bits, dsp_cells=p.dsp_cells, cell=p.cell,
-            onehot=p.onehot, skewed_input=p.column_words)
+            onehot=p.onehot, skewed_input=p.column_words, registered_lanes=p.banked,
+            skewed_loads=p.skewed_loads)
         row_of_cells = data.ArrayLayout(cell_layout(p.weight_bits, p.alpha, p.onehot), p.cols)
         m.submodules.cell_rom = cell_rom = Rom(width=row_of_cells.size, init=p.cells,
                                                name="cells")
@@ -389,7 +399,14 @@ class Sequencer(wiring.Component):
                     m.d.sync += vector.eq(vector + 1)
                 with m.If(vector_end & stream_final):
                     m.d.sync += drain_step.eq(0)
-                    m.next = "DRAIN"
+                    if p.skewed_loads:  # the next tile loads behind the last vector
+                        with m.If(descriptor.layer_end):
+                            m.next = "DRAIN"
+                        with m.Else():
+                            next_tile()
+                            m.next = "PREP"
+                    else:
+                        m.next = "DRAIN"
             with m.State("DRAIN"):
                 m.d.sync += drain_step.eq(drain_step + 1)
                 with m.If(drain_step == self.drain_cycles - 1):
@@ -415,7 +432,7 @@ class Sequencer(wiring.Component):
         if network:
             self._passes(m, p, descriptor, prep, step, streaming, vector_end, vector, vectors,
                          stream_final, pass_over, next_pass, layer_over, first_tile, lane_fetch,
-                         write_back, fetch_next_allowed, tile)
+                         write_back, fetch_next_allowed, tile, run_buffer)
         else:
             m.d.comb += [stream_final.eq(vector == vectors - 1), pass_over.eq(1),
                          fetch_next_allowed.eq(vector != vectors - 1)]
@@ -447,7 +464,8 @@ class Sequencer(wiring.Component):
             address = lane_fetch.banks[c] if p.banked else fetch.addr
             words = lane_fetch.bank_data[c] if p.banked else fetch.data
             m.d.comb += [
-                in_read.addr.eq(address + Mux(run_buffer, p.input_region, 0)),
+                # an image network's column offsets hold the batch region already
+                in_read.addr.eq(address + (0 if network else Mux(run_buffer, p.input_region, 0))),
                 in_read.en.eq(fetch.en & first_layer),
                 ln_read.addr.eq(address),
                 ln_read.en.eq(fetch.en & ~first_layer),

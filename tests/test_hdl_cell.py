@@ -490,3 +490,54 @@ def test_serial_cell_gates_the_weight_with_the_selected_bit():
             assert ctx.get(dut.psum_out) == expect
 
     _run(dut, bench)
+
+
+@pytest.mark.parametrize(("rows", "cols", "alpha"), [(1, 1, 1), (3, 4, 2), (2, 5, 8)])
+@pytest.mark.parametrize("skewed", [True, False])
+def test_array_skewed_loads_follow_the_last_vector(rows, cols, alpha, skewed):
+    """With ``skewed_loads`` (and ``registered_lanes``) the next tile's cells load from the
+    cycle after the previous tile's last vector entered, and every vector of both tiles still
+    meets its own tile's weights; without the skew the same schedule overwrites the weights
+    under the last vectors (where there are columns for them to be in flight)."""
+    rng = np.random.default_rng(rows * 100 + cols * 10 + alpha)
+    dut = SystolicArray(rows=rows, cols=cols, alpha=alpha, acc_bits=24, registered_lanes=True,
+                        skewed_loads=skewed)
+    assert dut.latency == cols + 1
+    n = 4
+    tiles = [(rng.integers(-128, 128, (rows, cols)), rng.integers(0, alpha, (rows, cols))) for _ in range(2)]
+    xs = rng.integers(-128, 128, (2, n, cols, alpha))
+    expect = []
+    for (w, s), x in zip(tiles, xs, strict=True):
+        picked = np.take_along_axis(x[:, None, :, :], np.broadcast_to(s[None, :, :, None],
+                                    (n, rows, cols, 1)), axis=3)[..., 0]
+        expect.extend((picked * w[None]).sum(axis=2))
+    # the schedule: tile 0 loads, streams n vectors; tile 1 loads from the next cycle, streams
+    schedule = []
+    for k in range(len(tiles)):
+        schedule += [("load", r, k) for r in reversed(range(rows))]
+        schedule += [("lanes", t, k) for t in range(n)]
+    entered = []
+    got = {}
+
+    async def bench(ctx):
+        for t in range(len(schedule) + dut.latency + 1):
+            ctx.set(dut.load, 0)
+            if t < len(schedule):
+                kind, i, k = schedule[t]
+                w, s = tiles[k]
+                if kind == "load":
+                    ctx.set(dut.load, 1)
+                    ctx.set(dut.w_in, [{"weight": int(w[i, c]), "select": int(s[i, c])} if alpha > 1
+                                       else {"weight": int(w[i, c])} for c in range(cols)])
+                else:
+                    ctx.set(dut.lanes_in, [[int(v) for v in xs[k, i, c]] for c in range(cols)])
+                    entered.append(t)
+            await ctx.tick()
+            for j, t0 in enumerate(entered):
+                if t + 1 - dut.latency == t0:
+                    got[j] = [ctx.get(dut.sums_out[r]) for r in range(rows)]
+
+    _run(dut, bench)
+    ok = np.array_equal(np.array([got[j] for j in range(2 * n)]), np.array(expect))
+    # unskewed, only a one-column array has no vector in flight past the load
+    assert ok == (skewed or cols == 1)

@@ -42,12 +42,12 @@ def drain_cycles(program: Program) -> int:
     return Sequencer.drain_cycles_for(program)
 
 
-def tile_cycles(program: Program, vectors: int, last: bool = True) -> int:
+def tile_cycles(program: Program, vectors: int, last: bool = True, spacing: int = 1) -> int:
     """Engine cycles of one tile for a batch of ``vectors``: prepare, stream (``data_bits``
-    cycles per vector on the serial array), drain (with :attr:`Program.skewed_loads` only a
-    layer's ``last`` tile of a pass drains)."""
+    cycles per vector on the serial array, times the tile's ``spacing``), drain (with
+    :attr:`Program.skewed_loads` only a layer's ``last`` tile of a pass drains)."""
     drain = drain_cycles(program) if last or not program.skewed_loads else 0
-    return prep_cycles(program) + vectors * program.cycles_per_vector + drain
+    return prep_cycles(program) + vectors * program.cycles_per_vector * spacing + drain
 
 
 def flush_cycles(program: Program, words_written: int) -> int:
@@ -65,7 +65,7 @@ def engine_cycles(program: Program, vectors: int, layer: int | None = None) -> i
         return sum(_layer_passes(program, vectors, li) for li in range(len(program.layers))
                    if layer is None or li == layer)
     tiles = [t for t in program.tiles if layer is None or t.layer == layer]
-    return sum(tile_cycles(program, vectors, t.layer_end)
+    return sum(tile_cycles(program, vectors, t.layer_end, t.spacing)
                + (flush_cycles(program, t.wr_count) if t.layer_end else 0) for t in tiles)
 
 
@@ -87,7 +87,7 @@ def _layer_passes(program: Program, images: int, li: int) -> int:
         first = program.positions[last.wr_first + u]
         end = (program.positions[last.wr_first + u + 1] if last.wr_first + u + 1 < len(program.positions)
                else len(program.writes))
-        cycles += (sum(tile_cycles(program, size, t is last) for t in tiles)
+        cycles += (sum(tile_cycles(program, size, t is last, t.spacing) for t in tiles)
                    + flush_cycles(program, end - first))
     return cycles
 

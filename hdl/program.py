@@ -125,6 +125,7 @@ class Tile:
     wr_count: int  # words the row tile writes per vector
     layer_end: bool = False
     net_end: bool = False
+    spacing: int = 1  # cycles between two vectors entering (times cycles_per_vector)
 
     @property
     def count(self) -> int:
@@ -299,8 +300,14 @@ class Program:
                 "wr_first": unsigned(bits_for(max(len(self.writes) - 1, 1))),
                 "wr_count": unsigned(bits_for(self.max_writes)),
                 "layer": unsigned(bits_for(len(self.layers) - 1)),
+                "spacing": unsigned(bits_for(max(t.spacing for t in self.tiles) - 1) if self.tiles else 1),
             }
         )
+
+    @property
+    def max_spacing(self) -> int:
+        """The widest spacing of any tile's vectors (:attr:`Tile.spacing`)."""
+        return max([1] + [t.spacing for t in self.tiles])
 
     @property
     def write_layout(self) -> data.StructLayout:
@@ -767,15 +774,20 @@ class Program:
         for li, (layer, st) in enumerate(zip(layers, stages, strict=True)):
             info = self.layer_info[li]
             info["first_tile"] = len(tiles)
-            budget = st.pool * st.pool * per_vector  # cycles between two output positions
+            window_cycles = st.pool * st.pool * per_vector  # cycles between two output positions
             next_words = maps[li + 1][0] if li + 1 in maps else None  # the next conv layer's pixel words
             needs = {} if next_words is not None else self._needs(li + 1, plain)
             for bi, block in enumerate(layer.blocks):
                 channels = range(block.row_start, block.row_stop)
+                n_ct = max(1, -(-block.packed_columns // C))
+                spacing, budget = 1, window_cycles
                 if st.conv and next_words is None:
                     # a flattened map: any channel in any row, each value written to its own slots,
-                    # as many channels a row tile as leave each position's writes in the budget
-                    tiles_rt, single = self._flattened_tiles(li, channels, needs, budget), True
+                    # as many channels a row tile as leave each position's writes in the budget;
+                    # the bit-parallel array may space the last column tile's vectors out for
+                    # more writes a position (fewer row tiles), where that costs fewer cycles
+                    spacing, tiles_rt = self._spaced_flattened_tiles(li, channels, needs, window_cycles, n_ct)
+                    budget, single = window_cycles * spacing, True
                 else:
                     if next_words is not None:
                         # a pixel word per channel group, the same words at every position
@@ -791,7 +803,6 @@ class Program:
                         sum(len(wanted[ch]) for ch in rt.channels if ch is not None) <= budget for rt in packed)
                     if single:
                         tiles_rt = packed
-                n_ct = max(1, -(-block.packed_columns // C))
                 for rt in tiles_rt:
                     rq_index = len(row_tiles) * self.requant_steps
                     pos_first = len(self.positions)
@@ -810,12 +821,34 @@ class Program:
                         j = where[li, bi, ct * C][0]
                         base = self.region_of(li) + (0 if st.conv else j * geo.tile_words)
                         tiles.append(Tile(li, bi, rt.channels, ct * C, ct == 0, ct == n_ct - 1, rq_index,
-                                          base, pos_first, 1))
+                                          base, pos_first, 1, spacing=spacing if ct == n_ct - 1 else 1))
                         self.column_offsets.extend(offsets[li, bi, ct * C])
             if tiles and tiles[-1].layer == li:
                 tiles[-1] = replace(tiles[-1], layer_end=True, net_end=li == n_layers - 1)
         self.tiles = tiles
         self._fill_roms(row_tiles, where)
+
+    def _spaced_flattened_tiles(self, k: int, channels: range, needs: dict[int, list[Slot]],
+                                window_cycles: int, n_ct: int) -> tuple[int, list[RowTile]]:
+        """:meth:`_flattened_tiles` with the spacing of the last column tile's vectors
+        (:attr:`Tile.spacing`, bit-parallel array only) that streams the fewest cycles: each row
+        tile streams ``n_ct - 1`` column tiles at one vector per cycle and the last at one per
+        ``spacing``, whose writes then get ``spacing`` times the cycles."""
+        best, error = None, None
+        for spacing in (1, 2, 4, 8) if self.cell == "parallel" else (1,):
+            try:
+                tiles_rt = self._flattened_tiles(k, channels, needs, window_cycles * spacing)
+            except ColcombError as exc:  # a channel needed at more slots than the budget
+                error = error or exc
+                continue
+            cost = len(tiles_rt) * (n_ct - 1 + spacing)
+            if best is None or cost < best[0]:
+                best = (cost, spacing, tiles_rt)
+            if len(tiles_rt) == -(-len(channels) // self.rows):  # no fewer row tiles to win
+                break
+        if best is None:
+            raise error
+        return best[1], best[2]
 
     def _flattened_tiles(self, k: int, channels: range, needs: dict[int, list[Slot]],
                          budget: int) -> list[RowTile]:
@@ -905,4 +938,4 @@ class Program:
             self.descriptors.append(pack_struct(tl, {
                 "first": t.first, "last": t.last, "layer_end": t.layer_end, "net_end": t.net_end,
                 "rq": t.rq, "base": t.base, "wr_first": t.wr_first, "wr_count": t.wr_count,
-                "layer": t.layer}))
+                "layer": t.layer, "spacing": t.spacing - 1}))

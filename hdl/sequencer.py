@@ -357,6 +357,11 @@ class Sequencer(wiring.Component):
             m.d.comb += [vector_end.eq(bit == word_bits - 1), array.bit.eq(bit)]
             with m.If(streaming):
                 m.d.sync += bit.eq(Mux(vector_end, 0, bit + 1))
+        elif p.max_spacing > 1:  # a tile's vectors enter every `spacing` cycles (Tile.spacing)
+            tick = Signal(range(p.max_spacing))
+            m.d.comb += vector_end.eq(tick == descriptor.spacing)
+            with m.If(streaming):
+                m.d.sync += tick.eq(Mux(vector_end, 0, tick + 1))
         else:
             m.d.comb += vector_end.eq(1)
 
@@ -446,8 +451,8 @@ class Sequencer(wiring.Component):
         fetch_next = Signal()
         if serial:
             m.d.comb += fetch_next.eq(streaming & (bit == per_vector - lead) & fetch_next_allowed)
-        else:
-            m.d.comb += fetch_next.eq(streaming & fetch_next_allowed)
+        else:  # in a vector's last cycle (spaced vectors hold their lanes for `spacing` cycles)
+            m.d.comb += fetch_next.eq(streaming & vector_end & fetch_next_allowed)
         m.d.comb += [
             lane_fetch.control.fetch.eq((prep & (step == self.prep_cycles - lead)) | fetch_next),
             lane_fetch.control.bit.eq(bit),

@@ -134,7 +134,7 @@ def _spec_program(seed, in_shape, spec, **kwargs):
     rng = np.random.default_rng(seed)
     layers, graph, shape = image_net(rng, in_shape, spec, alpha=kwargs.pop("alpha", 4))
     stages = stages_of(graph, shape, {la.name: la.shape for la in layers})
-    return rng, layers, graph, shape, Program.compile(layers, cell="serial", stages=stages, **kwargs)
+    return rng, layers, graph, shape, Program.compile(layers, stages=stages, **{"cell": "serial", **kwargs})
 
 
 @pytest.mark.parametrize("spec, shape", [
@@ -172,3 +172,21 @@ def test_a_layer_nobody_reads_costs_no_tiles_and_no_crash():
     x = rng.integers(-128, 128, (2, *shape))
     assert np.array_equal(run_program(prog, x), run_graph(layers, graph, x))
     assert network_cycles(prog, 2)["total"] > 0
+
+
+def test_spaced_vectors_give_a_flattened_map_fewer_row_tiles():
+    """On the bit-parallel array a pooled position leaves every 4 cycles, too few for 8 channels'
+    single-slot writes: the last column tile streams a vector every 2 cycles instead, so the 8
+    channels share one row tile (3 column tiles + 1 spacing cycle against 2 row tiles x 3)."""
+    spec = [("conv", 8, (3, 3), (1, 1), (1, 1)), ("pool", 2), ("flatten",), ("linear", 3)]
+    rng, layers, graph, shape, prog = _spec_program(4, (2, 4, 4), spec, rows=8, cols=4, batch=3, alpha=2,
+                                                    cell="parallel")
+    conv = [t for t in prog.tiles if t.layer == 0]
+    assert [t.spacing for t in conv] == [1, 1, 2] and conv[-1].last and conv[0].count == 8
+    x = rng.integers(-128, 128, (3, *shape))
+    got = run_top(prog, 8, 4, x.reshape(3, -1), max_cycles=200_000)
+    assert np.array_equal(got.outputs, run_graph(layers, graph, x))
+    assert got.cycles == network_cycles(prog, 3)["total"]
+    # the serial array has 8 cycles a vector already: no spacing, no split
+    serial = _spec_program(4, (2, 4, 4), spec, rows=8, cols=4, batch=3, alpha=2)[-1]
+    assert {t.spacing for t in serial.tiles} == {1} and sum(t.layer == 0 for t in serial.tiles) == 3

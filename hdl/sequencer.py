@@ -142,8 +142,9 @@ class Sequencer(wiring.Component):
         cycle, after the cell ROM's latency) and reading the descriptor, then fetching the
         first vector's lanes."""
         lead = LaneFetch.lead_for(program.cell == "serial", program.parts, program.column_words)
-        # an image network's first window origin: the patch ROM read after the descriptor's
-        return max(program.rows + Rom.latency, (2 if program.stages else 1) * Rom.latency + lead)
+        # an image network's first window: the descriptor's read and its register, then the
+        # patch ROM's read of the first origin and its sum with the map's base, a register
+        return max(program.rows + Rom.latency, (4 if program.stages else 1) * Rom.latency + lead)
 
     @staticmethod
     def drain_cycles_for(program: Program) -> int:
@@ -234,23 +235,31 @@ class Sequencer(wiring.Component):
 
         # the fetched vector (one ahead of the streamed one): its window origin from the patch ROM
         m.submodules.patch_rom = patch_rom = Rom(width=p.address_bits, init=p.patches, name="patches")
-        # ``fbase``: the tile's base plus the fetched image's map, a register, so that a window
-        # word's address is two additions away from it (the patch ROM's origin, the column's
-        # offset)
+        # the vector to fetch next: (bf, qf) and ``fbase``, the tile's base plus its image's map;
+        # ``window``, a register, is that plus its window origin, so a window word's address is
+        # one addition (the column's offset) away from registers. The patch ROM reads a vector
+        # ahead: in any cycle its word is the origin of the vector after the one to fetch.
         bf, qf, fbase = Signal(b_shape), Signal(q_shape), Signal(a_shape)
+        window = Signal(a_shape)
         fetch = lane_fetch.control.fetch
-        fetched = advance(bf, qf, [fbase], [read_stride])
-        # the ROM reads the next vector's origin as this one is fetched (the bit-parallel array
-        # fetches every cycle)
+        after = advance(bf, qf, [fbase], [read_stride])
+        after_next = advance(*after[:2], [], [])
+        first_fetch = self.prep_cycles - lane_fetch.lead
+        priming = prep & (step < first_fetch - 1)  # reading the first vector's own origin
         m.d.comb += [patch_rom.addr0.eq(table("patch_first", range(max(2, len(p.patches))))
-                                        + Mux(fetch, fetched[1], qf)),
+                                        + Mux(priming, qf, Mux(fetch, after_next[1], after[1]))),
                      patch_rom.en0.eq(1)]
-        # the descriptor arrives Rom.latency cycles into PREP, before the last of these steps
-        with m.If(prep & (step < self.prep_cycles - lane_fetch.lead)):
+        # the (registered) descriptor is there from 2 * Rom.latency into PREP, before the last
+        # of these steps
+        with m.If(prep & (step < first_fetch)):
             m.d.sync += [bf.eq(b0), qf.eq(q0), fbase.eq(descriptor.base + rb0)]
         with m.Elif(fetch):
-            m.d.sync += [x.eq(y) for x, y in zip((bf, qf, fbase), fetched, strict=True)]
-        m.d.comb += [lane_fetch.control.base.eq(fbase + patch_rom.data0),
+            m.d.sync += [x.eq(y) for x, y in zip((bf, qf, fbase), after, strict=True)]
+        with m.If(prep & (step == first_fetch - 1)):
+            m.d.sync += window.eq(fbase + patch_rom.data0)
+        with m.Elif(fetch):
+            m.d.sync += window.eq(after[2] + patch_rom.data0)
+        m.d.comb += [lane_fetch.control.base.eq(window),
                      lane_fetch.control.n.eq(0)]
         # each tile's column offsets, read with its descriptor, held in registers with the input
         # memory's batch region added (only layer 0 reads that memory; its address adds nothing)
@@ -329,15 +338,26 @@ class Sequencer(wiring.Component):
         output_read, output_write = memories["output"]
         assert MEMORY_READ_LATENCY == 1  # what a synchronous read port gives
         # banked (an image network on the bit-parallel array): a copy of the input and lane
-        # memories per further column, written with bank 0, read at that column's address
+        # memories per further column, read at that column's address; every bank takes the same
+        # writes, a cycle late from registers (they fan out over the chip; nothing reads a
+        # word within a cycle of its write: the engine starts a batch, a layer or a pass at least
+        # a PREP later)
         bank_reads = [(input_read, lane_read)]
-        for c in range(1, p.cols if p.banked else 1):
-            ports = []
-            for name, primary in (("input", input_write), ("lanes", lane_write)):
-                read, write = activation_memory(name, f"{name}_memory_{c}")
-                m.d.comb += [write.addr.eq(primary.addr), write.data.eq(primary.data), write.en.eq(primary.en)]
-                ports.append(read)
-            bank_reads.append(tuple(ports))
+        if p.banked:
+            banks = {"input": [input_write], "lanes": [lane_write]}
+            for c in range(1, p.cols):
+                ports = []
+                for name in ("input", "lanes"):
+                    read, write = activation_memory(name, f"{name}_memory_{c}")
+                    banks[name].append(write)
+                    ports.append(read)
+                bank_reads.append(tuple(ports))
+            input_write, lane_write = (wiring.Signature({
+                "addr": Out(port.addr.shape()), "data": Out(port.data.shape()), "en": Out(port.en.shape()),
+            }).create(path=(f"{name}_write",)) for name, port in (("input", input_write), ("lanes", lane_write)))
+            for name, logical in (("input", input_write), ("lanes", lane_write)):
+                for port in banks[name]:
+                    m.d.sync += [port.addr.eq(logical.addr), port.data.eq(logical.data), port.en.eq(logical.en)]
 
         # -- sequencer state ----------------------------------------------------------------
         cell_base = Signal(range(max(2, tiles * rows)))
@@ -346,7 +366,11 @@ class Sequencer(wiring.Component):
         vector = Signal(range(max(2, batch_size)))
         vectors = self.batch  # held by the caller for the whole run
         drain_step = Signal(range(max(2, self.drain_cycles)))
-        descriptor = descriptor_layout(tile_rom.data0)
+        if network:  # held in a register: the passes' control starts from flip-flops, not a RAM
+            descriptor = Signal(descriptor_layout)
+            m.d.sync += descriptor.eq(tile_rom.data0)
+        else:
+            descriptor = descriptor_layout(tile_rom.data0)
         prep = Signal()
         streaming = Signal()
         pipeline_busy = Signal()

@@ -541,3 +541,10 @@ def test_array_skewed_loads_follow_the_last_vector(rows, cols, alpha, skewed):
     ok = np.array_equal(np.array([got[j] for j in range(2 * n)]), np.array(expect))
     # unskewed, only a one-column array has no vector in flight past the load
     assert ok == (skewed or cols == 1)
+
+
+@pytest.mark.parametrize("option", ["registered_lanes", "skewed_loads"])
+def test_array_refuses_delaying_lanes_that_arrive_skewed(option):
+    """The serial column-word fetch skews the lanes itself: the array cannot also delay them."""
+    with pytest.raises(ValueError, match="skewed_input=True"):
+        SystolicArray(rows=2, cols=2, cell="serial", skewed_input=True, **{option: True})

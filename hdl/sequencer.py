@@ -13,6 +13,8 @@ Per tile (cycles, :mod:`colcomb.hdl.cycles`)::
     PREP   max(rows + Rom.latency,         load the cells, one array row per cycle from the cell
            Rom.latency + LaneFetch.lead)   ROM (rows 0..rows-1 arrive in cycles 1..rows); the
                                            first vector's lanes are fetched in its last cycles
+                                           (an image network: 4 x Rom.latency + lead at least,
+                                           for its registered descriptor and window base)
     STREAM batch x cycles_per_vector       one vector per cycle into the array (serial: one bit
                                            per cycle), the next one's lanes fetched meanwhile
                                            (:class:`~colcomb.hdl.lane_fetch.LaneFetch`)

@@ -136,7 +136,7 @@ class SystolicArray(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from a vector on ``lanes_in`` (serial: its last bit) to its sums on
-        ``sums_out``: one per column, and the serial edge's bit-plane accumulator."""
+        ``sums_out``: :func:`array_latency`."""
         return array_latency(self.rows, self.cols, self.cell, self.registered_lanes)
 
     @property

@@ -224,7 +224,7 @@ class Program:
         """Each array column loads its weights as late as its lanes arrive (column ``c``: ``c``
         cycles after column 0), so a tile's PREP follows its last vector at once and only a
         layer's last tile of a pass waits out the DRAIN: on the banked array, whose tiles are
-        short next to the drain (:meth:`colcomb.hdl.array.SystolicArray` ``skewed_loads``)."""
+        short next to the drain (:class:`colcomb.hdl.array.SystolicArray` ``skewed_loads``)."""
         return self.banked
 
     @property
@@ -289,20 +289,20 @@ class Program:
 
     @property
     def tile_layout(self) -> data.StructLayout:
-        return data.StructLayout(
-            {
-                "first": 1,
-                "last": 1,
-                "layer_end": 1,
-                "net_end": 1,
-                "rq": unsigned(bits_for(max(len(self.requant) - 1, 1))),
-                "base": unsigned(self.address_bits),
-                "wr_first": unsigned(bits_for(max(len(self.writes) - 1, 1))),
-                "wr_count": unsigned(bits_for(self.max_writes)),
-                "layer": unsigned(bits_for(len(self.layers) - 1)),
-                "spacing": unsigned(bits_for(max(t.spacing for t in self.tiles) - 1) if self.tiles else 1),
-            }
-        )
+        fields = {
+            "first": 1,
+            "last": 1,
+            "layer_end": 1,
+            "net_end": 1,
+            "rq": unsigned(bits_for(max(len(self.requant) - 1, 1))),
+            "base": unsigned(self.address_bits),
+            "wr_first": unsigned(bits_for(max(len(self.writes) - 1, 1))),
+            "wr_count": unsigned(bits_for(self.max_writes)),
+            "layer": unsigned(bits_for(len(self.layers) - 1)),
+        }
+        if self.max_spacing > 1:  # only a design with spaced tiles stores the spacing - 1
+            fields["spacing"] = unsigned(bits_for(self.max_spacing - 1))
+        return data.StructLayout(fields)
 
     @property
     def max_spacing(self) -> int:

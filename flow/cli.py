@@ -211,6 +211,13 @@ def _cell_arg(p: argparse.ArgumentParser, default: str | None = "parallel") -> N
                    "(the paper's bit-serial cell: no multiplier, one activation bit per lane per cycle)")
 
 
+def _pass_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--pass-vectors", type=_positive_int, default=None, metavar="N",
+                   help="a CNN run whole on chip: each layer's (image, position) vectors run in passes of at most N "
+                   "over its tiles (default 256); the accumulator memory is N deep. Longer passes load weights "
+                   "less often: 512 costs an ECP5 no block RAM (512 x 36), an iCE40 twice the accumulator")
+
+
 def _array_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("manifest", type=Path, help="folder holding manifest.json (from colcomb pack or train)")
     p.add_argument("--rows", type=_positive_int, required=True, help="array height R (cells per column)")
@@ -222,6 +229,7 @@ def _array_args(p: argparse.ArgumentParser) -> None:
                    "Without --layer a CNN's graph runs whole on chip (convolution, max-pool, flatten; the serial "
                    "array with --cols 2, 4 or 8); with it, the named layers chain as matrices")
     _cell_arg(p)
+    _pass_arg(p)
 
 
 def _generate_args(p: argparse.ArgumentParser) -> None:
@@ -241,7 +249,7 @@ def _generate(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     design = generate(args.manifest, args.rows, args.cols, args.out, batch=args.batch, top=args.top,
                       lint=not args.no_lint, layers=args.layer, cell=args.cell, tb_vectors=args.tb_vectors,
-                      tb_seed=args.tb_seed)
+                      tb_seed=args.tb_seed, pass_vectors=args.pass_vectors)
     info = design.program.summary()
     print(f"{design.top}: {args.rows}x{args.cols} {args.cell} array, "
           f"{len(design.program.layers)} layer(s), {info.get('tiles', '?')} tile(s), "
@@ -305,7 +313,8 @@ def _simulate(args: argparse.Namespace) -> int:
                           waves=args.waves, batch=args.batch, inputs=None if given is None else given.x,
                           root=None if args.build_dir is None else args.build_dir.absolute(),
                           check=False, layers=args.layer, cell=args.cell, stall=args.stall, idle=args.idle,
-                          bench=args.bench, opt=f"-O{args.opt}", progress=progress.stage)
+                          bench=args.bench, opt=f"-O{args.opt}", progress=progress.stage,
+                          pass_vectors=args.pass_vectors)
     verdict = "all equal to the golden model" if result.passed else f"{result.mismatch_count} differ"
     print(f"vectors checked: {result.vectors} ({result.checked} output words, {verdict})")
     print(f"cycles: {result.cycles} (first input word to last output word; "
@@ -653,6 +662,10 @@ def _synth_args(p: argparse.ArgumentParser) -> None:
                    help="multiply in DSP blocks (SB_MAC16 / MULT18X18D) as far as the device has them, the "
                         "remaining cells in logic (default: on for ECP5, off for iCE40)")
     _cell_arg(p)
+    _pass_arg(p)
+    p.add_argument("--router", choices=["router1", "router2"], default=None,
+                   help="nextpnr's router (default: nextpnr's, router1); router2 routes a congested design "
+                   "(a large banked array) in far less time")
     p.add_argument("--no-throughput", action="store_true",
                    help="skip the Verilator run that measures the cycles per inference for report.json's throughput")
     p.add_argument("--out", type=Path, default=None, help="output folder: report.json, build/ with the bitstream")
@@ -685,7 +698,8 @@ def _synthesize(args: argparse.Namespace) -> int:
                                 seed=args.seed, inputs=None if given is None else given.x,
                                 labels=None if given is None else given.labels,
                                 input_source=None if given is None else given.source, dsp=args.dsp,
-                                cell=args.cell, throughput=not args.no_throughput, progress=progress)
+                                cell=args.cell, throughput=not args.no_throughput, progress=progress,
+                                pass_vectors=args.pass_vectors, router=args.router)
     except ColcombError:
         report_path = args.out / "report.json"
         if report_path.exists():

@@ -61,6 +61,8 @@ from colcomb.hdl.cycles import cycle_summary, network_cycles
 #: another wire called ``\x[0]``, which Amaranth emits for every array-layout signal; making the
 #: bracketed names private avoids the clash and changes nothing else.
 YOSYS_AFTER_READ = "rename -hide w:*[*"
+#: nextpnr's routers (``--router``): router2 routes a congested design in far less time
+ROUTERS = ("router1", "router2")
 
 
 # -- the design under test -------------------------------------------------------------------------
@@ -113,7 +115,8 @@ def check_labels(labels, vectors: int, classes: int, source: str = "labels") -> 
 def prepare_design(manifest_dir: str | os.PathLike, *, rows: int, cols: int, batch: int | None = None,
                    layers: list[str] | None = None, vectors: int | None = None, seed: int = 0,
                    inputs: str | os.PathLike | np.ndarray | None = None, cell: str = "parallel",
-                   family: str | None = None, labels=None, input_source: str | None = None) -> Design:
+                   family: str | None = None, labels=None, input_source: str | None = None,
+                   pass_vectors: int | None = None) -> Design:
     """Load the manifest, compile the chosen layers (default all, in order) for a ``rows`` x
     ``cols`` array, and compute the golden outputs of the test inputs (``inputs``: a .npy of
     integers or an integer array, ``input_source`` saying where it came from; default ``vectors``
@@ -121,7 +124,7 @@ def prepare_design(manifest_dir: str | os.PathLike, *, rows: int, cols: int, bat
     ``vectors``). ``labels`` (one class index per given input) are checked against the last
     layer's output words (:func:`check_labels`). With a ``family``, the cells' select is encoded
     as :func:`onehot_select` says for it. A CNN manifest with no ``layers`` picked runs whole, image
-    words in (:func:`colcomb.hdl.network.image_network`)."""
+    words in (:func:`colcomb.hdl.network.image_network`), in passes of ``pass_vectors``."""
     from colcomb.hdl.network import image_network
     from colcomb.hdl.program import Program
     from colcomb.packer.golden import check_inputs, run_network
@@ -133,7 +136,8 @@ def prepare_design(manifest_dir: str | os.PathLike, *, rows: int, cols: int, bat
     kwargs = {} if batch is None else {"batch": batch}
     onehot = family is not None and onehot_select(family, cell, max(la.alpha for la in chosen))
     program = Program.compile(chosen, rows=rows, cols=cols, cell=cell, onehot=onehot,
-                              stages=network.stages if network else None, **kwargs)
+                              stages=network.stages if network else None, pass_vectors=pass_vectors,
+                              **kwargs)
     if labels is not None and inputs is None:
         raise ColcombError("labels need the test inputs they label (--inputs or --test-split)")
     if isinstance(inputs, np.ndarray):
@@ -300,7 +304,8 @@ def synthesize(manifest_dir: str | os.PathLike, *, board: str, rows: int, cols: 
                clock_mhz: float | None = None, batch: int | None = None, layers: list[str] | None = None,
                vectors: int | None = None, seed: int = 0, inputs: str | os.PathLike | None = None,
                dsp: bool | None = None, nextpnr_seed: int = 1, log=None, cell: str = "parallel",
-               throughput: bool = True, progress=None, labels=None, input_source: str | None = None) -> dict:
+               throughput: bool = True, progress=None, labels=None, input_source: str | None = None,
+               pass_vectors: int | None = None, router: str | None = None) -> dict:
     """Build the self-testing board top for ``board`` and write ``out/report.json``.
 
     ``inputs``: a .npy path or an integer array of test inputs (``input_source`` names where an
@@ -308,7 +313,9 @@ def synthesize(manifest_dir: str | os.PathLike, *, board: str, rows: int, cols: 
     (:func:`prepare_design`).
     ``dsp``: map multipliers to DSP blocks (``None``: the family's default, :func:`dsp_plan`).
     ``throughput``: measure the steady-state cycles per inference in Verilator
-    (:func:`measure_cycles_per_inference`) for the report's ``throughput``; ``progress`` (a
+    (:func:`measure_cycles_per_inference`) for the report's ``throughput``; ``pass_vectors``: a
+    CNN's vectors per pass (:meth:`colcomb.hdl.program.Program.compile`); ``router``: nextpnr's
+    router (one of :data:`ROUTERS`; None: nextpnr's default, router1); ``progress`` (a
     :class:`colcomb.core.progress.Stages`) shows the stages.
 
     Returns the report. Raises :class:`ColcombError` (after writing the report, marked failed)
@@ -318,6 +325,8 @@ def synthesize(manifest_dir: str | os.PathLike, *, board: str, rows: int, cols: 
 
     t0 = time.perf_counter()
     log = log or (lambda msg: print(msg, file=sys.stderr))
+    if router is not None and router not in ROUTERS:
+        raise ColcombError(f"router must be one of {', '.join(ROUTERS)}, not {router!r}")
     spec = get_board(board)
     platform = spec.make_platform()
     family = platform.family.lower()
@@ -329,7 +338,7 @@ def synthesize(manifest_dir: str | os.PathLike, *, board: str, rows: int, cols: 
     # every check of the inputs comes before OUT is made: a refused run leaves nothing behind
     design = prepare_design(manifest_dir, rows=rows, cols=cols, batch=batch, layers=layers,
                             vectors=vectors, seed=seed, inputs=inputs, cell=cell, family=family,
-                            labels=labels, input_source=input_source)
+                            labels=labels, input_source=input_source, pass_vectors=pass_vectors)
     use_dsp, dsp_cells = dsp_plan(spec, family, design.program, dsp)
     prog = design.program = dataclasses.replace(design.program, dsp_cells=dsp_cells)
 
@@ -355,7 +364,8 @@ def synthesize(manifest_dir: str | os.PathLike, *, board: str, rows: int, cols: 
                        labels=design.labels)
         build_dir = work / "build"
         overrides = {
-            "nextpnr_opts": f"--report nextpnr_report.json --timing-allow-fail --seed {nextpnr_seed}",
+            "nextpnr_opts": (f"--report nextpnr_report.json --timing-allow-fail --seed {nextpnr_seed}"
+                             + (f" --router {router}" if router else "")),
             "script_after_read": YOSYS_AFTER_READ,
             "script_after_synth": "tee -q -o yosys_stat.json stat -json",
         }
@@ -396,7 +406,8 @@ def synthesize(manifest_dir: str | os.PathLike, *, board: str, rows: int, cols: 
             "provenance": {**design.provenance,
                            "parameters": {**design.provenance["parameters"], "board": spec.name,
                                           "clock_mhz": clock_mhz, "dsp": use_dsp, "cell": cell,
-                                          "nextpnr_seed": nextpnr_seed}},
+                                          "pass_vectors": prog.pass_vectors if prog.stages else None,
+                                          "nextpnr_seed": nextpnr_seed, "router": router}},
             "tools": {
                 "yosys": tool_version(env["YOSYS"], env),
                 "nextpnr": tool_version(env["NEXTPNR_ICE40" if family == "ice40" else "NEXTPNR_ECP5"], env),
@@ -415,7 +426,7 @@ def synthesize(manifest_dir: str | os.PathLike, *, board: str, rows: int, cols: 
         if throughput:
             _stage(progress, "simulate")
             measured = measure_cycles_per_inference(manifest_dir, rows=rows, cols=cols, batch=prog.batch,
-                                                    layers=layers, cell=cell, seed=seed)
+                                                    layers=layers, cell=cell, seed=seed, pass_vectors=pass_vectors)
         try:
             plan = platform.build(top, name="top", build_dir=str(build_dir), do_build=False, **overrides)
             plan.extract(str(build_dir))
@@ -478,7 +489,8 @@ def labelled_report(design: Design) -> dict:
 
 
 def measure_cycles_per_inference(manifest_dir, *, rows: int, cols: int, batch: int, layers=None,
-                                 cell: str = "parallel", seed: int = 0, batches: int = 8) -> dict:
+                                 cell: str = "parallel", seed: int = 0, batches: int = 8,
+                                 pass_vectors: int | None = None) -> dict:
     """Run the design of the chosen layers in Verilator (the fast bench of ``colcomb simulate``)
     on ``batches`` full batches of random inputs and return ``{"cycles_per_inference", "vectors",
     "passed", "summary", "run_dir"}``: the steady state (cycles between the ends of full batches,
@@ -488,7 +500,7 @@ def measure_cycles_per_inference(manifest_dir, *, rows: int, cols: int, batch: i
 
     try:
         res = simulate(manifest_dir, rows, cols, vectors=batches * batch, seed=seed, batch=batch,
-                       layers=layers, cell=cell, check=False, bench="fast")
+                       layers=layers, cell=cell, check=False, bench="fast", pass_vectors=pass_vectors)
     except ColcombError as exc:
         if "Verilator is not installed" in str(exc) or "no verilator" in str(exc):
             return {"absent": f"no simulation: {exc}"}

@@ -41,10 +41,12 @@ class SystolicArray(wiring.Component):
     ``c`` cycles late), so a vector presented on ``lanes_in`` in one cycle comes
     out on ``sums_out`` whole, :attr:`latency` cycles later, and a new vector may enter every cycle.
 
-    Weights are loaded through a shift chain down each column: while ``load`` is high, row 0 takes
-    ``w_in`` and every other row takes the word of the row above. After ``rows`` load cycles row
-    ``r`` holds the word presented ``rows - 1 - r`` cycles before the last one (present the bottom
-    row first). Do not load while vectors are in flight.
+    Weights are loaded through a shift chain down each column, ``load_rows`` (k) rows a cycle:
+    while ``load`` is high, row ``j < k`` takes row ``j`` of ``w_in`` and every other row ``r``
+    takes the word of row ``r - k``. After ``ceil(rows / k)`` load cycles row ``j + k * i`` holds
+    row ``j`` of the word presented ``i`` cycles before the last one (present the bottom rows
+    first: :meth:`colcomb.hdl.program.Program.tile_cells` packs them). Do not load while vectors
+    are in flight.
 
     Parameters
     ----------
@@ -78,13 +80,17 @@ class SystolicArray(wiring.Component):
         register as its lanes), so a column's weights change only once the last vector before the
         load has passed it: the next tile may load as soon as the last vector has entered, not
         :attr:`latency` cycles later. Costs ``weight_bits + select`` flip-flops per delay.
+    load_rows : int
+        Rows the weight chain shifts per load cycle (1 to ``rows``): a tile loads in
+        ``ceil(rows / load_rows)`` cycles from a ROM word ``load_rows`` rows wide.
 
     Members
     -------
     load : ``In(1)``
         Shift the weight chain by one row.
-    w_in : ``In(ArrayLayout(cell_layout(weight_bits, alpha, onehot), cols))``
-        One row of cell words (weight and select per column) entering row 0.
+    w_in : ``In(ArrayLayout(cell_layout(weight_bits, alpha, onehot), load_rows * cols))``
+        ``load_rows`` rows of cell words (weight and select per column; row ``j``'s column ``c``
+        at ``j * cols + c``) entering rows ``0 .. load_rows - 1``.
     lanes_in : ``In(ArrayLayout(ArrayLayout(signed(data_bits), alpha), cols))``
         One input vector: the lanes of every column, unskewed unless ``skewed_input`` (serial:
         ``unsigned(1)`` lanes, bit ``bit`` of each word).
@@ -99,7 +105,7 @@ class SystolicArray(wiring.Component):
     def __init__(self, *, rows: int, cols: int, alpha: int = 1, weight_bits: int = 8,
                  data_bits: int = 8, acc_bits: int = 32, dsp_cells: int | None = None,
                  cell: str = "parallel", onehot: bool = False, skewed_input: bool = False,
-                 registered_lanes: bool = False, skewed_loads: bool = False):
+                 registered_lanes: bool = False, skewed_loads: bool = False, load_rows: int = 1):
         self.rows = check_int("rows", rows)
         self.cols = check_int("cols", cols)
         self.alpha = check_int("alpha", alpha)
@@ -122,10 +128,13 @@ class SystolicArray(wiring.Component):
             raise ValueError("skewed_loads delays each column's loads like the lanes the array skews itself, "
                              "not with skewed_input=True")
         self.skewed_loads = bool(skewed_loads)
+        self.load_rows = check_int("load_rows", load_rows)
+        if load_rows > rows:
+            raise ValueError(f"load_rows must be at most rows ({rows}), not {load_rows!r}")
         lane = data.ArrayLayout(unsigned(1), alpha) if serial else lane_layout(data_bits, alpha)
         ports = {
             "load": In(1),
-            "w_in": In(data.ArrayLayout(cell_layout(weight_bits, alpha, self.onehot), cols)),
+            "w_in": In(data.ArrayLayout(cell_layout(weight_bits, alpha, self.onehot), self.load_rows * cols)),
             "lanes_in": In(data.ArrayLayout(lane, cols)),
             "sums_out": Out(data.ArrayLayout(signed(acc_bits), rows)),
         }
@@ -168,14 +177,17 @@ class SystolicArray(wiring.Component):
                  for c in range(n_cols)]
         late = [c + extra if self.skewed_loads else 0 for c in range(n_cols)]
         loads = [delay(m, self.load, late[c], f"load_{c}") for c in range(n_cols)]
-        w_ins = [delay(m, self.w_in[c], late[c], f"w_in_{c}") for c in range(n_cols)]
+        k = self.load_rows
+        w_ins = [[delay(m, self.w_in[j * n_cols + c], late[c], f"w_in_{c}" if k == 1 else f"w_in_{j}_{c}")
+                  for j in range(k)]
+                 for c in range(n_cols)]
         cells = [[self._cell(r, c) for c in range(n_cols)] for r in range(n_rows)]
         for r in range(n_rows):
             for c in range(n_cols):
                 cell = cells[r][c]
                 m.submodules[f"cell_{r}_{c}"] = cell
                 m.d.comb += [cell.load.eq(loads[c]), cell.lanes.eq(lanes[c])]
-                m.d.comb += cell.w_in.eq(w_ins[c] if r == 0 else cells[r - 1][c].w_out)
+                m.d.comb += cell.w_in.eq(w_ins[c][r] if r < k else cells[r - k][c].w_out)
                 if c:
                     m.d.comb += cell.psum_in.eq(cells[r][c - 1].psum_out)
         edges = [cells[r][n_cols - 1].psum_out for r in range(n_rows)]

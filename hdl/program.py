@@ -4,9 +4,10 @@ This is the Python half of the generator. It checks that the layers fit the hard
 layer into tiles, lays the activations out in the lane memory (:mod:`colcomb.hdl.layout`) and
 computes the contents of the ROMs the sequencer reads:
 
-- ``cells``: one word per (tile, array row), the ``cols`` cell words of that row of the tile;
-  a tile's ``rows`` words are stored bottom row first, because they are shifted into the array
-  from row 0 (after ``rows`` shifts the first word sits in the last row).
+- ``cells``: :attr:`Program.load_steps` words per tile, each the ``cols`` cell words of
+  :attr:`Program.load_rows` of its rows; a tile's words are stored bottom rows first, because
+  they are shifted into the array from row 0 (after the last shift the first word sits in the
+  last rows; :meth:`Program.tile_cells` reads them back).
 - ``tiles``: one word per tile, the descriptor of :attr:`Program.tile_layout` (accumulate or start
   fresh, requantize and write, where its lanes are read and its outputs written, layer ends).
 - ``requant``: :attr:`Program.requant_steps` words per row tile, bias, multiplier and shift of
@@ -68,6 +69,9 @@ CELLS = ("parallel", "serial")
 #: over its tiles (whole pooling windows): long passes load each tile's weights rarely, and the
 #: accumulator memory this deep costs no more block RAM (its width, rows x acc_bits, sets that)
 PASS_VECTORS = 256
+#: ROM reads (one cycle each) before an image network's tile fetches its first window: the
+#: descriptor and its register, the patch ROM's origin and its sum with the map's base
+WINDOW_READS = 4
 
 
 def bits_for(value: int) -> int:
@@ -226,6 +230,27 @@ class Program:
         layer's last tile of a pass waits out the DRAIN: on the banked array, whose tiles are
         short next to the drain (:class:`colcomb.hdl.array.SystolicArray` ``skewed_loads``)."""
         return self.banked
+
+    @property
+    def load_rows(self) -> int:
+        """Array rows whose cells load per cycle: on the banked array as many as keep the load
+        within the window's :data:`WINDOW_READS` (8 rows: 2 a cycle), so that a tile's PREP is
+        no longer than its first window needs; otherwise one. The cell ROM's words are that
+        many rows wide (the same bits in fewer, wider words)."""
+        return -(-self.rows // WINDOW_READS) if self.banked else 1
+
+    @property
+    def load_steps(self) -> int:
+        """Cell ROM words (load cycles) per tile: ``ceil(rows / load_rows)``."""
+        return -(-self.rows // self.load_rows)
+
+    def tile_cells(self, index: int) -> list[int]:
+        """Tile ``index``'s cell ROM content as one word per array row, row 0 first: the row
+        words :attr:`cells` stores :attr:`load_rows` to a word, bottom rows first."""
+        k, n = self.load_rows, self.load_steps
+        width = data.ArrayLayout(cell_layout(self.weight_bits, self.alpha, self.onehot), self.cols).size
+        words = self.cells[index * n: (index + 1) * n]
+        return [words[n - 1 - r // k] >> (r % k * width) & ((1 << width) - 1) for r in range(self.rows)]
 
     @property
     def column_words(self) -> bool:
@@ -422,7 +447,8 @@ class Program:
             **({"image_network": [
                 {"layer": st.layer, "kind": st.kind, "in_shape": list(st.in_shape), "kernel": list(st.kernel),
                  "stride": list(st.stride), "padding": list(st.padding), "pool": st.pool,
-                 "positions_per_image": st.positions} for st in self.stages]} if self.stages else {}),
+                 "positions_per_image": st.positions} for st in self.stages],
+                "pass_vectors": self.pass_vectors, "load_rows": self.load_rows} if self.stages else {}),
         }
 
     # -- compilation --------------------------------------------------------------------------
@@ -442,7 +468,7 @@ class Program:
         parts: int | None = None,
         onehot: bool = False,
         stages: Sequence[Stage] | None = None,
-        pass_vectors: int = PASS_VECTORS,
+        pass_vectors: int | None = None,
     ) -> Program:
         """Check ``layers`` against the array and compute the ROM images.
 
@@ -454,7 +480,8 @@ class Program:
         With ``stages`` (:func:`colcomb.hdl.network.stages_of`, one per layer) the layers are an
         image network the engine runs from image to outputs (:meth:`_build_images`): on the
         serial array with column words, its conv layers packed per feature map or not combined,
-        each layer in passes of at most ``pass_vectors`` vectors.
+        each layer in passes of at most ``pass_vectors`` vectors (default :data:`PASS_VECTORS`;
+        the accumulator memory is that deep).
         """
         for label, value in (("rows", rows), ("cols", cols), ("batch", batch)):
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
@@ -464,6 +491,13 @@ class Program:
             raise ColcombError(f"dsp_cells must be a non-negative integer or None, not {dsp_cells!r}")
         if cell not in CELLS:
             raise ColcombError(f"cell must be one of {', '.join(CELLS)}, not {cell!r}")
+        if pass_vectors is None:
+            pass_vectors = PASS_VECTORS
+        elif not isinstance(pass_vectors, (int, np.integer)) or isinstance(pass_vectors, bool) or pass_vectors < 1:
+            raise ColcombError(f"pass_vectors must be a positive integer, not {pass_vectors!r}")
+        elif stages is None and pass_vectors != PASS_VECTORS:
+            raise ColcombError(f"passes of {pass_vectors} vectors are for a CNN run whole on chip; a chain of "
+                               "matrices runs each tile over its batch: leave the pass length out")
         layers = list(layers)
         if not layers:
             raise ColcombError("the network has no layers; pack at least one layer")
@@ -931,10 +965,13 @@ class Program:
                 for c in range(n_cols):
                     # the member's lane slot; a zero weight multiplies any lane to zero
                     s[r, c] = placement[c][int(sel[c])] if w[r, c] and A > 1 else 0
-            for r in reversed(range(R)):  # bottom row first: it is shifted furthest
-                words = ([pack_struct(cl, {"weight": w[r, c], "select": 1 << int(s[r, c])}) for c in range(C)]
-                         if self.onehot and A > 1 else cell_words(w[r], s[r], self.weight_bits))
-                self.cells.append(pack_array(words, cl.size))
+            rows = [pack_array([pack_struct(cl, {"weight": w[r, c], "select": 1 << int(s[r, c])}) for c in range(C)]
+                               if self.onehot and A > 1 else cell_words(w[r], s[r], self.weight_bits), cl.size)
+                    for r in range(R)]
+            k, n = self.load_rows, self.load_steps
+            for step in range(n):  # bottom rows first: they are shifted furthest
+                first = (n - 1 - step) * k
+                self.cells.append(pack_array(rows[first: first + k] + [0] * (first + k - R), cl.size * C))
             self.descriptors.append(pack_struct(tl, {
                 "first": t.first, "last": t.last, "layer_end": t.layer_end, "net_end": t.net_end,
                 "rq": t.rq, "base": t.base, "wr_first": t.wr_first, "wr_count": t.wr_count,

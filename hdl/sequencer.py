@@ -10,11 +10,11 @@ other. No register holds a batch: the flip-flops do not grow with ``batch``.
 
 Per tile (cycles, :mod:`colcomb.hdl.cycles`)::
 
-    PREP   max(rows + Rom.latency,         load the cells, one array row per cycle from the cell
-           Rom.latency + LaneFetch.lead)   ROM (rows 0..rows-1 arrive in cycles 1..rows); the
-                                           first vector's lanes are fetched in its last cycles
-                                           (an image network: 4 x Rom.latency + lead at least,
-                                           for its registered descriptor and window base)
+    PREP   max(load_steps + Rom.latency,   load the cells, load_rows array rows per cycle from
+           Rom.latency + LaneFetch.lead)   the cell ROM (Program.load_steps words); the first
+                                           vector's lanes are fetched in its last cycles (an
+                                           image network: WINDOW_READS x Rom.latency + lead at
+                                           least, for its registered descriptor and window base)
     STREAM batch x cycles_per_vector       one vector per cycle into the array (serial: one bit
                                            per cycle), the next one's lanes fetched meanwhile
                                            (:class:`~colcomb.hdl.lane_fetch.LaneFetch`)
@@ -49,7 +49,7 @@ from colcomb.hdl.lane_fetch import MEMORY_READ_LATENCY, LaneFetch, memory_word_l
 from colcomb.hdl.params import validated
 from colcomb.hdl.pipeline import delay
 from colcomb.hdl.pool_write import PoolWriteBack
-from colcomb.hdl.program import Program, cell_layout, pack_array
+from colcomb.hdl.program import WINDOW_READS, Program, cell_layout, pack_array
 from colcomb.hdl.requant import SharedRequantizer
 from colcomb.hdl.rom import Rom
 from colcomb.hdl.write_back import WriteBack
@@ -140,13 +140,13 @@ class Sequencer(wiring.Component):
     # -- the pipeline's timing, from its stages' latencies (the cycle model's source) ----------
     @staticmethod
     def prep_cycles_for(program: Program) -> int:
-        """Cycles before a tile streams: the longer of loading the cells (one array row per
-        cycle, after the cell ROM's latency) and reading the descriptor, then fetching the
+        """Cycles before a tile streams: the longer of loading the cells (``load_rows`` array
+        rows per cycle, after the cell ROM's latency) and reading the descriptor (an image
+        network's first window: :data:`~colcomb.hdl.program.WINDOW_READS`), then fetching the
         first vector's lanes."""
         lead = LaneFetch.lead_for(program.cell == "serial", program.parts, program.column_words)
-        # an image network's first window: the descriptor's read and its register, then the
-        # patch ROM's read of the first origin and its sum with the map's base, a register
-        return max(program.rows + Rom.latency, (4 if program.stages else 1) * Rom.latency + lead)
+        reads = WINDOW_READS if program.stages else 1
+        return max(program.load_steps + Rom.latency, reads * Rom.latency + lead)
 
     @staticmethod
     def drain_cycles_for(program: Program) -> int:
@@ -288,9 +288,10 @@ class Sequencer(wiring.Component):
             rows=rows, cols=p.cols, alpha=p.alpha, weight_bits=p.weight_bits,
             data_bits=word_bits, acc_bits=p.acc_bits, dsp_cells=p.dsp_cells, cell=p.cell,
             onehot=p.onehot, skewed_input=p.column_words, registered_lanes=p.banked,
-            skewed_loads=p.skewed_loads)
-        row_of_cells = data.ArrayLayout(cell_layout(p.weight_bits, p.alpha, p.onehot), p.cols)
-        m.submodules.cell_rom = cell_rom = Rom(width=row_of_cells.size, init=p.cells,
+            skewed_loads=p.skewed_loads, load_rows=p.load_rows)
+        # a cell ROM word: load_rows rows of cells (Program.tile_cells)
+        cells_word = data.ArrayLayout(cell_layout(p.weight_bits, p.alpha, p.onehot), p.load_rows * p.cols)
+        m.submodules.cell_rom = cell_rom = Rom(width=cells_word.size, init=p.cells,
                                                name="cells")
         descriptor_layout = p.tile_layout
         m.submodules.tile_rom = tile_rom = Rom(width=descriptor_layout.size, init=p.descriptors,
@@ -362,7 +363,8 @@ class Sequencer(wiring.Component):
                     m.d.sync += [port.addr.eq(logical.addr), port.data.eq(logical.data), port.en.eq(logical.en)]
 
         # -- sequencer state ----------------------------------------------------------------
-        cell_base = Signal(range(max(2, tiles * rows)))
+        steps = p.load_steps  # cell ROM words (load cycles) per tile
+        cell_base = Signal(range(max(2, tiles * steps)))
         tile = Signal(range(max(2, tiles)))
         step = Signal(range(max(2, self.prep_cycles)))
         vector = Signal(range(max(2, batch_size)))
@@ -397,7 +399,7 @@ class Sequencer(wiring.Component):
         ]
 
         def next_tile():
-            m.d.sync += [tile.eq(tile + 1), cell_base.eq(cell_base + rows), step.eq(0)]
+            m.d.sync += [tile.eq(tile + 1), cell_base.eq(cell_base + steps), step.eq(0)]
 
         run_buffer = Signal()  # the batch's region of the input and output memories
         # an image network runs each layer in passes of whole pooling windows (Program.layer_info
@@ -417,7 +419,7 @@ class Sequencer(wiring.Component):
             with m.State("PREP"):
                 m.d.comb += [
                     prep.eq(1),
-                    cell_rom.en0.eq(step < rows),
+                    cell_rom.en0.eq(step < steps),
                     tile_rom.en0.eq(step == 0),
                 ]
                 m.d.sync += step.eq(step + 1)
@@ -449,7 +451,7 @@ class Sequencer(wiring.Component):
             with m.State("FLUSH"):
                 with m.If(~pipeline_busy & ~pass_over):  # the layer's next pass: its tiles again
                     m.d.comb += next_pass.eq(1)
-                    m.d.sync += [tile.eq(first_tile), cell_base.eq(first_tile * rows), step.eq(0)]
+                    m.d.sync += [tile.eq(first_tile), cell_base.eq(first_tile * steps), step.eq(0)]
                     m.next = "PREP"
                 with m.Elif(~pipeline_busy):
                     m.d.comb += layer_over.eq(1)
@@ -468,8 +470,8 @@ class Sequencer(wiring.Component):
             m.d.comb += [stream_final.eq(vector == vectors - 1), pass_over.eq(1),
                          fetch_next_allowed.eq(vector != vectors - 1)]
 
-        # -- PREP: the cell ROM shifts one array row per cycle into the array ------------------
-        loading = delay(m, prep & (step < rows), Rom.latency, "loading")
+        # -- PREP: the cell ROM shifts load_rows array rows per cycle into the array ----------
+        loading = delay(m, prep & (step < steps), Rom.latency, "loading")
         m.d.comb += [array.load.eq(loading), array.w_in.eq(cell_rom.data0)]
 
         # -- lane fetch: vector 0 in PREP's last cycles, vector v + 1 while v streams ---------

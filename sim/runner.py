@@ -199,12 +199,14 @@ def build(
     cell: str = "parallel",
     x_random: bool = False,
     network: ImageNetwork | None = None,
+    pass_vectors: int | None = None,
 ) -> Build:
     """Generate the design for ``layers`` and compile it with Verilator, unless a build of the
     same Verilog and parameters exists under ``root`` (then it is reused). ``opt`` is the C++
     optimisation level (one of OPT_LEVELS; -O0 builds fastest, -O2 simulates fastest).
     ``x_random`` builds with :data:`X_RANDOM_BUILD_ARGS` (run it with ``x_seed``). ``network``:
-    the layers are this image network's, run whole (:mod:`colcomb.hdl.network`)."""
+    the layers are this image network's, run whole (:mod:`colcomb.hdl.network`), in passes of
+    ``pass_vectors`` (default :data:`colcomb.hdl.program.PASS_VECTORS`)."""
     if opt not in OPT_LEVELS:
         raise ColcombError(f"opt must be one of {', '.join(OPT_LEVELS)}, not {opt!r}")
     t0 = time.perf_counter()
@@ -214,7 +216,8 @@ def build(
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".gen-", dir=root))
     try:
-        design = generate_layers(layers, rows, cols, tmp, batch=batch, top=top, cell=cell, network=network)
+        design = generate_layers(layers, rows, cols, tmp, batch=batch, top=top, cell=cell, network=network,
+                                 pass_vectors=pass_vectors)
         build_args = X_RANDOM_BUILD_ARGS if x_random else BUILD_ARGS
         params = {"rows": rows, "cols": cols, "batch": batch, "waves": bool(waves), "top": top,
                   "opt": opt, "build_args": build_args, "harness": HARNESS_VERSION, **_tool_versions()}
@@ -459,6 +462,7 @@ def simulate(
     cell: str = "parallel",
     bench: str = "fast",
     progress: Callable[..., None] | None = None,
+    pass_vectors: int | None = None,
 ) -> SimResult:
     """Simulate the manifest's network on a ``rows`` x ``cols`` array in Verilator and check
     every output word against the golden model.
@@ -473,7 +477,8 @@ def simulate(
     ``idle``/``stall`` (each in [0, 1)) make the input stream idle and the output stream stall on
     random cycles; ``bench`` picks the fast or the per-cycle bench (:func:`run`); ``progress``
     is called with the name of each stage ("build", "simulate") as it starts, and the simulation's
-    expected seconds (``eta_s``, :func:`estimate_seconds`) where an earlier run tells. Returns a
+    expected seconds (``eta_s``, :func:`estimate_seconds`) where an earlier run tells;
+    ``pass_vectors``: a CNN's vectors per pass (:func:`build`). Returns a
     :class:`SimResult`; with ``check`` (default) raises :class:`SimulationMismatch` unless every
     output equals the golden model.
     """
@@ -492,7 +497,8 @@ def simulate(
         x = check_inputs(chosen[0], inputs)
     if progress:
         progress("build")
-    built = build(hw, rows, cols, batch=batch, waves=waves, root=root, opt=opt, cell=cell, network=network)
+    built = build(hw, rows, cols, batch=batch, waves=waves, root=root, opt=opt, cell=cell, network=network,
+                  pass_vectors=pass_vectors)
     if progress:
         progress("simulate", eta_s=estimate_seconds(built, x.shape[0], bench, idle=idle, stall=stall))
     return run(built, manifest_dir, x, idle=idle, stall=stall, seed=seed, waves=waves,

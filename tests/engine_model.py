@@ -51,7 +51,7 @@ def run_program(prog: Program, images: np.ndarray) -> np.ndarray:
             acc = {}
             for i, t in tiles:
                 desc = prog.descriptors[i]
-                cells = prog.cells[i * R: (i + 1) * R][::-1]  # row 0 first
+                cells = prog.tile_cells(i)  # row 0 first
                 w = np.array([[_field(word >> (c * cl.size), cl, "weight") for c in range(C)] for word in cells])
                 s = np.array([[_field(word >> (c * cl.size), cl, "select") for c in range(C)] for word in cells])
                 offsets = prog.column_offsets[i * C: (i + 1) * C]

@@ -98,6 +98,7 @@ def test_simulate_checks_its_inputs_before_building(packed, tmp_path, monkeypatc
         (["--clock", "1000"], "PLL"),
         (["--inputs", "STR"], "expected integers"),
         (["--layer", "nope"], "no layer 'nope'"),
+        (["--pass-vectors", "512"], "passes of 512 vectors are for a CNN run whole on chip"),
     ],
 )
 def test_synthesize_refusals_leave_no_output(packed, tmp_path, capsys, extra, message):
@@ -106,6 +107,14 @@ def test_synthesize_refusals_leave_no_output(packed, tmp_path, capsys, extra, me
     assert main(["synthesize", str(packed), "--board", "icebreaker", "--rows", "2", "--cols", "2",
                  "--out", str(tmp_path / "s"), *extra]) == 2
     _one_error(capsys, message)
+    assert not (tmp_path / "s").exists()
+
+
+def test_synthesize_refuses_an_unknown_router_before_writing(packed, tmp_path):
+    from colcomb.fpga.synth import synthesize
+
+    with pytest.raises(ColcombError, match="router must be one of router1, router2, not 'fast'"):
+        synthesize(packed, board="icebreaker", rows=2, cols=2, out=tmp_path / "s", router="fast")
     assert not (tmp_path / "s").exists()
 
 

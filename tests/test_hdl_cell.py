@@ -543,6 +543,61 @@ def test_array_skewed_loads_follow_the_last_vector(rows, cols, alpha, skewed):
     assert ok == (skewed or cols == 1)
 
 
+@pytest.mark.parametrize(("rows", "cols", "alpha", "k"), [(5, 3, 2, 2), (8, 2, 4, 2), (6, 2, 2, 3), (3, 2, 2, 3)])
+def test_array_loads_several_rows_a_cycle(rows, cols, alpha, k):
+    """``load_rows`` k: a tile loads in ceil(rows / k) cycles, each word k rows wide (row j of the
+    word to row j, bottom rows first, the missing rows of a last partial word ignored), back to
+    back with skewed loads; both tiles' vectors meet their own weights."""
+    rng = np.random.default_rng(rows * 100 + cols * 10 + k)
+    dut = SystolicArray(rows=rows, cols=cols, alpha=alpha, acc_bits=24, registered_lanes=True,
+                        skewed_loads=True, load_rows=k)
+    steps, n = -(-rows // k), 3
+    tiles = [(rng.integers(-128, 128, (rows, cols)), rng.integers(0, alpha, (rows, cols))) for _ in range(2)]
+    xs = rng.integers(-128, 128, (2, n, cols, alpha))
+    expect = []
+    for (w, s), x in zip(tiles, xs, strict=True):
+        picked = np.take_along_axis(x[:, None, :, :], np.broadcast_to(s[None, :, :, None],
+                                    (n, rows, cols, 1)), axis=3)[..., 0]
+        expect.extend((picked * w[None]).sum(axis=2))
+    schedule = []
+    for t in range(len(tiles)):
+        schedule += [("load", steps - 1 - i, t) for i in range(steps)]  # the word of rows k*i ..
+        schedule += [("lanes", v, t) for v in range(n)]
+    entered, got = [], {}
+
+    def word(w, s, first):
+        cells = []
+        for j in range(k):
+            r = first + j
+            cells += [{"weight": int(w[r, c]), "select": int(s[r, c])} if r < rows else {"weight": 99, "select": 1}
+                      for c in range(cols)]
+        return cells
+
+    async def bench(ctx):
+        for t in range(len(schedule) + dut.latency + 1):
+            ctx.set(dut.load, 0)
+            if t < len(schedule):
+                kind, i, tile = schedule[t]
+                if kind == "load":
+                    ctx.set(dut.load, 1)
+                    ctx.set(dut.w_in, word(*tiles[tile], i * k))
+                else:
+                    ctx.set(dut.lanes_in, [[int(v) for v in xs[tile, i, c]] for c in range(cols)])
+                    entered.append(t)
+            await ctx.tick()
+            for j, t0 in enumerate(entered):
+                if t + 1 - dut.latency == t0:
+                    got[j] = [ctx.get(dut.sums_out[r]) for r in range(rows)]
+
+    _run(dut, bench)
+    assert np.array_equal(np.array([got[j] for j in range(2 * n)]), np.array(expect))
+
+
+def test_array_refuses_more_load_rows_than_rows():
+    with pytest.raises(ValueError, match="load_rows must be at most rows \\(2\\), not 3"):
+        SystolicArray(rows=2, cols=2, load_rows=3)
+
+
 @pytest.mark.parametrize("option", ["registered_lanes", "skewed_loads"])
 def test_array_refuses_delaying_lanes_that_arrive_skewed(option):
     """The serial column-word fetch skews the lanes itself: the array cannot also delay them."""

@@ -83,7 +83,7 @@ def test_every_lane_a_cell_selects_holds_its_member(seed, cell, rows, cols):
                     continue
                 member = block.groups[col][block.selects[ch - block.row_start, col]]
                 # the cell word holds the lane slot it reads: decode it from the cell ROM
-                cell_word = prog.cells[tile_index * rows + (rows - 1 - r)]
+                cell_word = prog.tile_cells(tile_index)[r]
                 width = prog.weight_bits + (A > 1) * (A - 1).bit_length()
                 word = (cell_word >> (c * width)) & ((1 << width) - 1)
                 lane = word >> prog.weight_bits if A > 1 else 0

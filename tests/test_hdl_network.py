@@ -11,7 +11,8 @@ from hw_layers import image_net, random_cnn, random_layer
 from colcomb.core.errors import ColcombError
 from colcomb.hdl.cycles import network_cycles
 from colcomb.hdl.network import stages_of
-from colcomb.hdl.program import Program
+from colcomb.hdl.cycles import prep_cycles
+from colcomb.hdl.program import WINDOW_READS, Program, cell_layout
 from colcomb.packer.graph import run_graph
 from colcomb.sim.amaranth_sim import run_top
 
@@ -84,6 +85,8 @@ def test_compiled_layout_computes_the_integer_cnn(seed):
     (4, 4, 4, 4, 8, 3, -1, 256, "parallel"),  # banks: a vector's window words in one cycle
     (8, 2, 4, 6, 6, 5, -1, 8, "parallel"),
     (2, 2, 8, 6, 5, 7, -1, 6, "parallel"),
+    (5, 2, 4, 4, 4, 3, -1, 8, "parallel"),   # 2 rows a load cycle, the last cell word half empty
+    (12, 2, 2, 4, 4, 3, -1, 16, "parallel"),  # 3 rows a load cycle
 ])
 def test_top_runs_an_image_network_bit_exact(rows, cols, alpha, size, batch, images, section, passes, cell):
     rng, layers, graph, shape, prog = _compiled(rows * 10 + images, rows=rows, cols=cols, alpha=alpha,
@@ -120,6 +123,7 @@ def test_conv_columns_must_read_one_feature_map_word():
     ({"cols": 3}, "power-of-two column count"),
     ({"cols": 16}, "no larger than the data width"),
     ({"pass_vectors": 3}, "allow passes of 4 or more"),
+    ({"pass_vectors": 0}, "pass_vectors must be a positive integer, not 0"),
 ])
 def test_image_networks_need_a_word_per_column(kwargs, message):
     rng = np.random.default_rng(5)
@@ -190,3 +194,32 @@ def test_spaced_vectors_give_a_flattened_map_fewer_row_tiles():
     # the serial array has 8 cycles a vector already: no spacing, no split
     serial = _spec_program(4, (2, 4, 4), spec, rows=8, cols=4, batch=3, alpha=2)[-1]
     assert {t.spacing for t in serial.tiles} == {1} and sum(t.layer == 0 for t in serial.tiles) == 3
+
+
+@pytest.mark.parametrize("rows, load_rows", [(2, 1), (4, 1), (5, 2), (8, 2), (12, 3)])
+def test_banked_cells_load_within_the_window_reads(rows, load_rows):
+    """The banked array loads as many rows a cycle as keep a tile's PREP at the first window's
+    reads; its cell ROM holds the same rows in fewer, wider words, which decode back to the
+    packed weights; the serial array loads a row a cycle."""
+    rng, layers, graph, shape, prog = _compiled(rows, rows=rows, cols=2, alpha=4, size=4, batch=2, cell="parallel")
+    assert prog.load_rows == load_rows and len(prog.cells) == len(prog.tiles) * -(-rows // load_rows)
+    assert prep_cycles(prog) == WINDOW_READS + 1  # + the lane fetch's read
+    width = cell_layout(prog.weight_bits, prog.alpha).size  # weight and select
+    for i, t in enumerate(prog.tiles):
+        block = prog.layers[t.layer].blocks[t.block]
+        for r, word in enumerate(prog.tile_cells(i)):
+            ch = t.channels[r]
+            for c in range(2):
+                col = t.col_start + c
+                w = 0 if ch is None or col >= block.packed_columns else block.weights[ch - block.row_start, col]
+                got = (word >> (c * width)) & ((1 << prog.weight_bits) - 1)
+                assert got == w % (1 << prog.weight_bits)
+    serial = _compiled(rows, rows=rows, cols=2, alpha=4, size=4, batch=2)[-1]
+    assert serial.load_rows == 1 and len(serial.cells) == len(serial.tiles) * rows
+
+
+def test_passes_are_for_image_networks():
+    layer = random_layer(np.random.default_rng(0), 6, 8, alpha=2)
+    with pytest.raises(ColcombError, match="passes of 512 vectors are for a CNN run whole on chip"):
+        Program.compile([layer], rows=4, cols=4, batch=4, pass_vectors=512)
+    assert Program.compile([layer], rows=4, cols=4, batch=4, pass_vectors=256).pass_vectors == 256

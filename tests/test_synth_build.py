@@ -32,13 +32,14 @@ REPORT_FIELDS = {
 def test_tiny_network_builds_for_icebreaker(tiny_manifest, tmp_path, capsys):
     out = tmp_path / "synth"
     rc = main(["synthesize", str(tiny_manifest), "--board", "icebreaker", "--rows", "2", "--cols", "2",
-               "--batch", "2", "--vectors", "3", "--out", str(out)])
+               "--batch", "2", "--vectors", "3", "--router", "router2", "--out", str(out)])
     text = capsys.readouterr().out
     report = json.loads((out / "report.json").read_text())
     assert rc == 0, report["failures"]
     assert REPORT_FIELDS <= set(report)
     assert report["status"] == "passed" and report["failures"] == []
     assert report["device"] == "iCE40UP5K" and report["board"] == "icebreaker"
+    assert report["options"]["overrides"]["nextpnr_opts"].endswith("--router router2")
     res = report["resources"]
     for key in ("luts", "flip_flops", "block_rams", "dsps", "logic_cells"):
         assert isinstance(res[key], int) and res[key] >= 0

@@ -750,6 +750,7 @@ def _report_args(p: argparse.ArgumentParser) -> None:
                    help="price the multiplier as DSP blocks instead of LUTs (default: as the synthesis report "
                    "built it, else LUTs)")
     _cell_arg(p, default=None)
+    _pass_arg(p)
     p.add_argument("--out", type=Path, required=True, help="output folder: cost.json, cost.md, heatmap.png")
 
 
@@ -760,6 +761,7 @@ def _report(args: argparse.Namespace) -> int:
     from colcomb.fpga.cost import cost_report, markdown
 
     rows, cols, board, batch, dsp, cell = args.rows, args.cols, args.board, args.batch, args.dsp, args.cell
+    passes = args.pass_vectors
     if args.synth_report is not None:
         try:
             srep = json.loads(args.synth_report.read_text())
@@ -769,6 +771,7 @@ def _report(args: argparse.Namespace) -> int:
             batch = args.batch or srep["array"]["batch"]
             dsp = bool(srep["options"]["dsp"]) if dsp is None else dsp
             cell = cell or srep["array"].get("cell", "parallel")
+            passes = passes or srep["array"].get("pass_vectors")
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ColcombError(f"{args.synth_report}: not a colcomb synthesis report ({exc})") from None
     if args.clock is not None and not (args.clock > 0 and math.isfinite(args.clock)):
@@ -776,7 +779,7 @@ def _report(args: argparse.Namespace) -> int:
     report = cost_report(args.manifest, rows=rows or 8, cols=cols or 8, out=args.out, board=board or "icebreaker",
                          batch=batch, vectors=args.vectors, clock_mhz=args.clock,
                          synth_report=args.synth_report, layers=args.layer, synth=not args.no_synth,
-                         dsp=bool(dsp), cell=cell or "parallel")
+                         dsp=bool(dsp), cell=cell or "parallel", pass_vectors=passes)
     print(markdown(report))
     print(f"wrote {args.out / 'cost.json'}, {args.out / 'cost.md'}, {args.out / 'heatmap.png'}")
     return 0

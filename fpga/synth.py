@@ -495,7 +495,8 @@ def measure_cycles_per_inference(manifest_dir, *, rows: int, cols: int, batch: i
     on ``batches`` full batches of random inputs and return ``{"cycles_per_inference", "vectors",
     "passed", "summary", "run_dir"}``: the steady state (cycles between the ends of full batches,
     :func:`colcomb.sim.timing.steady_cycles_per_vector`), or ``{"absent": reason}`` when no
-    simulation can run (no Verilator)."""
+    simulation can run (no Verilator). ``pass_vectors``: a CNN's vectors per pass, as the
+    synthesized design's."""
     from colcomb.sim.runner import simulate
 
     try:

@@ -79,7 +79,8 @@ class SystolicArray(wiring.Component):
         Column ``c`` also takes ``load`` and ``w_in`` ``c`` cycles late (after the same input
         register as its lanes), so a column's weights change only once the last vector before the
         load has passed it: the next tile may load as soon as the last vector has entered, not
-        :attr:`latency` cycles later. Costs ``weight_bits + select`` flip-flops per delay.
+        :attr:`latency` cycles later. Costs ``weight_bits + select`` flip-flops per delay and
+        load row.
     load_rows : int
         Rows the weight chain shifts per load cycle (1 to ``rows``): a tile loads in
         ``ceil(rows / load_rows)`` cycles from a ROM word ``load_rows`` rows wide.
@@ -87,7 +88,7 @@ class SystolicArray(wiring.Component):
     Members
     -------
     load : ``In(1)``
-        Shift the weight chain by one row.
+        Shift the weight chain by ``load_rows`` rows.
     w_in : ``In(ArrayLayout(cell_layout(weight_bits, alpha, onehot), load_rows * cols))``
         ``load_rows`` rows of cell words (weight and select per column; row ``j``'s column ``c``
         at ``j * cols + c``) entering rows ``0 .. load_rows - 1``.

@@ -207,7 +207,7 @@ class Program:
     @property
     def pass_depth(self) -> int:
         """Vectors a tile streams at most (the accumulator memory's depth): the batch, or in an
-        image network the longest pass (:data:`PASS_VECTORS`), whichever is more."""
+        image network the longest pass (:attr:`pass_vectors`), whichever is more."""
         return max([self.batch] + [info["chunk"] for info in self.layer_info])
 
     @property

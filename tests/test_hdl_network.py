@@ -9,9 +9,8 @@ from engine_model import run_program
 from hw_layers import image_net, random_cnn, random_layer
 
 from colcomb.core.errors import ColcombError
-from colcomb.hdl.cycles import network_cycles
+from colcomb.hdl.cycles import network_cycles, prep_cycles
 from colcomb.hdl.network import stages_of
-from colcomb.hdl.cycles import prep_cycles
 from colcomb.hdl.program import WINDOW_READS, Program, cell_layout
 from colcomb.packer.graph import run_graph
 from colcomb.sim.amaranth_sim import run_top
@@ -86,11 +85,12 @@ def test_compiled_layout_computes_the_integer_cnn(seed):
     (8, 2, 4, 6, 6, 5, -1, 8, "parallel"),
     (2, 2, 8, 6, 5, 7, -1, 6, "parallel"),
     (5, 2, 4, 4, 4, 3, -1, 8, "parallel"),   # 2 rows a load cycle, the last cell word half empty
-    (12, 2, 2, 4, 4, 3, -1, 16, "parallel"),  # 3 rows a load cycle
+    (12, 2, 2, 4, 4, 3, -1, 16, "parallel"),  # 3 rows a load cycle (conv2's 13 channels fill them)
 ])
 def test_top_runs_an_image_network_bit_exact(rows, cols, alpha, size, batch, images, section, passes, cell):
     rng, layers, graph, shape, prog = _compiled(rows * 10 + images, rows=rows, cols=cols, alpha=alpha,
-                                                size=size, batch=batch, channels=(5, 5), section=section,
+                                                size=size, batch=batch, channels=(5, 13 if rows > 8 else 5),
+                                                section=section,
                                                 pass_vectors=passes, cell=cell)
     if section is None:
         assert prog.channel_words(1)[1] > -(-5 // alpha)
@@ -201,7 +201,7 @@ def test_banked_cells_load_within_the_window_reads(rows, load_rows):
     """The banked array loads as many rows a cycle as keep a tile's PREP at the first window's
     reads; its cell ROM holds the same rows in fewer, wider words, which decode back to the
     packed weights; the serial array loads a row a cycle."""
-    rng, layers, graph, shape, prog = _compiled(rows, rows=rows, cols=2, alpha=4, size=4, batch=2, cell="parallel")
+    *_, prog = _compiled(rows, rows=rows, cols=2, alpha=4, size=4, batch=2, cell="parallel", channels=(5, 13))
     assert prog.load_rows == load_rows and len(prog.cells) == len(prog.tiles) * -(-rows // load_rows)
     assert prep_cycles(prog) == WINDOW_READS + 1  # + the lane fetch's read
     width = cell_layout(prog.weight_bits, prog.alpha).size  # weight and select

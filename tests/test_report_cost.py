@@ -165,3 +165,25 @@ def test_report_of_a_dsp_build_follows_the_synthesis_report(rng, tmp_path, capsy
     assert rep["dense"]["luts_per_cell"] == 0 and rep["combined"]["luts_per_cell"] > 0  # the multiplexer
     assert "lut_per_cell_ratio" not in rep["comparison"]
     assert rep["comparison"]["macs_per_s_per_array_lut"]["dense"] is None
+
+
+def test_report_of_a_cnn_build_runs_its_passes(tmp_path, capsys):
+    """A CNN synthesized with --pass-vectors is priced with its own passes: the report's cycles
+    are the cycle model's for that pass length, not the default's."""
+    from hw_layers import random_cnn
+
+    from colcomb.hdl.network import image_network
+    from colcomb.packer.manifest import load_manifest
+
+    layers, graph, shape = random_cnn(np.random.default_rng(11), alpha=4, size=6, channels=(3, 5))
+    write_manifest(layers, tmp_path / "m", {"graph": graph, "input_shape": list(shape)})
+    srep = {"board": "ulx3s-85f", "array": {"rows": 4, "cols": 2, "batch": 2, "cell": "parallel", "pass_vectors": 8},
+            "options": {"dsp": True}, "clock": {"fmax_mhz": 70.0}}
+    (tmp_path / "report.json").write_text(json.dumps(srep))
+    assert main(["report", str(tmp_path / "m"), "--synth-report", str(tmp_path / "report.json"), "--no-synth",
+                 "--out", str(tmp_path / "r")]) == 0
+    rep = json.loads((tmp_path / "r" / "cost.json").read_text())
+    net = image_network(load_manifest(tmp_path / "m"))
+    cycles = {p: network_cycles(Program.compile(net.layers, rows=4, cols=2, batch=2, stages=net.stages,
+                                                pass_vectors=p), 2)["engine"] for p in (8, 256)}
+    assert cycles[8] > cycles[256] and rep["combined"]["engine_cycles"] == cycles[8]

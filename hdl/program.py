@@ -182,6 +182,10 @@ class Program:
     writes: list[int] = field(default_factory=list)
     #: per input word: the (address of vector 0, slot) words of the input memory it is written to
     input_slots: list[list[Slot]] = field(default_factory=list)
+    #: image networks whose first conv layer combines kernel positions of one kernel row: the
+    #: input memory's words are *row runs* of this many pixels (the kernel width; 0: none), see
+    #: :meth:`row_runs`
+    input_run: int = 0
     #: words of one batch's region in the input, lane and output memories (each holds two:
     #: the input and output memories one per batch in flight, the lane memory one per layer
     #: parity)
@@ -222,6 +226,18 @@ class Program:
         (``registered_lanes``): no path from a block RAM through a lane multiplexer into a
         multiplier."""
         return self.stages is not None and self.cell == "parallel"
+
+    @property
+    def input_banks(self) -> int:
+        """Banks of the input memory: one per column that layer 0 reads (its widest tile's packed
+        columns; a conv layer combined per kernel row reads few), the columns beyond reading
+        zeros from it, so a wide array keeps few copies of the input; every column without
+        banks (1)."""
+        if not self.banked:
+            return 1
+        blocks = self.layers[0].blocks
+        return max([1] + [min(self.cols, blocks[t.block].packed_columns - t.col_start)
+                          for t in self.tiles if t.layer == 0])
 
     @property
     def skewed_loads(self) -> bool:
@@ -299,6 +315,8 @@ class Program:
         rest of the lanes reading zero."""
         if not self.stages:
             return self.lanes_per_part
+        if self.input_run:
+            return self.input_run
         return 1 + max([0] + [s.slot for slots in self.input_slots for s in slots])
 
     @property
@@ -683,13 +701,47 @@ class Program:
         self.tiles = tiles
         self._fill_roms(row_tiles, where)
 
+    def row_runs(self, k: int) -> int:
+        """The run length (the kernel width) when conv layer ``k`` reads *row runs*, else 0.
+
+        A layer whose packed columns combine kernel positions of one kernel row of one channel
+        (a one-channel layer combined per kernel row, :func:`colcomb.train.prune.combine_mask`)
+        reads them in one word, if that word holds the run of the row: word ``c * Hp * Wp + y * Wp
+        + x`` holds pixels ``x - kw + 1 .. x`` of row ``y`` of channel ``c``, one a slot, and a
+        column reads the word at its kernel row's offset plus ``kw - 1``, each member the slot of
+        its kernel column. Only layer 0 can: the host's pixels pass a shift register of ``kw``
+        words on their way in, which writes each pixel's run in one word, and at a row's end the
+        runs of its right border: ``pw`` zeros shifted in, which are also the next row's left
+        border (the padding is the same on both sides), so no run needs clearing."""
+        layer, st = self.layers[k], self.stages[k]
+        kh, kw = st.kernel
+        combined = [g for block in layer.blocks for g in block.groups
+                    if len({int(m) % (kh * kw) for m in g}) > 1]
+        if not combined:
+            return 0
+        for g in combined:
+            keys = {(int(m) // (kh * kw), int(m) % (kh * kw) // kw) for m in g}
+            if len(keys) != 1 or k != 0 or kw > self.lanes_per_part:
+                why = ("they lie in different kernel rows or channels" if len(keys) != 1 else
+                       "only the first layer, whose pixels the host writes, reads row runs" if k else
+                       f"a run of {kw} pixels is wider than a word's {self.lanes_per_part} lanes")
+                raise ColcombError(
+                    f"conv layer {layer.name!r}: packed column {list(g)} combines input columns at different "
+                    f"kernel positions, which on chip a column reads from one word: {why}; pack conv layers "
+                    f"per feature map (--per-feature-map, which combines a one-channel first layer per kernel "
+                    f"row) or leave them uncombined")
+        return kw
+
     def channel_words(self, k: int) -> tuple[dict[int, tuple[int, int]], int]:
         """Where conv layer ``k``'s input channels lie in a pixel's words: channel -> (word,
         slot), and the words per pixel. Channels ``alpha * w ..`` in word ``w`` when every packed
-        column combines channels of one such group; otherwise one word per channel group of the
-        layer's per feature map combining (its members in ascending order)."""
+        column combines channels of one such group; a word per channel with row runs
+        (:meth:`row_runs`); otherwise one word per channel group of the layer's per feature map
+        combining (its members in ascending order)."""
         layer, st, A = self.layers[k], self.stages[k], self.alpha
         kk = st.kernel[0] * st.kernel[1]
+        if self.row_runs(k):
+            return {c: (c, 0) for c in range(st.in_shape[0])}, st.in_shape[0]
         sets = {frozenset(int(m) // kk for m in g) for block in layer.blocks for g in block.groups}
         channels = st.in_shape[0]
         if all(len({c // A for c in s}) == 1 for s in sets):
@@ -714,6 +766,17 @@ class Program:
         layer, st, C = self.layers[k], self.stages[k], self.cols
         hp, wp = st.padded_size
         kh, kw = st.kernel
+        if self.row_runs(k):  # a column reads its kernel row's run; a member, its kernel column's slot
+            out = []
+            for bi, block in enumerate(layer.blocks):
+                n = block.packed_columns
+                for ct in range(max(1, -(-n // C))):
+                    members = [[divmod(int(m), kh * kw) for m in block.groups[g]]
+                               for g in range(ct * C, min(n, ct * C + C))]
+                    offsets = [ch * hp * wp + pos // kw * wp + kw - 1 for ch, pos in (g[0] for g in members)]
+                    lanes = [[pos % kw for _, pos in g] for g in members]
+                    out.append((bi, ct * C, lanes, offsets + [0] * (C - len(offsets))))
+            return out
         out = []
         for bi, block in enumerate(layer.blocks):
             n = block.packed_columns
@@ -793,9 +856,17 @@ class Program:
             hp, wp = st0.padded_size
             ph, pw = st0.padding
             words = maps[0][0]
-            self.input_slots = [[Slot(words[c][0] * hp * wp + (y + ph) * wp + x + pw, words[c][1])]
-                                if c in words else []
-                                for c in range(ch0) for y in range(h0) for x in range(w0)]
+            self.input_run = self.row_runs(0)
+            if self.input_run:
+                # each pixel's run ends in its own word; a row's last pixel also writes the runs
+                # of the right border (zeros shifted in)
+                self.input_slots = [[Slot(c * hp * wp + (y + ph) * wp + x + pw + j, 0)
+                                     for j in range(1 + (pw if x == w0 - 1 else 0))]
+                                    for c in range(ch0) for y in range(h0) for x in range(w0)]
+            else:
+                self.input_slots = [[Slot(words[c][0] * hp * wp + (y + ph) * wp + x + pw, words[c][1])]
+                                    if c in words else []
+                                    for c in range(ch0) for y in range(h0) for x in range(w0)]
         else:
             first = self._needs(0, plain)
             self.input_slots = [first.get(w, []) for w in range(self.in_words)]

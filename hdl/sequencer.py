@@ -346,11 +346,14 @@ class Sequencer(wiring.Component):
         # word within a cycle of its write: the engine starts a batch, a layer or a pass at least
         # a PREP later)
         bank_reads = [(input_read, lane_read)]
-        if p.banked:
+        if p.banked:  # input banks only for the columns layer 0 reads (Program.input_banks)
             banks = {"input": [input_write], "lanes": [lane_write]}
             for c in range(1, p.cols):
                 ports = []
                 for name in ("input", "lanes"):
+                    if name == "input" and c >= p.input_banks:
+                        ports.append(None)
+                        continue
                     read, write = activation_memory(name, f"{name}_memory_{c}")
                     banks[name].append(write)
                     ports.append(read)
@@ -497,13 +500,16 @@ class Sequencer(wiring.Component):
             address = lane_fetch.banks[c] if p.banked else fetch.addr
             words = lane_fetch.bank_data[c] if p.banked else fetch.data
             m.d.comb += [
-                # an image network's column offsets hold the batch region already
-                in_read.addr.eq(address + (0 if network else Mux(run_buffer, p.input_region, 0))),
-                in_read.en.eq(fetch.en & first_layer),
                 ln_read.addr.eq(address),
                 ln_read.en.eq(fetch.en & ~first_layer),
-                words.eq(Mux(first_layer, in_read.data, ln_read.data)),
+                words.eq(Mux(first_layer, 0 if in_read is None else in_read.data, ln_read.data)),
             ]
+            if in_read is not None:
+                m.d.comb += [
+                    # an image network's column offsets hold the batch region already
+                    in_read.addr.eq(address + (0 if network else Mux(run_buffer, p.input_region, 0))),
+                    in_read.en.eq(fetch.en & first_layer),
+                ]
         out_slot = Signal.like(self.out_slot)
         m.d.sync += out_slot.eq(self.out_slot)
         m.d.comb += [
@@ -583,13 +589,25 @@ class Sequencer(wiring.Component):
             m.d.sync += entry.eq(entry + 1)
         with m.Else():
             m.d.sync += have.eq(0)
-        m.d.comb += [
-            input_write.addr.eq(current.address + (constant_times(in_vector, p.layer_info[0]["read_stride"])
-                                                   if network else vector_offset(in_vector, p.parts))
-                                + Mux(in_buffer, p.input_region, 0)),
-            input_write.data.eq(Cat(*([in_word] * in_slots))),
-            input_write.en.eq(Mux(have & current.valid, Const(1, in_slots) << current.slot, 0)),
-        ]
+        m.d.comb += input_write.addr.eq(
+            current.address + (constant_times(in_vector, p.layer_info[0]["read_stride"])
+                               if network else vector_offset(in_vector, p.parts))
+            + Mux(in_buffer, p.input_region, 0))
+        if p.input_run:
+            # row runs (Program.row_runs): the last input_run pixels, the newest in the top slot,
+            # written whole; a row's last pixel's further entries (the right border's runs) shift
+            # zeros in, which are also the next row's left border
+            run = Signal(data.ArrayLayout(signed(word_bits), in_slots))
+            window = Cat(*(run[s] for s in range(1, in_slots)), Mux(entry == 0, in_word, 0))
+            with m.If(have):
+                m.d.sync += run.eq(window)
+            m.d.comb += [input_write.data.eq(window),
+                         input_write.en.eq(Mux(have & current.valid, (1 << in_slots) - 1, 0))]
+        else:
+            m.d.comb += [
+                input_write.data.eq(Cat(*([in_word] * in_slots))),
+                input_write.en.eq(Mux(have & current.valid, Const(1, in_slots) << current.slot, 0)),
+            ]
         # the write-back: the last layer's outputs to the output memory, the rest to the lanes
         writing = write_back.memory
         last_layer = writing.layer == len(p.layers) - 1

@@ -32,10 +32,18 @@ def run_program(prog: Program, images: np.ndarray) -> np.ndarray:
     n = len(images)
     flat = images.reshape(n, -1)
     stride0 = prog.layer_info[0]["read_stride"]
+    k = prog.input_run
     for b in range(n):
+        run = [0] * k
         for w, slots in enumerate(prog.input_slots):
-            for s in slots:
-                mem["input"][s.address + b * stride0, s.slot] = flat[b, w]
+            for j, s in enumerate(slots):
+                if not k:
+                    mem["input"][s.address + b * stride0, s.slot] = flat[b, w]
+                    continue
+                # row runs: the pixels pass a shift register of k words, each written whole (the
+                # newest in slot k - 1); a row's last pixel shifts zeros in for the border
+                run = [*run[1:], flat[b, w] if j == 0 else 0]
+                mem["input"][s.address + b * stride0, :k] = run
     cl = cell_layout(prog.weight_bits, A, prog.onehot)
     tl = prog.tile_layout
     wl = prog.write_layout

@@ -36,12 +36,13 @@ def random_layer(
     multiplier: np.ndarray | None = None,
     kernel: int = 1,
     section: int | None = -1,
+    row_width: int | None = None,
 ) -> PackedLayer:
     """A valid column-combined layer; output scale chosen so that most outputs stay unclamped
     unless ``shift``/``multiplier`` say otherwise. ``shift``: one for every row or one per row
     (default: random per row). ``kernel`` > 1: a conv filter matrix combined per feature map,
     channel groups inside aligned sections of ``section`` channels (default ``alpha``; None: any
-    channels)."""
+    channels). ``row_width``: combine per kernel row instead (columns in sections of that many)."""
     lo, hi = signed_range(bits)
     if weights is None:
         w = rng.integers(lo, hi + 1, (rows, cols)) * (rng.random((rows, cols)) < density)
@@ -51,7 +52,10 @@ def random_layer(
     step = block_rows or rows
     for r0 in range(0, rows, step):
         sub = w[r0 : r0 + step]
-        if kernel > 1:
+        if row_width:
+            groups = [[c0 + c for c in g] for c0 in range(0, cols, row_width)
+                      for g in group_columns(sub[:, c0: c0 + row_width].astype(np.float64), alpha, gamma)]
+        elif kernel > 1:
             span = alpha if section == -1 else section
             groups = combine_feature_maps(sub.astype(np.float64), kernel, alpha, gamma, section=span)[1][0][2]
         else:
@@ -117,14 +121,16 @@ def inputs(rng: np.random.Generator, n: int, cols: int, data_bits: int = 8) -> n
 
 
 def random_cnn(rng: np.random.Generator, *, alpha: int = 4, size: int = 6, channels: tuple[int, int] = (3, 5),
-               classes: int = 4, data_bits: int = 8, density: float = 0.5, section: int | None = -1):
+               classes: int = 4, data_bits: int = 8, density: float = 0.5, section: int | None = -1,
+               kernel_rows: bool = False):
     """A small random image network: conv 3x3 (pad 1) - ReLU - max-pool 2 - conv 3x3 (pad 1) -
     ReLU - flatten - linear - ReLU - linear, on 1 x ``size`` x ``size`` images, conv layers
-    combined per feature map. Returns (layers, graph, input shape)."""
+    combined per feature map (``kernel_rows``: the one-channel conv1 per kernel row, gamma 0.5).
+    Returns (layers, graph, input shape)."""
     c1, c2 = channels
     pooled = size // 2
     conv1 = random_layer(rng, c1, 9, alpha, density=density, name="conv1", kernel=9, activation="relu",
-                         data_bits=data_bits)
+                         data_bits=data_bits, gamma=0.5 if kernel_rows else 0.0, row_width=3 if kernel_rows else None)
     conv2 = random_layer(rng, c2, c1 * 9, alpha, gamma=0.25, density=density, name="conv2", kernel=9,
                          activation="relu", data_bits=data_bits, section=section)
     fc1 = random_layer(rng, 7, c2 * pooled * pooled, alpha, gamma=0.25, density=density, name="fc1",

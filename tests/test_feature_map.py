@@ -94,3 +94,33 @@ def test_feature_map_groups_honour_alpha_and_budget(rows, channels, kernel, alph
     for g in groups:
         assert 1 <= len(g) <= alpha
         assert _pruned_by_hand(w, kernel, g) <= kernel * int(np.floor(gamma * rows + 1e-9))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 10_000), st.sampled_from([(3, 3), (5, 5), (3, 5)]), st.sampled_from([2, 4, 8]),
+       st.floats(0.0, 1.0))
+def test_a_one_channel_conv_combines_per_kernel_row(seed, kernel, alpha, gamma):
+    """A one-channel conv has no channels to combine: per feature map it combines per kernel
+    row, every group inside one kernel row, within alpha, one kept weight per row and group,
+    and the mask keeps each row's largest weight of each group."""
+    from colcomb.packer.pack import PackOptions
+    from colcomb.train.prune import combine_mask
+
+    kh, kw = kernel
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal((6, kh * kw)) * (rng.random((6, kh * kw)) < 0.5)
+    keep, blocks = combine_mask(w, PackOptions(alpha=alpha, gamma=gamma), kh * kw, True, kw)
+    (_, _, groups), = blocks
+    check_groups(w * keep, blocks, alpha)
+    for g in groups:
+        assert len({c // kw for c in g}) == 1  # one kernel row
+        for r in range(6):
+            kept = [c for c in g if keep[r, c]]
+            assert len(kept) <= 1
+            if kept:
+                assert abs(w[r, kept[0]]) == max(abs(w[r, c]) for c in g)
+    assert sorted(c for g in groups for c in g) == [c for c in range(kh * kw) if w[:, c].any()]
+    # a layer of several channels still combines whole channels
+    many = rng.standard_normal((6, 2 * kh * kw))
+    _, (( _, _, channel_groups),) = combine_mask(many, PackOptions(alpha=alpha, gamma=1.0), kh * kw, True, kw)
+    assert all(len({c % (kh * kw) for c in g}) == 1 for g in channel_groups)

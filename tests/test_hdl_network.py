@@ -3,6 +3,7 @@ window origins, pooled writes) gives the integer CNN path's outputs (packer/grap
 host im2col, pooling and flatten), first through a walk of the compiled ROMs and memories, then
 through the generated top in Amaranth's simulator."""
 
+
 import numpy as np
 import pytest
 from engine_model import run_program
@@ -223,3 +224,54 @@ def test_passes_are_for_image_networks():
     with pytest.raises(ColcombError, match="passes of 512 vectors are for a CNN run whole on chip"):
         Program.compile([layer], rows=4, cols=4, batch=4, pass_vectors=512)
     assert Program.compile([layer], rows=4, cols=4, batch=4, pass_vectors=256).pass_vectors == 256
+
+
+@pytest.mark.parametrize("cell, rows, cols, alpha, batch, passes", [
+    ("serial", 4, 4, 4, 3, 256), ("parallel", 4, 2, 4, 3, 8), ("parallel", 8, 4, 8, 2, 12), ("serial", 2, 2, 8, 4, 6),
+    ("parallel", 4, 8, 4, 2, 8),  # conv1's few packed columns: input banks for those only
+])
+def test_a_one_channel_layer_combined_per_kernel_row_reads_row_runs(cell, rows, cols, alpha, batch, passes):
+    """Conv1 of a grey image combined per kernel row: its packed columns read one word each, the
+    run of a row of the image that the input port's shift register writes (a row's last pixel
+    also writes the right border's runs), bit-exact against the integer CNN path, with the
+    cycle model exact."""
+    rng = np.random.default_rng(rows * 7 + cols)
+    layers, graph, shape = random_cnn(rng, alpha=alpha, size=6, channels=(4, 5), kernel_rows=True, density=0.7)
+    assert any(len({m % 3 for m in g}) > 1 for g in layers[0].blocks[0].groups)  # positions combined
+    stages = stages_of(graph, shape, {la.name: la.shape for la in layers})
+    prog = Program.compile(layers, rows=rows, cols=cols, batch=batch, cell=cell, stages=stages, pass_vectors=passes)
+    assert prog.input_run == 3 and prog.input_slots_per_word == 3
+    conv1_columns = layers[0].blocks[0].packed_columns
+    assert prog.input_banks == (min(cols, conv1_columns) if cell == "parallel" else 1)
+    if cols == 8:
+        assert conv1_columns < cols  # columns 3.. of the banked array read no input bank
+    assert prog.input_cycles == 6 * (6 + 1)  # 6 rows of 6 pixels, each row's end 1 border run more
+    x = rng.integers(-128, 128, (batch + 1, *shape))
+    assert np.array_equal(run_program(prog, x[:batch]), run_graph(layers, graph, x[:batch]))
+    got = run_top(prog, rows, cols, x.reshape(batch + 1, -1), max_cycles=400_000)
+    assert np.array_equal(got.outputs, run_graph(layers, graph, x))
+    assert got.cycles == network_cycles(prog, batch + 1)["total"]
+
+
+def test_row_runs_need_one_kernel_row_of_the_first_layer():
+    rng = np.random.default_rng(3)
+    layers, graph, shape = random_cnn(rng, alpha=4, size=4, channels=(2, 3), kernel_rows=True, density=0.7)
+    stages = stages_of(graph, shape, {la.name: la.shape for la in layers})
+
+    def combined(rows: int, cols: int, nonzero: list[tuple[int, int]], name: str):
+        """A layer whose only weights (one a row) combine into one packed column."""
+        w = np.zeros((rows, cols), np.int64)
+        for r, c in nonzero:
+            w[r, c] = 5
+        layer = random_layer(rng, rows, cols, 4, weights=w, name=name, activation="relu")
+        assert len(layer.blocks[0].groups) == 1
+        return layer
+
+    # conv1's packed column across kernel rows 0 and 1 (positions 0 and 3)
+    across = [combined(2, 9, [(0, 0), (1, 3)], "conv1"), *layers[1:]]
+    with pytest.raises(ColcombError, match="different kernel rows or channels"):
+        Program.compile(across, rows=4, cols=4, batch=2, cell="serial", stages=stages)
+    # conv2 combined along a kernel row: only the first layer's pixels pass the shift register
+    late = [layers[0], combined(3, 18, [(0, 0), (1, 1)], "conv2"), *layers[2:]]
+    with pytest.raises(ColcombError, match="only the first layer"):
+        Program.compile(late, rows=4, cols=4, batch=2, cell="serial", stages=stages)

@@ -83,3 +83,25 @@ def test_a_cnn_on_three_columns_is_refused(cnn):
     folder, *_ = cnn
     with pytest.raises(ColcombError, match="power-of-two column"):
         simulate(folder, 4, 3, batch=8, cell="serial", vectors=4, root=ROOT)
+
+
+def test_row_runs_of_a_first_layer_combined_per_kernel_row(tmp_path):
+    """Conv1 combined per kernel row reads row runs (the input port's shift register) on the
+    banked array in Verilator, bit-exact, with input banks only for conv1's packed columns; the
+    cycles are the model's."""
+    from colcomb.hdl.cycles import network_cycles
+    from colcomb.hdl.network import image_network
+    from colcomb.hdl.program import Program
+    from colcomb.packer.manifest import load_manifest
+
+    rng = np.random.default_rng(21)
+    layers, graph, shape = random_cnn(rng, alpha=4, size=6, channels=(4, 5), kernel_rows=True, density=0.7)
+    folder = tmp_path / "packed"
+    write_manifest(layers, folder, {"graph": graph, "input_shape": list(shape)})
+    images = rng.integers(-128, 128, (10, *shape))
+    res = simulate(folder, 4, 8, batch=4, cell="parallel", inputs=images.reshape(10, -1), root=ROOT, pass_vectors=16)
+    assert res.passed and np.array_equal(res.outputs(), run_graph(layers, graph, images))
+    net = image_network(load_manifest(folder))
+    prog = Program.compile(net.layers, rows=4, cols=8, batch=4, cell="parallel", stages=net.stages, pass_vectors=16)
+    assert prog.input_run == 3 and prog.input_banks < 8
+    assert res.cycles == network_cycles(prog, 10)["total"]

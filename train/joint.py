@@ -124,7 +124,8 @@ def combine_target(target: Target, keep: np.ndarray, opts: JointOptions) -> tupl
     """Group one target's masked matrix; return its new keep-mask (2-D) and groups."""
     w = target.matrix() * keep
     return combine_mask(
-        w, opts.pack_options(target.name), target.kernel_size, opts.per_feature_map and target.is_conv
+        w, opts.pack_options(target.name), target.kernel_size, opts.per_feature_map and target.is_conv,
+        target.kernel_width,
     )
 
 

@@ -12,12 +12,15 @@ Combining per feature map (``per_feature_map``): the columns of a conv layer are
 input channels (:mod:`colcomb.packer.feature_map`): each channel group becomes kh*kw packed
 columns (kernel position p of channels c1, c2, ... combine into one), each cell keeping its
 largest weight. Its conflict budget counts pruned weights, kh*kw times the per-column budget, so
-that whole feature maps can combine.
+that whole feature maps can combine. A conv layer of one input channel (a grey image's first
+layer) has no channels to combine: it combines per kernel row instead, each packed column taking
+positions of one kernel row (sections of kw columns), which on chip read one run of a row of the
+image (:meth:`colcomb.hdl.program.Program.channel_words`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -51,6 +54,12 @@ class Target:
         """Columns per input channel: kh * kw for a conv, else 1."""
         w = self.weight
         return int(w.shape[2] * w.shape[3]) if w.dim() == 4 else 1
+
+    @property
+    def kernel_width(self) -> int:
+        """Columns per kernel row: kw for a conv, else 1."""
+        w = self.weight
+        return int(w.shape[3]) if w.dim() == 4 else 1
 
     def matrix(self) -> np.ndarray:
         w = self.weight.detach().cpu().numpy().astype(np.float64)
@@ -125,15 +134,21 @@ def channel_matrix(weight: np.ndarray, kernel: int) -> np.ndarray:
 
 
 def combine_mask(
-    weight: np.ndarray, opts: PackOptions, kernel: int = 1, per_feature_map: bool = False
+    weight: np.ndarray, opts: PackOptions, kernel: int = 1, per_feature_map: bool = False,
+    kernel_width: int | None = None,
 ) -> tuple[np.ndarray, Groups]:
     """Group the columns of a (rows, columns) filter matrix; return the keep-mask that combining
     leaves (per row and group only the largest weight) and the groups per row block, as original
     flattened column indices. With ``per_feature_map``,
     :func:`colcomb.packer.feature_map.combine_feature_maps` groups whole channels within a budget
-    counted in weights; ``opts.section`` then counts channels."""
+    counted in weights; ``opts.section`` then counts channels. A one-channel conv (``kernel``
+    columns) combines per kernel row instead: columns in sections of ``kernel_width``."""
     w = np.asarray(weight, np.float64)
-    if per_feature_map and kernel > 1:
+    if per_feature_map and kernel > 1 and w.shape[1] == kernel and kernel_width:
+        if kernel % kernel_width:
+            raise ColcombError(f"a kernel row of {kernel_width} does not divide the kernel's {kernel} positions")
+        opts = replace(opts, section=kernel_width)
+    elif per_feature_map and kernel > 1:
         return combine_feature_maps(w, kernel, opts.alpha, opts.gamma, opts.row_block, opts.section, opts.method)
     keep = np.zeros(w.shape, bool)
     out = []

@@ -2,7 +2,7 @@
 the dense array.
 
 For each board it builds the self-test top of a LeNet-5 trained by ``colcomb train --model lenet5
---per-feature-map`` (alpha 8, gamma 0.5; trained first when its folder is missing) exactly as
+--per-feature-map`` (alpha 8, gamma 0.5, :data:`RUNS`; trained first when its folder is missing) exactly as
 ``colcomb synthesize --test-split N`` does: yosys and nextpnr give the fit and the Fmax, a
 Verilator run of the design's own network the steady-state cycles per inference, and
 inferences/s = Fmax / cycles. A design that does not fit is reported with what binds. Then the
@@ -23,37 +23,47 @@ import sys
 import time
 from pathlib import Path
 
-#: board -> (dataset of its LeNet-5, run folder, rows, cols, cell, images per batch, stored test images,
-#: requested clock MHz (None: the oscillator), target/s, further synthesize options): the
-#: iCEBreaker's serial array (no memory banks), the ULX3S's bit-parallel one (a bank per column:
-#: 16 columns fill 193 of its 208 block RAMs and 144 of its 156 multipliers) in passes of 512
-#: vectors (its accumulator's block RAMs are 512 deep anyway), routed by nextpnr's router2 (router1
-#: took over an hour), its clock asked for above the target's need (2,418 cycles per image x
-#: 20,000/s = 48.4 MHz; 52 asked, the PLL makes 53.13) so that place and route works for it
-BOARDS = {
-    "icebreaker": ("mnist5k-14", "build/lenet14", 8, 8, "serial", 4, 4, None, 1_000, []),
-    "ulx3s-85f": ("mnist5k", "build/lenet28", 8, 16, "parallel", 4, 4, 52, 20_000,
-                  ["--pass-vectors", "512", "--router", "router2"]),
+#: run folder -> (dataset, further `colcomb train` options) of each LeNet-5 (alpha 8, gamma 0.5, per
+#: feature map): 14 x 14 images for the iCEBreaker; 28 x 28 ones with conv1 left dense, or with
+#: --include-first combined per kernel row (row runs on chip)
+RUNS = {
+    "build/lenet14": ("mnist5k-14", []),
+    "build/lenet28": ("mnist5k", []),
+    "build/lenet28-first": ("mnist5k", ["--include-first"]),
 }
-#: the combined / dense comparison runs on the serial array: its words of alpha slots and 8 cycles
-#: a vector let the dense (alpha 1) array write its outputs as fast as the combined one (on the
-#: bit-parallel array the dense one's one-slot words would make it write-bound)
-DENSE = [("mnist5k-14", "build/lenet14", 8, 8, 4), ("mnist5k", "build/lenet28", 8, 8, 8)]
+#: board -> (run folder, rows, cols, cell, images per batch, stored test images, requested clock MHz
+#: (None: the oscillator), target/s, further synthesize options): the iCEBreaker's serial array (no
+#: memory banks); the ULX3S's bit-parallel one (a lane memory bank per column, input banks for
+#: conv1's 6 packed columns) on the --include-first LeNet-5, batch 2 (the input memory's row runs
+#: are 40 bits wide), in passes of 512 vectors (its accumulator's block RAMs are 512 deep anyway),
+#: its clock asked for above the target's need (1,752.5 cycles per image x 20,000/s = 35.1 MHz)
+BOARDS = {
+    "icebreaker": ("build/lenet14", 8, 8, "serial", 4, 4, None, 1_000, []),
+    "ulx3s-85f": ("build/lenet28-first", 8, 16, "parallel", 2, 4, 45, 20_000, ["--pass-vectors", "512"]),
+}
+#: the combined / dense comparison (run folder, rows, cols, batch) runs on the serial array: its
+#: words of alpha slots and 8 cycles a vector let the dense (alpha 1) array write its outputs as
+#: fast as the combined one (on the bit-parallel array the dense one's one-slot words would make
+#: it write-bound)
+DENSE = [("build/lenet14", 8, 8, 4), ("build/lenet28", 8, 8, 8), ("build/lenet28-first", 8, 8, 8)]
 
 
-def ensure_trained(dataset: str, run: Path) -> Path:
-    """The packed LeNet-5 of ``run``, trained (alpha 8, gamma 0.5, per feature map) if missing."""
-    packed = run / "packed"
+def ensure_trained(run: str) -> Path:
+    """The packed LeNet-5 of ``run`` (:data:`RUNS`), trained if missing."""
+    dataset, options = RUNS[run]
+    packed = Path(run) / "packed"
     if not (packed / "manifest.json").exists():
-        print(f"training {run} ({dataset}, lenet5, alpha 8, gamma 0.5, --per-feature-map)...", flush=True)
+        print(f"training {run} ({dataset}, lenet5, alpha 8, gamma 0.5, --per-feature-map {' '.join(options)})...",
+              flush=True)
         subprocess.run(["colcomb", "train", "--dataset", dataset, "--model", "lenet5", "--alpha", "8",
-                        "--gamma", "0.5", "--per-feature-map", "--out", str(run)], check=True)
+                        "--gamma", "0.5", "--per-feature-map", *options, "--out", run], check=True)
     return packed
 
 
 def board_row(board: str, out: Path) -> list[str]:
-    dataset, run, rows, cols, cell, batch, images, clock, target, extra = BOARDS[board]
-    packed = ensure_trained(dataset, Path(run))
+    run, rows, cols, cell, batch, images, clock, target, extra = BOARDS[board]
+    dataset, options = RUNS[run]
+    packed = ensure_trained(run)
     build = out / board
     t0 = time.perf_counter()
     cmd = ["colcomb", "synthesize", str(packed), "--board", board, "--rows", str(rows), "--cols", str(cols),
@@ -78,7 +88,7 @@ def board_row(board: str, out: Path) -> list[str]:
         cpi = measure_cycles_per_inference(packed, rows=rows, cols=cols, batch=batch, cell=cell,
                                            pass_vectors=passes).get("cycles_per_inference")
     print(f"  {board}: {rep['status']} ({time.perf_counter() - t0:.0f} s)", flush=True)
-    return [board, f"LeNet-5 {dataset}", f"{rows}x{cols} {cell}",
+    return [board, f"LeNet-5 {dataset}{' ' + ' '.join(options) if options else ''}", f"{rows}x{cols} {cell}",
             f"{res['logic_cells']} / {res['logic_cells_available']}",
             f"{res['block_rams']} / {res['block_rams_available']}",
             f"{clk['fmax_mhz']:.2f}" if clk.get("fmax_mhz") else "- (not placed)",
@@ -95,17 +105,19 @@ def dense_rows() -> list[list[str]]:
     from colcomb.sim.runner import simulate
 
     out = []
-    for dataset, run, rows, cols, batch in DENSE:
-        packed = ensure_trained(dataset, Path(run))
+    for run, rows, cols, batch in DENSE:
+        dataset, options = RUNS[run]
+        packed = ensure_trained(run)
         net = image_network(load_manifest(packed))
         given = simulation_inputs(packed, test_split=4 * batch)
         cpi = {}
         for name, hw in (("combined", None), ("dense", [dense_equivalent(la) for la in net.layers])):
             res = simulate(packed, rows, cols, batch=batch, cell="serial", inputs=given.x, hardware_layers=hw)
             cpi[name] = res.cycles_per_inference
-        out.append([f"LeNet-5 {dataset}", f"{rows}x{cols} serial", f"{cpi['combined']:.0f}", f"{cpi['dense']:.0f}",
+        label = f"LeNet-5 {dataset}{' ' + ' '.join(options) if options else ''}"
+        out.append([label, f"{rows}x{cols} serial", f"{cpi['combined']:.0f}", f"{cpi['dense']:.0f}",
                     f"{cpi['dense'] / cpi['combined']:.2f}x"])
-        print(f"  {dataset}: {out[-1][-1]}", flush=True)
+        print(f"  {run}: {out[-1][-1]}", flush=True)
     return out
 
 

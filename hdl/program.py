@@ -466,7 +466,9 @@ class Program:
                 {"layer": st.layer, "kind": st.kind, "in_shape": list(st.in_shape), "kernel": list(st.kernel),
                  "stride": list(st.stride), "padding": list(st.padding), "pool": st.pool,
                  "positions_per_image": st.positions} for st in self.stages],
-                "pass_vectors": self.pass_vectors, "load_rows": self.load_rows} if self.stages else {}),
+                "pass_vectors": self.pass_vectors, "load_rows": self.load_rows,
+                "input_run": self.input_run, "input_banks": self.input_banks,
+                "input_bits_per_word": self.input_slots_per_word * self.data_bits} if self.stages else {}),
         }
 
     # -- compilation --------------------------------------------------------------------------
@@ -715,22 +717,25 @@ class Program:
         border (the padding is the same on both sides), so no run needs clearing."""
         layer, st = self.layers[k], self.stages[k]
         kh, kw = st.kernel
-        combined = [g for block in layer.blocks for g in block.groups
-                    if len({int(m) % (kh * kw) for m in g}) > 1]
-        if not combined:
-            return 0
-        for g in combined:
-            keys = {(int(m) // (kh * kw), int(m) % (kh * kw) // kw) for m in g}
-            if len(keys) != 1 or k != 0 or kw > self.lanes_per_part:
-                why = ("they lie in different kernel rows or channels" if len(keys) != 1 else
-                       "only the first layer, whose pixels the host writes, reads row runs" if k else
-                       f"a run of {kw} pixels is wider than a word's {self.lanes_per_part} lanes")
-                raise ColcombError(
-                    f"conv layer {layer.name!r}: packed column {list(g)} combines input columns at different "
-                    f"kernel positions, which on chip a column reads from one word: {why}; pack conv layers "
-                    f"per feature map (--per-feature-map, which combines a one-channel first layer per kernel "
-                    f"row) or leave them uncombined")
-        return kw
+        groups = [g for block in layer.blocks for g in block.groups]
+        across = [g for g in groups if len({int(m) % (kh * kw) for m in g}) > 1]
+        if not across:
+            return 0  # no column combines kernel positions
+        advice = ("pack conv layers per feature map (--per-feature-map, which combines a one-channel first "
+                  "layer per kernel row) or leave them uncombined")
+        # every combined column must lie in one kernel row of one channel, of the first layer
+        bad = [g for g in groups if len({(int(m) // (kh * kw), int(m) % (kh * kw) // kw) for m in g}) > 1]
+        if bad:
+            why, g = f"they lie in different kernel rows or channels; {advice}", bad[0]
+        elif k:
+            why, g = f"only the first layer, whose pixels the host writes, reads row runs; {advice}", across[0]
+        elif kw > self.lanes_per_part:
+            why, g = (f"a run of {kw} pixels is wider than a word's {self.lanes_per_part} lanes: combine with alpha "
+                      f"{kw} or more"), across[0]
+        else:
+            return kw
+        raise ColcombError(f"conv layer {layer.name!r}: packed column {list(g)} combines input columns at different "
+                           f"kernel positions or channels, which on chip a column reads from one word: {why}")
 
     def channel_words(self, k: int) -> tuple[dict[int, tuple[int, int]], int]:
         """Where conv layer ``k``'s input channels lie in a pixel's words: channel -> (word,

@@ -33,8 +33,8 @@ def run_program(prog: Program, images: np.ndarray) -> np.ndarray:
     flat = images.reshape(n, -1)
     stride0 = prog.layer_info[0]["read_stride"]
     k = prog.input_run
+    run = [0] * k  # the hardware's shift register: never cleared, it carries over rows and images
     for b in range(n):
-        run = [0] * k
         for w, slots in enumerate(prog.input_slots):
             for j, s in enumerate(slots):
                 if not k:

@@ -37,12 +37,14 @@ def random_layer(
     kernel: int = 1,
     section: int | None = -1,
     row_width: int | None = None,
+    groups: list[list[int]] | None = None,
 ) -> PackedLayer:
     """A valid column-combined layer; output scale chosen so that most outputs stay unclamped
     unless ``shift``/``multiplier`` say otherwise. ``shift``: one for every row or one per row
     (default: random per row). ``kernel`` > 1: a conv filter matrix combined per feature map,
     channel groups inside aligned sections of ``section`` channels (default ``alpha``; None: any
-    channels). ``row_width``: combine per kernel row instead (columns in sections of that many)."""
+    channels). ``row_width``: combine per kernel row instead (columns in sections of that many);
+    ``groups``: these groups (one block)."""
     lo, hi = signed_range(bits)
     if weights is None:
         w = rng.integers(lo, hi + 1, (rows, cols)) * (rng.random((rows, cols)) < density)
@@ -52,7 +54,9 @@ def random_layer(
     step = block_rows or rows
     for r0 in range(0, rows, step):
         sub = w[r0 : r0 + step]
-        if row_width:
+        if groups is not None:
+            pass
+        elif row_width:
             groups = [[c0 + c for c in g] for c0 in range(0, cols, row_width)
                       for g in group_columns(sub[:, c0: c0 + row_width].astype(np.float64), alpha, gamma)]
         elif kernel > 1:

@@ -275,3 +275,19 @@ def test_row_runs_need_one_kernel_row_of_the_first_layer():
     late = [layers[0], combined(3, 18, [(0, 0), (1, 1)], "conv2"), *layers[2:]]
     with pytest.raises(ColcombError, match="only the first layer"):
         Program.compile(late, rows=4, cols=4, batch=2, cell="serial", stages=stages)
+    # a run column beside one of two channels at one position (a word per channel: refused)
+    spec = [("conv", 3, (3, 3), (1, 1), (1, 1)), ("flatten",), ("linear", 2)]
+    two = image_net(rng, (2, 4, 4), spec)
+    w = np.zeros((3, 18), np.int64)
+    w[0, 0], w[1, 1], w[0, 4], w[1, 13] = 3, 4, 5, 6
+    mixed = random_layer(rng, 3, 18, 4, weights=w, name="conv1", activation="relu", groups=[[0, 1], [4, 13]])
+    two_stages = stages_of(two[1], two[2], {la.name: la.shape for la in two[0]})
+    with pytest.raises(ColcombError, match=r"packed column \[4, 13\] .* different kernel rows or channels"):
+        Program.compile([mixed, *two[0][1:]], rows=4, cols=4, batch=2, cell="serial", stages=two_stages)
+    # a kernel row wider than a word's lanes (alpha 2 < kw 3)
+    narrow = random_layer(rng, 2, 9, 2, weights=np.eye(2, 9, dtype=np.int64) * 7, name="conv1", activation="relu",
+                          groups=[[0, 1]])
+    pairs, graph2, shape2 = random_cnn(rng, alpha=2, size=4, channels=(2, 3))
+    with pytest.raises(ColcombError, match="a run of 3 pixels is wider than a word's 2 lanes: combine with alpha 3"):
+        Program.compile([narrow, *pairs[1:]], rows=4, cols=4, batch=2, cell="parallel",
+                        stages=stages_of(graph2, shape2, {la.name: la.shape for la in pairs}))

@@ -664,8 +664,7 @@ def _synth_args(p: argparse.ArgumentParser) -> None:
     _cell_arg(p)
     _pass_arg(p)
     p.add_argument("--router", choices=["router1", "router2"], default=None,
-                   help="nextpnr's router (default: nextpnr's, router1); router2 routes a congested design "
-                   "(a large banked array) in far less time")
+                   help="nextpnr's router (default: nextpnr's own, router1)")
     p.add_argument("--no-throughput", action="store_true",
                    help="skip the Verilator run that measures the cycles per inference for report.json's throughput")
     p.add_argument("--out", type=Path, default=None, help="output folder: report.json, build/ with the bitstream")

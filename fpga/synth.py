@@ -61,7 +61,7 @@ from colcomb.hdl.cycles import cycle_summary, network_cycles
 #: another wire called ``\x[0]``, which Amaranth emits for every array-layout signal; making the
 #: bracketed names private avoids the clash and changes nothing else.
 YOSYS_AFTER_READ = "rename -hide w:*[*"
-#: nextpnr's routers (``--router``): router2 routes a congested design in far less time
+#: nextpnr's routers (``--router``)
 ROUTERS = ("router1", "router2")
 
 

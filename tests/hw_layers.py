@@ -55,21 +55,21 @@ def random_layer(
     for r0 in range(0, rows, step):
         sub = w[r0 : r0 + step]
         if groups is not None:
-            pass
+            chosen = groups
         elif row_width:
-            groups = [[c0 + c for c in g] for c0 in range(0, cols, row_width)
+            chosen = [[c0 + c for c in g] for c0 in range(0, cols, row_width)
                       for g in group_columns(sub[:, c0: c0 + row_width].astype(np.float64), alpha, gamma)]
         elif kernel > 1:
             span = alpha if section == -1 else section
-            groups = combine_feature_maps(sub.astype(np.float64), kernel, alpha, gamma, section=span)[1][0][2]
+            chosen = combine_feature_maps(sub.astype(np.float64), kernel, alpha, gamma, section=span)[1][0][2]
         else:
-            groups = group_columns(sub.astype(np.float64), alpha, gamma)
-        packed, selects = combine(sub, groups)
+            chosen = group_columns(sub.astype(np.float64), alpha, gamma)
+        packed, selects = combine(sub, chosen)
         blocks.append(
             PackedBlock(
                 r0,
                 min(rows, r0 + step),
-                tuple(tuple(g) for g in groups),
+                tuple(tuple(g) for g in chosen),
                 packed.astype(np.int64),
                 selects,
                 np.ones(sub.shape[0]),

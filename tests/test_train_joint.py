@@ -183,3 +183,18 @@ def test_lstm_targets():
 
     names = [t.name for t in find_targets(CharLSTM(10, 8))]
     assert names == ["lstm.weight_ih_l0", "lstm.weight_hh_l0", "fc"]
+
+
+def test_kernel_row_combining_says_what_the_chip_will_refuse():
+    """A one-channel conv combined per kernel row reads row runs on chip only as the first layer
+    and with alpha of at least its kernel width: colcomb train says so before training."""
+    from colcomb.train.prune import find_targets
+
+    model = nn.Sequential(nn.Conv2d(1, 4, 5), nn.ReLU(), nn.Conv2d(4, 1, 3), nn.ReLU(), nn.Conv2d(1, 2, 3))
+    targets = find_targets(model)
+    narrow = JointOptions(alpha=4, per_feature_map=True, exclude_first=False).kernel_row_notes(targets, first=True)
+    assert len(narrow) == 2 and "use --alpha 5 (or --layer-alpha 0=5)" in narrow[0]
+    assert narrow[1].startswith("4 (one input channel) is combined per kernel row, but on chip only the first layer")
+    wide = JointOptions(alpha=8, per_feature_map=True, exclude_first=False).kernel_row_notes(targets, first=True)
+    assert len(wide) == 1 and wide[0].startswith("4 ")
+    assert JointOptions(alpha=4, per_feature_map=False).kernel_row_notes(targets, first=True) == []

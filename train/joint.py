@@ -105,6 +105,26 @@ class JointOptions:
             self.pack_options(t.name)
         self.schedule.validate()
 
+    def kernel_row_notes(self, targets: list[Target], first: bool) -> list[str]:
+        """What the chip will say of the one-channel conv layers this run combines per kernel
+        row (:func:`colcomb.train.prune.combine_mask`): they read row runs on chip only as the
+        network's first layer (``first``: ``targets[0]`` is it) and with alpha of at least the
+        kernel width; said before the rounds of combining, not after training."""
+        notes = []
+        for i, t in enumerate(targets):
+            if not (self.per_feature_map and t.is_conv and t.weight.shape[1] == 1 and t.kernel_size > 1):
+                continue
+            alpha, kw = self.pack_options(t.name).alpha, t.kernel_width
+            if i or not first:
+                notes.append(f"{t.name} (one input channel) is combined per kernel row, but on chip only the first "
+                             f"layer reads row runs: generate, simulate and synthesize will refuse the whole CNN")
+            elif alpha < kw:
+                notes.append(f"{t.name} is combined per kernel row at alpha {alpha}, below its kernel width {kw}: "
+                             f"on chip a run of {kw} pixels does not fit a word of {alpha} lanes and generate, "
+                             f"simulate and synthesize will refuse the whole CNN; use --alpha {kw} (or --layer-alpha "
+                             f"{t.name}={kw})")
+        return notes
+
 
 @dataclass
 class JointResult:

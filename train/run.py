@@ -195,6 +195,8 @@ def optimize(model, data, cfg: TrainConfig, log: Log, runtime=None, state: RunSt
     opts = joint_options(cfg)
     targets = find_targets(model, opts.exclude_first)
     opts.validate(targets)
+    for note in opts.kernel_row_notes(targets, first=not opts.exclude_first):
+        log(f"note: {note}")
     masks = Masks(targets)
     for name, m in state.masks.items():
         masks.set(name, m)

@@ -771,7 +771,7 @@ class Program:
         layer, st, C = self.layers[k], self.stages[k], self.cols
         hp, wp = st.padded_size
         kh, kw = st.kernel
-        if self.row_runs(k):  # a column reads its kernel row's run; a member, its kernel column's slot
+        if k == 0 and self.input_run:  # a column reads its kernel row's run; a member, its kernel column's slot
             out = []
             for bi, block in enumerate(layer.blocks):
                 n = block.packed_columns
@@ -824,8 +824,10 @@ class Program:
         per_vector = self.cycles_per_vector
         inputs = []
         self.layer_info = []
-        # each conv layer's input channels in a pixel's words: (channel -> (word, slot), words)
+        # each conv layer's input channels in a pixel's words: (channel -> (word, slot), words),
+        # which also refuses columns no word holds
         maps = {k: self.channel_words(k) for k, st in enumerate(stages) if st.conv}
+        self.input_run = self.row_runs(0) if stages[0].conv else 0
         for k, (layer, st) in enumerate(zip(layers, stages, strict=True)):
             if st.conv:
                 tiles_in = self._conv_tiles(k, maps[k][0])
@@ -861,7 +863,6 @@ class Program:
             hp, wp = st0.padded_size
             ph, pw = st0.padding
             words = maps[0][0]
-            self.input_run = self.row_runs(0)
             if self.input_run:
                 # each pixel's run ends in its own word; a row's last pixel also writes the runs
                 # of the right border (zeros shifted in)

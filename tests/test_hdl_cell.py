@@ -492,6 +492,50 @@ def test_serial_cell_gates_the_weight_with_the_selected_bit():
     _run(dut, bench)
 
 
+def _two_tiles_back_to_back(dut, rng, n: int, words) -> tuple[np.ndarray, np.ndarray]:
+    """Two random tiles through ``dut`` back to back: each loads ``words(w, s)`` (its ``w_in``
+    values in order, one a cycle) and streams ``n`` vectors right after. Returns the row sums of
+    the ``2 n`` vectors and what they should be (each vector against its own tile's weights)."""
+    rows, cols, alpha = dut.rows, dut.cols, dut.alpha
+    tiles = [(rng.integers(-128, 128, (rows, cols)), rng.integers(0, alpha, (rows, cols))) for _ in range(2)]
+    xs = rng.integers(-128, 128, (2, n, cols, alpha))
+    expect = []
+    for (w, s), x in zip(tiles, xs, strict=True):
+        picked = np.take_along_axis(x[:, None, :, :], np.broadcast_to(s[None, :, :, None],
+                                    (n, rows, cols, 1)), axis=3)[..., 0]
+        expect.extend((picked * w[None]).sum(axis=2))
+    schedule = []  # ("load", w_in value) or ("lanes", tile, vector)
+    for k, (w, s) in enumerate(tiles):
+        schedule += [("load", word) for word in words(w, s)]
+        schedule += [("lanes", k, v) for v in range(n)]
+    entered, got = [], {}
+
+    async def bench(ctx):
+        for t in range(len(schedule) + dut.latency + 1):
+            ctx.set(dut.load, 0)
+            if t < len(schedule):
+                if schedule[t][0] == "load":
+                    ctx.set(dut.load, 1)
+                    ctx.set(dut.w_in, schedule[t][1])
+                else:
+                    _, k, v = schedule[t]
+                    ctx.set(dut.lanes_in, [[int(x) for x in xs[k, v, c]] for c in range(cols)])
+                    entered.append(t)
+            await ctx.tick()
+            for j, t0 in enumerate(entered):
+                if t + 1 - dut.latency == t0:
+                    got[j] = [ctx.get(dut.sums_out[r]) for r in range(rows)]
+
+    _run(dut, bench)
+    return np.array([got[j] for j in range(2 * n)]), np.array(expect)
+
+
+def _row_words(w, s, r: int, alpha: int) -> list[dict]:
+    """Row ``r``'s cell words (weight, and select where alpha > 1)."""
+    return [{"weight": int(w[r, c]), "select": int(s[r, c])} if alpha > 1 else {"weight": int(w[r, c])}
+            for c in range(w.shape[1])]
+
+
 @pytest.mark.parametrize(("rows", "cols", "alpha"), [(1, 1, 1), (3, 4, 2), (2, 5, 8)])
 @pytest.mark.parametrize("skewed", [True, False])
 def test_array_skewed_loads_follow_the_last_vector(rows, cols, alpha, skewed):
@@ -503,44 +547,10 @@ def test_array_skewed_loads_follow_the_last_vector(rows, cols, alpha, skewed):
     dut = SystolicArray(rows=rows, cols=cols, alpha=alpha, acc_bits=24, registered_lanes=True,
                         skewed_loads=skewed)
     assert dut.latency == cols + 1
-    n = 4
-    tiles = [(rng.integers(-128, 128, (rows, cols)), rng.integers(0, alpha, (rows, cols))) for _ in range(2)]
-    xs = rng.integers(-128, 128, (2, n, cols, alpha))
-    expect = []
-    for (w, s), x in zip(tiles, xs, strict=True):
-        picked = np.take_along_axis(x[:, None, :, :], np.broadcast_to(s[None, :, :, None],
-                                    (n, rows, cols, 1)), axis=3)[..., 0]
-        expect.extend((picked * w[None]).sum(axis=2))
-    # the schedule: tile 0 loads, streams n vectors; tile 1 loads from the next cycle, streams
-    schedule = []
-    for k in range(len(tiles)):
-        schedule += [("load", r, k) for r in reversed(range(rows))]
-        schedule += [("lanes", t, k) for t in range(n)]
-    entered = []
-    got = {}
-
-    async def bench(ctx):
-        for t in range(len(schedule) + dut.latency + 1):
-            ctx.set(dut.load, 0)
-            if t < len(schedule):
-                kind, i, k = schedule[t]
-                w, s = tiles[k]
-                if kind == "load":
-                    ctx.set(dut.load, 1)
-                    ctx.set(dut.w_in, [{"weight": int(w[i, c]), "select": int(s[i, c])} if alpha > 1
-                                       else {"weight": int(w[i, c])} for c in range(cols)])
-                else:
-                    ctx.set(dut.lanes_in, [[int(v) for v in xs[k, i, c]] for c in range(cols)])
-                    entered.append(t)
-            await ctx.tick()
-            for j, t0 in enumerate(entered):
-                if t + 1 - dut.latency == t0:
-                    got[j] = [ctx.get(dut.sums_out[r]) for r in range(rows)]
-
-    _run(dut, bench)
-    ok = np.array_equal(np.array([got[j] for j in range(2 * n)]), np.array(expect))
+    got, expect = _two_tiles_back_to_back(
+        dut, rng, 4, lambda w, s: [_row_words(w, s, r, alpha) for r in reversed(range(rows))])
     # unskewed, only a one-column array has no vector in flight past the load
-    assert ok == (skewed or cols == 1)
+    assert np.array_equal(got, expect) == (skewed or cols == 1)
 
 
 @pytest.mark.parametrize(("rows", "cols", "alpha", "k"), [(5, 3, 2, 2), (8, 2, 4, 2), (6, 2, 2, 3), (3, 2, 2, 3)])
@@ -551,46 +561,15 @@ def test_array_loads_several_rows_a_cycle(rows, cols, alpha, k):
     rng = np.random.default_rng(rows * 100 + cols * 10 + k)
     dut = SystolicArray(rows=rows, cols=cols, alpha=alpha, acc_bits=24, registered_lanes=True,
                         skewed_loads=True, load_rows=k)
-    steps, n = -(-rows // k), 3
-    tiles = [(rng.integers(-128, 128, (rows, cols)), rng.integers(0, alpha, (rows, cols))) for _ in range(2)]
-    xs = rng.integers(-128, 128, (2, n, cols, alpha))
-    expect = []
-    for (w, s), x in zip(tiles, xs, strict=True):
-        picked = np.take_along_axis(x[:, None, :, :], np.broadcast_to(s[None, :, :, None],
-                                    (n, rows, cols, 1)), axis=3)[..., 0]
-        expect.extend((picked * w[None]).sum(axis=2))
-    schedule = []
-    for t in range(len(tiles)):
-        schedule += [("load", steps - 1 - i, t) for i in range(steps)]  # the word of rows k*i ..
-        schedule += [("lanes", v, t) for v in range(n)]
-    entered, got = [], {}
+    steps = -(-rows // k)
+    junk = [{"weight": 99, "select": 1}] * cols  # a row beyond the array: shifted out unread
 
-    def word(w, s, first):
-        cells = []
-        for j in range(k):
-            r = first + j
-            cells += [{"weight": int(w[r, c]), "select": int(s[r, c])} if r < rows else {"weight": 99, "select": 1}
-                      for c in range(cols)]
-        return cells
+    def words(w, s):  # the word of rows k*i .. k*i + k - 1, the bottom rows' first
+        return [[cell for r in range(k * i, k * i + k) for cell in (_row_words(w, s, r, alpha) if r < rows else junk)]
+                for i in reversed(range(steps))]
 
-    async def bench(ctx):
-        for t in range(len(schedule) + dut.latency + 1):
-            ctx.set(dut.load, 0)
-            if t < len(schedule):
-                kind, i, tile = schedule[t]
-                if kind == "load":
-                    ctx.set(dut.load, 1)
-                    ctx.set(dut.w_in, word(*tiles[tile], i * k))
-                else:
-                    ctx.set(dut.lanes_in, [[int(v) for v in xs[tile, i, c]] for c in range(cols)])
-                    entered.append(t)
-            await ctx.tick()
-            for j, t0 in enumerate(entered):
-                if t + 1 - dut.latency == t0:
-                    got[j] = [ctx.get(dut.sums_out[r]) for r in range(rows)]
-
-    _run(dut, bench)
-    assert np.array_equal(np.array([got[j] for j in range(2 * n)]), np.array(expect))
+    got, expect = _two_tiles_back_to_back(dut, rng, 3, words)
+    assert np.array_equal(got, expect)
 
 
 def test_array_refuses_more_load_rows_than_rows():

@@ -230,6 +230,10 @@ def _array_args(p: argparse.ArgumentParser) -> None:
                    "array with --cols 2, 4 or 8); with it, the named layers chain as matrices")
     _cell_arg(p)
     _pass_arg(p)
+    p.add_argument("--beat", type=_positive_int, default=1, metavar="K",
+                   help="activation words per stream beat, in and out (a power of two dividing the lanes of a "
+                   "memory word; default 1). The input port writes a beat's words in one cycle where their lane "
+                   "slots fall in different memory banks, so I/O-bound designs take fewer cycles per inference")
 
 
 def _generate_args(p: argparse.ArgumentParser) -> None:
@@ -249,7 +253,7 @@ def _generate(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     design = generate(args.manifest, args.rows, args.cols, args.out, batch=args.batch, top=args.top,
                       lint=not args.no_lint, layers=args.layer, cell=args.cell, tb_vectors=args.tb_vectors,
-                      tb_seed=args.tb_seed, pass_vectors=args.pass_vectors)
+                      tb_seed=args.tb_seed, pass_vectors=args.pass_vectors, beat=args.beat)
     info = design.program.summary()
     print(f"{design.top}: {args.rows}x{args.cols} {args.cell} array, "
           f"{len(design.program.layers)} layer(s), {info.get('tiles', '?')} tile(s), "
@@ -314,7 +318,7 @@ def _simulate(args: argparse.Namespace) -> int:
                           root=None if args.build_dir is None else args.build_dir.absolute(),
                           check=False, layers=args.layer, cell=args.cell, stall=args.stall, idle=args.idle,
                           bench=args.bench, opt=f"-O{args.opt}", progress=progress.stage,
-                          pass_vectors=args.pass_vectors)
+                          pass_vectors=args.pass_vectors, beat=args.beat)
     verdict = "all equal to the golden model" if result.passed else f"{result.mismatch_count} differ"
     print(f"vectors checked: {result.vectors} ({result.checked} output words, {verdict})")
     print(f"cycles: {result.cycles} (first input word to last output word; "

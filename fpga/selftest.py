@@ -43,7 +43,7 @@ from amaranth.lib.wiring import Out
 from colcomb.core.errors import ColcombError
 from colcomb.fpga.uart_report import MESSAGES, ReportPrinter, UartTx, bcd, bcd_increment, report_program
 from colcomb.hdl.cycles import watchdog_cycles
-from colcomb.hdl.framing import batch_last_flags, encode_word
+from colcomb.hdl.framing import stream_payloads
 from colcomb.hdl.program import Program
 from colcomb.hdl.top import Top
 
@@ -69,8 +69,7 @@ def stream_words(values: np.ndarray, data_bits: int, batch: int | None = None) -
         arr = arr.reshape(1, -1)
     if arr.size == 0:
         return []
-    lasts = batch_last_flags(arr.shape[0], arr.shape[1], batch or None)
-    return [encode_word(v, last, data_bits) for v, last in zip(arr.ravel(), lasts, strict=True)]
+    return stream_payloads(arr, data_bits, batch or None)
 
 
 
@@ -122,6 +121,8 @@ class SelfTest(wiring.Component):
                  repeat_cycles: int | None = None, timeout_cycles: int | None = None, labels=None):
         if not isinstance(program, Program):
             raise TypeError(f"program must be a Program (Program.compile(...)), not {program!r}")
+        if program.beat != 1:
+            raise ValueError(f"the self-test streams one word a beat, not {program.beat}: compile with beat=1")
         x = np.asarray(inputs)
         y = np.asarray(expected)
         if x.ndim != 2 or x.shape[1] != program.in_words or x.shape[0] < 1:

@@ -96,19 +96,20 @@ def network_cycles(program: Program, vectors: int) -> dict:
     """Cycles of :class:`colcomb.hdl.top.Top` for ``vectors`` vectors sent back to back in batches
     of ``program.batch`` to a consumer that is always ready (:func:`stream_cycles`)."""
     engine_by_batch = [engine_cycles(program, b) for b in range(1, program.batch + 1)]
-    return stream_cycles(engine_by_batch, program.input_cycles, program.out_words, vectors)
+    return stream_cycles(engine_by_batch, program.input_cycles, program.out_beats, vectors)
 
 
-def stream_cycles(engine_by_batch: Sequence[int], in_cycles: int, out_words: int,
+def stream_cycles(engine_by_batch: Sequence[int], in_cycles: int, out_cycles: int,
                   vectors: int) -> dict:
     """:func:`network_cycles` from a design's numbers (:func:`cycle_summary`):
     ``engine_by_batch[b - 1]`` is the engine's cycles for a batch of ``b`` vectors, ``in_cycles``
-    the input port's cycles per vector (``in_cycles_per_vector``).
+    the input port's cycles per vector (``in_cycles_per_vector``), ``out_cycles`` the sender's
+    (``out_cycles_per_vector``: a beat a cycle).
 
     The top's three processes, batch by batch: the receiver takes ``in_cycles`` per vector into
     a free input buffer (freed when the engine finishes the batch two before); the engine starts
     once the batch is in and the output buffer of the batch two before has been sent; the sender
-    sends one word per cycle once the engine is done. Returns the cycles from the first input
+    sends one beat per cycle once the engine is done. Returns the cycles from the first input
     word to the last output word (``total``), the engine's share (``engine``), the rest
     (``io``), the batch count and ``finished``, the cycle each batch's last word left."""
     if vectors < 1:
@@ -129,19 +130,19 @@ def stream_cycles(engine_by_batch: Sequence[int], in_cycles: int, out_words: int
             start = max(start, sent[k - 2] + 1)
         finished.append(start + int(engine_by_batch[b - 1]))
         notice = finished[k] + 1 if k == 0 else max(finished[k] + 1, sent[k - 1] + 1)
-        sent.append(notice + Top.send_latency + out_words * b - 1)
+        sent.append(notice + Top.send_latency + out_cycles * b - 1)
     total = sent[-1] + 1
     engine = sum(int(engine_by_batch[b - 1]) for b in sizes)
     return {"engine": engine, "io": total - engine, "total": total, "batches": len(sizes),
             "finished": sent}
 
 
-def cycles_per_inference(engine_by_batch: Sequence[int], in_cycles: int, out_words: int,
+def cycles_per_inference(engine_by_batch: Sequence[int], in_cycles: int, out_cycles: int,
                          batches: int = 8) -> float:
     """Steady-state cycles per vector of a long stream of full batches: the cycles between the
     last two batches' final output words, over the batch (:func:`stream_cycles`)."""
     batch = len(engine_by_batch)
-    done = stream_cycles(engine_by_batch, in_cycles, out_words, batch * batches)["finished"]
+    done = stream_cycles(engine_by_batch, in_cycles, out_cycles, batch * batches)["finished"]
     return (done[-1] - done[-2]) / batch
 
 
@@ -174,8 +175,9 @@ def cycle_summary(program: Program) -> dict:
                          "row tile"),
         "batch_overhead_cycles": BATCH_OVERHEAD,
         "in_cycles_per_vector": program.input_cycles,
+        "out_cycles_per_vector": program.out_beats,
         "cycles_per_inference": cycles_per_inference(
             [engine_cycles(program, b) for b in range(1, program.batch + 1)],
-            program.input_cycles, program.out_words),
+            program.input_cycles, program.out_beats),
         "engine_cycles": [engine_cycles(program, b) for b in range(1, program.batch + 1)],
     }

@@ -197,6 +197,8 @@ class Program:
     stages: list[Stage] | None = None
     #: image networks: the most vectors of one pass (:data:`PASS_VECTORS`)
     pass_vectors: int = PASS_VECTORS
+    #: activation words per stream beat, in and out (:attr:`input_beats`, :mod:`colcomb.hdl.top`)
+    beat: int = 1
     #: image networks: per layer, the constants of :attr:`layer_constants`
     layer_info: list[dict] = field(default_factory=list)
     #: image networks: the window origin (address in the padded input map) of every computed
@@ -322,8 +324,115 @@ class Program:
     @property
     def input_cycles(self) -> int:
         """Cycles the input port takes per vector: one per lane slot each word is written to
-        (at least one per word)."""
+        (at least one per word); with wider beats, the cycles of every beat's schedule
+        (:attr:`input_beats`)."""
+        if self.beat > 1:
+            return sum(len(cycles) for cycles in self.input_beats)
         return sum(max(1, len(slots)) for slots in self.input_slots)
+
+    # -- wider stream beats -------------------------------------------------------------------
+    def check_beat(self) -> None:
+        """Refuse a ``beat`` the hardware cannot carry: it must be a power of two that divides the
+        lanes of a memory word (a beat of outputs is read from one output memory word), and the
+        banked array (its input copies) and row runs (their shift register) take one word a
+        beat."""
+        k, lpp = self.beat, self.lanes_per_part
+        if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1 or k & (k - 1):
+            raise ColcombError(f"beat must be a power of two (words per stream beat), not {k!r}")
+        if k == 1:
+            return
+        if lpp % k:
+            raise ColcombError(f"a beat of {k} words must divide the {lpp} lanes of a memory word on this "
+                               f"array (its outputs are read a memory word at a time); use --beat "
+                               f"{max(d for d in (1, 2, 4, 8, 16, 32, 64) if lpp % d == 0 and d <= lpp)} or less")
+        if self.banked:
+            raise ColcombError(f"a beat of {k} words: the bit-parallel array runs a CNN with a copy of the input "
+                               f"memory per column, which takes one word a cycle; use --beat 1 or --cell serial")
+        if self.input_run:
+            raise ColcombError(f"a beat of {k} words: conv1 combined per kernel row reads row runs, which the input "
+                               f"port builds one pixel a cycle; use --beat 1")
+
+    @property
+    def in_beats(self) -> int:
+        """Input beats per vector: its words ``beat`` at a time, the last beat padded."""
+        return -(-self.in_words // self.beat)
+
+    @property
+    def out_beats(self) -> int:
+        """Output beats per vector (the sender's cycles per vector)."""
+        return -(-self.out_words // self.beat)
+
+    @property
+    def beat_banks(self) -> int:
+        """Memories the input memory is split into for wider beats: slot ``s`` of a word lives in
+        bank ``s % beat_banks``, so that a cycle writes one address in each bank."""
+        return max(1, min(self.beat, self.input_slots_per_word))
+
+    @property
+    def beat_bank_slots(self) -> int:
+        """Slots of one bank's word."""
+        return -(-self.input_slots_per_word // self.beat_banks)
+
+    @property
+    def input_beats(self) -> list[list[dict[int, tuple[int, dict[int, int]]]]]:
+        """The input port's schedule, per beat of a vector: its cycles, each
+        ``{bank: (address of vector 0, {slot in the bank: word of the beat})}``. Every beat word's
+        slots (:attr:`input_slots`) are written once; a cycle writes one address per bank, so
+        words whose slots share a bank at different addresses take further cycles (assigned
+        first come, first served); a beat that writes nothing still takes a cycle."""
+        if getattr(self, "_input_beats", None) is None:
+            nb, k = self.beat_banks, self.beat
+            schedule = []
+            for b in range(self.in_beats):
+                pending = [(i, s.address, s.slot) for i in range(k) if b * k + i < self.in_words
+                           for s in self.input_slots[b * k + i]]
+                cycles = []
+                while pending or not cycles:
+                    cycle: dict[int, tuple[int, dict[int, int]]] = {}
+                    left = []
+                    for i, address, slot in pending:
+                        bank, pos = slot % nb, slot // nb
+                        if bank not in cycle:
+                            cycle[bank] = (address, {pos: i})
+                        elif cycle[bank][0] == address and pos not in cycle[bank][1]:
+                            cycle[bank][1][pos] = i
+                        else:
+                            left.append((i, address, slot))
+                    cycles.append(cycle)
+                    pending = left
+                schedule.append(cycles)
+            self._input_beats = schedule
+        return self._input_beats
+
+    @property
+    def beat_layout(self) -> data.StructLayout:
+        """A beat schedule ROM word (one cycle of :attr:`input_beats`): per bank the address and
+        per bank slot whether it is written and from which word of the beat; ``last``: the beat's
+        last cycle."""
+        slot = data.StructLayout({"valid": 1, "word": unsigned(bits_for(self.beat - 1))})
+        bank = data.StructLayout({"address": unsigned(self.address_bits),
+                                  "slots": data.ArrayLayout(slot, self.beat_bank_slots)})
+        return data.StructLayout({"last": 1, "banks": data.ArrayLayout(bank, self.beat_banks)})
+
+    @property
+    def beat_map(self) -> list[int]:
+        """The beat schedule ROM: :attr:`input_beats` flattened, a vector's beats in order."""
+        layout = self.beat_layout
+        bank_layout = layout["banks"].shape.elem_shape
+        slot_layout = bank_layout["slots"].shape.elem_shape
+        words = []
+        for cycles in self.input_beats:
+            for n, cycle in enumerate(cycles):
+                banks = []
+                for bank in range(self.beat_banks):
+                    address, slots = cycle.get(bank, (0, {}))
+                    packed = [pack_struct(slot_layout, {"valid": int(pos in slots), "word": slots.get(pos, 0)})
+                              for pos in range(self.beat_bank_slots)]
+                    banks.append(pack_struct(bank_layout, {
+                        "address": address, "slots": pack_array(packed, slot_layout.size)}))
+                words.append(pack_struct(layout, {"last": int(n == len(cycles) - 1),
+                                                  "banks": pack_array(banks, bank_layout.size)}))
+        return words
 
     @property
     def input_fanout(self) -> int:
@@ -448,6 +557,7 @@ class Program:
                                     "parts": self.parts},
             "in_words": self.in_words,
             "out_words": self.out_words,
+            "beat": self.beat,
             "tiles": len(self.tiles),
             "row_tiles": len(self.requant) // self.requant_steps,
             "layers": [
@@ -489,6 +599,7 @@ class Program:
         onehot: bool = False,
         stages: Sequence[Stage] | None = None,
         pass_vectors: int | None = None,
+        beat: int = 1,
     ) -> Program:
         """Check ``layers`` against the array and compute the ROM images.
 
@@ -502,6 +613,8 @@ class Program:
         serial array with column words, its conv layers packed per feature map or not combined,
         each layer in passes of at most ``pass_vectors`` vectors (default :data:`PASS_VECTORS`;
         the accumulator memory is that deep).
+
+        ``beat``: activation words per stream beat (:meth:`check_beat`).
         """
         for label, value in (("rows", rows), ("cols", cols), ("batch", batch)):
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
@@ -604,6 +717,7 @@ class Program:
                 onehot=bool(onehot),
                 stages=stages,
                 pass_vectors=int(pass_vectors),
+                beat=beat,
             )
             if stages is None:
                 prog._build()
@@ -620,6 +734,7 @@ class Program:
             gathered = build(default_parts(cell, lanes, db))
             if len(gathered.tiles) < len(prog.tiles):
                 prog = gathered
+        prog.check_beat()
         return prog
 
     # -- the layout and the ROM images --------------------------------------------------------

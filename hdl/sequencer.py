@@ -45,6 +45,8 @@ from amaranth.lib.wiring import In, Out
 
 from colcomb.hdl.accumulate import Accumulate, result_layout, tag_layout
 from colcomb.hdl.array import SystolicArray, array_latency
+from colcomb.hdl.beat_port import BeatPort
+from colcomb.hdl.framing import beat_data
 from colcomb.hdl.lane_fetch import MEMORY_READ_LATENCY, LaneFetch, memory_word_layout, vector_offset
 from colcomb.hdl.params import validated
 from colcomb.hdl.pipeline import delay
@@ -100,15 +102,18 @@ class Sequencer(wiring.Component):
     in_buffer : ``In(1)``
         The input region the word goes to.
     in_addr : ``In(range(program.batch))``
-    in_index : ``In(range(program.in_words))``
-    in_data : ``In(signed(data_bits))``
+    in_index : ``In(range(program.in_beats))``
+        The beat of the vector (its word with one word a beat).
+    in_data : ``In(beat_data(data_bits, beat))``
+        One word, or with ``program.beat > 1`` an array of that many.
     out_buffer : ``In(1)``
         The output region to read.
     out_addr : ``In(unsigned(program.address_bits))``
-        Output memory word to read (in the region); its slot ``out_slot`` appears on
-        ``out_data`` :attr:`read_latency` cycles later.
-    out_slot : ``In(range(program.lanes_per_part))``
-    out_data : ``Out(signed(data_bits))``
+        Output memory word to read (in the region); its slot ``out_slot`` (with wider beats its
+        ``out_slot``-th group of ``beat`` slots) appears on ``out_data`` :attr:`read_latency`
+        cycles later.
+    out_slot : ``In(range(program.lanes_per_part // program.beat))``
+    out_data : ``Out(beat_data(data_bits, beat))``
     """
 
     #: cycles from ``out_addr`` to the word on ``out_data`` (the output memory's read port)
@@ -129,12 +134,12 @@ class Sequencer(wiring.Component):
             "in_ready": Out(1),
             "in_buffer": In(1),
             "in_addr": In(range(max(2, p.batch))),
-            "in_index": In(range(max(2, p.in_words))),
-            "in_data": In(signed(p.data_bits)),
+            "in_index": In(range(max(2, p.in_beats))),
+            "in_data": In(beat_data(p.data_bits, p.beat)),
             "out_buffer": In(1),
             "out_addr": In(unsigned(p.address_bits)),
-            "out_slot": In(range(max(2, p.lanes_per_part))),
-            "out_data": Out(signed(p.data_bits)),
+            "out_slot": In(range(max(2, p.lanes_per_part // p.beat))),
+            "out_data": Out(beat_data(p.data_bits, p.beat)),
         })
 
     # -- the pipeline's timing, from its stages' latencies (the cycle model's source) ----------
@@ -298,7 +303,6 @@ class Sequencer(wiring.Component):
                                                ports=2, name="tiles")
         m.submodules.rq_rom = rq_rom = Rom(width=p.requant_layout.size, init=p.requant,
                                            name="requant")
-        m.submodules.in_rom = in_rom = Rom(width=p.input_layout.size, init=p.input_map, name="inputs")
         m.submodules.requant = rq = self.requantizer_for(p)
         network = p.stages is not None
         m.submodules.lane_fetch = lane_fetch = LaneFetch(
@@ -334,8 +338,12 @@ class Sequencer(wiring.Component):
             m.submodules[label] = mem
             return mem.read_port(), mem.write_port(granularity=word_bits)
 
-        for name in ("input", "lanes", "output"):
+        for name in ("lanes", "output"):
             memories[name] = activation_memory(name, f"{name}_memory")
+        if p.beat > 1:  # wider beats: one memory per bank, read as one word (Program.beat_banks)
+            memories["input"] = self._beat_banks(m)
+        else:
+            memories["input"] = activation_memory("input", "input_memory")
         input_read, input_write = memories["input"]
         lane_read, lane_write = memories["lanes"]
         output_read, output_write = memories["output"]
@@ -515,8 +523,12 @@ class Sequencer(wiring.Component):
         m.d.comb += [
             output_read.addr.eq(self.out_addr + Mux(self.out_buffer, p.output_region, 0)),
             output_read.en.eq(1),
-            self.out_data.eq(word(output_read.data)[out_slot]),
         ]
+        if p.beat > 1:  # the out_slot-th group of beat slots
+            groups = data.ArrayLayout(data.ArrayLayout(signed(word_bits), p.beat), lpp // p.beat)
+            m.d.comb += self.out_data.eq(groups(output_read.data)[out_slot])
+        else:
+            m.d.comb += self.out_data.eq(word(output_read.data)[out_slot])
 
         # -- the tag that travels with each vector through the array -------------------------
         tag_shape = tag_layout(tiles)
@@ -565,6 +577,61 @@ class Sequencer(wiring.Component):
                      write_back.values.eq(rq.out)]
 
         # -- the input port: each word into every slot layer 0 reads it from ------------------
+        if p.beat > 1:
+            m.submodules.beat_port = beats = BeatPort(program=p)
+            m.d.comb += [beats.en.eq(self.in_en), self.in_ready.eq(beats.ready), beats.index.eq(self.in_index),
+                         beats.data.eq(self.in_data),
+                         beats.base.eq(self._input_base(self.in_addr, self.in_buffer, network))]
+            for port, write in zip(input_write, beats.writes, strict=True):
+                m.d.comb += [port.addr.eq(write.addr), port.data.eq(write.data), port.en.eq(write.en)]
+        else:
+            self._word_port(m, input_write, network)
+        # the write-back: the last layer's outputs to the output memory, the rest to the lanes
+        writing = write_back.memory
+        last_layer = writing.layer == len(p.layers) - 1
+        for port, offset, mine in ((lane_write, 0, ~last_layer),
+                                   (output_write, Mux(run_buffer, p.output_region, 0), last_layer)):
+            m.d.comb += [
+                port.addr.eq(writing.addr + offset),
+                port.data.eq(writing.data),
+                port.en.eq(Mux(mine, writing.mask, 0)),
+            ]
+        m.d.comb += pipeline_busy.eq(
+            Cat(*in_array, accumulate.busy, p2.valid, rq.busy, write_back.busy).any())
+        return m
+
+    def _input_base(self, vector: Value, buffer: Value, network: bool) -> Value:
+        """Address of input vector ``vector``'s word 0 in region ``buffer`` of the input memory."""
+        p = self.program
+        offset = (constant_times(vector, p.layer_info[0]["read_stride"]) if network
+                  else vector_offset(vector, p.parts))
+        return offset + Mux(buffer, p.input_region, 0)
+
+    def _beat_banks(self, m: Module) -> tuple:
+        """The input memory as :attr:`Program.beat_banks` memories (slot ``s`` of a word in bank
+        ``s % banks``): a read port of whole words and a write port per bank."""
+        p = self.program
+        d, banks, per_bank = p.data_bits, p.beat_banks, p.beat_bank_slots
+        read = wiring.Signature({"addr": Out(unsigned(p.address_bits)), "en": Out(1),
+                                 "data": Out(p.input_slots_per_word * d)}).create(path=("input_read",))
+        writes, datas = [], []
+        for b in range(banks):
+            mem = memory.Memory(shape=unsigned(per_bank * d), depth=p.memory_depths["input"], init=[],
+                                attrs={"ram_style": "block"})
+            m.submodules[f"input_memory_{b}"] = mem
+            port = mem.read_port()
+            m.d.comb += [port.addr.eq(read.addr), port.en.eq(read.en)]
+            datas.append(port.data)
+            writes.append(mem.write_port(granularity=d))
+        m.d.comb += read.data.eq(Cat(*(datas[s % banks].word_select(s // banks, d)
+                                       for s in range(p.input_slots_per_word))))
+        return read, writes
+
+    def _word_port(self, m: Module, input_write, network: bool) -> None:
+        """The input port of one word a beat: the word's input map entries, one a cycle."""
+        p = self.program
+        word_bits, in_slots = p.data_bits, p.input_slots_per_word
+        m.submodules.in_rom = in_rom = Rom(width=p.input_layout.size, init=p.input_map, name="inputs")
         entries = p.input_layout(in_rom.data0)
         in_vector = Signal.like(self.in_addr)
         in_word = Signal.like(self.in_data)
@@ -589,10 +656,7 @@ class Sequencer(wiring.Component):
             m.d.sync += entry.eq(entry + 1)
         with m.Else():
             m.d.sync += have.eq(0)
-        m.d.comb += input_write.addr.eq(
-            current.address + (constant_times(in_vector, p.layer_info[0]["read_stride"])
-                               if network else vector_offset(in_vector, p.parts))
-            + Mux(in_buffer, p.input_region, 0))
+        m.d.comb += input_write.addr.eq(current.address + self._input_base(in_vector, in_buffer, network))
         if p.input_run:
             # row runs (Program.row_runs): the last input_run pixels, the newest in the top slot,
             # written whole; a row's last pixel's further entries (the right border's runs) shift
@@ -608,16 +672,3 @@ class Sequencer(wiring.Component):
                 input_write.data.eq(Cat(*([in_word] * in_slots))),
                 input_write.en.eq(Mux(have & current.valid, Const(1, in_slots) << current.slot, 0)),
             ]
-        # the write-back: the last layer's outputs to the output memory, the rest to the lanes
-        writing = write_back.memory
-        last_layer = writing.layer == len(p.layers) - 1
-        for port, offset, mine in ((lane_write, 0, ~last_layer),
-                                   (output_write, Mux(run_buffer, p.output_region, 0), last_layer)):
-            m.d.comb += [
-                port.addr.eq(writing.addr + offset),
-                port.data.eq(writing.data),
-                port.en.eq(Mux(mine, writing.mask, 0)),
-            ]
-        m.d.comb += pipeline_busy.eq(
-            Cat(*in_array, accumulate.busy, p2.valid, rq.busy, write_back.busy).any())
-        return m

@@ -28,6 +28,7 @@ import numpy as np
 
 from colcomb.core.errors import ColcombError
 from colcomb.hdl.cycles import watchdog_cycles
+from colcomb.hdl.framing import stream_payloads
 from colcomb.hdl.network import ImageNetwork
 from colcomb.hdl.program import Program
 from colcomb.packer.golden import run_network
@@ -73,22 +74,14 @@ def stimulus(layer: PackedLayer, vectors: int, seed: int = 0, cols: int | None =
     return x
 
 
-def stream_words(values: np.ndarray, batch: int, data_bits: int) -> list[int]:
-    """The stream payloads of ``values`` (vectors x words): each word's two's complement in the
-    low ``data_bits`` bits, ``last`` (bit ``data_bits``) on the final word of each batch of up to
-    ``batch`` vectors (:mod:`colcomb.hdl.top`'s stream format)."""
+def stream_words(values: np.ndarray, batch: int, data_bits: int, beat: int = 1) -> list[int]:
+    """The stream payloads of ``values`` (vectors x words) in :mod:`colcomb.hdl.top`'s format
+    (:func:`colcomb.hdl.framing.stream_payloads`), refusing a value the words cannot hold."""
     v = np.asarray(values, np.int64)
     lo, hi = signed_range(data_bits)
     if v.size and (v.min() < lo or v.max() > hi):
         raise ColcombError(f"stream values [{v.min()}, {v.max()}] do not fit {data_bits} bits")
-    mask = (1 << data_bits) - 1
-    words = []
-    for n, row in enumerate(v):
-        batch_end = n % batch == batch - 1 or n == len(v) - 1
-        for k, value in enumerate(row):
-            last = batch_end and k == len(row) - 1
-            words.append((int(value) & mask) | (int(last) << data_bits))
-    return words
+    return stream_payloads(v, data_bits, batch, beat)
 
 
 def timeout_cycles(program: Program, vectors: int) -> int:
@@ -105,13 +98,20 @@ def _hex(words: Sequence[int], bits: int) -> str:
 def testbench_text(top: str, program: Program, vectors: int, *, in_hex: str, out_hex: str) -> str:
     """The Verilog of ``tb_<top>`` for ``vectors`` vectors through ``program``'s top."""
     p = program
-    n_in, n_out = vectors * p.in_words, vectors * p.out_words
-    w = p.data_bits + 1
+    n_in, n_out = vectors * p.in_beats, vectors * p.out_beats
+    bits = p.beat * p.data_bits  # a payload's data
+    w = bits + 1
+    # a word is printed as a signed number, a beat of words in hex
+    show = "$signed(o__payload[DATA_BITS-1:0]), $signed(expected[DATA_BITS-1:0])" if p.beat == 1 else \
+        "o__payload[DATA_BITS-1:0], expected[DATA_BITS-1:0]"
     # 32-bit counters; the memories indexed with their own width (Verilator's lint wants that)
     tb = f"tb_{top}"
     return _TEMPLATE.format(
         tb=tb, top=top, vectors=vectors, in_words=p.in_words, out_words=p.out_words,
-        batch=p.batch, data_bits=p.data_bits, w=w, n_in=n_in, n_out=n_out,
+        per_vector=p.out_beats, unit="word" if p.beat == 1 else "beat", part="output" if p.beat == 1 else "beat",
+        fmt="%0d" if p.beat == 1 else "%h",
+        show=show, beat=p.beat,
+        batch=p.batch, data_bits=bits, w=w, n_in=n_in, n_out=n_out,
         in_aw=max(1, (n_in - 1).bit_length()), out_aw=max(1, (n_out - 1).bit_length()),
         timeout=timeout_cycles(p, vectors), in_hex=in_hex, out_hex=out_hex,
         reset_cycles=RESET_CYCLES, rows=p.rows, cols=p.cols, alpha=p.alpha,
@@ -138,9 +138,9 @@ def write_testbench(
     out = Path(out_dir)
     tb = f"tb_{top}"
     in_hex, out_hex = f"{tb}.in.hex", f"{tb}.out.hex"
-    w = program.data_bits + 1
-    in_words = stream_words(x, program.batch, program.data_bits)
-    out_words = stream_words(y, program.batch, program.data_bits)
+    w = program.beat * program.data_bits + 1
+    in_words = stream_words(x, program.batch, program.data_bits, program.beat)
+    out_words = stream_words(y, program.batch, program.data_bits, program.beat)
     (out / in_hex).write_text(_hex(in_words, w))
     (out / out_hex).write_text(_hex(out_words, w))
     (out / f"{tb}.v").write_text(testbench_text(top, program, vectors, in_hex=in_hex, out_hex=out_hex))
@@ -150,7 +150,7 @@ def write_testbench(
 
 _TEMPLATE = """\
 // {tb}: self-checking testbench of {top}, written by `colcomb generate`.
-// {vectors} vectors of {in_words} words in, {out_words} words out each, in batches of up to {batch};
+// {vectors} vectors of {in_words} words in, {out_words} words out each, {beat} a beat, in batches of up to {batch};
 // array {rows}x{cols}, alpha {alpha}, layers {layers}. Expected words: the golden model.
 //
 // Run it in Icarus Verilog 11+, or in Verilator 5 (--binary):
@@ -255,14 +255,13 @@ module {tb};
       end else begin
         if (o__payload[DATA_BITS-1:0] !== expected[DATA_BITS-1:0]) begin
           if (data_errors < 10)
-            $display("{tb}: word %0d (vector %0d, output %0d): got %0d, expected %0d", out_pos,
-                     out_pos / {out_words}, out_pos % {out_words}, $signed(o__payload[DATA_BITS-1:0]),
-                     $signed(expected[DATA_BITS-1:0]));
+            $display("{tb}: {unit} %0d (vector %0d, {part} %0d): got {fmt}, expected {fmt}", out_pos,
+                     out_pos / {per_vector}, out_pos % {per_vector}, {show});
           data_errors <= data_errors + 1;
         end
         if (o__payload[DATA_BITS] !== expected[DATA_BITS]) begin
           if (last_errors < 10)
-            $display("{tb}: word %0d: last = %b, expected %b", out_pos, o__payload[DATA_BITS],
+            $display("{tb}: {unit} %0d: last = %b, expected %b", out_pos, o__payload[DATA_BITS],
                      expected[DATA_BITS]);
           last_errors <= last_errors + 1;
         end
@@ -272,15 +271,15 @@ module {tb};
     if (out_pos >= N_OUT) after_last <= after_last + 1;
     // a few cycles after the last expected word, to catch extra words, then the verdict
     if (after_last == 16 || cycle == TIMEOUT) begin
-      $display("{tb}: %0d vectors, %0d of %0d output words received in %0d cycles", {vectors},
+      $display("{tb}: %0d vectors, %0d of %0d output {unit}s received in %0d cycles", {vectors},
                out_pos, N_OUT, cycle);
-      $display("{tb}: mismatches: %0d data, %0d last; %0d extra words; %0d cycles with x on an output",
+      $display("{tb}: mismatches: %0d data, %0d last; %0d extra {unit}s; %0d cycles with x on an output",
                data_errors, last_errors, extra_words, x_errors);
       if (cycle == TIMEOUT)
-        $display("{tb}: timeout after %0d cycles (%0d of %0d input words taken)", cycle, in_pos, N_IN);
+        $display("{tb}: timeout after %0d cycles (%0d of %0d input {unit}s taken)", cycle, in_pos, N_IN);
       if (cycle != TIMEOUT && out_pos == N_OUT && data_errors == 0 && last_errors == 0
           && extra_words == 0 && x_errors == 0) begin
-        $display("PASS: {tb}: %0d output words equal to the golden model", N_OUT);
+        $display("PASS: {tb}: %0d output {unit}s equal to the golden model", N_OUT);
         $finish;
       end else begin
         $display("FAIL: {tb}");

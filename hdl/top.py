@@ -1,20 +1,24 @@
 """The top level: a valid/ready input stream of words, the engine, a valid/ready output stream.
 
-Stream format (both directions, :mod:`colcomb.hdl.framing`): one activation word per beat, payload
-``{data: signed(data_bits), last: 1}`` (``data`` in the low bits). Input: the words of vector 0
-(layer 0's ``cols`` words, index 0 first), then vector 1, ...; ``last`` on the final word of the
-batch's final vector. A batch ends at ``last`` or when ``batch`` vectors have arrived, whichever
-comes first (``last`` inside a vector ends the batch there; that vector's missing words are
-undefined). Output: the last layer's ``rows`` words of each vector in order, ``last`` on the final
-word of the batch.
+Stream format (both directions, :mod:`colcomb.hdl.framing`): ``program.beat`` activation words per
+beat (one by default), payload ``{data: signed(data_bits), last: 1}`` (``data`` in the low bits;
+with wider beats ``data`` is an array of words, word 0 lowest). Input: the words of vector 0
+(layer 0's ``cols`` words, index 0 first), then vector 1, ...; a vector's last beat is padded, so
+each vector starts a beat; ``last`` on the final beat of the batch's final vector. A batch ends at
+``last`` or when ``batch`` vectors have arrived, whichever comes first (``last`` inside a vector
+ends the batch there; that vector's missing words are undefined). Output: the last layer's
+``rows`` words of each vector in order, framed the same way (padding words zero), ``last`` on the
+final beat of the batch.
 
 Three processes run at once, each on its own batch: the receiver fills one of two input buffers,
 the engine runs a received batch from one input buffer into one of two output buffers, and the
 sender drains a finished one. So batch ``k + 1`` is received while batch ``k`` is computed and
 batch ``k - 1`` is sent; in steady state a batch costs the longest of the three
-(:mod:`colcomb.hdl.cycles`). Input words are taken and output words leave at one per cycle (after
-one cycle to address the first output word of a batch); an input word that layer 0's row blocks
-read from several lane slots holds ``i.ready`` low while it is written to the further ones.
+(:mod:`colcomb.hdl.cycles`). Output beats leave at one per cycle (after one cycle to address the
+first output word of a batch). Input beats are taken one per cycle unless the input port needs
+more: an input word that layer 0's row blocks read from several lane slots holds ``i.ready`` low
+while it is written to the further ones, and a wider beat takes the cycles of its schedule
+(:mod:`colcomb.hdl.beat_port`).
 """
 
 from __future__ import annotations
@@ -41,10 +45,10 @@ class Top(wiring.Component):
 
     Members
     -------
-    i : ``In(stream.Signature(word_layout(data_bits)))``
-        Input words (``i.payload.data``, ``i.payload.last``, ``i.valid``, ``i.ready``).
-    o : ``Out(stream.Signature(word_layout(data_bits)))``
-        Output words, same format.
+    i : ``In(stream.Signature(word_layout(data_bits, beat)))``
+        Input beats (``i.payload.data``, ``i.payload.last``, ``i.valid``, ``i.ready``).
+    o : ``Out(stream.Signature(word_layout(data_bits, beat)))``
+        Output beats, same format.
     busy : ``Out(1)``
         The engine is computing (between the end of input and the first output).
     """
@@ -61,7 +65,7 @@ class Top(wiring.Component):
         if not isinstance(program, Program):
             raise TypeError(f"program must be a Program (Program.compile(...)), not {program!r}")
         self.program = program
-        layout = word_layout(program.data_bits)
+        layout = word_layout(program.data_bits, program.beat)
         super().__init__({
             "i": In(stream.Signature(layout)),
             "o": Out(stream.Signature(layout)),
@@ -83,7 +87,7 @@ class Top(wiring.Component):
         # -- the receiver -------------------------------------------------------------------
         rx_buffer = Signal()
         n = Signal(range(p.batch + 1))
-        j = Signal(range(max(2, p.in_words)))
+        j = Signal(range(max(2, p.in_beats)))  # the vector's beat
         rx_done = Signal()  # the batch's last word was taken: wait for its slot writes
         with m.FSM(name="receiver"):
             with m.State("RECV"):
@@ -97,7 +101,7 @@ class Top(wiring.Component):
                     eng.in_data.eq(self.i.payload.data),
                 ]
                 with m.If(self.i.valid & self.i.ready):
-                    vec_end = j == p.in_words - 1
+                    vec_end = j == p.in_beats - 1
                     with m.If(self.i.payload.last | (vec_end & (n == p.batch - 1))):
                         m.d.sync += [n.eq(n + 1), j.eq(0)]
                         m.next = "FINISH"
@@ -137,9 +141,10 @@ class Top(wiring.Component):
         # where output word j of vector n lives (the output memory's identity layout): slot and
         # part counters beside j, the word's address kept as it moves, so no division
         geo = p.geometry
-        k = Signal(range(max(2, p.out_words)))
+        k = Signal(range(max(2, p.out_beats)))  # the vector's beat
         v = Signal(range(p.batch + 1))
-        slot = Signal(range(max(2, geo.lanes_per_part)))
+        groups = geo.lanes_per_part // p.beat  # a beat is a group of beat slots of a word
+        slot = Signal(range(max(2, groups)))
         part = Signal(range(max(2, geo.parts)))
         address = Signal(unsigned(p.address_bits + 1))
         vector_base = Signal(unsigned(p.address_bits + 1))
@@ -157,7 +162,7 @@ class Top(wiring.Component):
                 m.d.comb += [eng.out_addr.eq(address), eng.out_slot.eq(0)]
                 m.next = "SEND"
             with m.State("SEND"):
-                vec_end = k == p.out_words - 1
+                vec_end = k == p.out_beats - 1
                 batch_end = vec_end & (v == vectors - 1)
                 m.d.comb += [
                     self.o.valid.eq(1),
@@ -165,6 +170,11 @@ class Top(wiring.Component):
                     self.o.payload.last.eq(batch_end),
                     k_next.eq(Mux(vec_end, 0, k + 1)),
                 ]
+                tail = p.out_words % p.beat
+                if tail:  # a vector's last beat: its padding words are zero
+                    with m.If(vec_end):
+                        for i in range(tail, p.beat):
+                            m.d.comb += self.o.payload.data[i].eq(0)
                 # the position of the word after this one: the next slot; the next part; the
                 # next tile's first part (tile_words further on); the next vector's first word
                 m.d.comb += [n_slot.eq(slot + 1), n_part.eq(part), n_address.eq(address),
@@ -172,7 +182,7 @@ class Top(wiring.Component):
                 with m.If(vec_end):
                     m.d.comb += [n_slot.eq(0), n_part.eq(0), n_vector_base.eq(vector_base + geo.parts),
                                  n_address.eq(vector_base + geo.parts)]
-                with m.Elif(slot == geo.lanes_per_part - 1):
+                with m.Elif(slot == groups - 1):
                     m.d.comb += n_slot.eq(0)
                     if geo.parts > 1:
                         m.d.comb += [n_part.eq(part + 1), n_address.eq(address + 1)]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from amaranth.sim import Simulator
 
-from colcomb.hdl.framing import batch_last_flags
+from colcomb.hdl.framing import batch_last_flags, encode_word, pack_beats, unpack_beats
 from colcomb.hdl.program import Program
 from colcomb.hdl.top import Top
 from colcomb.packer.packed import PackedLayer
@@ -23,9 +23,10 @@ __all__ = ["PySimResult", "run_top"]
 @dataclass
 class PySimResult:
     outputs: np.ndarray  # (vectors, out_words)
-    lasts: list[bool]  # the last flag of every output word
+    lasts: list[bool]  # the last flag of every output beat
     cycles: int  # first input word to last output word
     compute_cycles: int  # summed over batches: last input word -> first output word
+    padding: list[int]  # the words that pad each vector's last output beat (zero)
 
 
 def run_top(
@@ -44,9 +45,10 @@ def run_top(
     dut = Top(program=program)
     x = np.asarray(x, np.int64)
     vectors = x.shape[0]
-    words = x.reshape(-1).tolist()
-    lasts = batch_last_flags(vectors, program.in_words, program.batch)
-    total_out = vectors * program.out_words
+    k, bits = program.beat, program.data_bits
+    words = pack_beats(x, bits, k)
+    lasts = batch_last_flags(vectors, program.in_beats, program.batch)
+    total_out = vectors * program.out_beats
     sent: list[int] = []
     received: list[tuple[int, int, bool]] = []
 
@@ -59,26 +61,26 @@ def run_top(
                 raise RuntimeError(f"no result after {max_cycles} cycles")
             if i < len(words):
                 ctx.set(dut.i.valid, 1)
-                ctx.set(dut.i.payload, {"data": words[i], "last": lasts[i]})
+                ctx.set(dut.i.payload.as_value(), encode_word(words[i], lasts[i], k * bits))
             else:
                 ctx.set(dut.i.valid, 0)
             _, _, i_ready, o_valid, o_payload = await ctx.tick().sample(
-                dut.i.ready, dut.o.valid, dut.o.payload)
+                dut.i.ready, dut.o.valid, dut.o.payload.as_value())
             if i < len(words) and i_ready:
                 sent.append(cycle)
                 i += 1
             if o_valid:
-                received.append((cycle, o_payload.data, bool(o_payload.last)))
+                received.append((cycle, o_payload & ((1 << k * bits) - 1), bool(o_payload >> (k * bits) & 1)))
             cycle += 1
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
-    out = np.array([d for _, d, _ in received], np.int64).reshape(vectors, program.out_words)
+    out, padding = unpack_beats([d for _, d, _ in received], bits, k, program.out_words)
     compute = 0
     for start in range(0, vectors, program.batch):
         stop = min(vectors, start + program.batch)
-        compute += received[start * program.out_words][0] - sent[stop * program.in_words - 1]
-    return PySimResult(out, [last for _, _, last in received],
-                       received[-1][0] - sent[0] + 1, compute)
+        compute += received[start * program.out_beats][0] - sent[stop * program.in_beats - 1]
+    return PySimResult(np.array(out, np.int64).reshape(vectors, program.out_words),
+                       [last for _, _, last in received], received[-1][0] - sent[0] + 1, compute, padding)

@@ -42,31 +42,31 @@ PERIOD_NS = 10
 async def network_matches_golden_model(dut):
     """Every output word of every vector equals the golden model's."""
     run = load_run()
-    cfg, x, expected = run.cfg, run.x, run.expected
-    vectors, batch, data_bits = run.vectors, run.batch, run.data_bits
-    in_words, out_words = run.in_words, run.out_words
+    cfg, expected = run.cfg, run.expected
+    vectors, batch = run.vectors, run.batch
+    in_beats, out_beats = run.in_beats, run.out_beats
 
     Clock(dut.clk, PERIOD_NS, unit="ns").start()
     dut.rst.value = 1
     if hasattr(dut, "fast"):  # the harness (colcomb.sim.harness): its ports pass through to the design
         dut.fast.value = 0
         dut.go.value = 0
-    driver = StreamDriver(dut, dut.clk, data_bits=data_bits, period_ns=PERIOD_NS,
+    driver = StreamDriver(dut, dut.clk, data_bits=run.payload_bits, period_ns=PERIOD_NS,
                           idle=cfg.get("idle", 0.0), seed=cfg.get("seed", 0))
-    monitor = StreamMonitor(dut, dut.clk, data_bits=data_bits, period_ns=PERIOD_NS,
+    monitor = StreamMonitor(dut, dut.clk, data_bits=run.payload_bits, period_ns=PERIOD_NS,
                             stall=cfg.get("stall", 0.0), seed=cfg.get("seed", 0) + 1)
     await ClockCycles(dut.clk, 3)
     dut.rst.value = 0
     await ClockCycles(dut.clk, 1)
     monitor.start()
 
-    words = x.reshape(-1).tolist()
-    lasts = batch_last_flags(vectors, in_words, batch)
+    beats = run.input_beats()
+    lasts = batch_last_flags(vectors, in_beats, batch)
     wall = time.perf_counter()
     start_cycle = get_sim_time("ns") / PERIOD_NS
     timed_out = False
     try:
-        await with_timeout(_run(driver, monitor, words, lasts, vectors * out_words,
+        await with_timeout(_run(driver, monitor, beats, lasts, vectors * out_beats,
                                 dut.clk, cfg.get("drain_cycles", 64)),
                            cfg.get("max_cycles", 10**7) * PERIOD_NS, "ns")
     except SimTimeoutError:
@@ -74,23 +74,24 @@ async def network_matches_golden_model(dut):
     wall = time.perf_counter() - wall
     sim_cycles = get_sim_time("ns") / PERIOD_NS - start_cycle
 
+    words, padding = run.output_words([b.data for b in monitor.received])
     board = Scoreboard(expected)
-    board.check([b.data for b in monitor.received], [b.last for b in monitor.received], batch)
+    board.check(words, [b.last for b in monitor.received], batch, beat=run.beat, padding=padding)
     if timed_out:
         board.protocol_errors.append(
             f"timed out after {cfg.get('max_cycles')} cycles with {len(driver.sent)} of "
-            f"{len(words)} input and {len(monitor.received)} of {vectors * out_words} output "
-            f"words transferred"
+            f"{len(beats)} input and {len(monitor.received)} of {vectors * out_beats} output "
+            f"beats transferred"
         )
-    write_result(run, board, [b.data for b in monitor.received], wall=wall, sim_cycles=sim_cycles,
+    write_result(run, board, words, wall=wall, sim_cycles=sim_cycles,
                  timing=timing([b.cycle for b in driver.sent], [b.cycle for b in monitor.received], batch,
-                               in_words, out_words, vectors))
+                               in_beats, out_beats, vectors))
     assert board.passed, board.summary()
 
 
-async def _run(driver, monitor, words, lasts, total, clk, drain: int) -> None:
-    """Send every word, wait for the expected output words, then watch ``drain`` more cycles
-    (the monitor keeps accepting) so that trailing words are seen, not left in the design."""
-    await driver.send(words, lasts)
+async def _run(driver, monitor, beats, lasts, total, clk, drain: int) -> None:
+    """Send every beat, wait for the expected output beats, then watch ``drain`` more cycles
+    (the monitor keeps accepting) so that trailing beats are seen, not left in the design."""
+    await driver.send(beats, lasts)
     await monitor.wait_for(total)
     await ClockCycles(clk, drain)

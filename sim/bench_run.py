@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from colcomb.hdl.framing import beat_words, pack_beats, unpack_beats
 from colcomb.sim.scoreboard import ReferenceModel, Scoreboard
 
 __all__ = ["BenchRun", "load_run", "write_result"]
@@ -40,6 +41,32 @@ class BenchRun:
     @property
     def in_words(self) -> int:
         return self.design["in_words"]
+
+    @property
+    def beat(self) -> int:
+        """Words per stream beat."""
+        return self.design.get("beat", 1)
+
+    @property
+    def in_beats(self) -> int:
+        return beat_words(self.in_words, self.beat)
+
+    @property
+    def out_beats(self) -> int:
+        return beat_words(self.out_words, self.beat)
+
+    @property
+    def payload_bits(self) -> int:
+        """Data bits of a beat's payload."""
+        return self.beat * self.data_bits
+
+    def input_beats(self) -> list[int]:
+        """The input vectors as the data of their beats (:func:`colcomb.hdl.framing.pack_beats`)."""
+        return pack_beats(self.x, self.data_bits, self.beat)
+
+    def output_words(self, beats) -> tuple[list[int], list[int]]:
+        """The received beats' data -> (the output words in order, the padding words)."""
+        return unpack_beats(beats, self.data_bits, self.beat, self.out_words)
 
     @property
     def out_words(self) -> int:

@@ -20,7 +20,7 @@ from cocotb.simtime import get_sim_time
 from cocotb.triggers import ClockCycles, RisingEdge, SimTimeoutError, with_timeout
 
 from colcomb.sim.bench_run import load_run, write_result
-from colcomb.sim.harness import decode_image, read_image, threshold
+from colcomb.sim.harness import read_image, split_payloads, threshold
 from colcomb.sim.scoreboard import Scoreboard
 from colcomb.sim.timing import timing
 
@@ -33,9 +33,9 @@ async def network_matches_golden_model_fast(dut):
     """Every output word of every vector equals the golden model (harness-driven streams)."""
     run = load_run()
     cfg, expected = run.cfg, run.expected
-    vectors, batch, data_bits = run.vectors, run.batch, run.data_bits
-    in_words, out_words = run.in_words, run.out_words
-    n_out = vectors * out_words
+    vectors, batch = run.vectors, run.batch
+    in_beats, out_beats = run.in_beats, run.out_beats
+    n_out = vectors * out_beats
     max_cycles = int(cfg.get("max_cycles", 10**7))
 
     # everything the harness needs is set once, before the clock runs
@@ -45,7 +45,7 @@ async def network_matches_golden_model_fast(dut):
     dut.i__valid.value = 0
     dut.i__payload.value = 0
     dut.o__ready.value = 0
-    dut.n_in.value = vectors * in_words
+    dut.n_in.value = vectors * in_beats
     dut.n_out.value = n_out
     dut.drain.value = int(cfg.get("drain_cycles", 64))
     dut.max_cycles.value = max_cycles
@@ -73,17 +73,18 @@ async def network_matches_golden_model_fast(dut):
     out_cycles = read_image(files["out_cycles"])
     in_cycles = read_image(files["in_cycles"])
     received = int(dut.out_count.value.to_unsigned())
-    words, lasts = decode_image(payload, data_bits)
+    datas, lasts = split_payloads(payload, run.payload_bits)
+    words, padding = run.output_words(datas)
 
     board = Scoreboard(expected)
-    board.check(words.tolist(), lasts.tolist(), batch)
-    if received > len(payload):  # words past the output memory: counted, not stored
-        board.protocol_errors.append(f"{received} output words taken, {len(payload)} stored")
+    board.check(words, lasts, batch, beat=run.beat, padding=padding)
+    if received > len(payload):  # beats past the output memory: counted, not stored
+        board.protocol_errors.append(f"{received} output beats taken, {len(payload)} stored")
     if harness_hung or int(dut.timed_out.value) == 1:
         board.protocol_errors.append(
             f"timed out after {max_cycles} cycles with {int(dut.in_count.value.to_unsigned())} of "
-            f"{vectors * in_words} input and {received} of {n_out} output words transferred"
+            f"{vectors * in_beats} input and {received} of {n_out} output beats transferred"
         )
     write_result(run, board, words, wall=wall, sim_cycles=sim_cycles,
-                 timing=timing(in_cycles, out_cycles, batch, in_words, out_words, vectors), bench="fast")
+                 timing=timing(in_cycles, out_cycles, batch, in_beats, out_beats, vectors), bench="fast")
     assert board.passed, board.summary()

@@ -34,7 +34,7 @@ import numpy as np
 from colcomb.core.errors import ColcombError
 
 __all__ = ["HARNESS_VERSION", "IN_DEPTH", "OUT_DEPTH", "PUBLIC_VLT", "decode_image", "harness_name",
-           "harness_text", "input_image", "read_image", "threshold", "write_harness"]
+           "harness_text", "input_image", "read_image", "split_payloads", "threshold", "write_harness"]
 
 #: bump when the wrapper's Verilog changes: it is part of the build cache key
 HARNESS_VERSION = 2
@@ -60,7 +60,8 @@ def threshold(probability: float) -> int:
 
 def harness_text(top: str, data_bits: int, *, in_depth: int = IN_DEPTH, out_depth: int = OUT_DEPTH,
                  busy: bool = True) -> str:
-    """The Verilog-2001 of ``<top>_bench`` around module ``top`` with ``data_bits``-bit words;
+    """The Verilog-2001 of ``<top>_bench`` around module ``top`` whose payloads carry ``data_bits``
+    bits of data (a beat's words) below ``last``;
     ``busy``: the design has the top's ``busy`` output (else the harness's ``busy`` is 0)."""
     if not top.isidentifier():
         raise ColcombError(f"the top-level name must be a Verilog identifier, got {top!r}")
@@ -93,15 +94,16 @@ public_flat_rw -module "{name}" -var "*"
 """
 
 
-def input_image(words: np.ndarray, lasts: np.ndarray, data_bits: int) -> str:
+def input_image(words, lasts, data_bits: int) -> str:
     """The ``$readmemh`` text of a stream: one payload (``data`` two's complement in the low
-    ``data_bits`` bits, ``last`` above) per line."""
-    w = np.asarray(words, np.int64).reshape(-1)
+    ``data_bits`` bits, ``last`` above) per line; ``words``: one word a beat, or the beats' data
+    packed by :func:`colcomb.hdl.framing.pack_beats` (``data_bits``: the beat's bits)."""
+    w = [int(v) for v in np.asarray(words, object).reshape(-1)]
     flags = np.asarray(lasts, bool).reshape(-1)
-    if w.shape != flags.shape:
-        raise ColcombError(f"{w.size} words but {flags.size} last flags")
-    payload = (w & ((1 << data_bits) - 1)) | (flags.astype(np.int64) << data_bits)
-    return "".join(f"{int(p):x}\n" for p in payload)
+    if len(w) != flags.size:
+        raise ColcombError(f"{len(w)} words but {flags.size} last flags")
+    mask = (1 << data_bits) - 1
+    return "".join(f"{(v & mask) | (int(f) << data_bits):x}\n" for v, f in zip(w, flags.tolist(), strict=True))
 
 
 def decode_image(payload: np.ndarray, data_bits: int) -> tuple[np.ndarray, np.ndarray]:
@@ -113,13 +115,22 @@ def decode_image(payload: np.ndarray, data_bits: int) -> tuple[np.ndarray, np.nd
     return words, (p >> data_bits) & 1 != 0
 
 
+def split_payloads(payload, data_bits: int) -> tuple[list[int], list[bool]]:
+    """Stream payloads of any width -> (their data bits, unsigned; their last flags)."""
+    mask = (1 << data_bits) - 1
+    values = [int(p) for p in payload]
+    return [p & mask for p in values], [bool(p >> data_bits & 1) for p in values]
+
+
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """The words of a ``$writememh`` file (empty when the file does not exist: nothing was
-    captured), as int64."""
+    captured), as int64, or as Python integers (an object array) when a word is wider."""
     path = Path(path)
     if not path.exists():
         return np.zeros(0, np.int64)
-    tokens = [t for t in path.read_text().split() if not t.startswith(("//", "@"))]
+    tokens = [t.replace("_", "") for t in path.read_text().split() if not t.startswith(("//", "@"))]
+    if any(len(t) > 15 for t in tokens):  # wider than int64 holds
+        return np.array([int(t, 16) for t in tokens], dtype=object)
     return np.fromiter((int(t, 16) for t in tokens), np.int64, len(tokens))
 
 

@@ -28,7 +28,7 @@ import numpy as np
 from colcomb.core.errors import ColcombError
 from colcomb.core.tools import verilator_env, verilator_make_flags
 from colcomb.hdl.cycles import stream_cycles, watchdog_budget
-from colcomb.hdl.framing import batch_last_flags
+from colcomb.hdl.framing import batch_last_flags, beat_words, pack_beats
 from colcomb.hdl.generate import DEFAULT_TOP, generate_layers
 from colcomb.hdl.network import ImageNetwork, image_network
 from colcomb.hdl.testbench import stimulus
@@ -200,13 +200,15 @@ def build(
     x_random: bool = False,
     network: ImageNetwork | None = None,
     pass_vectors: int | None = None,
+    beat: int = 1,
 ) -> Build:
     """Generate the design for ``layers`` and compile it with Verilator, unless a build of the
     same Verilog and parameters exists under ``root`` (then it is reused). ``opt`` is the C++
     optimisation level (one of OPT_LEVELS; -O0 builds fastest, -O2 simulates fastest).
     ``x_random`` builds with :data:`X_RANDOM_BUILD_ARGS` (run it with ``x_seed``). ``network``:
     the layers are this image network's, run whole (:mod:`colcomb.hdl.network`), in passes of
-    ``pass_vectors`` (default :data:`colcomb.hdl.program.PASS_VECTORS`)."""
+    ``pass_vectors`` (default :data:`colcomb.hdl.program.PASS_VECTORS`); ``beat``: words per stream
+    beat (:attr:`colcomb.hdl.program.Program.beat`)."""
     if opt not in OPT_LEVELS:
         raise ColcombError(f"opt must be one of {', '.join(OPT_LEVELS)}, not {opt!r}")
     t0 = time.perf_counter()
@@ -217,11 +219,11 @@ def build(
     tmp = Path(tempfile.mkdtemp(prefix=".gen-", dir=root))
     try:
         design = generate_layers(layers, rows, cols, tmp, batch=batch, top=top, cell=cell, network=network,
-                                 pass_vectors=pass_vectors)
+                                 pass_vectors=pass_vectors, beat=beat)
         build_args = X_RANDOM_BUILD_ARGS if x_random else BUILD_ARGS
         params = {"rows": rows, "cols": cols, "batch": batch, "waves": bool(waves), "top": top,
                   "opt": opt, "build_args": build_args, "harness": HARNESS_VERSION, **_tool_versions()}
-        write_harness(tmp, top, design.program.data_bits)
+        write_harness(tmp, top, design.program.beat * design.program.data_bits)
         digest = hashlib.sha256(design.verilog.read_bytes())
         digest.update(design.info.read_bytes())  # a cached build's JSON is this design's
         digest.update(json.dumps(params, sort_keys=True).encode())
@@ -266,7 +268,7 @@ def watchdog(design: dict, vectors: int, *, idle: float = 0.0, stall: float = 0.
     """The bench's cycle budget: :func:`colcomb.hdl.cycles.watchdog_budget` of the cycle model's
     prediction (from the design JSON's ``engine_cycles``), stretched by the expected slowdown of
     an input that idles or an output that stalls with the given probability."""
-    model = stream_cycles(design["engine_cycles"], design["in_cycles_per_vector"], design["out_words"],
+    model = stream_cycles(design["engine_cycles"], design["in_cycles_per_vector"], _out_cycles(design),
                           vectors)
     slowdown = 1.0 / max(0.05, 1.0 - max(idle, stall))
     return watchdog_budget(model["total"], slowdown=slowdown)
@@ -287,10 +289,15 @@ def estimate_seconds(built: Build, vectors: int, bench: str, *, idle: float = 0.
     if latest is None:
         return None
     d = built.design
-    cycles = stream_cycles(d["engine_cycles"], d["in_cycles_per_vector"], d["out_words"], vectors)["total"]
+    cycles = stream_cycles(d["engine_cycles"], d["in_cycles_per_vector"], _out_cycles(d), vectors)["total"]
     cycles /= max(0.05, 1.0 - max(idle, stall))
     startup = 2.0  # simulator start, golden model, reading the results: seconds, roughly
     return cycles / float(latest["sim_cycles_per_s"]) + startup
+
+
+def _out_cycles(design: dict) -> int:
+    """The sender's cycles per vector of a design JSON (a beat a cycle)."""
+    return design.get("out_cycles_per_vector", design["out_words"])
 
 
 def _check_probabilities(**values: float) -> None:
@@ -350,13 +357,15 @@ def run(
     # run (cycle model) and a whole output vector, stretched by the stalls
     slow = 1.0 / max(0.05, 1.0 - max(idle, stall))  # as the watchdog stretches its budget
     per_tile = d["prep_cycles"] + d["batch"] * d.get("cycles_per_vector", 1) + d["drain_cycles"]
-    drain_cycles = int(slow * (per_tile + d["out_words"])) + 32
+    drain_cycles = int(slow * (per_tile + _out_cycles(d))) + 32
     if max_cycles is None:
         max_cycles = watchdog(d, x.shape[0], idle=idle, stall=stall) + drain_cycles
     run_dir = built.dir / "runs" / uuid.uuid4().hex[:12]
-    if bench == "fast" and (x.size > IN_DEPTH or x.shape[0] * d["out_words"] > OUT_DEPTH):
+    beat = d.get("beat", 1)
+    in_beats, out_beats = x.shape[0] * beat_words(d["in_words"], beat), x.shape[0] * _out_cycles(d)
+    if bench == "fast" and (in_beats > IN_DEPTH or out_beats > OUT_DEPTH):
         raise ColcombError(
-            f"{x.shape[0]} vectors are {x.size} input and {x.shape[0] * d['out_words']} output words; the "
+            f"{x.shape[0]} vectors are {in_beats} input and {out_beats} output beats; the "
             f"fast bench's memories hold {IN_DEPTH} and {OUT_DEPTH}: run fewer vectors at a time")
     parameters = {"rows": d["rows"], "cols": d["cols"], "batch": d["batch"],
                   "vectors": int(x.shape[0]), "seed": seed, "idle": idle, "stall": stall,
@@ -379,8 +388,9 @@ def run(
     }
     if bench == "fast":
         files = {name: str(run_dir / f"{name}.hex") for name in ("in", "out", "out_cycles", "in_cycles")}
-        lasts = batch_last_flags(x.shape[0], d["in_words"], d["batch"])
-        Path(files["in"]).write_text(input_image(x, np.asarray(lasts), d["data_bits"]))
+        lasts = batch_last_flags(x.shape[0], beat_words(d["in_words"], beat), d["batch"])
+        Path(files["in"]).write_text(input_image(pack_beats(x, d["data_bits"], beat), np.asarray(lasts),
+                                                 beat * d["data_bits"]))
         cfg["files"] = files
         plusargs = [*plusargs, *(f"+colcomb_{name}={path}" for name, path in files.items())]
     (run_dir / "bench.json").write_text(json.dumps(cfg, indent=1) + "\n")
@@ -463,6 +473,7 @@ def simulate(
     bench: str = "fast",
     progress: Callable[..., None] | None = None,
     pass_vectors: int | None = None,
+    beat: int = 1,
 ) -> SimResult:
     """Simulate the manifest's network on a ``rows`` x ``cols`` array in Verilator and check
     every output word against the golden model.
@@ -478,7 +489,7 @@ def simulate(
     random cycles; ``bench`` picks the fast or the per-cycle bench (:func:`run`); ``progress``
     is called with the name of each stage ("build", "simulate") as it starts, and the simulation's
     expected seconds (``eta_s``, :func:`estimate_seconds`) where an earlier run tells;
-    ``pass_vectors``: a CNN's vectors per pass (:func:`build`). Returns a
+    ``pass_vectors``: a CNN's vectors per pass, ``beat``: words per stream beat (:func:`build`). Returns a
     :class:`SimResult`; with ``check`` (default) raises :class:`SimulationMismatch` unless every
     output equals the golden model.
     """
@@ -498,7 +509,7 @@ def simulate(
     if progress:
         progress("build")
     built = build(hw, rows, cols, batch=batch, waves=waves, root=root, opt=opt, cell=cell, network=network,
-                  pass_vectors=pass_vectors)
+                  pass_vectors=pass_vectors, beat=beat)
     if progress:
         progress("simulate", eta_s=estimate_seconds(built, x.shape[0], bench, idle=idle, stall=stall))
     return run(built, manifest_dir, x, idle=idle, stall=stall, seed=seed, waves=waves,

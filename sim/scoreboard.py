@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from colcomb.hdl.framing import batch_last_flags
+from colcomb.hdl.framing import batch_last_flags, beat_words
 from colcomb.hdl.network import image_network
 from colcomb.packer.golden import run_network
 from colcomb.packer.manifest import load_manifest, select_layers
@@ -56,10 +56,12 @@ class Scoreboard:
     checked: int = 0
     protocol_errors: list[str] = field(default_factory=list)
 
-    def check(self, words: list[int], lasts: list[bool], batch: int) -> None:
+    def check(self, words: list[int], lasts: list[bool], batch: int, *, beat: int = 1,
+              padding: Sequence[int] = ()) -> None:
         """Check every received word (all that arrived, including any after the expected
-        count); ``last`` must mark exactly the final word of each batch of ``batch`` vectors,
-        and no word may follow the final one."""
+        count); ``lasts``, one per beat of ``beat`` words, must mark exactly the final beat of each
+        batch of ``batch`` vectors, no word may follow the final one, and the ``padding`` words of
+        each vector's last beat must be zero."""
         vectors, width = self.expected.shape
         if len(words) > vectors * width:
             extra = len(words) - vectors * width
@@ -82,11 +84,17 @@ class Scoreboard:
                 {"vector": int(i // width), "index": int(i % width),
                  "got": int(got[i]), "expected": int(exp[i])}
             )
-        expect_last = np.array(batch_last_flags(vectors, width, batch), bool)
-        wrong = np.flatnonzero(np.asarray(lasts[:n], bool) != expect_last[:n])
+        expect_last = np.array(batch_last_flags(vectors, beat_words(width, beat), batch), bool)
+        got_last = np.asarray(lasts[:expect_last.size], bool)
+        wrong = np.flatnonzero(got_last != expect_last[:got_last.size])
+        unit = "words" if beat == 1 else "beats"
         if wrong.size:
             self.protocol_errors.append(
-                f"'last' wrong on {wrong.size} output words (first at word {int(wrong[0])})"
+                f"'last' wrong on {wrong.size} output {unit} (first at {unit[:-1]} {int(wrong[0])})"
+            )
+        if any(padding):
+            self.protocol_errors.append(
+                f"{sum(1 for p in padding if p)} padding words of the vectors' last beats are not zero"
             )
 
     @property

@@ -1,7 +1,8 @@
 """cocotb driver and monitor for the accelerator's valid/ready word streams.
 
-Both speak the format of :mod:`colcomb.hdl.top`: payload ``{data: signed(data_bits), last: 1}``
-on ``<prefix>__payload``, with ``<prefix>__valid`` and ``<prefix>__ready``. A transfer happens at a
+Both speak the format of :mod:`colcomb.hdl.top`: payload ``{data, last: 1}`` on
+``<prefix>__payload`` (``data``: ``data_bits`` bits, one word or a beat of words packed by
+:func:`colcomb.hdl.framing.pack_beats`), with ``<prefix>__valid`` and ``<prefix>__ready``. A transfer happens at a
 rising clock edge where valid and ready are both high; both classes sample in the ReadOnly phase
 before that edge and number cycles by simulation time (``cycle = time / period``).
 """
@@ -15,7 +16,7 @@ import cocotb
 from cocotb.simtime import get_sim_time
 from cocotb.triggers import Event, ReadOnly, RisingEdge
 
-from colcomb.hdl.framing import decode_word, encode_word
+from colcomb.hdl.framing import encode_word
 
 __all__ = ["Beat", "StreamDriver", "StreamMonitor"]
 
@@ -23,7 +24,7 @@ __all__ = ["Beat", "StreamDriver", "StreamMonitor"]
 @dataclass(frozen=True)
 class Beat:
     cycle: int
-    data: int
+    data: int  # the payload's data bits, unsigned
     last: bool
 
 
@@ -45,7 +46,7 @@ class _StreamPort:
 
 
 class StreamDriver(_StreamPort):
-    """Drives words into ``<prefix>__*``; with ``idle`` > 0 it inserts random idle cycles
+    """Drives beats into ``<prefix>__*``; with ``idle`` > 0 it inserts random idle cycles
     (valid low) before a beat with that probability."""
 
     def __init__(self, dut, clk, *, prefix: str = "i", data_bits: int = 8, period_ns: float = 10,
@@ -56,7 +57,7 @@ class StreamDriver(_StreamPort):
         self.valid.value = 0
 
     async def send(self, words, lasts) -> None:
-        """Send every word (``lasts``: its last flag); returns after the final transfer."""
+        """Send every beat's data (``lasts``: its last flag); returns after the final transfer."""
         for data, last in zip(words, lasts, strict=True):
             while self.idle and self.rng.random() < self.idle:
                 self.valid.value = 0
@@ -66,7 +67,7 @@ class StreamDriver(_StreamPort):
             while True:
                 await ReadOnly()
                 if self.ready.value == 1:
-                    self.sent.append(Beat(_cycle(self.period), int(data), bool(last)))
+                    self.sent.append(Beat(_cycle(self.period), int(data) & ((1 << self.data_bits) - 1), bool(last)))
                     await RisingEdge(self.clk)
                     break
                 await RisingEdge(self.clk)
@@ -74,7 +75,7 @@ class StreamDriver(_StreamPort):
 
 
 class StreamMonitor(_StreamPort):
-    """Accepts words from ``<prefix>__*`` and records them; with ``stall`` > 0 it holds ready
+    """Accepts beats from ``<prefix>__*`` and records them; with ``stall`` > 0 it holds ready
     low on random cycles (back-pressure) with that probability."""
 
     def __init__(self, dut, clk, *, prefix: str = "o", data_bits: int = 8, period_ns: float = 10,
@@ -90,7 +91,7 @@ class StreamMonitor(_StreamPort):
         return cocotb.start_soon(self._run())
 
     async def wait_for(self, count: int) -> None:
-        """Return once ``count`` words have been received in total."""
+        """Return once ``count`` beats have been received in total."""
         self._want = count
         if len(self.received) >= count:
             return
@@ -102,8 +103,9 @@ class StreamMonitor(_StreamPort):
             self.ready.value = 0 if self.stall and self.rng.random() < self.stall else 1
             await ReadOnly()
             if self.valid.value == 1 and self.ready.value == 1:
-                data, last = decode_word(self.payload.value.to_unsigned(), self.data_bits)
-                self.received.append(Beat(_cycle(self.period), data, last))
+                payload = self.payload.value.to_unsigned()
+                self.received.append(Beat(_cycle(self.period), payload & ((1 << self.data_bits) - 1),
+                                          bool(payload >> self.data_bits & 1)))
                 if self._want and len(self.received) >= self._want:
                     self._enough.set()
             await RisingEdge(self.clk)

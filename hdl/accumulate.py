@@ -12,11 +12,19 @@ tagged with its index ``n`` and tile), two stages:
 So :attr:`Accumulate.latency` = 2 cycles from a tag on ``tag`` to the result on ``result``. With
 ``sums_late`` (the serial array) the tag comes a cycle ahead of its sums, which P1 takes straight
 from the array: :meth:`Accumulate.latency_for` counts from the sums.
+
+With ``steps > 1`` (the serial array, whose vectors come every ``data_bits`` cycles) the memory
+holds ``ceil(rows / steps)`` sums a word and a vector's rows in ``steps`` words: P1 adds the first
+group of rows and the following cycles one group each, from a register that holds the vector's
+sums, and each group's total goes out as it is made. The shared requantizer takes the same group
+in the same cycle after (:class:`~colcomb.hdl.requant.SharedRequantizer`), so the result is as
+early as with one word a vector, and the memory is one adder and a group wide: on iCE40 a word of
+8 x 19 bits takes 10 block RAMs at any depth, 512 x 19 bits takes 3.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Shape, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Shape, Signal, Value, signed, unsigned
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -77,6 +85,9 @@ class Accumulate(wiring.Component):
     sums_late : bool
         ``sums`` come a cycle after their tag, in P1, which adds them without a register of its
         own (the serial array: its edge's sum is there for one cycle, no output register).
+    steps : int
+        Cycles a vector's rows take, ``ceil(rows / steps)`` a cycle (needs ``sums_late``; tags at
+        least ``steps`` cycles apart); 1: all rows in P1.
 
     Members
     -------
@@ -92,6 +103,8 @@ class Accumulate(wiring.Component):
         A vector's final sums are valid on ``total`` (last column tile); they and the fields
         other than ``valid`` hold until the next result.
     total : ``Out(sums_layout(rows, acc_bits))``
+        With ``steps > 1`` row group ``g`` is final from ``g`` cycles after ``result.valid``
+        (the cycle the shared requantizer reads it) and holds until ``steps`` cycles after it.
     busy : ``Out(1)``
         A vector is in O..P1 (for the sequencer's end-of-layer wait).
     """
@@ -106,8 +119,15 @@ class Accumulate(wiring.Component):
 
     @validated
     def __init__(self, *, rows: int, acc_bits: int, batch: int, tiles: int,
-                 descriptor: data.StructLayout, sums_late: bool = False):
+                 descriptor: data.StructLayout, sums_late: bool = False, steps: int = 1):
         self.rows = check_int("rows", rows)
+        self.steps = check_int("steps", steps)
+        self.group = -(-self.rows // self.steps)  # rows a step
+        if -(-self.rows // self.group) != self.steps:
+            raise ValueError(f"steps {steps!r} leaves steps without a row: {rows} rows in groups of "
+                             f"{self.group} take {-(-self.rows // self.group)} steps")
+        if self.steps > 1 and not sums_late:
+            raise ValueError(f"steps {steps!r} > 1 is for the serial array's late sums (sums_late=True)")
         self.acc_bits = check_int("acc_bits", acc_bits, 2)
         self.batch = check_int("batch", batch)
         self.tiles = check_int("tiles", tiles)
@@ -136,8 +156,10 @@ class Accumulate(wiring.Component):
         # batch. The read port is transparent for the write port (O would see P1's new sum);
         # the sequencer never makes them meet on one address (tiles are PREP + DRAIN apart),
         # and so a DP16KD needs no register of its read data
+        # (with steps: a word per group of rows, a vector's words at n * words_per_vector)
+        per_vector = 1 << (self.steps - 1).bit_length()  # the steps, rounded up to a power of two
         m.submodules.acc = running_sums = memory.Memory(
-            shape=unsigned(self.rows * self.acc_bits), depth=max(2, self.batch), init=[],
+            shape=unsigned(self.group * self.acc_bits), depth=max(2, self.batch * per_vector), init=[],
             attrs={"ram_style": "block"})
         running_write = running_sums.write_port()
         running_read = running_sums.read_port(transparent_for=(running_write,))
@@ -151,44 +173,92 @@ class Accumulate(wiring.Component):
         m.d.comb += n.eq(Mux(wrap, 0, p1_n + 1))
         with m.If(self.tag.valid):
             m.d.sync += [p1_n.eq(n), wrap.eq(self.tag.final)]
-        m.d.comb += [
-            self.descriptor.addr.eq(self.tag.tile),
-            running_read.addr.eq(n), running_read.en.eq(1),
-        ]
+        m.d.comb += [self.descriptor.addr.eq(self.tag.tile), running_read.en.eq(1)]
         p1 = Signal(self.tag.shape())
         m.d.sync += p1.eq(self.tag)
-        if self.sums_late:  # the sums arrive in P1
-            p1_sums = self.sums
-        else:
-            p1_sums = Signal(layout)
-            m.d.sync += p1_sums.eq(self.sums)
-
-        # -- P1: add the column tile; keep the total or pass it on ---------------------------
         tile = self.descriptor.data
-        running = layout(running_read.data)
-        total = Signal(layout)
-        for r in range(self.rows):
-            m.d.comb += total[r].eq(Mux(tile.first, p1_sums[r], running[r] + p1_sums[r]))
-        m.d.comb += [
-            running_write.addr.eq(p1_n),
-            running_write.data.eq(total),
-            running_write.en.eq(p1.valid & ~tile.last),
-            self.requant_row.eq(tile.rq),
-        ]
+        out_total = Signal(layout, name="p2_sums")
+        if self.steps == 1:
+            m.d.comb += running_read.addr.eq(n)
+            if self.sums_late:  # the sums arrive in P1
+                p1_sums = self.sums
+            else:
+                p1_sums = Signal(layout)
+                m.d.sync += p1_sums.eq(self.sums)
+
+            # -- P1: add the column tile; keep the total or pass it on -----------------------
+            running = layout(running_read.data)
+            total = Signal(layout)
+            for r in range(self.rows):
+                m.d.comb += total[r].eq(Mux(tile.first, p1_sums[r], running[r] + p1_sums[r]))
+            m.d.comb += [
+                running_write.addr.eq(p1_n),
+                running_write.data.eq(total),
+                running_write.en.eq(p1.valid & ~tile.last),
+            ]
+            with m.If(p1.valid & tile.last):
+                m.d.sync += out_total.eq(total)
+            stepping = Const(0)
+        else:
+            stepping = self._steps(m, p1, p1_n, n, tile, running_read, running_write, out_total, per_vector)
+        m.d.comb += self.requant_row.eq(tile.rq)
         result = self.result
         # the outputs are P1's registers: valid from the cycle after P1
         out = Signal(result.shape(), name="p2")
-        out_total = Signal(layout, name="p2_sums")
         # a result holds until the next one (the shared requantizer reads it over several cycles)
         m.d.sync += out.valid.eq(p1.valid & tile.last)
         with m.If(p1.valid & tile.last):
             m.d.sync += [
                 out.final.eq(p1.final), out.wr_first.eq(tile.wr_first), out.wr_count.eq(tile.wr_count),
-                out.layer.eq(tile.layer), out_total.eq(total),
+                out.layer.eq(tile.layer),
             ]
         m.d.comb += [
             result.eq(out),
             self.total.eq(out_total),
-            self.busy.eq(p1.valid | out.valid),
+            self.busy.eq(p1.valid | stepping | out.valid),
         ]
         return m
+
+    def _steps(self, m: Module, p1, p1_n, n, tile, running_read, running_write, out_total, per_vector: int):
+        """P1 and the cycles after it with ``steps > 1``: one group of rows a cycle (the
+        first group's sums straight from the array, the later ones from ``held``), group ``g``
+        at address ``n * per_vector + g``. Returns the signal that is high on the later steps."""
+        group, steps, bits = self.group, self.steps, self.acc_bits
+        group_layout = data.ArrayLayout(signed(bits), group)
+
+        def rows_of(sums, g: int) -> Value:
+            return Cat(*(sums[r] if r < self.rows else Const(0, signed(bits))
+                         for r in range(g * group, (g + 1) * group)))
+
+        held = Signal(sums_layout(self.rows, bits))  # the vector's sums for the later steps
+        first, last = Signal(), Signal()  # its descriptor's, for the later steps
+        stepping = Signal()
+        j = Signal(range(max(2, steps)))  # the later step running
+        with m.If(p1.valid):
+            m.d.sync += [held.eq(self.sums), first.eq(tile.first), last.eq(tile.last),
+                         j.eq(1), stepping.eq(1)]
+        with m.Elif(stepping):
+            m.d.sync += [j.eq(j + 1), stepping.eq(j + 1 < steps)]
+        step = Signal.like(j)
+        m.d.comb += step.eq(Mux(p1.valid, 0, j))
+        is_first, is_last = Mux(p1.valid, tile.first, first), Mux(p1.valid, tile.last, last)
+        later = Array(rows_of(held, g) for g in range(steps))
+        own = group_layout(Mux(p1.valid, rows_of(self.sums, 0), later[j]))
+        running = group_layout(running_read.data)
+        total = Signal(group_layout)
+        for i in range(group):
+            m.d.comb += total[i].eq(Mux(is_first, own[i], running[i] + own[i]))
+        shift = per_vector.bit_length() - 1  # a power of two: the count shifted
+        base = p1_n << shift
+        # O reads the vector's first group; each step reads the next one
+        m.d.comb += [
+            running_read.addr.eq(Mux(self.tag.valid, n << shift, base + step + 1)),
+            running_write.addr.eq(base + step),
+            running_write.data.eq(total),
+            running_write.en.eq((p1.valid | stepping) & ~is_last),
+        ]
+        for r in range(self.rows):
+            g, i = divmod(r, group)
+            with m.If((p1.valid | stepping) & is_last & (step == g)):
+                m.d.sync += out_total[r].eq(total[i])
+        return stepping

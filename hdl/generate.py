@@ -57,10 +57,15 @@ def design_info(program: Program, top: str, provenance: dict | None = None) -> d
         "clock": "clk (rising edge)",
         "reset": "rst (synchronous, active high)",
         "stream": {
-            "payload": f"{{data: signed({p.data_bits}) in the low bits, last: 1 above}}",
-            "input": f"{p.in_words} words per vector, up to {p.batch} vectors per batch, last on "
-            "the final word of the batch",
-            "output": f"{p.out_words} words per vector, last on the final word of the batch",
+            "payload": (f"{{data: signed({p.data_bits}) in the low bits, last: 1 above}}" if p.beat == 1 else
+                        f"{{data: {p.beat} x signed({p.data_bits}), word 0 in the low bits, last: 1 above}}"),
+            "input": (f"{p.in_words} words per vector, up to {p.batch} vectors per batch, last on the final word of "
+                      "the batch" if p.beat == 1 else
+                      f"{p.in_words} words per vector in {p.in_beats} beats (the last padded), up to {p.batch} "
+                      "vectors per batch, last on the final beat of the batch"),
+            "output": (f"{p.out_words} words per vector, last on the final word of the batch" if p.beat == 1 else
+                       f"{p.out_words} words per vector in {p.out_beats} beats (padding words zero), last on the "
+                       "final beat of the batch"),
             "ports": ["i__payload", "i__valid", "i__ready", "o__payload", "o__valid", "o__ready"],
         },
         **p.summary(),
@@ -111,8 +116,9 @@ def generate_layers(
             (tmp / f"{top}.v").write_text(text)
             lint_mod.write_waivers(tmp, top)
             (tmp / f"{top}.json").write_text(json.dumps(design_info(program, top, provenance), indent=1) + "\n")
-            roms = [f"{top}.{name}.hex" for name in ROM_IMAGES]
-            for name, fname in zip(ROM_IMAGES, roms, strict=True):
+            images = rom_images(program)
+            roms = [f"{top}.{name}.hex" for name in images]
+            for name, fname in zip(images, roms, strict=True):
                 (tmp / fname).write_text(_hex_image(getattr(program, name)))
             tb = []
             if tb_vectors:  # the self-checking testbench and its golden-model images
@@ -131,6 +137,14 @@ def generate_layers(
 # Program attributes holding ROM contents, written as OUT/<top>.<name>.hex for reference and
 # for tools that load $readmemh images; the Verilog carries the same words as memory initial values.
 ROM_IMAGES = ("cells", "descriptors", "requant", "writes", "input_map")
+
+
+def rom_images(program: Program) -> tuple[str, ...]:
+    """The :data:`ROM_IMAGES` ``program``'s Verilog holds: with wider beats the beat schedule
+    (``beat_map``, :mod:`colcomb.hdl.beat_port`) instead of the input map."""
+    if program.beat == 1:
+        return ROM_IMAGES
+    return tuple("beat_map" if name == "input_map" else name for name in ROM_IMAGES)
 
 
 def _hex_image(words: Sequence[int]) -> str:

@@ -95,6 +95,13 @@ def lane_layout(data_bits: int, alpha: int) -> data.ArrayLayout:
     return data.ArrayLayout(signed(data_bits), alpha)
 
 
+def beat_value(beat) -> int:
+    """``beat`` as an int, refused unless a power of two (words per stream beat)."""
+    if not isinstance(beat, (int, np.integer)) or isinstance(beat, bool) or beat < 1 or beat & (beat - 1):
+        raise ColcombError(f"beat must be a power of two (words per stream beat: 1, 2, 4, 8, ...), not {beat!r}")
+    return int(beat)
+
+
 def pack_struct(layout: data.StructLayout, values: dict) -> int:
     """The integer of a struct word (two's complement fields truncated to their widths)."""
     word = 0
@@ -336,9 +343,7 @@ class Program:
         lanes of a memory word (a beat of outputs is read from one output memory word), and the
         banked array (its input copies) and row runs (their shift register) take one word a
         beat."""
-        k, lpp = self.beat, self.lanes_per_part
-        if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1 or k & (k - 1):
-            raise ColcombError(f"beat must be a power of two (words per stream beat), not {k!r}")
+        k, lpp = beat_value(self.beat), self.lanes_per_part
         if k == 1:
             return
         if lpp % k:
@@ -624,6 +629,7 @@ class Program:
             raise ColcombError(f"dsp_cells must be a non-negative integer or None, not {dsp_cells!r}")
         if cell not in CELLS:
             raise ColcombError(f"cell must be one of {', '.join(CELLS)}, not {cell!r}")
+        beat = beat_value(beat)  # before the compile: a bad beat fails at once
         if pass_vectors is None:
             pass_vectors = PASS_VECTORS
         elif not isinstance(pass_vectors, (int, np.integer)) or isinstance(pass_vectors, bool) or pass_vectors < 1:
@@ -734,6 +740,11 @@ class Program:
             gathered = build(default_parts(cell, lanes, db))
             if len(gathered.tiles) < len(prog.tiles):
                 prog = gathered
+        words = prog.parts
+        while choose and prog.lanes_per_part % beat and stages is None and words > 1:
+            # a wider beat is read from one output memory word: fewer, wider words may carry it
+            words //= 2
+            prog = build(words)
         prog.check_beat()
         return prog
 

@@ -310,7 +310,8 @@ class Sequencer(wiring.Component):
             address_bits=p.address_bits, serial=serial, staggered=p.column_words, gather=network)
         m.submodules.accumulate = accumulate = Accumulate(
             rows=rows, acc_bits=p.acc_bits, batch=batch_size, tiles=tiles,
-            descriptor=descriptor_layout, sums_late=serial)
+            descriptor=descriptor_layout, sums_late=serial,
+            steps=p.requant_steps)  # the serial array: a group of rows a cycle, as the requantizer takes them
         if network:
             m.submodules.write_back = write_back = PoolWriteBack(
                 rows=rows, data_bits=word_bits, lanes_per_part=lpp, address_bits=p.address_bits,

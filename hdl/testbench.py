@@ -51,8 +51,8 @@ class Testbench:
     inputs: Path  # tb_<top>.in.hex
     expected: Path  # tb_<top>.out.hex
     vectors: int
-    in_words: int  # stream words in the input image
-    out_words: int  # stream words in the expected image
+    in_words: int  # stream payloads (words, or beats of words) in the input image
+    out_words: int  # stream payloads in the expected image
 
     @property
     def paths(self) -> list[Path]:

@@ -5,6 +5,7 @@ refusals. Every hardware result is checked against the golden model and the cycl
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import shutil
 
@@ -44,11 +45,7 @@ def _chain(seed: int):
 @given(seed=st.integers(0, 10_000), beat=st.sampled_from([2, 4, 8]), cell=st.sampled_from(["parallel", "serial"]))
 def test_schedule_writes_every_slot_once_one_address_per_bank(seed, beat, cell):
     layers = _chain(seed)
-    try:
-        prog = Program.compile(layers, rows=2, cols=4, batch=3, cell=cell, beat=beat)
-    except ColcombError as exc:  # the serial array's memory words hold 4 lanes here
-        assert cell == "serial" and beat == 8 and "must divide the 4 lanes" in str(exc)
-        return
+    prog = Program.compile(layers, rows=2, cols=4, batch=3, cell=cell, beat=beat)
     nb = prog.beat_banks
     assert len(prog.input_beats) == prog.in_beats == -(-30 // beat)
     for b, cycles in enumerate(prog.input_beats):
@@ -81,11 +78,33 @@ def test_wider_beats_take_fewer_input_cycles_on_a_wide_layer():
     ({"beat": 3}, "beat must be a power of two"),
     ({"beat": 0}, "beat must be a power of two"),
     ({"beat": True}, "beat must be a power of two"),
-    ({"beat": 8, "cell": "serial"}, "must divide the 4 lanes of a memory word.*use --beat 4 or less"),
+    ({"beat": 32, "cell": "serial"}, r"must divide the 16 lanes of a memory word.*use --beat 16 or less"),
 ])
 def test_bad_beats_are_refused(kwargs, message):
     with pytest.raises(ColcombError, match=message):
         Program.compile(_chain(0), rows=2, cols=4, batch=3, **{"cell": "parallel", **kwargs})
+
+
+def test_serial_chain_takes_wider_words_for_a_wide_beat():
+    """Its column words hold 4 lanes; a beat of 8 or 16 gets the gathered layout's 8 or 16."""
+    layers = _chain(0)
+    assert Program.compile(layers, rows=2, cols=4, batch=3, cell="serial").lanes_per_part == 4
+    for beat in (8, 16):
+        assert Program.compile(layers, rows=2, cols=4, batch=3, cell="serial", beat=beat).lanes_per_part == beat
+
+
+def test_design_files_describe_the_beat(tmp_path):
+    layers = _chain(2)
+    d = generate_layers(layers, 2, 4, tmp_path / "g", batch=3, tb_vectors=0, beat=np.int64(4))
+    info = json.loads(d.info.read_text())  # a numpy beat still makes plain JSON
+    assert info["beat"] == 4 and info["out_cycles_per_vector"] == 2
+    assert "4 x signed(8)" in info["stream"]["payload"] and "in 8 beats" in info["stream"]["input"]
+    assert info["in_cycles_per_vector"] == d.program.input_cycles < 30
+    # the ROM images are the Verilog's: the beat schedule, not the one-word input map
+    names = sorted(p.name for p in d.roms)
+    assert "colcomb_top.beat_map.hex" in names and "colcomb_top.input_map.hex" not in names
+    words = [int(t, 16) for t in (tmp_path / "g" / "colcomb_top.beat_map.hex").read_text().split()]
+    assert words == d.program.beat_map
 
 
 def test_banked_array_and_row_runs_refuse_wider_beats():
@@ -125,7 +144,7 @@ def test_beats_round_trip(data, beat, bits, words, vectors):
 
 # -- the hardware ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("cell", "beat"), [("parallel", 2), ("parallel", 8), ("serial", 4)])
+@pytest.mark.parametrize(("cell", "beat"), [("parallel", 2), ("parallel", 8), ("serial", 4), ("serial", 8)])
 def test_top_with_wider_beats_is_bit_exact_and_counted(cell, beat):
     layers = _chain(7)
     x = inputs(np.random.default_rng(7), 7, 30)
@@ -213,9 +232,9 @@ def test_icarus_testbench_with_wider_beats(tmp_path):
 
 def test_cli_refuses_a_beat_the_array_cannot_carry(chain_manifest, tmp_path, capsys):
     folder, _ = chain_manifest
-    code = main(["generate", str(folder), "--rows", "2", "--cols", "4", "--cell", "serial", "--beat", "8",
+    code = main(["generate", str(folder), "--rows", "2", "--cols", "4", "--cell", "serial", "--beat", "32",
                  "--out", str(tmp_path / "g")])
     assert code != 0
     err = capsys.readouterr().err
-    assert "must divide the 4 lanes" in err and "--beat 4 or less" in err
+    assert "must divide the 16 lanes" in err and "--beat 16 or less" in err
     assert not (tmp_path / "g").exists()

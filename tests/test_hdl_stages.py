@@ -255,3 +255,61 @@ def test_accumulate_batch_one_reads_the_sum_written_the_cycle_before(late):
 
     _run(dut, bench)
     assert got == [sum(sums)]
+
+
+@pytest.mark.parametrize(("rows", "steps"), [(5, 3), (8, 8), (4, 2)])
+def test_accumulate_in_steps_keeps_a_group_of_rows_a_word(rows, steps):
+    """The serial array's accumulator (``steps > 1``): tags ``steps`` cycles apart, sums a cycle
+    late; group ``g`` of a vector's totals is final ``g`` cycles after ``result.valid`` (when the
+    shared requantizer reads it) and equals the column tiles' sums."""
+    acc_bits, batch = 10, 3
+    descriptors = [
+        {"first": 1, "last": 0, "rq": 0, "wr_first": 0, "wr_count": 2, "layer": 0},
+        {"first": 0, "last": 0, "rq": 0, "wr_first": 0, "wr_count": 2, "layer": 0},
+        {"first": 0, "last": 1, "rq": 0, "wr_first": 0, "wr_count": 2, "layer": 0},
+        {"first": 1, "last": 1, "rq": 1, "wr_first": 2, "wr_count": 1, "layer": 1},
+    ]
+    dut = Accumulate(rows=rows, acc_bits=acc_bits, batch=batch, tiles=len(descriptors),
+                     descriptor=DESCRIPTOR, sums_late=True, steps=steps)
+    group = -(-rows // steps)
+    rng = np.random.default_rng(rows * 10 + steps)
+    sums = rng.integers(-60, 60, (len(descriptors), batch, rows))
+    tags = [(tile, n) for tile in range(len(descriptors)) for n in range(batch)]
+    results, totals = [], {}
+
+    async def bench(ctx):
+        for cycle in range(len(tags) * steps + steps + 4):
+            k, phase = divmod(cycle, steps)
+            tagged = phase == 0 and k < len(tags)
+            tile, n = tags[k] if k < len(tags) else (0, 0)
+            ctx.set(dut.tag, {"valid": tagged, "final": n == batch - 1, "tile": tile})
+            late = (cycle - 1) // steps if (cycle - 1) % steps == 0 else None  # the tag's sums, a cycle on
+            ctx.set(dut.sums, [int(v) for v in sums[tags[late]]] if late is not None and late < len(tags)
+                    else [0] * rows)
+            addr = ctx.get(dut.descriptor.addr)
+            if ctx.get(dut.result.valid):
+                res = ctx.get(dut.result)
+                results.append((cycle, res.final, res.wr_first, res.layer))
+            for start, *_ in results:  # group g of the latest result, g cycles after it
+                g = cycle - start
+                if 0 <= g < steps:
+                    totals[start, g] = [ctx.get(dut.total[r]) for r in range(g * group, min(rows, (g + 1) * group))]
+            await ctx.tick()
+            ctx.set(dut.descriptor.data, descriptors[addr])
+
+    _run(dut, bench)
+    finished = [(2, n) for n in range(batch)] + [(3, n) for n in range(batch)]
+    assert [(r[1], r[2], r[3]) for r in results] == [(n == batch - 1, 0 if t == 2 else 2, 0 if t == 2 else 1)
+                                                    for t, n in finished]
+    for (t, n), (start, *_) in zip(finished, results, strict=True):
+        want = sums[:3, n].sum(axis=0) if t == 2 else sums[3, n]
+        assert start == 1 + tags.index((t, n)) * steps + 1  # P1 the cycle after the sums: as with one step
+        for g in range(steps):
+            assert totals[start, g] == [int(v) for v in want[g * group:(g + 1) * group]]
+
+
+def test_accumulate_steps_need_late_sums_and_rows_in_every_step():
+    with pytest.raises(ValueError, match="sums_late"):
+        Accumulate(rows=4, acc_bits=8, batch=2, tiles=1, descriptor=DESCRIPTOR, steps=2)
+    with pytest.raises(ValueError, match="leaves steps without a row"):
+        Accumulate(rows=4, acc_bits=8, batch=2, tiles=1, descriptor=DESCRIPTOR, sums_late=True, steps=3)

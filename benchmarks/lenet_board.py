@@ -34,10 +34,11 @@ RUNS = {
 #: board -> (run folder, rows, cols, cell, images per batch, stored test images, requested clock MHz
 #: (None: the oscillator), target/s, further synthesize options): the iCEBreaker's serial array (no
 #: memory banks) at batch 1 in passes of 64 vectors, its least block RAM (the activation memories
-#: one image deep, the accumulator 512 x 19 bits); the ULX3S's bit-parallel one (a lane memory bank per column, input banks for
-#: conv1's 6 packed columns) on the --include-first LeNet-5, batch 2 (the input memory's row runs
-#: are 40 bits wide), in passes of 512 vectors (its accumulator's block RAMs are 512 deep anyway),
-#: its clock asked for above the target's need (1,752.5 cycles per image x 20,000/s = 35.1 MHz)
+#: one image deep, the accumulator 512 x 19 bits); the ULX3S's bit-parallel one (a lane memory
+#: bank per column, input banks for conv1's 6 packed columns) on the --include-first LeNet-5,
+#: batch 2 (the input memory's row runs are 40 bits wide), in passes of 512 vectors (its
+#: accumulator's block RAMs are 512 deep anyway), its clock asked for above the target's need
+#: (1,752.5 cycles per image x 20,000/s = 35.1 MHz)
 BOARDS = {
     "icebreaker": ("build/lenet14", 8, 8, "serial", 1, 4, None, 1_000, ["--pass-vectors", "64"]),
     "ulx3s-85f": ("build/lenet28-first", 8, 16, "parallel", 2, 4, 45, 20_000, ["--pass-vectors", "512"]),

@@ -16,10 +16,11 @@ from the array: :meth:`Accumulate.latency_for` counts from the sums.
 With ``steps > 1`` (the serial array, whose vectors come every ``data_bits`` cycles) the memory
 holds ``ceil(rows / steps)`` sums a word and a vector's rows in ``steps`` words: P1 adds the first
 group of rows and the following cycles one group each, from a register that holds the vector's
-sums, and each group's total goes out as it is made. The shared requantizer takes the same group
-in the same cycle after (:class:`~colcomb.hdl.requant.SharedRequantizer`), so the result is as
-early as with one word a vector, and the memory is one adder and a group wide: on iCE40 a word of
-8 x 19 bits takes 10 block RAMs at any depth, 512 x 19 bits takes 3.
+later sums, and each group's total goes out as it is made, one group-wide register. The shared
+requantizer takes that group the cycle after (:class:`~colcomb.hdl.requant.SharedRequantizer`
+with group inputs), so the result is as early as with one word a vector, and the memory, the
+adder and the output register are a group wide: on iCE40 a word of 8 x 19 bits takes 10 block
+RAMs at any depth, 512 x 19 bits takes 3.
 """
 
 from __future__ import annotations
@@ -102,11 +103,11 @@ class Accumulate(wiring.Component):
     result : ``Out(result_layout(descriptor))``
         A vector's final sums are valid on ``total`` (last column tile); they and the fields
         other than ``valid`` hold until the next result.
-    total : ``Out(sums_layout(rows, acc_bits))``
-        With ``steps > 1`` row group ``g`` is final from ``g`` cycles after ``result.valid``
-        (the cycle the shared requantizer reads it) and holds until ``steps`` cycles after it.
+    total : ``Out(sums_layout(rows, acc_bits))``, with ``steps > 1`` ``Out(sums_layout(group, acc_bits))``
+        With ``steps > 1`` one group of rows: group ``g`` of the result ``g`` cycles after
+        ``result.valid`` (the cycle the shared requantizer takes it).
     busy : ``Out(1)``
-        A vector is in O..P1 (for the sequencer's end-of-layer wait).
+        A vector is in O..P1 or its later steps (for the sequencer's end-of-layer wait).
     """
 
     #: cycles from a tag on ``tag`` to its result on ``result``: O, then P1
@@ -144,7 +145,7 @@ class Accumulate(wiring.Component):
             "descriptor": Out(descriptor_read_signature(tiles, descriptor)),
             "requant_row": Out(descriptor["rq"].shape),
             "result": Out(result_layout(descriptor)),
-            "total": Out(sums_layout(rows, acc_bits)),
+            "total": Out(sums_layout(self.group if self.steps > 1 else rows, acc_bits)),
             "busy": Out(1),
         })
 
@@ -177,7 +178,7 @@ class Accumulate(wiring.Component):
         p1 = Signal(self.tag.shape())
         m.d.sync += p1.eq(self.tag)
         tile = self.descriptor.data
-        out_total = Signal(layout, name="p2_sums")
+        out_total = Signal(self.total.shape(), name="p2_sums")
         if self.steps == 1:
             m.d.comb += running_read.addr.eq(n)
             if self.sums_late:  # the sums arrive in P1
@@ -226,23 +227,24 @@ class Accumulate(wiring.Component):
         group, steps, bits = self.group, self.steps, self.acc_bits
         group_layout = data.ArrayLayout(signed(bits), group)
 
-        def rows_of(sums, g: int) -> Value:
-            return Cat(*(sums[r] if r < self.rows else Const(0, signed(bits))
+        def rows_of(sums, g: int, first_row: int = 0) -> Value:
+            """Group ``g``'s rows of ``sums`` (which begin at row ``first_row``), zeros past the last."""
+            return Cat(*(sums[r - first_row] if r < self.rows else Const(0, signed(bits))
                          for r in range(g * group, (g + 1) * group)))
 
-        held = Signal(sums_layout(self.rows, bits))  # the vector's sums for the later steps
+        held = Signal(sums_layout(self.rows - group, bits))  # the vector's sums of the later steps
         first, last = Signal(), Signal()  # its descriptor's, for the later steps
         stepping = Signal()
         j = Signal(range(max(2, steps)))  # the later step running
         with m.If(p1.valid):
-            m.d.sync += [held.eq(self.sums), first.eq(tile.first), last.eq(tile.last),
+            m.d.sync += [held.eq(self.sums.as_value()[group * bits:]), first.eq(tile.first), last.eq(tile.last),
                          j.eq(1), stepping.eq(1)]
         with m.Elif(stepping):
             m.d.sync += [j.eq(j + 1), stepping.eq(j + 1 < steps)]
         step = Signal.like(j)
         m.d.comb += step.eq(Mux(p1.valid, 0, j))
         is_first, is_last = Mux(p1.valid, tile.first, first), Mux(p1.valid, tile.last, last)
-        later = Array(rows_of(held, g) for g in range(steps))
+        later = Array([Const(0, group * bits)] + [rows_of(held, g, group) for g in range(1, steps)])
         own = group_layout(Mux(p1.valid, rows_of(self.sums, 0), later[j]))
         running = group_layout(running_read.data)
         total = Signal(group_layout)
@@ -257,8 +259,6 @@ class Accumulate(wiring.Component):
             running_write.data.eq(total),
             running_write.en.eq((p1.valid | stepping) & ~is_last),
         ]
-        for r in range(self.rows):
-            g, i = divmod(r, group)
-            with m.If((p1.valid | stepping) & is_last & (step == g)):
-                m.d.sync += out_total[r].eq(total[i])
+        with m.If((p1.valid | stepping) & is_last):
+            m.d.sync += out_total.eq(total)
         return stepping

@@ -129,8 +129,10 @@ class SharedRequantizer(wiring.Component):
     Step ``k`` requantizes rows ``k * lanes .. k * lanes + lanes - 1`` with the coefficients the
     caller presents that cycle: word ``k`` of the row tile's ``steps`` requant ROM words, which
     the caller reads one cycle ahead (``more``/``step`` say which). A new vector may come every
-    ``steps`` cycles; ``sums``, ``layer`` and ``meta`` must hold until the next ``valid`` (the
-    accumulator's output registers do). With ``steps == 1`` it is exactly :class:`Requantizer`.
+    ``steps`` cycles; ``sums`` holds the step's rows in the step's cycle (the accumulator makes
+    them a group a cycle, :class:`~colcomb.hdl.accumulate.Accumulate` ``steps``), ``layer`` and
+    ``meta`` hold until the next ``valid`` (the accumulator's output registers do). With
+    ``steps == 1`` it is exactly :class:`Requantizer`.
 
     Parameters
     ----------
@@ -146,7 +148,8 @@ class SharedRequantizer(wiring.Component):
     valid : ``In(1)``
         A vector's ``sums`` are in (step 0 runs this cycle).
     layer : ``In(range(len(clamps)))``
-    sums : ``In(ArrayLayout(signed(acc_bits), rows))``
+    sums : ``In(ArrayLayout(signed(acc_bits), lanes))``
+        The rows of this cycle's step (all rows when ``steps == 1``).
     meta : ``In(meta)``
     more : ``Out(1)``
         A further step of this vector runs next cycle: present coefficient word ``step + 1``
@@ -180,7 +183,7 @@ class SharedRequantizer(wiring.Component):
         super().__init__({
             "valid": In(1),
             "layer": In(lane["layer"].shape),
-            "sums": In(data.ArrayLayout(signed(acc_bits), rows)),
+            "sums": In(data.ArrayLayout(signed(acc_bits), self.lanes)),
             "meta": In(self.meta_layout),
             "more": Out(1),
             "step": Out(range(max(2, steps))),
@@ -214,11 +217,10 @@ class SharedRequantizer(wiring.Component):
         m.d.sync += [k.eq(step + 1), running.eq(active & (step + 1 < steps))]
         m.d.comb += [self.step.eq(step), self.more.eq(active & (step + 1 < steps))]
 
-        sums = Array(self.sums[r] for r in range(self.rows))
         m.d.comb += [lane.valid.eq(active), lane.layer.eq(self.layer),
                      lane.bias.eq(self.bias), lane.mult.eq(self.mult), lane.shift.eq(self.shift)]
         for i in range(lanes):
-            m.d.comb += lane.sums[i].eq(sums[step * lanes + i] if steps > 1 else self.sums[i])
+            m.d.comb += lane.sums[i].eq(self.sums[i])
 
         # the lane's outputs of each step but the last wait in `kept`; the last joins them
         done_step = Signal.like(step)

@@ -314,8 +314,9 @@ def test_requantizer_equals_golden_requantize():
 def test_shared_requantizer_equals_golden_requantize(rows, steps, gap):
     """Rows shared over fewer lanes: each vector's rows in ``steps`` cycles, vectors back to back
     (every ``steps`` cycles) or with idle cycles between; the bench plays the requant ROM (one
-    cycle of latency, addressed from ``more``/``step`` as the sequencer does). Outputs and the
-    vector's meta against :func:`requantize` per vector."""
+    cycle of latency, addressed from ``more``/``step`` as the sequencer does) and the
+    accumulator (the step's rows in the step's cycle, junk otherwise). Outputs and the vector's
+    meta against :func:`requantize` per vector."""
     from amaranth.lib import data
 
     rng = np.random.default_rng(rows * 10 + steps)
@@ -362,8 +363,13 @@ def test_shared_requantizer_equals_golden_requantize(rows, steps, gap):
                 layer, acc, _, _ = vectors[v]
                 current = v
                 ctx.set(dut.layer, layer)
-                ctx.set(dut.sums, [int(a) for a in acc])
                 ctx.set(dut.meta, {"tag": 100 + v})
+            k = t - (current or 0) * (steps + gap)  # the step of the current vector this cycle
+            if current is not None and 0 <= k < steps:
+                acc = vectors[current][1]
+                ctx.set(dut.sums, [int(acc[r]) if r < rows else 0 for r in range(k * lanes, (k + 1) * lanes)])
+            else:
+                ctx.set(dut.sums, [int(x) for x in rng.integers(-999, 999, lanes)])
             # the address for next cycle: this vector's next word, or word 0 of the next vector
             if ctx.get(dut.more):
                 word = (current, ctx.get(dut.step) + 1)

@@ -293,7 +293,7 @@ def test_accumulate_in_steps_keeps_a_group_of_rows_a_word(rows, steps):
             for start, *_ in results:  # group g of the latest result, g cycles after it
                 g = cycle - start
                 if 0 <= g < steps:
-                    totals[start, g] = [ctx.get(dut.total[r]) for r in range(g * group, min(rows, (g + 1) * group))]
+                    totals[start, g] = [ctx.get(dut.total[i]) for i in range(min(group, rows - g * group))]
             await ctx.tick()
             ctx.set(dut.descriptor.data, descriptors[addr])
 

@@ -255,7 +255,8 @@ def _generate(args: argparse.Namespace) -> int:
                       lint=not args.no_lint, layers=args.layer, cell=args.cell, tb_vectors=args.tb_vectors,
                       tb_seed=args.tb_seed, pass_vectors=args.pass_vectors, beat=args.beat)
     info = design.program.summary()
-    print(f"{design.top}: {args.rows}x{args.cols} {args.cell} array, "
+    beat = f", {args.beat} words a beat" if args.beat > 1 else ""
+    print(f"{design.top}: {args.rows}x{args.cols} {args.cell} array{beat}, "
           f"{len(design.program.layers)} layer(s), {info.get('tiles', '?')} tile(s), "
           f"lint {'skipped' if args.no_lint else 'clean'} ({time.perf_counter() - t0:.1f} s)")
     for path in design.paths:
@@ -308,6 +309,8 @@ def _simulate(args: argparse.Namespace) -> int:
     given = simulation_inputs(args.manifest, layers=args.layer, inputs=args.input, labels=args.labels,
                               test_split=args.test_split, data_dir=args.data_dir)
     streams = f", input idle {args.idle:g}, output stalled {args.stall:g}" if args.idle or args.stall else ""
+    if args.beat > 1:
+        streams += f", {args.beat} words a beat"
     what = f"{given.source}" if given else f"{args.vectors} random vectors"
     print(f"building and running {args.manifest} on a {args.rows}x{args.cols} array in Verilator "
           f"({what}, {args.bench} bench{streams}; the first build of a design takes a minute or two)...",

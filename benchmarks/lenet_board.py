@@ -90,7 +90,9 @@ def board_row(board: str, out: Path) -> list[str]:
         cpi = measure_cycles_per_inference(packed, rows=rows, cols=cols, batch=batch, cell=cell,
                                            pass_vectors=passes).get("cycles_per_inference")
     print(f"  {board}: {rep['status']} ({time.perf_counter() - t0:.0f} s)", flush=True)
-    return [board, f"LeNet-5 {dataset}{' ' + ' '.join(options) if options else ''}", f"{rows}x{cols} {cell}",
+    pass_note = f", passes of {extra[extra.index('--pass-vectors') + 1]}" if "--pass-vectors" in extra else ""
+    return [board, f"LeNet-5 {dataset}{' ' + ' '.join(options) if options else ''}",
+            f"{rows}x{cols} {cell} (batch {batch}{pass_note})",
             f"{res['logic_cells']} / {res['logic_cells_available']}",
             f"{res['block_rams']} / {res['block_rams_available']}",
             f"{clk['fmax_mhz']:.2f}" if clk.get("fmax_mhz") else "- (not placed)",

@@ -7,7 +7,8 @@ in Verilator through the cocotb bench, bit-exact against the golden model, on an
 batches back to back. Printed per array: packed columns, tiles, the engine's cycles per batch
 and how busy it is (cycles a vector streams / engine cycles), the measured total cycles of both
 runs, and the steady-state cycles per inference: measured (the difference of the two runs over
-the extra vectors) and the cycle model's; then the combined/dense ratios.
+the extra vectors) and the cycle model's; what a vector costs the top's input port, engine and
+sender (the slowest binds); then the combined/dense ratios.
 
     python benchmarks/cycles.py                       # 128 x 256 layer, 10% dense, 8 x 8 array
     python benchmarks/cycles.py --shape 48x192 --batch 64 --opt -O2
@@ -89,16 +90,21 @@ def main() -> None:
             per_inf = (runs[1].cycles - runs[0].cycles) / (long - short)
             model = cycles_per_inference([engine_cycles(prog, b) for b in range(1, args.batch + 1)],
                                          prog.input_cycles, prog.out_beats)
-            rows_out.append((label, layer, len(prog.tiles), engine, streaming / engine, runs, per_inf, model))
+            # what a vector costs each of the top's three processes: the slowest binds
+            costs = {"input": prog.input_cycles, "engine": engine / args.batch, "output": prog.out_beats}
+            bound = max(costs, key=costs.get)
+            rows_out.append((label, layer, len(prog.tiles), engine, streaming / engine, runs, per_inf, model,
+                             costs, bound))
             print(f"  {label}: done ({time.perf_counter() - t_start:.0f} s)", flush=True)
     print()
     print(f"{'array':<10}{'alpha':>6}{'packed':>8}{'tiles':>7}{'engine/batch':>14}{'busy':>7}"
-          f"{'total cyc':>18}{'cyc/inference':>15}{'model':>8}  check")
-    for label, layer, tiles, engine, busy, runs, per_inf, model in rows_out:
+          f"{'total cyc':>18}{'cyc/inference':>15}{'model':>8}  {'in/eng/out per vector':<24}check")
+    for label, layer, tiles, engine, busy, runs, per_inf, model, costs, bound in rows_out:
         ok = all(r.passed for r in runs)
+        per = f"{costs['input']}/{costs['engine']:.1f}/{costs['output']} {bound}"
         print(f"{label:<10}{layer.alpha:>6}{layer.packed_columns:>8}{tiles:>7}{engine:>14}{busy:>7.2f}"
-              f"{runs[0].cycles:>9}{runs[1].cycles:>9}{per_inf:>15.1f}{model:>8.1f}"
-              f"  {'bit-exact' if ok else 'MISMATCH'}")
+              f"{runs[0].cycles:>9}{runs[1].cycles:>9}{per_inf:>15.1f}{model:>8.1f}  {per:<24}"
+              f"{'bit-exact' if ok else 'MISMATCH'}")
     c, d = rows_out
     print(f"combined/dense: engine cycles {c[3] / d[3]:.3f} ({d[3] / c[3]:.2f}x fewer), "
           f"steady-state cycles per inference {c[6] / d[6]:.3f} ({d[6] / c[6]:.2f}x fewer); "

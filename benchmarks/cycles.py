@@ -13,6 +13,7 @@ sender (the slowest binds); then the combined/dense ratios.
     python benchmarks/cycles.py                       # 128 x 256 layer, 10% dense, 8 x 8 array
     python benchmarks/cycles.py --shape 48x192 --batch 64 --opt -O2
     python benchmarks/cycles.py --batch 64 --batches 2 --beat 8   # 8 words a stream beat, both arrays
+    python benchmarks/cycles.py --beat 8 --shadow     # and shadow weights
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ def main() -> None:
     ap.add_argument("--batches", type=int, default=3, help="full batches of the short run (default 3)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--beat", type=int, default=1, help="words per stream beat, both arrays (default 1)")
+    ap.add_argument("--shadow", action="store_true", help="shadow weights, both arrays")
     ap.add_argument("--opt", default="-O0", help="C++ optimisation of the Verilator builds")
     ap.add_argument("--root", default=None, help="build cache (default build/sim)")
     args = ap.parse_args()
@@ -74,7 +76,8 @@ def main() -> None:
     x = random_inputs(combined, long, seed=args.seed)
     print(f"layer {rows} x {cols}, {np.count_nonzero(combined.dense_int())} nonzero weights "
           f"after combining (density {args.density} before), array {args.rows} x {args.cols}, "
-          f"batch {args.batch}, {short} and {long} vectors, {args.beat} word(s) a beat, C++ {args.opt}", flush=True)
+          f"batch {args.batch}, {short} and {long} vectors, {args.beat} word(s) a beat"
+          f"{', shadow weights' if args.shadow else ''}, C++ {args.opt}", flush=True)
     rows_out = []
     t_start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
@@ -82,9 +85,10 @@ def main() -> None:
             folder = Path(tmp) / label
             write_manifest([layer], folder)
             built = build([layer], args.rows, args.cols, batch=args.batch, root=args.root,
-                          opt=args.opt, beat=args.beat)
+                          opt=args.opt, beat=args.beat, shadow=args.shadow)
             runs = [run(built, folder, x[:n]) for n in (short, long)]
-            prog = Program.compile([layer], rows=args.rows, cols=args.cols, batch=args.batch, beat=args.beat)
+            prog = Program.compile([layer], rows=args.rows, cols=args.cols, batch=args.batch, beat=args.beat,
+                                   shadow=args.shadow)
             engine = engine_cycles(prog, args.batch)
             streaming = len(prog.tiles) * args.batch * prog.cycles_per_vector
             per_inf = (runs[1].cycles - runs[0].cycles) / (long - short)

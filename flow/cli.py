@@ -234,6 +234,10 @@ def _array_args(p: argparse.ArgumentParser) -> None:
                    help="activation words per stream beat, in and out (a power of two dividing the lanes of a "
                    "memory word; default 1). The input port writes a beat's words in one cycle where their lane "
                    "slots fall in different memory banks, so I/O-bound designs take fewer cycles per inference")
+    p.add_argument("--shadow", action="store_true",
+                   help="shadow weights (a chain of matrices): each tile's cells load into a second register per "
+                   "cell while the tile before streams, so a tile's PREP only fetches its first vector (a cell "
+                   "word more of flip-flops per cell)")
 
 
 def _generate_args(p: argparse.ArgumentParser) -> None:
@@ -253,7 +257,7 @@ def _generate(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     design = generate(args.manifest, args.rows, args.cols, args.out, batch=args.batch, top=args.top,
                       lint=not args.no_lint, layers=args.layer, cell=args.cell, tb_vectors=args.tb_vectors,
-                      tb_seed=args.tb_seed, pass_vectors=args.pass_vectors, beat=args.beat)
+                      tb_seed=args.tb_seed, pass_vectors=args.pass_vectors, beat=args.beat, shadow=args.shadow)
     info = design.program.summary()
     beat = f", {args.beat} words a beat" if args.beat > 1 else ""
     print(f"{design.top}: {args.rows}x{args.cols} {args.cell} array{beat}, "
@@ -321,7 +325,7 @@ def _simulate(args: argparse.Namespace) -> int:
                           root=None if args.build_dir is None else args.build_dir.absolute(),
                           check=False, layers=args.layer, cell=args.cell, stall=args.stall, idle=args.idle,
                           bench=args.bench, opt=f"-O{args.opt}", progress=progress.stage,
-                          pass_vectors=args.pass_vectors, beat=args.beat)
+                          pass_vectors=args.pass_vectors, beat=args.beat, shadow=args.shadow)
     verdict = "all equal to the golden model" if result.passed else f"{result.mismatch_count} differ"
     print(f"vectors checked: {result.vectors} ({result.checked} output words, {verdict})")
     print(f"cycles: {result.cycles} (first input word to last output word; "

@@ -84,11 +84,17 @@ class SystolicArray(wiring.Component):
     load_rows : int
         Rows the weight chain shifts per load cycle (1 to ``rows``): a tile loads in
         ``ceil(rows / load_rows)`` cycles from a ROM word ``load_rows`` rows wide.
+    shadow : bool
+        The chain shifts through a second register per cell (its *shadow*), which ``swap``
+        copies into every cell at once: the next tile loads while the current one streams, and
+        takes over once the array has drained (a cell word more of flip-flops per cell).
 
     Members
     -------
     load : ``In(1)``
         Shift the weight chain by ``load_rows`` rows.
+    swap : ``In(1)``, with ``shadow``
+        Every cell takes its shadow's word (the cells compute with it from the next cycle).
     w_in : ``In(ArrayLayout(cell_layout(weight_bits, alpha, onehot), load_rows * cols))``
         ``load_rows`` rows of cell words (weight and select per column; row ``j``'s column ``c``
         at ``j * cols + c``) entering rows ``0 .. load_rows - 1``.
@@ -106,7 +112,8 @@ class SystolicArray(wiring.Component):
     def __init__(self, *, rows: int, cols: int, alpha: int = 1, weight_bits: int = 8,
                  data_bits: int = 8, acc_bits: int = 32, dsp_cells: int | None = None,
                  cell: str = "parallel", onehot: bool = False, skewed_input: bool = False,
-                 registered_lanes: bool = False, skewed_loads: bool = False, load_rows: int = 1):
+                 registered_lanes: bool = False, skewed_loads: bool = False, load_rows: int = 1,
+                 shadow: bool = False):
         self.rows = check_int("rows", rows)
         self.cols = check_int("cols", cols)
         self.alpha = check_int("alpha", alpha)
@@ -132,6 +139,9 @@ class SystolicArray(wiring.Component):
         self.load_rows = check_int("load_rows", load_rows)
         if load_rows > rows:
             raise ValueError(f"load_rows must be at most rows ({rows}), not {load_rows!r}")
+        if shadow and skewed_loads:
+            raise ValueError("shadow weights swap in one cycle into a drained array, not with skewed_loads=True")
+        self.shadow = bool(shadow)
         lane = data.ArrayLayout(unsigned(1), alpha) if serial else lane_layout(data_bits, alpha)
         ports = {
             "load": In(1),
@@ -141,6 +151,8 @@ class SystolicArray(wiring.Component):
         }
         if serial:
             ports["bit"] = In(range(data_bits))
+        if self.shadow:
+            ports["swap"] = In(1)
         super().__init__(ports)
 
     @property
@@ -183,12 +195,21 @@ class SystolicArray(wiring.Component):
                   for j in range(k)]
                  for c in range(n_cols)]
         cells = [[self._cell(r, c) for c in range(n_cols)] for r in range(n_rows)]
+        word = cells[0][0].w_in.shape()
+        shadows = [[Signal(word, name=f"shadow_{r}_{c}") for c in range(n_cols)] for r in range(n_rows)] \
+            if self.shadow else []
         for r in range(n_rows):
             for c in range(n_cols):
                 cell = cells[r][c]
                 m.submodules[f"cell_{r}_{c}"] = cell
-                m.d.comb += [cell.load.eq(loads[c]), cell.lanes.eq(lanes[c])]
-                m.d.comb += cell.w_in.eq(w_ins[c][r] if r < k else cells[r - k][c].w_out)
+                m.d.comb += cell.lanes.eq(lanes[c])
+                if self.shadow:  # the chain shifts through the shadows; swap copies them into the cells
+                    m.d.comb += [cell.load.eq(self.swap), cell.w_in.eq(shadows[r][c])]
+                    with m.If(loads[c]):
+                        m.d.sync += shadows[r][c].eq(w_ins[c][r] if r < k else shadows[r - k][c])
+                else:
+                    m.d.comb += [cell.load.eq(loads[c]),
+                                 cell.w_in.eq(w_ins[c][r] if r < k else cells[r - k][c].w_out)]
                 if c:
                     m.d.comb += cell.psum_in.eq(cells[r][c - 1].psum_out)
         edges = [cells[r][n_cols - 1].psum_out for r in range(n_rows)]

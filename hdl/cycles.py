@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from colcomb.core.errors import ColcombError
 from colcomb.hdl.program import Program
+from colcomb.hdl.rom import Rom
 from colcomb.hdl.sequencer import Sequencer
 from colcomb.hdl.top import Top
 
@@ -64,9 +65,29 @@ def engine_cycles(program: Program, vectors: int, layer: int | None = None) -> i
     if program.stages:
         return sum(_layer_passes(program, vectors, li) for li in range(len(program.layers))
                    if layer is None or li == layer)
+    if program.shadow:
+        return _shadow_cycles(program, vectors, layer)
     tiles = [t for t in program.tiles if layer is None or t.layer == layer]
     return sum(tile_cycles(program, vectors, t.layer_end, t.spacing)
                + (flush_cycles(program, t.wr_count) if t.layer_end else 0) for t in tiles)
+
+
+def _shadow_cycles(program: Program, vectors: int, layer: int | None) -> int:
+    """:func:`engine_cycles` with shadow weights: every tile but the run's first loads while the
+    tile before streams (from that tile's first STREAM cycle: ``load_steps`` reads, the loads a
+    ROM latency later), so its PREP is the short one, waiting in its first cycle for a preload
+    that is not yet done."""
+    short, full = Sequencer.short_prep_cycles_for(program), prep_cycles(program)
+    drain, preload = drain_cycles(program), program.load_steps + Rom.latency
+    total, since = 0, None  # cycles from the preload's start to this tile's PREP
+    for i, t in enumerate(program.tiles):
+        stream = vectors * program.cycles_per_vector * t.spacing
+        flush = flush_cycles(program, t.wr_count) if t.layer_end else 0
+        prep = full if i == 0 else short + max(0, preload - since)
+        if layer is None or t.layer == layer:
+            total += prep + stream + drain + flush
+        since = stream + drain + flush
+    return total
 
 
 def _layer_passes(program: Program, images: int, li: int) -> int:
@@ -167,8 +188,11 @@ def cycle_summary(program: Program) -> dict:
     prep, drain = prep_cycles(program), drain_cycles(program)
     return {
         "prep_cycles": prep,
+        **({"short_prep_cycles": Sequencer.short_prep_cycles_for(program)} if program.shadow else {}),
         "drain_cycles": drain,
-        "cycles_per_tile": (f"{prep} prep + batch"
+        "cycles_per_tile": (f"{prep} prep"
+                            + (f" (a preloaded tile: {Sequencer.short_prep_cycles_for(program)}, or more while "
+                               "its preload runs)" if program.shadow else "") + " + batch"
                             + (f" x {program.cycles_per_vector}" if program.cycles_per_vector > 1 else "")
                             + f" + {drain} drain"),
         "flush_cycles": (f"{flush_cycles(program, 0)} + words written per vector by the layer's last "

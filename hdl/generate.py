@@ -94,6 +94,7 @@ def generate_layers(
     network: ImageNetwork | None = None,
     pass_vectors: int | None = None,
     beat: int = 1,
+    shadow: bool = False,
 ) -> Design:
     """Like :func:`generate`, from layers already in memory. ``OUT`` is replaced whole (see
     :mod:`colcomb.core.outdir`); ``inputs`` are files it must not hold; ``provenance`` (where
@@ -104,7 +105,7 @@ def generate_layers(
     program = Program.compile(layers, rows=rows, cols=cols, batch=batch,
                               weight_bits=weight_bits, data_bits=data_bits, acc_bits=acc_bits, cell=cell,
                               stages=network.stages if network else None, pass_vectors=pass_vectors,
-                              beat=beat)
+                              beat=beat, shadow=shadow)
     out = Path(out_dir)
     if isinstance(tb_vectors, bool) or not isinstance(tb_vectors, int) or tb_vectors < 0:
         raise ColcombError(f"the testbench's vector count must be 0 (none) or more, not {tb_vectors!r}")
@@ -170,6 +171,7 @@ def generate(
     tb_seed: int = 0,
     pass_vectors: int | None = None,
     beat: int = 1,
+    shadow: bool = False,
 ) -> Design:
     """Elaborate the accelerator for the manifest's network on a ``rows`` x ``cols`` array.
 
@@ -185,7 +187,8 @@ def generate(
     kind (:data:`colcomb.hdl.program.CELLS`). ``tb_vectors`` (0: none) seeded random vectors
     (``tb_seed``) go into the self-checking testbench ``tb_<top>.v`` with its input and
     golden-model output images (:mod:`colcomb.hdl.testbench`). ``pass_vectors``: a CNN's
-    vectors per pass, ``beat``: words per stream beat (:meth:`colcomb.hdl.program.Program.compile`).
+    vectors per pass, ``beat``: words per stream beat, ``shadow``: shadow weights
+    (:meth:`colcomb.hdl.program.Program.compile`).
     """
     manifest = load_manifest(manifest_dir)
     network = image_network(manifest, layers)
@@ -193,10 +196,10 @@ def generate(
     parameters = {"rows": rows, "cols": cols, "batch": batch, "top": top,
                   "weight_bits": weight_bits, "data_bits": data_bits, "acc_bits": acc_bits,
                   "lint": lint, **({"pass_vectors": pass_vectors} if pass_vectors is not None else {}),
-                  **({"beat": beat} if beat != 1 else {})}
+                  **({"beat": beat} if beat != 1 else {}), **({"shadow": True} if shadow else {})}
     return generate_layers(chosen, rows, cols, out_dir, batch=batch, top=top,
                            weight_bits=weight_bits, data_bits=data_bits, acc_bits=acc_bits,
                            lint=lint, cell=cell, tb_vectors=tb_vectors, tb_seed=tb_seed, network=network,
-                           pass_vectors=pass_vectors, beat=beat,
+                           pass_vectors=pass_vectors, beat=beat, shadow=shadow,
                            inputs=[manifest_dir], provenance=manifest.provenance(
                                [la.name for la in chosen], parameters))

@@ -206,6 +206,9 @@ class Program:
     pass_vectors: int = PASS_VECTORS
     #: activation words per stream beat, in and out (:attr:`input_beats`, :mod:`colcomb.hdl.top`)
     beat: int = 1
+    #: a chain of matrices with shadow weights: each tile's cells load while the tile before
+    #: streams (:class:`~colcomb.hdl.array.SystolicArray` ``shadow``)
+    shadow: bool = False
     #: image networks: per layer, the constants of :attr:`layer_constants`
     layer_info: list[dict] = field(default_factory=list)
     #: image networks: the window origin (address in the padded input map) of every computed
@@ -563,6 +566,7 @@ class Program:
             "in_words": self.in_words,
             "out_words": self.out_words,
             "beat": self.beat,
+            "shadow": self.shadow,
             "tiles": len(self.tiles),
             "row_tiles": len(self.requant) // self.requant_steps,
             "layers": [
@@ -605,6 +609,7 @@ class Program:
         stages: Sequence[Stage] | None = None,
         pass_vectors: int | None = None,
         beat: int = 1,
+        shadow: bool = False,
     ) -> Program:
         """Check ``layers`` against the array and compute the ROM images.
 
@@ -619,7 +624,8 @@ class Program:
         each layer in passes of at most ``pass_vectors`` vectors (default :data:`PASS_VECTORS`;
         the accumulator memory is that deep).
 
-        ``beat``: activation words per stream beat (:meth:`check_beat`).
+        ``beat``: activation words per stream beat (:meth:`check_beat`). ``shadow``: a chain's
+        next tile loads into shadow weights while a tile streams (:attr:`shadow`).
         """
         for label, value in (("rows", rows), ("cols", cols), ("batch", batch)):
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
@@ -630,6 +636,12 @@ class Program:
         if cell not in CELLS:
             raise ColcombError(f"cell must be one of {', '.join(CELLS)}, not {cell!r}")
         beat = beat_value(beat)  # before the compile: a bad beat fails at once
+        if not isinstance(shadow, (bool, np.bool_)):
+            raise ColcombError(f"shadow must be True or False, not {shadow!r}")
+        if shadow and stages is not None:
+            raise ColcombError("shadow weights are for a chain of matrices: a CNN run whole on chip loads its tiles "
+                               "behind each pass's vectors already (the banked array) or per pass; leave --shadow out "
+                               "or pick the layers with --layer")
         if pass_vectors is None:
             pass_vectors = PASS_VECTORS
         elif not isinstance(pass_vectors, (int, np.integer)) or isinstance(pass_vectors, bool) or pass_vectors < 1:
@@ -724,6 +736,7 @@ class Program:
                 stages=stages,
                 pass_vectors=int(pass_vectors),
                 beat=beat,
+                shadow=bool(shadow),
             )
             if stages is None:
                 prog._build()

@@ -151,7 +151,16 @@ class Sequencer(wiring.Component):
         first vector's lanes."""
         lead = LaneFetch.lead_for(program.cell == "serial", program.parts, program.column_words)
         reads = WINDOW_READS if program.stages else 1
-        return max(program.load_steps + Rom.latency, reads * Rom.latency + lead)
+        # shadow weights: the cells swap in the PREP's last cycle, after the last row has loaded
+        return max(program.load_steps + Rom.latency + program.shadow, reads * Rom.latency + lead)
+
+    @staticmethod
+    def short_prep_cycles_for(program: Program) -> int:
+        """With shadow weights, the PREP of a tile whose cells loaded while the tile before
+        streamed: read the descriptor, fetch the first vector's lanes, swap in the last cycle
+        (once the preload is done: until then the PREP waits in its first cycle)."""
+        lead = LaneFetch.lead_for(program.cell == "serial", program.parts, program.column_words)
+        return max(2, Rom.latency + lead)
 
     @staticmethod
     def drain_cycles_for(program: Program) -> int:
@@ -293,7 +302,7 @@ class Sequencer(wiring.Component):
             rows=rows, cols=p.cols, alpha=p.alpha, weight_bits=p.weight_bits,
             data_bits=word_bits, acc_bits=p.acc_bits, dsp_cells=p.dsp_cells, cell=p.cell,
             onehot=p.onehot, skewed_input=p.column_words, registered_lanes=p.banked,
-            skewed_loads=p.skewed_loads, load_rows=p.load_rows)
+            skewed_loads=p.skewed_loads, load_rows=p.load_rows, shadow=p.shadow)
         # a cell ROM word: load_rows rows of cells (Program.tile_cells)
         cells_word = data.ArrayLayout(cell_layout(p.weight_bits, p.alpha, p.onehot), p.load_rows * p.cols)
         m.submodules.cell_rom = cell_rom = Rom(width=cells_word.size, init=p.cells,
@@ -405,8 +414,18 @@ class Sequencer(wiring.Component):
         else:
             m.d.comb += vector_end.eq(1)
 
+        # shadow weights: the next tile's cells load while this one streams (the preload);
+        # `preloaded` says this tile's PREP only reads its descriptor, fetches and swaps
+        preloaded = Signal()
+        pre_reading = Signal()
+        pre_step = Signal(range(max(2, steps)))
+        pre_addr = Signal.like(cell_base)
+        prep_len = Signal(range(self.prep_cycles + 1))
+        prep_wait = Signal()  # a preloaded PREP waits in its first cycle for the preload's last row
+        m.d.comb += prep_len.eq(Mux(preloaded, self.short_prep_cycles_for(p), self.prep_cycles) if p.shadow
+                                else self.prep_cycles)
         m.d.comb += [
-            cell_rom.addr0.eq(cell_base + step),
+            cell_rom.addr0.eq(Mux(pre_reading, pre_addr, cell_base + step)),
             tile_rom.addr0.eq(tile),
         ]
 
@@ -426,17 +445,23 @@ class Sequencer(wiring.Component):
             with m.State("IDLE"):
                 with m.If(self.start & (self.batch != 0)):
                     m.d.sync += [tile.eq(0), cell_base.eq(0), step.eq(0),
-                                 run_buffer.eq(self.buffer)]
+                                 run_buffer.eq(self.buffer), preloaded.eq(0)]
                     m.next = "PREP"
             with m.State("PREP"):
                 m.d.comb += [
                     prep.eq(1),
-                    cell_rom.en0.eq(step < steps),
                     tile_rom.en0.eq(step == 0),
                 ]
-                m.d.sync += step.eq(step + 1)
-                with m.If(step == self.prep_cycles - 1):
+                with m.If(~prep_wait):
+                    m.d.sync += step.eq(step + 1)
+                with m.If(step == prep_len - 1):
                     m.d.sync += [step.eq(0), vector.eq(0)]
+                    if p.shadow:  # the next tile's cells load while this one streams
+                        with m.If(tile != tiles - 1):
+                            m.d.sync += [pre_reading.eq(1), pre_step.eq(0), pre_addr.eq(cell_base + steps),
+                                         preloaded.eq(1)]
+                        with m.Else():
+                            m.d.sync += preloaded.eq(0)
                     m.next = "STREAM"
             with m.State("STREAM"):
                 m.d.comb += streaming.eq(1)
@@ -483,8 +508,19 @@ class Sequencer(wiring.Component):
                          fetch_next_allowed.eq(vector != vectors - 1)]
 
         # -- PREP: the cell ROM shifts load_rows array rows per cycle into the array ----------
-        loading = delay(m, prep & (step < steps), Rom.latency, "loading")
+        reading = prep & (step < steps) & ~preloaded | pre_reading
+        m.d.comb += cell_rom.en0.eq(reading)
+        loading = delay(m, reading, Rom.latency, "loading")
         m.d.comb += [array.load.eq(loading), array.w_in.eq(cell_rom.data0)]
+        if p.shadow:
+            with m.If(pre_reading):
+                m.d.sync += [pre_step.eq(pre_step + 1), pre_addr.eq(pre_addr + 1)]
+                with m.If(pre_step == steps - 1):
+                    m.d.sync += pre_reading.eq(0)
+            m.d.comb += [
+                prep_wait.eq(prep & preloaded & (step == 0) & (pre_reading | loading)),
+                array.swap.eq(prep & (step == prep_len - 1)),  # the array has drained: all at once
+            ]
 
         # -- lane fetch: vector 0 in PREP's last cycles, vector v + 1 while v streams ---------
         lead = lane_fetch.lead
@@ -494,7 +530,7 @@ class Sequencer(wiring.Component):
         else:  # in a vector's last cycle (spaced vectors hold their lanes for `spacing` cycles)
             m.d.comb += fetch_next.eq(streaming & vector_end & fetch_next_allowed)
         m.d.comb += [
-            lane_fetch.control.fetch.eq((prep & (step == self.prep_cycles - lead)) | fetch_next),
+            lane_fetch.control.fetch.eq((prep & (step == prep_len - lead)) | fetch_next),
             lane_fetch.control.bit.eq(bit),
         ]
         if not network:

@@ -201,6 +201,7 @@ def build(
     network: ImageNetwork | None = None,
     pass_vectors: int | None = None,
     beat: int = 1,
+    shadow: bool = False,
 ) -> Build:
     """Generate the design for ``layers`` and compile it with Verilator, unless a build of the
     same Verilog and parameters exists under ``root`` (then it is reused). ``opt`` is the C++
@@ -208,7 +209,8 @@ def build(
     ``x_random`` builds with :data:`X_RANDOM_BUILD_ARGS` (run it with ``x_seed``). ``network``:
     the layers are this image network's, run whole (:mod:`colcomb.hdl.network`), in passes of
     ``pass_vectors`` (default :data:`colcomb.hdl.program.PASS_VECTORS`); ``beat``: words per stream
-    beat (:attr:`colcomb.hdl.program.Program.beat`)."""
+    beat (:attr:`colcomb.hdl.program.Program.beat`); ``shadow``: shadow weights
+    (:attr:`colcomb.hdl.program.Program.shadow`)."""
     if opt not in OPT_LEVELS:
         raise ColcombError(f"opt must be one of {', '.join(OPT_LEVELS)}, not {opt!r}")
     t0 = time.perf_counter()
@@ -219,7 +221,7 @@ def build(
     tmp = Path(tempfile.mkdtemp(prefix=".gen-", dir=root))
     try:
         design = generate_layers(layers, rows, cols, tmp, batch=batch, top=top, cell=cell, network=network,
-                                 pass_vectors=pass_vectors, beat=beat)
+                                 pass_vectors=pass_vectors, beat=beat, shadow=shadow)
         build_args = X_RANDOM_BUILD_ARGS if x_random else BUILD_ARGS
         params = {"rows": rows, "cols": cols, "batch": batch, "waves": bool(waves), "top": top,
                   "opt": opt, "build_args": build_args, "harness": HARNESS_VERSION, **_tool_versions()}
@@ -474,6 +476,7 @@ def simulate(
     progress: Callable[..., None] | None = None,
     pass_vectors: int | None = None,
     beat: int = 1,
+    shadow: bool = False,
 ) -> SimResult:
     """Simulate the manifest's network on a ``rows`` x ``cols`` array in Verilator and check
     every output word against the golden model.
@@ -489,7 +492,8 @@ def simulate(
     random cycles; ``bench`` picks the fast or the per-cycle bench (:func:`run`); ``progress``
     is called with the name of each stage ("build", "simulate") as it starts, and the simulation's
     expected seconds (``eta_s``, :func:`estimate_seconds`) where an earlier run tells;
-    ``pass_vectors``: a CNN's vectors per pass, ``beat``: words per stream beat (:func:`build`). Returns a
+    ``pass_vectors``: a CNN's vectors per pass, ``beat``: words per stream beat, ``shadow``: shadow
+    weights (:func:`build`). Returns a
     :class:`SimResult`; with ``check`` (default) raises :class:`SimulationMismatch` unless every
     output equals the golden model.
     """
@@ -509,7 +513,7 @@ def simulate(
     if progress:
         progress("build")
     built = build(hw, rows, cols, batch=batch, waves=waves, root=root, opt=opt, cell=cell, network=network,
-                  pass_vectors=pass_vectors, beat=beat)
+                  pass_vectors=pass_vectors, beat=beat, shadow=shadow)
     if progress:
         progress("simulate", eta_s=estimate_seconds(built, x.shape[0], bench, idle=idle, stall=stall))
     return run(built, manifest_dir, x, idle=idle, stall=stall, seed=seed, waves=waves,

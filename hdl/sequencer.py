@@ -21,6 +21,12 @@ Per tile (cycles, :mod:`colcomb.hdl.cycles`)::
     DRAIN  SystolicArray.latency           until the last vector has left the array (with
                                            Program.skewed_loads: only after a layer's last tile)
 
+With shadow weights (:attr:`Program.shadow`, a chain) the cells load into the array's shadow
+registers and a ``swap`` in PREP's last cycle makes them the cells' (one cycle more for a run's
+first tile); from each tile's first STREAM cycle the next tile's words are preloaded into the
+shadows, so its PREP is :meth:`Sequencer.short_prep_cycles_for` (descriptor, first fetch, swap),
+waiting in its first cycle while the preload still runs.
+
 Behind the array (per vector): :class:`~colcomb.hdl.accumulate.Accumulate` (``O`` read the
 descriptor and running sum, ``P1`` add this column tile and keep the sum in the accumulator
 memory, or on the last column tile hand it on), the requantizer (``P2``, ``P3``; on the serial

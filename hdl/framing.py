@@ -19,7 +19,7 @@ from amaranth.hdl import Shape, signed
 from amaranth.lib import data
 
 __all__ = ["batch_last_flags", "beat_data", "beat_words", "decode_word", "encode_word", "pack_beats",
-           "stream_payloads", "unpack_beats", "word_layout"]
+           "split_payload", "stream_payloads", "unpack_beats", "word_layout"]
 
 
 def beat_data(data_bits: int, beat: int = 1) -> Shape | data.ArrayLayout:
@@ -38,11 +38,16 @@ def encode_word(value: int, last: bool, data_bits: int) -> int:
     return (int(bool(last)) << data_bits) | (int(value) & ((1 << data_bits) - 1))
 
 
+def split_payload(word: int, data_bits: int) -> tuple[int, bool]:
+    """A payload's data bits (unsigned: a word's two's complement or a beat's packed words) and
+    its ``last`` flag: the inverse of :func:`encode_word`."""
+    return int(word) & ((1 << data_bits) - 1), bool(int(word) >> data_bits & 1)
+
+
 def decode_word(word: int, data_bits: int) -> tuple[int, bool]:
-    """Inverse of :func:`encode_word`: ``(value, last)``."""
-    raw = int(word) & ((1 << data_bits) - 1)
-    value = raw - (1 << data_bits) if raw >> (data_bits - 1) else raw
-    return value, bool(int(word) >> data_bits & 1)
+    """Inverse of :func:`encode_word` for one word: ``(value, last)``, the value signed."""
+    raw, last = split_payload(word, data_bits)
+    return raw - (1 << data_bits) if raw >> (data_bits - 1) else raw, last
 
 
 def beat_words(words_per_vector: int, beat: int) -> int:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 
 import numpy as np
 from amaranth.hdl import signed, unsigned
@@ -381,36 +382,34 @@ class Program:
         """Slots of one bank's word."""
         return -(-self.input_slots_per_word // self.beat_banks)
 
-    @property
+    @cached_property
     def input_beats(self) -> list[list[dict[int, tuple[int, dict[int, int]]]]]:
         """The input port's schedule, per beat of a vector: its cycles, each
         ``{bank: (address of vector 0, {slot in the bank: word of the beat})}``. Every beat word's
         slots (:attr:`input_slots`) are written once; a cycle writes one address per bank, so
         words whose slots share a bank at different addresses take further cycles (assigned
         first come, first served); a beat that writes nothing still takes a cycle."""
-        if getattr(self, "_input_beats", None) is None:
-            nb, k = self.beat_banks, self.beat
-            schedule = []
-            for b in range(self.in_beats):
-                pending = [(i, s.address, s.slot) for i in range(k) if b * k + i < self.in_words
-                           for s in self.input_slots[b * k + i]]
-                cycles = []
-                while pending or not cycles:
-                    cycle: dict[int, tuple[int, dict[int, int]]] = {}
-                    left = []
-                    for i, address, slot in pending:
-                        bank, pos = slot % nb, slot // nb
-                        if bank not in cycle:
-                            cycle[bank] = (address, {pos: i})
-                        elif cycle[bank][0] == address and pos not in cycle[bank][1]:
-                            cycle[bank][1][pos] = i
-                        else:
-                            left.append((i, address, slot))
-                    cycles.append(cycle)
-                    pending = left
-                schedule.append(cycles)
-            self._input_beats = schedule
-        return self._input_beats
+        nb, k = self.beat_banks, self.beat
+        schedule = []
+        for b in range(self.in_beats):
+            pending = [(i, s.address, s.slot) for i in range(k) if b * k + i < self.in_words
+                       for s in self.input_slots[b * k + i]]
+            cycles = []
+            while pending or not cycles:
+                cycle: dict[int, tuple[int, dict[int, int]]] = {}
+                left = []
+                for i, address, slot in pending:
+                    bank, pos = slot % nb, slot // nb
+                    if bank not in cycle:
+                        cycle[bank] = (address, {pos: i})
+                    elif cycle[bank][0] == address and pos not in cycle[bank][1]:
+                        cycle[bank][1][pos] = i
+                    else:
+                        left.append((i, address, slot))
+                cycles.append(cycle)
+                pending = left
+            schedule.append(cycles)
+        return schedule
 
     @property
     def beat_layout(self) -> data.StructLayout:

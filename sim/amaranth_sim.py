@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from amaranth.sim import Simulator
 
-from colcomb.hdl.framing import batch_last_flags, encode_word, pack_beats, unpack_beats
+from colcomb.hdl.framing import split_payload, stream_payloads, unpack_beats
 from colcomb.hdl.program import Program
 from colcomb.hdl.top import Top
 from colcomb.packer.packed import PackedLayer
@@ -46,8 +46,7 @@ def run_top(
     x = np.asarray(x, np.int64)
     vectors = x.shape[0]
     k, bits = program.beat, program.data_bits
-    words = pack_beats(x, bits, k)
-    lasts = batch_last_flags(vectors, program.in_beats, program.batch)
+    payloads = stream_payloads(x, bits, program.batch, k)
     total_out = vectors * program.out_beats
     sent: list[int] = []
     received: list[tuple[int, int, bool]] = []
@@ -59,18 +58,18 @@ def run_top(
         while len(received) < total_out:
             if cycle > max_cycles:
                 raise RuntimeError(f"no result after {max_cycles} cycles")
-            if i < len(words):
+            if i < len(payloads):
                 ctx.set(dut.i.valid, 1)
-                ctx.set(dut.i.payload.as_value(), encode_word(words[i], lasts[i], k * bits))
+                ctx.set(dut.i.payload.as_value(), payloads[i])
             else:
                 ctx.set(dut.i.valid, 0)
             _, _, i_ready, o_valid, o_payload = await ctx.tick().sample(
                 dut.i.ready, dut.o.valid, dut.o.payload.as_value())
-            if i < len(words) and i_ready:
+            if i < len(payloads) and i_ready:
                 sent.append(cycle)
                 i += 1
             if o_valid:
-                received.append((cycle, o_payload & ((1 << k * bits) - 1), bool(o_payload >> (k * bits) & 1)))
+                received.append((cycle, *split_payload(o_payload, k * bits)))
             cycle += 1
 
     sim = Simulator(dut)

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from colcomb.core.errors import ColcombError
+from colcomb.hdl.framing import split_payload
 
 __all__ = ["HARNESS_VERSION", "IN_DEPTH", "OUT_DEPTH", "PUBLIC_VLT", "decode_image", "harness_name",
            "harness_text", "input_image", "read_image", "split_payloads", "threshold", "write_harness"]
@@ -117,9 +118,8 @@ def decode_image(payload: np.ndarray, data_bits: int) -> tuple[np.ndarray, np.nd
 
 def split_payloads(payload, data_bits: int) -> tuple[list[int], list[bool]]:
     """Stream payloads of any width -> (their data bits, unsigned; their last flags)."""
-    mask = (1 << data_bits) - 1
-    values = [int(p) for p in payload]
-    return [p & mask for p in values], [bool(p >> data_bits & 1) for p in values]
+    pairs = [split_payload(p, data_bits) for p in payload]
+    return [d for d, _ in pairs], [last for _, last in pairs]
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:

@@ -16,7 +16,7 @@ import cocotb
 from cocotb.simtime import get_sim_time
 from cocotb.triggers import Event, ReadOnly, RisingEdge
 
-from colcomb.hdl.framing import encode_word
+from colcomb.hdl.framing import encode_word, split_payload
 
 __all__ = ["Beat", "StreamDriver", "StreamMonitor"]
 
@@ -103,9 +103,8 @@ class StreamMonitor(_StreamPort):
             self.ready.value = 0 if self.stall and self.rng.random() < self.stall else 1
             await ReadOnly()
             if self.valid.value == 1 and self.ready.value == 1:
-                payload = self.payload.value.to_unsigned()
-                self.received.append(Beat(_cycle(self.period), payload & ((1 << self.data_bits) - 1),
-                                          bool(payload >> self.data_bits & 1)))
+                data, last = split_payload(self.payload.value.to_unsigned(), self.data_bits)
+                self.received.append(Beat(_cycle(self.period), data, last))
                 if self._want and len(self.received) >= self._want:
                     self._enough.set()
             await RisingEdge(self.clk)

@@ -218,6 +218,13 @@ def _pass_arg(p: argparse.ArgumentParser) -> None:
                    "less often: 512 costs an ECP5 no block RAM (512 x 36), an iCE40 twice the accumulator")
 
 
+def _cell_memory_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cell-memory", choices=["rom", "spram"], default="rom",
+                   help="where the cell words (weights and selects) live: rom (default), block RAM initialised by the "
+                   "bitstream; spram, the iCE40 UltraPlus's SPRAM, copied in from the SPI flash at power-up (frees "
+                   "the block RAMs the weights take; program the flash image cells.flash.bin at 1 MiB)")
+
+
 def _array_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("manifest", type=Path, help="folder holding manifest.json (from colcomb pack or train)")
     p.add_argument("--rows", type=_positive_int, required=True, help="array height R (cells per column)")
@@ -238,6 +245,7 @@ def _array_args(p: argparse.ArgumentParser) -> None:
                    help="shadow weights (a chain of matrices): each tile's cells load into a second register per "
                    "cell while the tile before streams, so a tile's PREP only fetches its first vector (a cell "
                    "word more of flip-flops per cell)")
+    _cell_memory_arg(p)
 
 
 def _generate_args(p: argparse.ArgumentParser) -> None:
@@ -247,6 +255,9 @@ def _generate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tb-vectors", type=_count, default=16,
                    help="random vectors in the self-checking testbench tb_TOP.v (default 16; 0: no testbench)")
     p.add_argument("--tb-seed", type=int, default=0, help="seed of the testbench's vectors (default 0)")
+    p.add_argument("--flash-model", action="store_true",
+                   help="with --cell-memory spram: put a simulation model of the SPI flash, holding the cell words' "
+                   "image, inside TOP.v (stream ports only, and the testbench), instead of the flash pins")
     p.add_argument("--out", type=Path, required=True, help="output folder for the Verilog, waivers and ROM images")
 
 
@@ -257,7 +268,8 @@ def _generate(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     design = generate(args.manifest, args.rows, args.cols, args.out, batch=args.batch, top=args.top,
                       lint=not args.no_lint, layers=args.layer, cell=args.cell, tb_vectors=args.tb_vectors,
-                      tb_seed=args.tb_seed, pass_vectors=args.pass_vectors, beat=args.beat, shadow=args.shadow)
+                      tb_seed=args.tb_seed, pass_vectors=args.pass_vectors, beat=args.beat, shadow=args.shadow,
+                      cell_memory=args.cell_memory, flash_model=args.flash_model)
     info = design.program.summary()
     beat = f", {args.beat} words a beat" if args.beat > 1 else ""
     print(f"{design.top}: {args.rows}x{args.cols} {args.cell} array{beat}, "
@@ -325,7 +337,8 @@ def _simulate(args: argparse.Namespace) -> int:
                           root=None if args.build_dir is None else args.build_dir.absolute(),
                           check=False, layers=args.layer, cell=args.cell, stall=args.stall, idle=args.idle,
                           bench=args.bench, opt=f"-O{args.opt}", progress=progress.stage,
-                          pass_vectors=args.pass_vectors, beat=args.beat, shadow=args.shadow)
+                          pass_vectors=args.pass_vectors, beat=args.beat, shadow=args.shadow,
+                          cell_memory=args.cell_memory)
     verdict = "all equal to the golden model" if result.passed else f"{result.mismatch_count} differ"
     print(f"vectors checked: {result.vectors} ({result.checked} output words, {verdict})")
     print(f"cycles: {result.cycles} (first input word to last output word; "
@@ -674,6 +687,7 @@ def _synth_args(p: argparse.ArgumentParser) -> None:
                         "remaining cells in logic (default: on for ECP5, off for iCE40)")
     _cell_arg(p)
     _pass_arg(p)
+    _cell_memory_arg(p)
     p.add_argument("--router", choices=["router1", "router2"], default=None,
                    help="nextpnr's router (default: nextpnr's own, router1)")
     p.add_argument("--no-throughput", action="store_true",
@@ -709,7 +723,8 @@ def _synthesize(args: argparse.Namespace) -> int:
                                 labels=None if given is None else given.labels,
                                 input_source=None if given is None else given.source, dsp=args.dsp,
                                 cell=args.cell, throughput=not args.no_throughput, progress=progress,
-                                pass_vectors=args.pass_vectors, router=args.router)
+                                pass_vectors=args.pass_vectors, router=args.router,
+                                cell_memory=args.cell_memory)
     except ColcombError:
         report_path = args.out / "report.json"
         if report_path.exists():

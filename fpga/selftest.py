@@ -43,6 +43,7 @@ from amaranth.lib.wiring import Out
 from colcomb.core.errors import ColcombError
 from colcomb.fpga.uart_report import MESSAGES, ReportPrinter, UartTx, bcd, bcd_increment, report_program
 from colcomb.hdl.cycles import watchdog_cycles
+from colcomb.hdl.flash_loader import FlashSignature
 from colcomb.hdl.framing import stream_payloads
 from colcomb.hdl.program import Program
 from colcomb.hdl.top import Top
@@ -115,6 +116,9 @@ class SelfTest(wiring.Component):
         Cycles from reset to ``done`` (frozen after it).
     tx : ``Out(1, init=1)``
         UART line carrying the report (:mod:`colcomb.fpga.uart_report`) after ``done``.
+    flash : ``Out(FlashSignature)``
+        With the cell words in SPRAM: the SPI flash they load from. A flash that does not hold
+        the design's image (:mod:`colcomb.hdl.flash_loader`) fails the test as soon as it is read.
     """
 
     def __init__(self, *, program: Program, inputs, expected, clk_freq: float, baud: int = 115200,
@@ -165,6 +169,7 @@ class SelfTest(wiring.Component):
             "errors": Out(16),
             "cycles": Out(32),
             "tx": Out(1, init=1),
+            **({"flash": Out(FlashSignature)} if program.cell_memory == "spram" else {}),
         })
 
     @property
@@ -178,6 +183,10 @@ class SelfTest(wiring.Component):
         in_words = stream_words(self.inputs, word_bits)
         out_words = stream_words(self.expected, word_bits, batch=p.batch)
         m.submodules.net = net = Top(program=p)
+        flash_bad = Const(0)
+        if p.cell_memory == "spram":
+            wiring.connect(m, wiring.flipped(self.flash), net.flash)
+            flash_bad = net.flash_error
 
         m.submodules.in_rom = in_rom = memory.Memory(shape=unsigned(word_bits + 1), depth=max(2, len(in_words)),
                                                      init=in_words)
@@ -218,7 +227,7 @@ class SelfTest(wiring.Component):
             with m.If(o_idx == len(out_words) - 1):
                 m.d.sync += done.eq(1)
         with m.If(~done):
-            with m.If(self.cycles == self.timeout_cycles):
+            with m.If((self.cycles == self.timeout_cycles) | flash_bad):
                 m.d.sync += [done.eq(1), timeout.eq(1)]
             with m.Else():
                 m.d.sync += self.cycles.eq(self.cycles + 1)
@@ -471,4 +480,13 @@ class BoardTop(Elaboratable):
         if self.uart is not None:
             m.submodules.uart_tx = buf = io.Buffer("o", platform.request(*self.uart, dir="-").tx)
             m.d.comb += buf.o.eq(core.tx)
+        if self.program.cell_memory == "spram":  # the cell words' image, in the configuration flash
+            pins = platform.request("spi_flash_1x", 0, dir="-")
+            outputs = {"cs": core.flash.cs, "clk": core.flash.sck, "copi": core.flash.copi}
+            outputs.update({name: 0 for name in ("wp", "hold") if hasattr(pins, name)})  # inactive
+            for name, value in outputs.items():
+                m.submodules[f"flash_{name}"] = buf = io.Buffer("o", getattr(pins, name))
+                m.d.comb += buf.o.eq(value)
+            m.submodules.flash_cipo = buf = io.Buffer("i", pins.cipo)
+            m.d.comb += core.flash.cipo.eq(buf.i)
         return m

@@ -19,7 +19,7 @@ from colcomb.core.tools import verilator_env, verilator_make_flags
 from colcomb.fpga.selftest import SelfTest
 from colcomb.hdl.lint import write_waivers
 
-__all__ = ["SelfTestResult", "decode_uart", "simulate_selftest", "verilate_selftest"]
+__all__ = ["SelfTestResult", "decode_uart", "simulate_selftest", "verilate_selftest", "with_flash"]
 
 
 @dataclass
@@ -67,10 +67,32 @@ def _uart_cycles(core: SelfTest, chars: int | None) -> int:
     return chars * 10 * core.divisor + 2 * core.report.max_steps + 4 * core.divisor
 
 
-def simulate_selftest(core: SelfTest, *, max_cycles: int | None = None, chars: int | None = None) -> SelfTestResult:
+def with_flash(core: SelfTest, image: bytes | None = None):
+    """What the simulators clock: ``core``, and when its cell words live in SPRAM, the SPI flash
+    model it loads them from (:class:`~colcomb.hdl.flash_model.SpiFlashModel`), holding ``image``
+    (default: the design's own, :func:`~colcomb.hdl.flash_loader.flash_image`)."""
+    if core.program.cell_memory != "spram":
+        return core
+    from amaranth.hdl import Module
+    from amaranth.lib import wiring
+
+    from colcomb.hdl.flash_loader import flash_image
+    from colcomb.hdl.flash_model import SpiFlashModel
+
+    p = core.program
+    m = Module()
+    m.submodules.core = core
+    m.submodules.flash = flash = SpiFlashModel(image=flash_image(p.cells, p.cell_bits) if image is None else image)
+    wiring.connect(m, core.flash, flash.flash)
+    return m
+
+
+def simulate_selftest(core: SelfTest, *, max_cycles: int | None = None, chars: int | None = None,
+                      flash: bytes | None = None) -> SelfTestResult:
     """Clock ``core`` in Amaranth's simulator until it is done and ``chars`` UART characters
     are out (default: the longest report the core can print), or ``max_cycles`` passed (default
-    the core's watchdog plus the UART time)."""
+    the core's watchdog plus the UART time). ``flash``: what the flash holds, for a core whose
+    cell words live in SPRAM (:func:`with_flash`)."""
     from amaranth.sim import Simulator
 
     limit = max_cycles if max_cycles is not None else core.timeout_cycles + 16 + _uart_cycles(core, chars)
@@ -96,7 +118,7 @@ def simulate_selftest(core: SelfTest, *, max_cycles: int | None = None, chars: i
         state["errors"] = ctx.get(core.errors)
         state["cycles"] = ctx.get(core.cycles)
 
-    sim = Simulator(core)
+    sim = Simulator(with_flash(core, flash))
     sim.add_clock(1e-6)
     sim.add_testbench(bench)
     sim.run()
@@ -146,13 +168,14 @@ int main(int argc, char **argv) {
 def verilate_selftest(core: SelfTest, workdir: str | os.PathLike, *, max_cycles: int | None = None,
                       chars: int | None = None, jobs: int = 2) -> SelfTestResult:
     """Generate the core's Verilog, build it with Verilator and a C++ harness in ``workdir``,
-    run it, and decode the UART line. Raises :class:`ColcombError` when Verilator fails."""
+    run it, and decode the UART line (with the flash model of :func:`with_flash` for a core whose
+    cell words live in SPRAM). Raises :class:`ColcombError` when Verilator fails."""
     from amaranth.back import verilog
 
     work = Path(workdir)
     work.mkdir(parents=True, exist_ok=True)
     ports = [core.done, core.passed, core.failed, core.errors, core.cycles, core.tx]
-    text = verilog.convert(core, name="selftest", ports=ports)
+    text = verilog.convert(with_flash(core), name="selftest", ports=ports)
     (work / "selftest.v").write_text(text)
     (work / "harness.cpp").write_text(_HARNESS)
     waivers = write_waivers(work, "selftest")  # the named waivers of Amaranth's Verilog (hdl/lint.py)

@@ -116,7 +116,7 @@ def prepare_design(manifest_dir: str | os.PathLike, *, rows: int, cols: int, bat
                    layers: list[str] | None = None, vectors: int | None = None, seed: int = 0,
                    inputs: str | os.PathLike | np.ndarray | None = None, cell: str = "parallel",
                    family: str | None = None, labels=None, input_source: str | None = None,
-                   pass_vectors: int | None = None) -> Design:
+                   pass_vectors: int | None = None, cell_memory: str = "rom") -> Design:
     """Load the manifest, compile the chosen layers (default all, in order) for a ``rows`` x
     ``cols`` array, and compute the golden outputs of the test inputs (``inputs``: a .npy of
     integers or an integer array, ``input_source`` saying where it came from; default ``vectors``
@@ -124,7 +124,8 @@ def prepare_design(manifest_dir: str | os.PathLike, *, rows: int, cols: int, bat
     ``vectors``). ``labels`` (one class index per given input) are checked against the last
     layer's output words (:func:`check_labels`). With a ``family``, the cells' select is encoded
     as :func:`onehot_select` says for it. A CNN manifest with no ``layers`` picked runs whole, image
-    words in (:func:`colcomb.hdl.network.image_network`), in passes of ``pass_vectors``."""
+    words in (:func:`colcomb.hdl.network.image_network`), in passes of ``pass_vectors``.
+    ``cell_memory``: where the cell words live (:data:`colcomb.hdl.program.CELL_MEMORIES`)."""
     from colcomb.hdl.network import image_network
     from colcomb.hdl.program import Program
     from colcomb.packer.golden import check_inputs, run_network
@@ -137,7 +138,7 @@ def prepare_design(manifest_dir: str | os.PathLike, *, rows: int, cols: int, bat
     onehot = family is not None and onehot_select(family, cell, max(la.alpha for la in chosen))
     program = Program.compile(chosen, rows=rows, cols=cols, cell=cell, onehot=onehot,
                               stages=network.stages if network else None, pass_vectors=pass_vectors,
-                              **kwargs)
+                              cell_memory=cell_memory, **kwargs)
     if labels is not None and inputs is None:
         raise ColcombError("labels need the test inputs they label (--inputs or --test-split)")
     if isinstance(inputs, np.ndarray):
@@ -305,7 +306,8 @@ def synthesize(manifest_dir: str | os.PathLike, *, board: str, rows: int, cols: 
                vectors: int | None = None, seed: int = 0, inputs: str | os.PathLike | None = None,
                dsp: bool | None = None, nextpnr_seed: int = 1, log=None, cell: str = "parallel",
                throughput: bool = True, progress=None, labels=None, input_source: str | None = None,
-               pass_vectors: int | None = None, router: str | None = None) -> dict:
+               pass_vectors: int | None = None, router: str | None = None,
+               cell_memory: str = "rom") -> dict:
     """Build the self-testing board top for ``board`` and write ``out/report.json``.
 
     ``inputs``: a .npy path or an integer array of test inputs (``input_source`` names where an
@@ -316,7 +318,10 @@ def synthesize(manifest_dir: str | os.PathLike, *, board: str, rows: int, cols: 
     (:func:`measure_cycles_per_inference`) for the report's ``throughput``; ``pass_vectors``: a
     CNN's vectors per pass (:meth:`colcomb.hdl.program.Program.compile`); ``router``: nextpnr's
     router (one of :data:`ROUTERS`; None: nextpnr's default, router1); ``progress`` (a
-    :class:`colcomb.core.progress.Stages`) shows the stages.
+    :class:`colcomb.core.progress.Stages`) shows the stages. ``cell_memory="spram"`` (iCE40
+    UltraPlus boards) keeps the cell words in SPRAM, loaded from the SPI flash at power-up: the
+    image goes to ``out/cells.flash.bin``, to be programmed at :data:`FLASH_OFFSET`
+    (``report["flash"]`` says how).
 
     Returns the report. Raises :class:`ColcombError` (after writing the report, marked failed)
     when the design does not fit, misses the clock, or a tool fails.
@@ -334,11 +339,15 @@ def synthesize(manifest_dir: str | os.PathLike, *, board: str, rows: int, cols: 
     check_tools(family, env)
     out = Path(out)
     report_path = out / "report.json"
+    if cell_memory == "spram" and not (family == "ice40" and str(platform.device).startswith("iCE40UP")):
+        raise ColcombError(f"--cell-memory spram needs an iCE40 UltraPlus (its SPRAM); the {spec.name} has a "
+                           f"{platform.device}: leave it out (the cells stay in block RAM)")
 
     # every check of the inputs comes before OUT is made: a refused run leaves nothing behind
     design = prepare_design(manifest_dir, rows=rows, cols=cols, batch=batch, layers=layers,
                             vectors=vectors, seed=seed, inputs=inputs, cell=cell, family=family,
-                            labels=labels, input_source=input_source, pass_vectors=pass_vectors)
+                            labels=labels, input_source=input_source, pass_vectors=pass_vectors,
+                            cell_memory=cell_memory)
     use_dsp, dsp_cells = dsp_plan(spec, family, design.program, dsp)
     prog = design.program = dataclasses.replace(design.program, dsp_cells=dsp_cells)
 
@@ -358,6 +367,9 @@ def synthesize(manifest_dir: str | os.PathLike, *, board: str, rows: int, cols: 
         save_npy(work / "test_expected.npy", design.expected)
         if design.labels is not None:
             save_npy(work / "test_labels.npy", design.labels)
+        flash = None
+        if prog.cell_memory == "spram":
+            flash = write_flash_image(work, prog)
 
         top = BoardTop(program=prog, inputs=design.inputs, expected=design.expected, pll=pll,
                        pll_pad=spec.pll_pad, pass_led=spec.pass_led, fail_led=spec.fail_led, uart=spec.uart,
@@ -402,10 +414,12 @@ def synthesize(manifest_dir: str | os.PathLike, *, board: str, rows: int, cols: 
                 **labelled_report(design),
             },
             "options": {"dsp": use_dsp, "nextpnr_seed": nextpnr_seed, "overrides": overrides},
+            **({"flash": flash} if flash else {}),
             "manifest": str(design.manifest),
             "provenance": {**design.provenance,
                            "parameters": {**design.provenance["parameters"], "board": spec.name,
                                           "clock_mhz": clock_mhz, "dsp": use_dsp, "cell": cell,
+                                          "cell_memory": cell_memory,
                                           "pass_vectors": prog.pass_vectors if prog.stages else None,
                                           "nextpnr_seed": nextpnr_seed, "router": router}},
             "tools": {
@@ -426,7 +440,8 @@ def synthesize(manifest_dir: str | os.PathLike, *, board: str, rows: int, cols: 
         if throughput:
             _stage(progress, "simulate")
             measured = measure_cycles_per_inference(manifest_dir, rows=rows, cols=cols, batch=prog.batch,
-                                                    layers=layers, cell=cell, seed=seed, pass_vectors=pass_vectors)
+                                                    layers=layers, cell=cell, seed=seed, pass_vectors=pass_vectors,
+                                                    cell_memory=cell_memory)
         try:
             plan = platform.build(top, name="top", build_dir=str(build_dir), do_build=False, **overrides)
             plan.extract(str(build_dir))
@@ -474,6 +489,20 @@ def synthesize(manifest_dir: str | os.PathLike, *, board: str, rows: int, cols: 
     return report
 
 
+def write_flash_image(folder: Path, program) -> dict:
+    """Write the cell words' flash image (:func:`colcomb.hdl.flash_loader.flash_image`) into
+    ``folder`` and return the report's ``flash``: the file, its size, offset and CRC, and the
+    command that programs it beside the bitstream."""
+    from colcomb.core.atomic import write_bytes
+    from colcomb.hdl.flash_loader import FLASH_IMAGE, FLASH_OFFSET, flash_crc, flash_image
+
+    image = flash_image(program.cells, program.cell_bits)
+    write_bytes(folder / FLASH_IMAGE, image)
+    return {"image": FLASH_IMAGE, "bytes": len(image), "offset": FLASH_OFFSET, "crc16": f"{flash_crc(image):04x}",
+            "sha256": hashlib.sha256(image).hexdigest(), "load_cycles": program.load_cycles,
+            "program": f"iceprog -o {FLASH_OFFSET // (1 << 20)}M {FLASH_IMAGE}, then iceprog build/top.bin"}
+
+
 def labelled_report(design: Design) -> dict:
     """The report's ``test`` fields of a labelled self-test: the labels' file, how many images the
     golden model classifies correctly (the count the board must print) and the text the board
@@ -490,7 +519,7 @@ def labelled_report(design: Design) -> dict:
 
 def measure_cycles_per_inference(manifest_dir, *, rows: int, cols: int, batch: int, layers=None,
                                  cell: str = "parallel", seed: int = 0, batches: int = 8,
-                                 pass_vectors: int | None = None) -> dict:
+                                 pass_vectors: int | None = None, cell_memory: str = "rom") -> dict:
     """Run the design of the chosen layers in Verilator (the fast bench of ``colcomb simulate``)
     on ``batches`` full batches of random inputs and return ``{"cycles_per_inference", "vectors",
     "passed", "summary", "run_dir"}``: the steady state (cycles between the ends of full batches,
@@ -501,7 +530,8 @@ def measure_cycles_per_inference(manifest_dir, *, rows: int, cols: int, batch: i
 
     try:
         res = simulate(manifest_dir, rows, cols, vectors=batches * batch, seed=seed, batch=batch,
-                       layers=layers, cell=cell, check=False, bench="fast", pass_vectors=pass_vectors)
+                       layers=layers, cell=cell, check=False, bench="fast", pass_vectors=pass_vectors,
+                       cell_memory=cell_memory)
     except ColcombError as exc:
         if "Verilator is not installed" in str(exc) or "no verilator" in str(exc):
             return {"absent": f"no simulation: {exc}"}

@@ -117,15 +117,17 @@ def network_cycles(program: Program, vectors: int) -> dict:
     """Cycles of :class:`colcomb.hdl.top.Top` for ``vectors`` vectors sent back to back in batches
     of ``program.batch`` to a consumer that is always ready (:func:`stream_cycles`)."""
     engine_by_batch = [engine_cycles(program, b) for b in range(1, program.batch + 1)]
-    return stream_cycles(engine_by_batch, program.input_cycles, program.out_beats, vectors)
+    return stream_cycles(engine_by_batch, program.input_cycles, program.out_beats, vectors,
+                         load_cycles=program.load_cycles)
 
 
 def stream_cycles(engine_by_batch: Sequence[int], in_cycles: int, out_cycles: int,
-                  vectors: int) -> dict:
+                  vectors: int, *, load_cycles: int = 0) -> dict:
     """:func:`network_cycles` from a design's numbers (:func:`cycle_summary`):
     ``engine_by_batch[b - 1]`` is the engine's cycles for a batch of ``b`` vectors, ``in_cycles``
     the input port's cycles per vector (``in_cycles_per_vector``), ``out_cycles`` the sender's
-    (``out_cycles_per_vector``: a beat a cycle).
+    (``out_cycles_per_vector``: a beat a cycle), ``load_cycles`` the cycle from which the engine
+    may first start (:attr:`Program.load_cycles`: the cell words loading from flash).
 
     The top's three processes, batch by batch: the receiver takes ``in_cycles`` per vector into
     a free input buffer (freed when the engine finishes the batch two before); the engine starts
@@ -145,6 +147,8 @@ def stream_cycles(engine_by_batch: Sequence[int], in_cycles: int, out_cycles: in
         received.append(rx_start + in_cycles * b)
         rx_start = received[k] + 1
         start = received[k] + Top.start_latency
+        if k == 0:
+            start = max(start, load_cycles)
         if k >= 1:
             start = max(start, finished[k - 1] + 1)
         if k >= 2:
@@ -198,6 +202,7 @@ def cycle_summary(program: Program) -> dict:
         "flush_cycles": (f"{flush_cycles(program, 0)} + words written per vector by the layer's last "
                          "row tile"),
         "batch_overhead_cycles": BATCH_OVERHEAD,
+        "load_cycles": program.load_cycles,
         "in_cycles_per_vector": program.input_cycles,
         "out_cycles_per_vector": program.out_beats,
         "cycles_per_inference": cycles_per_inference(

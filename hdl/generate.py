@@ -12,6 +12,8 @@ from colcomb.core.errors import ColcombError
 from colcomb.core.outdir import OutputFolder
 from colcomb.hdl.cycles import cycle_summary
 from colcomb.hdl.emit import portable_verilog
+from colcomb.hdl.flash_loader import FLASH_IMAGE, FLASH_OFFSET, flash_image
+from colcomb.hdl.flash_model import TopWithFlash
 from colcomb.hdl.network import ImageNetwork, image_network
 from colcomb.hdl.program import Program
 from colcomb.hdl.testbench import DEFAULT_VECTORS, write_testbench
@@ -22,6 +24,7 @@ from colcomb.packer.packed import PackedLayer
 __all__ = ["Design", "generate", "generate_layers", "verilog_text"]
 
 DEFAULT_TOP = "colcomb_top"
+
 
 
 @dataclass(frozen=True)
@@ -41,16 +44,19 @@ class Design:
         return [self.verilog, self.waivers, self.info, *self.roms, *self.testbench]
 
 
-def verilog_text(program: Program, top: str = DEFAULT_TOP) -> str:
+def verilog_text(program: Program, top: str = DEFAULT_TOP, *, flash_model: bool = False) -> str:
     """The Verilog of :class:`~colcomb.hdl.top.Top` for ``program``: plain Verilog-2001 without
-    ``always @*`` blocks, so that event-driven simulators start it (:mod:`colcomb.hdl.emit`)."""
+    ``always @*`` blocks, so that event-driven simulators start it (:mod:`colcomb.hdl.emit`).
+    ``flash_model``: with the cell words in SPRAM, the top and a simulation model of the SPI flash
+    holding their image (:class:`~colcomb.hdl.flash_model.TopWithFlash`, stream ports only)."""
     if not top.isidentifier():
         raise ColcombError(f"the top-level name must be a Verilog identifier, got {top!r}")
-    dut = Top(program=program)
+    with_model = flash_model and program.cell_memory == "spram"
+    dut = TopWithFlash(program=program) if with_model else Top(program=program)
     return portable_verilog(dut, top)
 
 
-def design_info(program: Program, top: str, provenance: dict | None = None) -> dict:
+def design_info(program: Program, top: str, provenance: dict | None = None, *, flash_model: bool = False) -> dict:
     p = program
     return {
         "top": top,
@@ -68,6 +74,12 @@ def design_info(program: Program, top: str, provenance: dict | None = None) -> d
                        "final beat of the batch"),
             "ports": ["i__payload", "i__valid", "i__ready", "o__payload", "o__valid", "o__ready"],
         },
+        **({"flash": {**({} if flash_model else {"ports": ["flash__sck", "flash__cs (high: selected)", "flash__copi",
+                                                             "flash__cipo", "flash_error"]}),
+                      "image": f"{top}.{FLASH_IMAGE}", "offset": FLASH_OFFSET,
+                      "command": "0xAB (wake), then 0x03 (read) from the offset; SCK at half the clock, SPI mode 0",
+                      "in_this_verilog": "a simulation model of the flash" if flash_model else "the pins"}}
+           if p.cell_memory == "spram" else {}),
         **p.summary(),
         **cycle_summary(p),
         "provenance": provenance,
@@ -95,6 +107,8 @@ def generate_layers(
     pass_vectors: int | None = None,
     beat: int = 1,
     shadow: bool = False,
+    cell_memory: str = "rom",
+    flash_model: bool = False,
 ) -> Design:
     """Like :func:`generate`, from layers already in memory. ``OUT`` is replaced whole (see
     :mod:`colcomb.core.outdir`); ``inputs`` are files it must not hold; ``provenance`` (where
@@ -105,24 +119,31 @@ def generate_layers(
     program = Program.compile(layers, rows=rows, cols=cols, batch=batch,
                               weight_bits=weight_bits, data_bits=data_bits, acc_bits=acc_bits, cell=cell,
                               stages=network.stages if network else None, pass_vectors=pass_vectors,
-                              beat=beat, shadow=shadow)
+                              beat=beat, shadow=shadow, cell_memory=cell_memory)
+    flash_model = bool(flash_model) and program.cell_memory == "spram"
     out = Path(out_dir)
     if isinstance(tb_vectors, bool) or not isinstance(tb_vectors, int) or tb_vectors < 0:
         raise ColcombError(f"the testbench's vector count must be 0 (none) or more, not {tb_vectors!r}")
-    text = verilog_text(program, top)  # before OUT is touched: a bad --top leaves nothing behind
+    # before OUT is touched: a bad --top leaves nothing behind
+    text = verilog_text(program, top, flash_model=flash_model)
     # everything is written and linted in a staging folder that replaces OUT only when complete
     with OutputFolder(out, command="generate", inputs=inputs) as stage:
         tmp = stage.path
         try:
             (tmp / f"{top}.v").write_text(text)
             lint_mod.write_waivers(tmp, top)
-            (tmp / f"{top}.json").write_text(json.dumps(design_info(program, top, provenance), indent=1) + "\n")
+            (tmp / f"{top}.json").write_text(json.dumps(design_info(program, top, provenance, flash_model=flash_model),
+                                                        indent=1) + "\n")
             images = rom_images(program)
             roms = [f"{top}.{name}.hex" for name in images]
             for name, fname in zip(images, roms, strict=True):
                 (tmp / fname).write_text(_hex_image(getattr(program, name)))
+            if program.cell_memory == "spram":  # what the board's flash must hold
+                roms.append(f"{top}.{FLASH_IMAGE}")
+                (tmp / roms[-1]).write_bytes(flash_image(program.cells, program.cell_bits))
             tb = []
-            if tb_vectors:  # the self-checking testbench and its golden-model images
+            # the testbench drives the stream ports alone: a top with flash pins needs the model
+            if tb_vectors and (program.cell_memory != "spram" or flash_model):
                 written = write_testbench(tmp, top, program, layers, vectors=tb_vectors, seed=tb_seed,
                                           network=network)
                 tb = [path.name for path in written.paths]
@@ -172,6 +193,8 @@ def generate(
     pass_vectors: int | None = None,
     beat: int = 1,
     shadow: bool = False,
+    cell_memory: str = "rom",
+    flash_model: bool = False,
 ) -> Design:
     """Elaborate the accelerator for the manifest's network on a ``rows`` x ``cols`` array.
 
@@ -187,8 +210,11 @@ def generate(
     kind (:data:`colcomb.hdl.program.CELLS`). ``tb_vectors`` (0: none) seeded random vectors
     (``tb_seed``) go into the self-checking testbench ``tb_<top>.v`` with its input and
     golden-model output images (:mod:`colcomb.hdl.testbench`). ``pass_vectors``: a CNN's
-    vectors per pass, ``beat``: words per stream beat, ``shadow``: shadow weights
-    (:meth:`colcomb.hdl.program.Program.compile`).
+    vectors per pass, ``beat``: words per stream beat, ``shadow``: shadow weights, ``cell_memory``:
+    where the cell words live (:meth:`colcomb.hdl.program.Program.compile`). With the cell words in
+    SPRAM, ``<top>.cells.flash.bin`` is the image the board's flash holds at 1 MiB, and ``<top>.v``
+    has the flash's pins, or with ``flash_model`` a simulation model of the flash holding the image
+    (then, and only then, the testbench is written).
     """
     manifest = load_manifest(manifest_dir)
     network = image_network(manifest, layers)
@@ -196,10 +222,11 @@ def generate(
     parameters = {"rows": rows, "cols": cols, "batch": batch, "top": top,
                   "weight_bits": weight_bits, "data_bits": data_bits, "acc_bits": acc_bits,
                   "lint": lint, **({"pass_vectors": pass_vectors} if pass_vectors is not None else {}),
-                  **({"beat": beat} if beat != 1 else {}), **({"shadow": True} if shadow else {})}
+                  **({"beat": beat} if beat != 1 else {}), **({"shadow": True} if shadow else {}),
+                  **({"cell_memory": cell_memory, "flash_model": bool(flash_model)} if cell_memory != "rom" else {})}
     return generate_layers(chosen, rows, cols, out_dir, batch=batch, top=top,
                            weight_bits=weight_bits, data_bits=data_bits, acc_bits=acc_bits,
                            lint=lint, cell=cell, tb_vectors=tb_vectors, tb_seed=tb_seed, network=network,
-                           pass_vectors=pass_vectors, beat=beat, shadow=shadow,
-                           inputs=[manifest_dir], provenance=manifest.provenance(
+                           pass_vectors=pass_vectors, beat=beat, shadow=shadow, cell_memory=cell_memory,
+                           flash_model=flash_model, inputs=[manifest_dir], provenance=manifest.provenance(
                                [la.name for la in chosen], parameters))

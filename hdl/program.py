@@ -36,8 +36,10 @@ from amaranth.hdl import signed, unsigned
 from amaranth.lib import data
 
 from colcomb.core.errors import ColcombError
+from colcomb.hdl.flash_loader import FLASH_OFFSET, load_cycles, word_bytes
 from colcomb.hdl.layout import LaneGeometry, RowTile, Slot, pack_rows, place_lanes
 from colcomb.hdl.network import Stage
+from colcomb.hdl.spram import SPRAM_BLOCKS, SPRAM_DEPTH, SPRAM_WIDTH, spram_blocks
 from colcomb.packer.golden import accumulator_bound
 from colcomb.packer.packed import (
     MULTIPLIER_BITS,
@@ -50,6 +52,7 @@ from colcomb.packer.rom import cell_words
 
 __all__ = [
     "CELLS",
+    "CELL_MEMORIES",
     "Program",
     "bits_for",
     "cell_layout",
@@ -66,6 +69,9 @@ def _row_tile(channels: list[int], rows: int) -> RowTile:
 
 #: the array's cell kinds: one vector per cycle, or the paper's bit-serial cell
 CELLS = ("parallel", "serial")
+#: where the cell words live: block RAM initialised by the bitstream, or the iCE40 UltraPlus's
+#: SPRAM, loaded from the SPI flash at power-up (:mod:`colcomb.hdl.flash_loader`)
+CELL_MEMORIES = ("rom", "spram")
 #: an image network's layer runs its (image, position) vectors in passes of at most this many
 #: over its tiles (whole pooling windows): long passes load each tile's weights rarely, and the
 #: accumulator memory this deep costs no more block RAM (its width, rows x acc_bits, sets that)
@@ -210,6 +216,8 @@ class Program:
     #: a chain of matrices with shadow weights: each tile's cells load while the tile before
     #: streams (:class:`~colcomb.hdl.array.SystolicArray` ``shadow``)
     shadow: bool = False
+    #: where the cell words live, one of :data:`CELL_MEMORIES`
+    cell_memory: str = "rom"
     #: image networks: per layer, the constants of :attr:`layer_constants`
     layer_info: list[dict] = field(default_factory=list)
     #: image networks: the window origin (address in the padded input map) of every computed
@@ -267,6 +275,37 @@ class Program:
         no longer than its first window needs; otherwise one. The cell ROM's words are that
         many rows wide (the same bits in fewer, wider words)."""
         return -(-self.rows // WINDOW_READS) if self.banked else 1
+
+    @property
+    def cell_bits(self) -> int:
+        """Bits of a cell ROM word: :attr:`load_rows` rows of ``cols`` cells."""
+        return data.ArrayLayout(cell_layout(self.weight_bits, self.alpha, self.onehot),
+                                self.load_rows * self.cols).size
+
+    @property
+    def load_cycles(self) -> int:
+        """Cycles from reset until the engine can start: the flash loader's with the cell words
+        in SPRAM (:func:`colcomb.hdl.flash_loader.load_cycles`), else none."""
+        if self.cell_memory != "spram":
+            return 0
+        return load_cycles(len(self.cells), self.cell_bits)
+
+    def check_cell_memory(self) -> None:
+        """Refuse cell words the SPRAM cannot hold: at most :data:`SPRAM_BLOCKS` blocks side by
+        side (64 bits a word) and :data:`SPRAM_DEPTH` words."""
+        if self.cell_memory != "spram":
+            return
+        bits, words = self.cell_bits, len(self.cells)
+        if spram_blocks(bits) > SPRAM_BLOCKS:
+            per_cell = bits // (self.load_rows * self.cols)
+            most = max(1, SPRAM_BLOCKS * SPRAM_WIDTH // per_cell // self.load_rows)
+            raise ColcombError(f"a cell word of this array is {bits} bits ({self.load_rows * self.cols} cells of "
+                               f"{per_cell}), which needs {spram_blocks(bits)} SPRAM blocks side by side; the "
+                               f"iCE40UP5K has {SPRAM_BLOCKS} ({SPRAM_BLOCKS * SPRAM_WIDTH} bits): use at most "
+                               f"{most} columns or keep the cells in block RAM (--cell-memory rom)")
+        if words > SPRAM_DEPTH:
+            raise ColcombError(f"the network has {words} cell words, more than an SPRAM's {SPRAM_DEPTH}: use a "
+                               f"larger array or keep the cells in block RAM (--cell-memory rom)")
 
     @property
     def load_steps(self) -> int:
@@ -566,6 +605,11 @@ class Program:
             "out_words": self.out_words,
             "beat": self.beat,
             "shadow": self.shadow,
+            "cell_memory": self.cell_memory,
+            **({"cell_words": len(self.cells), "cell_bits": self.cell_bits,
+                "flash_image_bytes": len(self.cells) * word_bytes(self.cell_bits),
+                "flash_offset": FLASH_OFFSET, "load_cycles": self.load_cycles}
+               if self.cell_memory == "spram" else {}),
             "tiles": len(self.tiles),
             "row_tiles": len(self.requant) // self.requant_steps,
             "layers": [
@@ -609,6 +653,7 @@ class Program:
         pass_vectors: int | None = None,
         beat: int = 1,
         shadow: bool = False,
+        cell_memory: str = "rom",
     ) -> Program:
         """Check ``layers`` against the array and compute the ROM images.
 
@@ -625,6 +670,7 @@ class Program:
 
         ``beat``: activation words per stream beat (:meth:`check_beat`). ``shadow``: a chain's
         next tile loads into shadow weights while a tile streams (:attr:`shadow`).
+        ``cell_memory``: where the cell words live (:data:`CELL_MEMORIES`, :meth:`check_cell_memory`).
         """
         for label, value in (("rows", rows), ("cols", cols), ("batch", batch)):
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
@@ -641,6 +687,8 @@ class Program:
             raise ColcombError("shadow weights are for a chain of matrices: a CNN run whole on chip loads its tiles "
                                "behind each pass's vectors already (the banked array) or per pass; leave --shadow out "
                                "or pick the layers with --layer")
+        if cell_memory not in CELL_MEMORIES:
+            raise ColcombError(f"cell_memory must be one of {', '.join(CELL_MEMORIES)}, not {cell_memory!r}")
         if pass_vectors is None:
             pass_vectors = PASS_VECTORS
         elif not isinstance(pass_vectors, (int, np.integer)) or isinstance(pass_vectors, bool) or pass_vectors < 1:
@@ -736,6 +784,7 @@ class Program:
                 pass_vectors=int(pass_vectors),
                 beat=beat,
                 shadow=bool(shadow),
+                cell_memory=cell_memory,
             )
             if stages is None:
                 prog._build()
@@ -758,6 +807,7 @@ class Program:
             words //= 2
             prog = build(words)
         prog.check_beat()
+        prog.check_cell_memory()
         return prog
 
     # -- the layout and the ROM images --------------------------------------------------------

@@ -52,6 +52,7 @@ from amaranth.lib.wiring import In, Out
 from colcomb.hdl.accumulate import Accumulate, result_layout, tag_layout
 from colcomb.hdl.array import SystolicArray, array_latency
 from colcomb.hdl.beat_port import BeatPort
+from colcomb.hdl.flash_loader import FlashLoader, FlashSignature
 from colcomb.hdl.framing import beat_data
 from colcomb.hdl.lane_fetch import MEMORY_READ_LATENCY, LaneFetch, memory_word_layout, vector_offset
 from colcomb.hdl.params import validated
@@ -60,6 +61,7 @@ from colcomb.hdl.pool_write import PoolWriteBack
 from colcomb.hdl.program import WINDOW_READS, Program, cell_layout, pack_array
 from colcomb.hdl.requant import SharedRequantizer
 from colcomb.hdl.rom import Rom
+from colcomb.hdl.spram import Spram
 from colcomb.hdl.write_back import WriteBack
 
 __all__ = ["Sequencer", "constant_times"]
@@ -120,6 +122,13 @@ class Sequencer(wiring.Component):
         cycles later.
     out_slot : ``In(range(program.lanes_per_part // program.beat))``
     out_data : ``Out(beat_data(data_bits, beat))``
+    flash : ``Out(FlashSignature)``
+        Only with the cell words in SPRAM (``program.cell_memory == "spram"``): the SPI flash
+        they are loaded from out of reset (:class:`~colcomb.hdl.flash_loader.FlashLoader`).
+    loaded : ``Out(1)``
+        The cell words are in and their CRC matched: a run may start (SPRAM only).
+    load_error : ``Out(1)``
+        The loaded image's CRC did not match the design's: no run may start (SPRAM only).
     """
 
     #: cycles from ``out_addr`` to the word on ``out_data`` (the output memory's read port)
@@ -146,6 +155,8 @@ class Sequencer(wiring.Component):
             "out_addr": In(unsigned(p.address_bits)),
             "out_slot": In(range(max(2, p.lanes_per_part // p.beat))),
             "out_data": Out(beat_data(p.data_bits, p.beat)),
+            **({"flash": Out(FlashSignature), "loaded": Out(1), "load_error": Out(1)}
+               if p.cell_memory == "spram" else {}),
         })
 
     # -- the pipeline's timing, from its stages' latencies (the cycle model's source) ----------
@@ -311,8 +322,26 @@ class Sequencer(wiring.Component):
             skewed_loads=p.skewed_loads, load_rows=p.load_rows, shadow=p.shadow)
         # a cell ROM word: load_rows rows of cells (Program.tile_cells)
         cells_word = data.ArrayLayout(cell_layout(p.weight_bits, p.alpha, p.onehot), p.load_rows * p.cols)
-        m.submodules.cell_rom = cell_rom = Rom(width=cells_word.size, init=p.cells,
-                                               name="cells")
+        cell_addr = Signal(range(max(2, len(p.cells))))
+        cell_en = Signal()
+        cell_data = Signal(cells_word.size)
+        if p.cell_memory == "spram":  # loaded from the SPI flash out of reset
+            m.submodules.cell_ram = cell_ram = Spram(width=cells_word.size, depth=max(2, len(p.cells)))
+            m.submodules.loader = loader = FlashLoader(words=p.cells, width=cells_word.size)
+            wiring.connect(m, wiring.flipped(self.flash), loader.flash)
+            assert Spram.latency == Rom.latency
+            m.d.comb += [
+                cell_ram.addr.eq(Mux(loader.done, cell_addr, loader.addr)),
+                cell_ram.en.eq(cell_en),
+                cell_data.eq(cell_ram.data),
+                cell_ram.write_en.eq(loader.write_en),
+                cell_ram.write_data.eq(loader.write_data),
+                self.loaded.eq(loader.done & ~loader.error),
+                self.load_error.eq(loader.done & loader.error),
+            ]
+        else:
+            m.submodules.cell_rom = cell_rom = Rom(width=cells_word.size, init=p.cells, name="cells")
+            m.d.comb += [cell_rom.addr0.eq(cell_addr), cell_rom.en0.eq(cell_en), cell_data.eq(cell_rom.data0)]
         descriptor_layout = p.tile_layout
         m.submodules.tile_rom = tile_rom = Rom(width=descriptor_layout.size, init=p.descriptors,
                                                ports=2, name="tiles")
@@ -431,7 +460,7 @@ class Sequencer(wiring.Component):
         m.d.comb += prep_len.eq(Mux(preloaded, self.short_prep_cycles_for(p), self.prep_cycles) if p.shadow
                                 else self.prep_cycles)
         m.d.comb += [
-            cell_rom.addr0.eq(Mux(pre_reading, pre_addr, cell_base + step)),
+            cell_addr.eq(Mux(pre_reading, pre_addr, cell_base + step)),
             tile_rom.addr0.eq(tile),
         ]
 
@@ -515,9 +544,9 @@ class Sequencer(wiring.Component):
 
         # -- PREP: the cell ROM shifts load_rows array rows per cycle into the array ----------
         reading = prep & (step < steps) & ~preloaded | pre_reading
-        m.d.comb += cell_rom.en0.eq(reading)
+        m.d.comb += cell_en.eq(reading)
         loading = delay(m, reading, Rom.latency, "loading")
-        m.d.comb += [array.load.eq(loading), array.w_in.eq(cell_rom.data0)]
+        m.d.comb += [array.load.eq(loading), array.w_in.eq(cell_data)]
         if p.shadow:
             with m.If(pre_reading):
                 m.d.sync += [pre_step.eq(pre_step + 1), pre_addr.eq(pre_addr + 1)]

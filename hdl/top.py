@@ -27,6 +27,7 @@ from amaranth.hdl import Module, Mux, Signal, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from colcomb.hdl.flash_loader import FlashSignature
 from colcomb.hdl.framing import word_layout
 from colcomb.hdl.params import validated
 from colcomb.hdl.program import Program
@@ -51,6 +52,13 @@ class Top(wiring.Component):
         Output beats, same format.
     busy : ``Out(1)``
         The engine is computing (between the end of input and the first output).
+    flash : ``Out(FlashSignature)``
+        Only with the cell words in SPRAM: the SPI flash holding their image
+        (:mod:`colcomb.hdl.flash_loader`). Input is taken while they load; the first batch
+        starts once they are in, :attr:`Program.load_cycles` after reset.
+    flash_error : ``Out(1)``
+        Only with the cell words in SPRAM: the flash does not hold this design's image (its
+        CRC differs); the engine never starts.
     """
 
     #: cycles between the processes' hand-overs (:mod:`colcomb.hdl.cycles` counts with them):
@@ -70,6 +78,7 @@ class Top(wiring.Component):
             "i": In(stream.Signature(layout)),
             "o": Out(stream.Signature(layout)),
             "busy": Out(1),
+            **({"flash": Out(FlashSignature), "flash_error": Out(1)} if program.cell_memory == "spram" else {}),
         })
 
     def elaborate(self, platform):
@@ -78,6 +87,11 @@ class Top(wiring.Component):
         m.submodules.engine = eng = Sequencer(program=p)
         assert Sequencer.read_latency == 1, "the READ state waits one cycle for the first word"
         m.d.comb += self.busy.eq(eng.busy)
+        loaded = 1
+        if p.cell_memory == "spram":
+            wiring.connect(m, wiring.flipped(self.flash), eng.flash)
+            m.d.comb += self.flash_error.eq(eng.load_error)
+            loaded = eng.loaded
         count_shape = range(p.batch + 1)
         # per buffer: a received batch waiting for the engine (its vector count) / a computed
         # batch waiting for the sender; 0 = empty
@@ -124,7 +138,7 @@ class Top(wiring.Component):
         m.d.comb += eng.batch.eq(ready_count)
         with m.FSM(name="runner"):
             with m.State("WAIT"):
-                with m.If((ready_count != 0) & out_free):
+                with m.If((ready_count != 0) & out_free & loaded):
                     m.d.comb += [eng.start.eq(1),
                                  eng.buffer.eq(run_buffer)]
                     m.next = "RUN"

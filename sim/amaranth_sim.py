@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from amaranth.sim import Simulator
 
+from colcomb.hdl.flash_model import TopWithFlash
 from colcomb.hdl.framing import split_payload, stream_payloads, unpack_beats
 from colcomb.hdl.program import Program
 from colcomb.hdl.top import Top
@@ -39,10 +40,12 @@ def run_top(
     max_cycles: int = 200_000,
 ) -> PySimResult:
     """Stream ``x`` (vectors, in_words) through :class:`~colcomb.hdl.top.Top` in batches of
-    ``batch`` vectors and collect the outputs."""
+    ``batch`` vectors and collect the outputs (cell words in SPRAM: through
+    :class:`~colcomb.hdl.flash_model.TopWithFlash`, the flash holding their image)."""
     program = layers if isinstance(layers, Program) else Program.compile(
         layers, rows=rows, cols=cols, batch=batch)
-    dut = Top(program=program)
+    # cell words in SPRAM: the top with a model of the flash holding their image
+    dut = TopWithFlash(program=program) if program.cell_memory == "spram" else Top(program=program)
     x = np.asarray(x, np.int64)
     vectors = x.shape[0]
     k, bits = program.beat, program.data_bits

@@ -202,6 +202,7 @@ def build(
     pass_vectors: int | None = None,
     beat: int = 1,
     shadow: bool = False,
+    cell_memory: str = "rom",
 ) -> Build:
     """Generate the design for ``layers`` and compile it with Verilator, unless a build of the
     same Verilog and parameters exists under ``root`` (then it is reused). ``opt`` is the C++
@@ -210,7 +211,9 @@ def build(
     the layers are this image network's, run whole (:mod:`colcomb.hdl.network`), in passes of
     ``pass_vectors`` (default :data:`colcomb.hdl.program.PASS_VECTORS`); ``beat``: words per stream
     beat (:attr:`colcomb.hdl.program.Program.beat`); ``shadow``: shadow weights
-    (:attr:`colcomb.hdl.program.Program.shadow`)."""
+    (:attr:`colcomb.hdl.program.Program.shadow`); ``cell_memory``: where the cell words live (in
+    SPRAM the design runs with a model of the flash holding their image,
+    :class:`colcomb.hdl.flash_model.TopWithFlash`)."""
     if opt not in OPT_LEVELS:
         raise ColcombError(f"opt must be one of {', '.join(OPT_LEVELS)}, not {opt!r}")
     t0 = time.perf_counter()
@@ -221,7 +224,8 @@ def build(
     tmp = Path(tempfile.mkdtemp(prefix=".gen-", dir=root))
     try:
         design = generate_layers(layers, rows, cols, tmp, batch=batch, top=top, cell=cell, network=network,
-                                 pass_vectors=pass_vectors, beat=beat, shadow=shadow)
+                                 pass_vectors=pass_vectors, beat=beat, shadow=shadow, cell_memory=cell_memory,
+                                 flash_model=True)
         build_args = X_RANDOM_BUILD_ARGS if x_random else BUILD_ARGS
         params = {"rows": rows, "cols": cols, "batch": batch, "waves": bool(waves), "top": top,
                   "opt": opt, "build_args": build_args, "harness": HARNESS_VERSION, **_tool_versions()}
@@ -271,7 +275,7 @@ def watchdog(design: dict, vectors: int, *, idle: float = 0.0, stall: float = 0.
     prediction (from the design JSON's ``engine_cycles``), stretched by the expected slowdown of
     an input that idles or an output that stalls with the given probability."""
     model = stream_cycles(design["engine_cycles"], design["in_cycles_per_vector"], _out_cycles(design),
-                          vectors)
+                          vectors, load_cycles=design.get("load_cycles", 0))
     slowdown = 1.0 / max(0.05, 1.0 - max(idle, stall))
     return watchdog_budget(model["total"], slowdown=slowdown)
 
@@ -291,7 +295,8 @@ def estimate_seconds(built: Build, vectors: int, bench: str, *, idle: float = 0.
     if latest is None:
         return None
     d = built.design
-    cycles = stream_cycles(d["engine_cycles"], d["in_cycles_per_vector"], _out_cycles(d), vectors)["total"]
+    cycles = stream_cycles(d["engine_cycles"], d["in_cycles_per_vector"], _out_cycles(d), vectors,
+                           load_cycles=d.get("load_cycles", 0))["total"]
     cycles /= max(0.05, 1.0 - max(idle, stall))
     startup = 2.0  # simulator start, golden model, reading the results: seconds, roughly
     return cycles / float(latest["sim_cycles_per_s"]) + startup
@@ -477,6 +482,7 @@ def simulate(
     pass_vectors: int | None = None,
     beat: int = 1,
     shadow: bool = False,
+    cell_memory: str = "rom",
 ) -> SimResult:
     """Simulate the manifest's network on a ``rows`` x ``cols`` array in Verilator and check
     every output word against the golden model.
@@ -493,7 +499,7 @@ def simulate(
     is called with the name of each stage ("build", "simulate") as it starts, and the simulation's
     expected seconds (``eta_s``, :func:`estimate_seconds`) where an earlier run tells;
     ``pass_vectors``: a CNN's vectors per pass, ``beat``: words per stream beat, ``shadow``: shadow
-    weights (:func:`build`). Returns a
+    weights, ``cell_memory``: where the cell words live (:func:`build`). Returns a
     :class:`SimResult`; with ``check`` (default) raises :class:`SimulationMismatch` unless every
     output equals the golden model.
     """
@@ -513,7 +519,7 @@ def simulate(
     if progress:
         progress("build")
     built = build(hw, rows, cols, batch=batch, waves=waves, root=root, opt=opt, cell=cell, network=network,
-                  pass_vectors=pass_vectors, beat=beat, shadow=shadow)
+                  pass_vectors=pass_vectors, beat=beat, shadow=shadow, cell_memory=cell_memory)
     if progress:
         progress("simulate", eta_s=estimate_seconds(built, x.shape[0], bench, idle=idle, stall=stall))
     return run(built, manifest_dir, x, idle=idle, stall=stall, seed=seed, waves=waves,

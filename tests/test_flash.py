@@ -1,0 +1,249 @@
+"""Cell words in SPRAM, loaded from the SPI flash at power-up (``--cell-memory spram``): the
+loader against the flash model (every word, the cycle count, the CRC against ``binascii``), a
+corrupt, stale or missing image caught, the whole top bit-exact with the load in the cycle model,
+the board self-test, the SPRAM primitives on an iCE40 UltraPlus, and the refusals."""
+
+from __future__ import annotations
+
+import binascii
+import json
+
+import numpy as np
+import pytest
+from amaranth.back import rtlil
+from amaranth.hdl import Module, Mux, Signal
+from amaranth.lib import wiring
+from amaranth.sim import Simulator
+from amaranth_boards.icebreaker import ICEBreakerPlatform
+from amaranth_boards.icestick import ICEStickPlatform
+from hw_layers import inputs, random_cnn, random_layer
+
+from colcomb.cli import main
+from colcomb.core.errors import ColcombError
+from colcomb.fpga.selftest import SelfTest
+from colcomb.fpga.selftest_sim import simulate_selftest
+from colcomb.fpga.synth import self_test_inputs
+from colcomb.hdl.cycles import cycle_summary, network_cycles
+from colcomb.hdl.flash_loader import FLASH_OFFSET, FlashLoader, flash_crc, flash_image, load_cycles
+from colcomb.hdl.flash_model import SpiFlashModel, TopWithFlash
+from colcomb.hdl.framing import stream_payloads
+from colcomb.hdl.network import stages_of
+from colcomb.hdl.program import Program
+from colcomb.hdl.spram import Spram
+from colcomb.packer.golden import run_network
+from colcomb.packer.graph import run_graph
+from colcomb.packer.manifest import write_manifest
+from colcomb.sim.amaranth_sim import run_top
+from colcomb.sim.runner import simulate
+
+
+def _load(words, width, image=None, offset=FLASH_OFFSET, wake=8):
+    """Run the loader against the flash model into an SPRAM model; then read every word back."""
+    m = Module()
+    m.submodules.loader = loader = FlashLoader(words=words, width=width, wake_cycles=wake)
+    m.submodules.flash = flash = SpiFlashModel(image=flash_image(words, width) if image is None else image,
+                                               offset=offset)
+    m.submodules.ram = ram = Spram(width=width, depth=max(2, len(words)))
+    wiring.connect(m, loader.flash, flash.flash)
+    read = Signal(range(max(2, len(words))))
+    m.d.comb += [ram.write_en.eq(loader.write_en), ram.write_data.eq(loader.write_data),
+                 ram.addr.eq(Mux(loader.done, read, loader.addr))]
+    out = {}
+
+    async def bench(ctx):
+        cycle = 0
+        while not ctx.get(loader.done):
+            assert cycle < 2 * load_cycles(len(words), width, wake), "the loader never finished"
+            await ctx.tick()
+            cycle += 1
+        out["cycles"], out["error"] = cycle, ctx.get(loader.error)
+        got = []
+        for a in range(len(words)):
+            ctx.set(read, a)
+            ctx.set(ram.en, 1)
+            await ctx.tick()
+            got.append(ctx.get(ram.data))
+        out["words"] = got
+
+    sim = Simulator(m)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return out
+
+
+@pytest.mark.parametrize(("width", "count"), [(44, 5), (11, 3), (8, 4), (16, 1), (64, 2)])
+def test_the_loader_fills_the_ram_word_for_word_in_the_modelled_cycles(width, count):
+    rng = np.random.default_rng(width)
+    words = [int(rng.integers(0, 1 << 62)) % (1 << width) for _ in range(count)]
+    words[0] = (1 << width) - 1  # every bit set: no nibble may be missed
+    res = _load(words, width)
+    assert res["words"] == words
+    assert res["error"] == 0  # the hardware's CRC is binascii's
+    assert res["cycles"] == load_cycles(count, width, 8)
+
+
+def test_the_crc_is_crc16_ccitt_false():
+    assert flash_crc(b"123456789") == 0x29B1  # the catalogued check value
+    assert flash_image([0x123, 0xABC], 12) == bytes([0x23, 0x01, 0xBC, 0x0A])  # little-endian, 2 bytes a word
+
+
+@pytest.mark.parametrize("damage", ["bit", "stale", "erased"])
+def test_a_corrupt_stale_or_missing_image_is_caught(damage):
+    words = [0x1F2E3D4C5B6, 0x0A1B2C3D4E5, 0x77]
+    image = bytearray(flash_image(words, 44))
+    offset = FLASH_OFFSET
+    if damage == "bit":
+        image[7] ^= 0x08
+    elif damage == "stale":  # another design's image
+        image = bytearray(flash_image([w ^ 1 for w in words], 44))
+    else:  # nothing programmed at the offset: the flash reads 0xFF there
+        offset = 0
+    res = _load(words, 44, bytes(image), offset=offset)
+    assert res["error"] == 1
+
+
+def _chain(seed: int):
+    rng = np.random.default_rng(seed)
+    return [random_layer(rng, 9, 30, 4, gamma=0.25, name="l0", activation="relu", block_rows=6),
+            random_layer(rng, 6, 9, 2, name="l1")]
+
+
+@pytest.mark.parametrize(("cell", "shadow"), [("parallel", False), ("serial", False), ("parallel", True)])
+def test_a_top_with_its_cells_in_spram_is_bit_exact_and_waits_for_the_load(cell, shadow):
+    layers = _chain(3)
+    x = inputs(np.random.default_rng(1), 5, 30)
+    prog = Program.compile(layers, rows=4, cols=2, batch=2, cell=cell, cell_memory="spram", shadow=shadow)
+    res = run_top(prog, 4, 2, x, max_cycles=400_000)
+    assert np.array_equal(res.outputs, run_network(layers, x))
+    assert res.cycles == network_cycles(prog, len(x))["total"]
+    rom = Program.compile(layers, rows=4, cols=2, batch=2, cell=cell, shadow=shadow)
+    assert prog.cells == rom.cells
+    # the first batch starts once the words are in, the batches after it follow as from ROM
+    assert res.cycles > prog.load_cycles
+    assert cycle_summary(prog)["cycles_per_inference"] == cycle_summary(rom)["cycles_per_inference"]
+
+
+def test_a_cnn_with_its_cells_in_spram_is_bit_exact():
+    rng = np.random.default_rng(2)
+    layers, graph, shape = random_cnn(rng, alpha=4, size=6)
+    stages = stages_of(graph, shape, {la.name: la.shape for la in layers})
+    prog = Program.compile(layers, rows=4, cols=4, batch=2, cell="serial", stages=stages, cell_memory="spram")
+    x = rng.integers(-128, 128, (3, *shape))
+    res = run_top(prog, 4, 4, x.reshape(3, -1), max_cycles=600_000)
+    assert np.array_equal(res.outputs, run_graph(layers, graph, x))
+    assert res.cycles == network_cycles(prog, 3)["total"]
+
+
+def test_a_wrong_flash_never_starts_the_engine():
+    prog = Program.compile(_chain(4), rows=4, cols=2, batch=2, cell_memory="spram")
+    image = bytearray(flash_image(prog.cells, prog.cell_bits))
+    image[-1] ^= 0x40
+    dut = TopWithFlash(program=prog, image=bytes(image))
+    x = inputs(np.random.default_rng(5), 2, 30)
+    payloads = stream_payloads(x, prog.data_bits, prog.batch, 1)
+    seen = {"out": 0, "error_at": None}
+
+    async def bench(ctx):
+        ctx.set(dut.o.ready, 1)
+        i = 0
+        for cycle in range(prog.load_cycles + 2000):
+            ctx.set(dut.i.valid, i < len(payloads))
+            if i < len(payloads):
+                ctx.set(dut.i.payload.as_value(), payloads[i])
+            _, _, ready, valid, error = await ctx.tick().sample(dut.i.ready, dut.o.valid, dut.top.flash_error)
+            i += bool(ready and i < len(payloads))
+            seen["out"] += valid
+            if error and seen["error_at"] is None:
+                seen["error_at"] = cycle
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert seen["error_at"] == prog.load_cycles  # flagged as the load ends
+    assert seen["out"] == 0  # and nothing computed from the wrong words
+
+
+def test_the_board_self_test_loads_its_cells_and_fails_on_a_wrong_flash():
+    layers = _chain(6)
+    prog = Program.compile(layers, rows=4, cols=2, batch=2, cell_memory="spram")
+    x = self_test_inputs(layers, 3, 0)
+    core = SelfTest(program=prog, inputs=x, expected=run_network(layers, x), clk_freq=1e6, baud=250_000)
+    good = simulate_selftest(core)
+    assert good.passed and good.errors == 0 and good.uart == "PASS\r\n"
+    assert good.cycles > prog.load_cycles
+    image = bytearray(flash_image(prog.cells, prog.cell_bits))
+    image[0] ^= 1
+    core = SelfTest(program=prog, inputs=x, expected=run_network(layers, x), clk_freq=1e6, baud=250_000)
+    bad = simulate_selftest(core, flash=bytes(image))
+    assert bad.failed and not bad.passed and bad.uart == "FAIL\r\n"
+    assert bad.cycles <= prog.load_cycles + 2  # at once, not after the watchdog
+
+
+def test_spram_primitives_on_an_ultraplus_and_a_refusal_elsewhere():
+    text = rtlil.convert(Spram(width=44, depth=1104), platform=ICEBreakerPlatform(), name="top")
+    assert text.count("SB_SPRAM256KA") == 3  # 44 bits: three 16-bit blocks side by side
+    with pytest.raises(ValueError, match="no SPRAM"):
+        rtlil.convert(Spram(width=8, depth=4), platform=ICEStickPlatform(), name="top")
+    with pytest.raises(ValueError, match="16384"):
+        Spram(width=8, depth=16385)
+
+
+def test_cell_words_the_spram_cannot_hold_are_refused():
+    layers = _chain(0)
+    with pytest.raises(ColcombError, match="cell_memory must be one of"):
+        Program.compile(layers, rows=2, cols=2, cell_memory="bram")
+    # 8 columns of (8-bit weight + 2-bit select) cells: 80 bits, five 16-bit blocks of four
+    with pytest.raises(ColcombError, match=r"80 bits .* needs 5 SPRAM blocks.* at most 6 columns"):
+        Program.compile(layers, rows=2, cols=8, cell_memory="spram")
+    prog = Program.compile(layers, rows=2, cols=4, cell_memory="spram")
+    summary = prog.summary()
+    assert summary["cell_bits"] == 40 and summary["flash_image_bytes"] == 5 * len(prog.cells)
+    assert summary["load_cycles"] == prog.load_cycles
+
+
+def test_generate_writes_the_flash_image_and_the_pins(tmp_path, capsys):
+    layers = _chain(7)
+    write_manifest(layers, tmp_path / "m")
+    assert main(["generate", str(tmp_path / "m"), "--rows", "4", "--cols", "2", "--batch", "2", "--no-lint",
+                 "--cell-memory", "spram", "--out", str(tmp_path / "g")]) == 0
+    prog = Program.compile(layers, rows=4, cols=2, batch=2, cell_memory="spram")
+    image = (tmp_path / "g" / "colcomb_top.cells.flash.bin").read_bytes()
+    assert image == flash_image(prog.cells, prog.cell_bits)
+    assert binascii.crc_hqx(image, 0xFFFF) == flash_crc(image)
+    info = json.loads((tmp_path / "g" / "colcomb_top.json").read_text())
+    assert info["load_cycles"] == prog.load_cycles and info["flash"]["offset"] == FLASH_OFFSET
+    verilog = (tmp_path / "g" / "colcomb_top.v").read_text()
+    assert "flash__cipo" in verilog and not (tmp_path / "g" / "tb_colcomb_top.v").exists()
+    assert main(["generate", str(tmp_path / "m"), "--rows", "4", "--cols", "2", "--batch", "2", "--no-lint",
+                 "--cell-memory", "spram", "--flash-model", "--out", str(tmp_path / "s")]) == 0
+    assert "flash__cipo" not in (tmp_path / "s" / "colcomb_top.v").read_text().split(");")[0]
+    assert (tmp_path / "s" / "tb_colcomb_top.v").exists()
+
+
+def test_synthesize_refuses_spram_without_an_ultraplus(tmp_path):
+    write_manifest(_chain(0), tmp_path / "m")
+    from colcomb.fpga.synth import synthesize
+
+    with pytest.raises(ColcombError, match="iCE40 UltraPlus"):
+        synthesize(tmp_path / "m", board="ulx3s", rows=2, cols=2, out=tmp_path / "o", cell_memory="spram",
+                   throughput=False)
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.rtl
+def test_verilator_runs_the_spram_design_with_its_flash_model(tmp_path):
+    layers = _chain(8)
+    write_manifest(layers, tmp_path / "m")
+    x = inputs(np.random.default_rng(9), 7, 30)
+    res = simulate(tmp_path / "m", 4, 2, inputs=x, batch=2, cell="serial", cell_memory="spram", idle=0.2,
+                   stall=0.2, root=tmp_path / "sim")
+    assert res.passed
+    np.testing.assert_array_equal(res.outputs(), run_network(layers, x))
+    steady = simulate(tmp_path / "m", 4, 2, inputs=x, batch=2, cell="serial", cell_memory="spram",
+                      root=tmp_path / "sim")
+    model = network_cycles(Program.compile(layers, rows=4, cols=2, batch=2, cell="serial", cell_memory="spram"),
+                           7)["total"]
+    # the load starts at reset, the bench counts from its first input word, a cycle or two later
+    assert model - 4 <= steady.cycles <= model

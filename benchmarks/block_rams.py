@@ -43,6 +43,8 @@ def main() -> None:
     ap.add_argument("--cell-memory", choices=["rom", "spram"], default="rom",
                     help="spram: the cell words in the iCEBreaker's SPRAM (counted in their own column)")
     args = ap.parse_args()
+    if args.cell_memory == "spram" and args.family != "ice40":
+        ap.error("--cell-memory spram is the iCE40 UltraPlus's SPRAM: use --family ice40")
     design = prepare_design(args.manifest, rows=args.rows, cols=args.cols, batch=args.batch, cell=args.cell,
                             family=args.family, pass_vectors=args.pass_vectors, vectors=1,
                             cell_memory=args.cell_memory)

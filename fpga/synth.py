@@ -335,13 +335,13 @@ def synthesize(manifest_dir: str | os.PathLike, *, board: str, rows: int, cols: 
     spec = get_board(board)
     platform = spec.make_platform()
     family = platform.family.lower()
+    if cell_memory == "spram" and not (family == "ice40" and str(platform.device).startswith("iCE40UP")):
+        raise ColcombError(f"--cell-memory spram needs an iCE40 UltraPlus (its SPRAM); the {spec.name} has a "
+                           f"{platform.device}: leave it out (the cells stay in block RAM)")
     env = tool_env()
     check_tools(family, env)
     out = Path(out)
     report_path = out / "report.json"
-    if cell_memory == "spram" and not (family == "ice40" and str(platform.device).startswith("iCE40UP")):
-        raise ColcombError(f"--cell-memory spram needs an iCE40 UltraPlus (its SPRAM); the {spec.name} has a "
-                           f"{platform.device}: leave it out (the cells stay in block RAM)")
 
     # every check of the inputs comes before OUT is made: a refused run leaves nothing behind
     design = prepare_design(manifest_dir, rows=rows, cols=cols, batch=batch, layers=layers,

@@ -116,11 +116,13 @@ def generate_layers(
     ``network``: the layers are this image network's, run whole (image words in)."""
     from colcomb.hdl import lint as lint_mod
 
+    if flash_model and cell_memory != "spram":
+        raise ColcombError("a flash model is for cell words in SPRAM: add --cell-memory spram or leave "
+                           "--flash-model out")
     program = Program.compile(layers, rows=rows, cols=cols, batch=batch,
                               weight_bits=weight_bits, data_bits=data_bits, acc_bits=acc_bits, cell=cell,
                               stages=network.stages if network else None, pass_vectors=pass_vectors,
                               beat=beat, shadow=shadow, cell_memory=cell_memory)
-    flash_model = bool(flash_model) and program.cell_memory == "spram"
     out = Path(out_dir)
     if isinstance(tb_vectors, bool) or not isinstance(tb_vectors, int) or tb_vectors < 0:
         raise ColcombError(f"the testbench's vector count must be 0 (none) or more, not {tb_vectors!r}")

@@ -225,7 +225,7 @@ def build(
     try:
         design = generate_layers(layers, rows, cols, tmp, batch=batch, top=top, cell=cell, network=network,
                                  pass_vectors=pass_vectors, beat=beat, shadow=shadow, cell_memory=cell_memory,
-                                 flash_model=True)
+                                 flash_model=cell_memory == "spram")
         build_args = X_RANDOM_BUILD_ARGS if x_random else BUILD_ARGS
         params = {"rows": rows, "cols": cols, "batch": batch, "waves": bool(waves), "top": top,
                   "opt": opt, "build_args": build_args, "harness": HARNESS_VERSION, **_tool_versions()}

@@ -639,6 +639,11 @@ def summary(report: dict) -> str:
     lines.append(f"  tools         {report['tools']['yosys'].split(' (')[0]}; {report['tools']['nextpnr']}")
     if report.get("bitstream"):
         lines.append(f"  bitstream     {report['bitstream']['path']} ({report['bitstream']['bytes']} bytes)")
+    if report.get("flash"):
+        f = report["flash"]
+        lines.append(f"  flash image   {f['image']} ({f['bytes']} bytes of cell words at {f['offset']:#x}, loaded in "
+                     f"{f['load_cycles']} cycles)")
+        lines.append(f"  program       {f['program']}")
     if report.get("throughput") is not None:
         lines.append(throughput_line(report["throughput"]))
     for f in report.get("failures", []):

@@ -234,6 +234,17 @@ def test_generate_writes_the_flash_image_and_the_pins(tmp_path, capsys):
     assert not (tmp_path / "r").exists()
 
 
+def test_synthesize_writes_the_flash_image_it_reports(tmp_path):
+    from colcomb.fpga.synth import write_flash_image
+
+    prog = Program.compile(_chain(1), rows=4, cols=2, batch=2, cell_memory="spram")
+    flash = write_flash_image(tmp_path, prog)
+    image = (tmp_path / flash["image"]).read_bytes()
+    assert image == flash_image(prog.cells, prog.cell_bits) and flash["bytes"] == len(image)
+    assert flash["crc16"] == f"{flash_crc(image):04x}" and flash["offset"] == FLASH_OFFSET
+    assert flash["program"].startswith("iceprog -o 1M cells.flash.bin")
+
+
 def test_synthesize_refuses_spram_without_an_ultraplus(tmp_path):
     write_manifest(_chain(0), tmp_path / "m")
     from colcomb.fpga.synth import synthesize

@@ -1032,9 +1032,11 @@ class Program:
             if window > most:
                 raise ColcombError(f"layer {layer.name!r} max-pools {st.pool}x{st.pool} windows, more than a "
                                    f"pass's {most} vectors hold; allow passes of {window} or more")
+            # vectors per pass of the layer's tiles: whole pooling windows, and no more than a
+            # batch of images gives the layer (a longer pass would only deepen the accumulator)
+            whole = -(-self.batch * st.positions // window) * window
             self.layer_info.append({"positions": st.positions, "pool": st.pool, "emitted": st.emitted,
-                                    # vectors per pass of the layer's tiles: whole pooling windows
-                                    "chunk": most - most % window,
+                                    "chunk": min(most - most % window, whole),
                                     "read_stride": image_words, "region_words": region,
                                     "patch_first": len(self.patches)})
             self.patches.extend(origins)

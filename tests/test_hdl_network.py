@@ -226,6 +226,24 @@ def test_passes_are_for_image_networks():
     assert Program.compile([layer], rows=4, cols=4, batch=4, pass_vectors=256).pass_vectors == 256
 
 
+def test_a_pass_is_no_longer_than_a_batch_gives_the_layer():
+    """--pass-vectors far beyond a layer's vectors (images x positions) costs no accumulator words:
+    the pass is cut to the batch's vectors, and the run is the same."""
+    rng = np.random.default_rng(4)
+    layers, graph, shape = random_cnn(rng, alpha=4, size=6)
+    stages = stages_of(graph, shape, {la.name: la.shape for la in layers})
+    huge = Program.compile(layers, rows=4, cols=4, batch=2, cell="serial", stages=stages, pass_vectors=1 << 20)
+    most = max(2 * st.positions for st in stages)
+    assert huge.pass_depth == most
+    exact = Program.compile(layers, rows=4, cols=4, batch=2, cell="serial", stages=stages, pass_vectors=most)
+    assert [i["chunk"] for i in huge.layer_info] == [i["chunk"] for i in exact.layer_info]
+    assert network_cycles(huge, 3)["total"] == network_cycles(exact, 3)["total"]
+    x = rng.integers(-128, 128, (3, *shape))
+    got = run_top(huge, 4, 4, x.reshape(3, -1), max_cycles=200_000)
+    assert np.array_equal(got.outputs, run_graph(layers, graph, x))
+    assert got.cycles == network_cycles(huge, 3)["total"]
+
+
 @pytest.mark.parametrize("cell, rows, cols, alpha, batch, passes", [
     ("serial", 4, 4, 4, 3, 256), ("parallel", 4, 2, 4, 3, 8), ("parallel", 8, 4, 8, 2, 12), ("serial", 2, 2, 8, 4, 6),
     ("parallel", 4, 8, 4, 2, 8),  # conv1's few packed columns: input banks for those only

@@ -618,7 +618,7 @@ def summary(report: dict) -> str:
         lines.append(f"  multipliers   {a['dsp_cells']} cells in DSP blocks, "
                      f"{a.get('logic_multiplier_cells', 0)} in logic")
     for label, key in (("LUTs", "luts"), ("logic cells", "logic_cells"), ("flip-flops", "flip_flops"),
-                       ("block RAMs", "block_rams"), ("DSPs", "dsps"), ("PLLs", "plls")):
+                       ("block RAMs", "block_rams"), ("SPRAMs", "spram"), ("DSPs", "dsps"), ("PLLs", "plls")):
         line = res(label, key)
         if line:
             lines.append(line)

@@ -35,15 +35,16 @@ RUNS = {
 #: (None: the oscillator), target/s, further synthesize options): the iCEBreaker's serial array (no
 #: memory banks) at batch 1 in passes of 64 vectors, its least block RAM (the activation memories
 #: one image deep, the accumulator 512 x 19 bits), 8 x 4 so that its logic fits, the cell words in
-#: SPRAM loaded from the flash (their 14 block RAMs free), its clock asked for above the target's
-#: need (18,282 cycles per image x 1,000/s = 18.3 MHz); the ULX3S's bit-parallel one (a lane memory
+#: SPRAM loaded from the flash (their 14 block RAMs free), the requantizer in 3 stages (its
+#: shifter and clamp were the critical path), its clock asked for above the target's need
+#: (18,290 cycles per image x 1,000/s = 18.3 MHz); the ULX3S's bit-parallel one (a lane memory
 #: bank per column, input banks for conv1's 6 packed columns) on the --include-first LeNet-5,
 #: batch 2 (the input memory's row runs are 40 bits wide), in passes of 512 vectors (its
 #: accumulator's block RAMs are 512 deep anyway), its clock asked for above the target's need
 #: (1,752.5 cycles per image x 20,000/s = 35.1 MHz)
 BOARDS = {
-    "icebreaker": ("build/lenet14", 8, 4, "serial", 1, 4, 19, 1_000,
-                   ["--pass-vectors", "64", "--cell-memory", "spram"]),
+    "icebreaker": ("build/lenet14", 8, 4, "serial", 1, 4, 22, 1_000,
+                   ["--pass-vectors", "64", "--cell-memory", "spram", "--requant-stages", "3"]),
     "ulx3s-85f": ("build/lenet28-first", 8, 16, "parallel", 2, 4, 45, 20_000, ["--pass-vectors", "512"]),
 }
 #: the combined / dense comparison (run folder, rows, cols, batch) runs on the serial array: its
@@ -69,6 +70,7 @@ def board_row(board: str, out: Path) -> list[str]:
     run, rows, cols, cell, batch, images, clock, target, extra = BOARDS[board]
     passes = int(extra[extra.index("--pass-vectors") + 1]) if "--pass-vectors" in extra else None
     cell_memory = extra[extra.index("--cell-memory") + 1] if "--cell-memory" in extra else "rom"
+    stages = int(extra[extra.index("--requant-stages") + 1]) if "--requant-stages" in extra else 2
     dataset, options = RUNS[run]
     packed = ensure_trained(run)
     build = out / board
@@ -92,11 +94,13 @@ def board_row(board: str, out: Path) -> list[str]:
     if cpi is None and not fits:  # no Fmax without a placement: the cycles still come from Verilator
         from colcomb.fpga.synth import measure_cycles_per_inference
         cpi = measure_cycles_per_inference(packed, rows=rows, cols=cols, batch=batch, cell=cell,
-                                           pass_vectors=passes, cell_memory=cell_memory).get("cycles_per_inference")
+                                           pass_vectors=passes, cell_memory=cell_memory,
+                                           requant_stages=stages).get("cycles_per_inference")
     print(f"  {board}: {rep['status']} ({time.perf_counter() - t0:.0f} s)", flush=True)
     return [board, f"LeNet-5 {dataset}{' ' + ' '.join(options) if options else ''}",
             f"{rows}x{cols} {cell} (batch {batch}{f', passes of {passes}' if passes else ''}"
-            f"{', cells in SPRAM' if cell_memory == 'spram' else ''})",
+            f"{', cells in SPRAM' if cell_memory == 'spram' else ''}"
+            f"{f', requantizer in {stages} stages' if stages != 2 else ''})",
             f"{res['logic_cells']} / {res['logic_cells_available']}",
             f"{res['block_rams']} / {res['block_rams_available']}",
             f"{clk['fmax_mhz']:.2f}" if clk.get("fmax_mhz") else "- (not placed)",

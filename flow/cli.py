@@ -225,6 +225,13 @@ def _cell_memory_arg(p: argparse.ArgumentParser) -> None:
                    "the block RAMs the weights take; program the flash image cells.flash.bin at 1 MiB)")
 
 
+def _requant_stages_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--requant-stages", type=int, choices=[2, 3], default=2,
+                   help="the requantizer's pipeline depth: 2 (default) or 3, a register after its rounding shifter "
+                   "(a cycle more per layer flush; a shorter critical path where the requantizer binds, as on the "
+                   "iCEBreaker's serial LeNet-5)")
+
+
 def _array_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("manifest", type=Path, help="folder holding manifest.json (from colcomb pack or train)")
     p.add_argument("--rows", type=_positive_int, required=True, help="array height R (cells per column)")
@@ -246,6 +253,7 @@ def _array_args(p: argparse.ArgumentParser) -> None:
                    "cell while the tile before streams, so a tile's PREP only fetches its first vector (a cell "
                    "word more of flip-flops per cell)")
     _cell_memory_arg(p)
+    _requant_stages_arg(p)
 
 
 def _generate_args(p: argparse.ArgumentParser) -> None:
@@ -269,7 +277,8 @@ def _generate(args: argparse.Namespace) -> int:
     design = generate(args.manifest, args.rows, args.cols, args.out, batch=args.batch, top=args.top,
                       lint=not args.no_lint, layers=args.layer, cell=args.cell, tb_vectors=args.tb_vectors,
                       tb_seed=args.tb_seed, pass_vectors=args.pass_vectors, beat=args.beat, shadow=args.shadow,
-                      cell_memory=args.cell_memory, flash_model=args.flash_model)
+                      cell_memory=args.cell_memory, flash_model=args.flash_model,
+                      requant_stages=args.requant_stages)
     info = design.program.summary()
     beat = f", {args.beat} words a beat" if args.beat > 1 else ""
     print(f"{design.top}: {args.rows}x{args.cols} {args.cell} array{beat}, "
@@ -338,7 +347,7 @@ def _simulate(args: argparse.Namespace) -> int:
                           check=False, layers=args.layer, cell=args.cell, stall=args.stall, idle=args.idle,
                           bench=args.bench, opt=f"-O{args.opt}", progress=progress.stage,
                           pass_vectors=args.pass_vectors, beat=args.beat, shadow=args.shadow,
-                          cell_memory=args.cell_memory)
+                          cell_memory=args.cell_memory, requant_stages=args.requant_stages)
     verdict = "all equal to the golden model" if result.passed else f"{result.mismatch_count} differ"
     print(f"vectors checked: {result.vectors} ({result.checked} output words, {verdict})")
     print(f"cycles: {result.cycles} (first input word to last output word; "
@@ -688,6 +697,7 @@ def _synth_args(p: argparse.ArgumentParser) -> None:
     _cell_arg(p)
     _pass_arg(p)
     _cell_memory_arg(p)
+    _requant_stages_arg(p)
     p.add_argument("--router", choices=["router1", "router2"], default=None,
                    help="nextpnr's router (default: nextpnr's own, router1)")
     p.add_argument("--no-throughput", action="store_true",
@@ -724,7 +734,7 @@ def _synthesize(args: argparse.Namespace) -> int:
                                 input_source=None if given is None else given.source, dsp=args.dsp,
                                 cell=args.cell, throughput=not args.no_throughput, progress=progress,
                                 pass_vectors=args.pass_vectors, router=args.router,
-                                cell_memory=args.cell_memory)
+                                cell_memory=args.cell_memory, requant_stages=args.requant_stages)
     except ColcombError:
         report_path = args.out / "report.json"
         if report_path.exists():

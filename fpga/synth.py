@@ -116,7 +116,7 @@ def prepare_design(manifest_dir: str | os.PathLike, *, rows: int, cols: int, bat
                    layers: list[str] | None = None, vectors: int | None = None, seed: int = 0,
                    inputs: str | os.PathLike | np.ndarray | None = None, cell: str = "parallel",
                    family: str | None = None, labels=None, input_source: str | None = None,
-                   pass_vectors: int | None = None, cell_memory: str = "rom") -> Design:
+                   pass_vectors: int | None = None, cell_memory: str = "rom", requant_stages: int = 2) -> Design:
     """Load the manifest, compile the chosen layers (default all, in order) for a ``rows`` x
     ``cols`` array, and compute the golden outputs of the test inputs (``inputs``: a .npy of
     integers or an integer array, ``input_source`` saying where it came from; default ``vectors``
@@ -125,7 +125,8 @@ def prepare_design(manifest_dir: str | os.PathLike, *, rows: int, cols: int, bat
     layer's output words (:func:`check_labels`). With a ``family``, the cells' select is encoded
     as :func:`onehot_select` says for it. A CNN manifest with no ``layers`` picked runs whole, image
     words in (:func:`colcomb.hdl.network.image_network`), in passes of ``pass_vectors``.
-    ``cell_memory``: where the cell words live (:data:`colcomb.hdl.program.CELL_MEMORIES`)."""
+    ``cell_memory``: where the cell words live (:data:`colcomb.hdl.program.CELL_MEMORIES`),
+    ``requant_stages`` the requantizer's pipeline depth."""
     from colcomb.hdl.network import image_network
     from colcomb.hdl.program import Program
     from colcomb.packer.golden import check_inputs, run_network
@@ -138,7 +139,7 @@ def prepare_design(manifest_dir: str | os.PathLike, *, rows: int, cols: int, bat
     onehot = family is not None and onehot_select(family, cell, max(la.alpha for la in chosen))
     program = Program.compile(chosen, rows=rows, cols=cols, cell=cell, onehot=onehot,
                               stages=network.stages if network else None, pass_vectors=pass_vectors,
-                              cell_memory=cell_memory, **kwargs)
+                              cell_memory=cell_memory, requant_stages=requant_stages, **kwargs)
     if labels is not None and inputs is None:
         raise ColcombError("labels need the test inputs they label (--inputs or --test-split)")
     if isinstance(inputs, np.ndarray):
@@ -307,7 +308,7 @@ def synthesize(manifest_dir: str | os.PathLike, *, board: str, rows: int, cols: 
                dsp: bool | None = None, nextpnr_seed: int = 1, log=None, cell: str = "parallel",
                throughput: bool = True, progress=None, labels=None, input_source: str | None = None,
                pass_vectors: int | None = None, router: str | None = None,
-               cell_memory: str = "rom") -> dict:
+               cell_memory: str = "rom", requant_stages: int = 2) -> dict:
     """Build the self-testing board top for ``board`` and write ``out/report.json``.
 
     ``inputs``: a .npy path or an integer array of test inputs (``input_source`` names where an
@@ -321,7 +322,7 @@ def synthesize(manifest_dir: str | os.PathLike, *, board: str, rows: int, cols: 
     :class:`colcomb.core.progress.Stages`) shows the stages. ``cell_memory="spram"`` (iCE40
     UltraPlus boards) keeps the cell words in SPRAM, loaded from the SPI flash at power-up: the
     image goes to ``out/cells.flash.bin``, to be programmed at :data:`FLASH_OFFSET`
-    (``report["flash"]`` says how).
+    (``report["flash"]`` says how). ``requant_stages``: the requantizer's pipeline depth.
 
     Returns the report. Raises :class:`ColcombError` (after writing the report, marked failed)
     when the design does not fit, misses the clock, or a tool fails.
@@ -347,7 +348,7 @@ def synthesize(manifest_dir: str | os.PathLike, *, board: str, rows: int, cols: 
     design = prepare_design(manifest_dir, rows=rows, cols=cols, batch=batch, layers=layers,
                             vectors=vectors, seed=seed, inputs=inputs, cell=cell, family=family,
                             labels=labels, input_source=input_source, pass_vectors=pass_vectors,
-                            cell_memory=cell_memory)
+                            cell_memory=cell_memory, requant_stages=requant_stages)
     use_dsp, dsp_cells = dsp_plan(spec, family, design.program, dsp)
     prog = design.program = dataclasses.replace(design.program, dsp_cells=dsp_cells)
 
@@ -419,7 +420,7 @@ def synthesize(manifest_dir: str | os.PathLike, *, board: str, rows: int, cols: 
             "provenance": {**design.provenance,
                            "parameters": {**design.provenance["parameters"], "board": spec.name,
                                           "clock_mhz": clock_mhz, "dsp": use_dsp, "cell": cell,
-                                          "cell_memory": cell_memory,
+                                          "cell_memory": cell_memory, "requant_stages": requant_stages,
                                           "pass_vectors": prog.pass_vectors if prog.stages else None,
                                           "nextpnr_seed": nextpnr_seed, "router": router}},
             "tools": {
@@ -441,7 +442,7 @@ def synthesize(manifest_dir: str | os.PathLike, *, board: str, rows: int, cols: 
             _stage(progress, "simulate")
             measured = measure_cycles_per_inference(manifest_dir, rows=rows, cols=cols, batch=prog.batch,
                                                     layers=layers, cell=cell, seed=seed, pass_vectors=pass_vectors,
-                                                    cell_memory=cell_memory)
+                                                    cell_memory=cell_memory, requant_stages=requant_stages)
         try:
             plan = platform.build(top, name="top", build_dir=str(build_dir), do_build=False, **overrides)
             plan.extract(str(build_dir))
@@ -519,7 +520,8 @@ def labelled_report(design: Design) -> dict:
 
 def measure_cycles_per_inference(manifest_dir, *, rows: int, cols: int, batch: int, layers=None,
                                  cell: str = "parallel", seed: int = 0, batches: int = 8,
-                                 pass_vectors: int | None = None, cell_memory: str = "rom") -> dict:
+                                 pass_vectors: int | None = None, cell_memory: str = "rom",
+                                 requant_stages: int = 2) -> dict:
     """Run the design of the chosen layers in Verilator (the fast bench of ``colcomb simulate``)
     on ``batches`` full batches of random inputs and return ``{"cycles_per_inference", "vectors",
     "passed", "summary", "run_dir"}``: the steady state (cycles between the ends of full batches,
@@ -531,7 +533,7 @@ def measure_cycles_per_inference(manifest_dir, *, rows: int, cols: int, batch: i
     try:
         res = simulate(manifest_dir, rows, cols, vectors=batches * batch, seed=seed, batch=batch,
                        layers=layers, cell=cell, check=False, bench="fast", pass_vectors=pass_vectors,
-                       cell_memory=cell_memory)
+                       cell_memory=cell_memory, requant_stages=requant_stages)
     except ColcombError as exc:
         if "Verilator is not installed" in str(exc) or "no verilator" in str(exc):
             return {"absent": f"no simulation: {exc}"}

@@ -109,6 +109,7 @@ def generate_layers(
     shadow: bool = False,
     cell_memory: str = "rom",
     flash_model: bool = False,
+    requant_stages: int = 2,
 ) -> Design:
     """Like :func:`generate`, from layers already in memory. ``OUT`` is replaced whole (see
     :mod:`colcomb.core.outdir`); ``inputs`` are files it must not hold; ``provenance`` (where
@@ -122,7 +123,8 @@ def generate_layers(
     program = Program.compile(layers, rows=rows, cols=cols, batch=batch,
                               weight_bits=weight_bits, data_bits=data_bits, acc_bits=acc_bits, cell=cell,
                               stages=network.stages if network else None, pass_vectors=pass_vectors,
-                              beat=beat, shadow=shadow, cell_memory=cell_memory)
+                              beat=beat, shadow=shadow, cell_memory=cell_memory,
+                              requant_stages=requant_stages)
     out = Path(out_dir)
     if isinstance(tb_vectors, bool) or not isinstance(tb_vectors, int) or tb_vectors < 0:
         raise ColcombError(f"the testbench's vector count must be 0 (none) or more, not {tb_vectors!r}")
@@ -197,6 +199,7 @@ def generate(
     shadow: bool = False,
     cell_memory: str = "rom",
     flash_model: bool = False,
+    requant_stages: int = 2,
 ) -> Design:
     """Elaborate the accelerator for the manifest's network on a ``rows`` x ``cols`` array.
 
@@ -213,7 +216,8 @@ def generate(
     (``tb_seed``) go into the self-checking testbench ``tb_<top>.v`` with its input and
     golden-model output images (:mod:`colcomb.hdl.testbench`). ``pass_vectors``: a CNN's
     vectors per pass, ``beat``: words per stream beat, ``shadow``: shadow weights, ``cell_memory``:
-    where the cell words live (:meth:`colcomb.hdl.program.Program.compile`). With the cell words in
+    where the cell words live, ``requant_stages``: the requantizer's pipeline depth
+    (:meth:`colcomb.hdl.program.Program.compile`). With the cell words in
     SPRAM, ``<top>.cells.flash.bin`` is the image the board's flash holds at 1 MiB, and ``<top>.v``
     has the flash's pins, or with ``flash_model`` a simulation model of the flash holding the image
     (then, and only then, the testbench is written).
@@ -225,10 +229,12 @@ def generate(
                   "weight_bits": weight_bits, "data_bits": data_bits, "acc_bits": acc_bits,
                   "lint": lint, **({"pass_vectors": pass_vectors} if pass_vectors is not None else {}),
                   **({"beat": beat} if beat != 1 else {}), **({"shadow": True} if shadow else {}),
-                  **({"cell_memory": cell_memory, "flash_model": bool(flash_model)} if cell_memory != "rom" else {})}
+                  **({"cell_memory": cell_memory, "flash_model": bool(flash_model)} if cell_memory != "rom" else {}),
+                  **({"requant_stages": requant_stages} if requant_stages != 2 else {})}
     return generate_layers(chosen, rows, cols, out_dir, batch=batch, top=top,
                            weight_bits=weight_bits, data_bits=data_bits, acc_bits=acc_bits,
                            lint=lint, cell=cell, tb_vectors=tb_vectors, tb_seed=tb_seed, network=network,
                            pass_vectors=pass_vectors, beat=beat, shadow=shadow, cell_memory=cell_memory,
-                           flash_model=flash_model, inputs=[manifest_dir], provenance=manifest.provenance(
+                           flash_model=flash_model, requant_stages=requant_stages,
+                           inputs=[manifest_dir], provenance=manifest.provenance(
                                [la.name for la in chosen], parameters))

@@ -53,6 +53,7 @@ from colcomb.packer.rom import cell_words
 __all__ = [
     "CELLS",
     "CELL_MEMORIES",
+    "REQUANT_STAGES",
     "Program",
     "bits_for",
     "cell_layout",
@@ -72,6 +73,9 @@ CELLS = ("parallel", "serial")
 #: where the cell words live: block RAM initialised by the bitstream, or the iCE40 UltraPlus's
 #: SPRAM, loaded from the SPI flash at power-up (:mod:`colcomb.hdl.flash_loader`)
 CELL_MEMORIES = ("rom", "spram")
+#: the requantizer's pipeline depths: 2, or 3 with a register after its shifter
+#: (:class:`~colcomb.hdl.requant.Requantizer` ``stages``)
+REQUANT_STAGES = (2, 3)
 #: an image network's layer runs its (image, position) vectors in passes of at most this many
 #: over its tiles (whole pooling windows): long passes load each tile's weights rarely, and the
 #: accumulator memory this deep costs no more block RAM (its width, rows x acc_bits, sets that)
@@ -218,6 +222,8 @@ class Program:
     shadow: bool = False
     #: where the cell words live, one of :data:`CELL_MEMORIES`
     cell_memory: str = "rom"
+    #: the requantizer's pipeline depth (:class:`~colcomb.hdl.requant.Requantizer` ``stages``)
+    requant_stages: int = 2
     #: image networks: per layer, the constants of :attr:`layer_constants`
     layer_info: list[dict] = field(default_factory=list)
     #: image networks: the window origin (address in the padded input map) of every computed
@@ -606,6 +612,7 @@ class Program:
             "beat": self.beat,
             "shadow": self.shadow,
             "cell_memory": self.cell_memory,
+            "requant_stages": self.requant_stages,
             **({"cell_words": len(self.cells), "cell_bits": self.cell_bits,
                 "flash_image_bytes": len(self.cells) * word_bytes(self.cell_bits),
                 "flash_offset": FLASH_OFFSET, "load_cycles": self.load_cycles}
@@ -654,6 +661,7 @@ class Program:
         beat: int = 1,
         shadow: bool = False,
         cell_memory: str = "rom",
+        requant_stages: int = 2,
     ) -> Program:
         """Check ``layers`` against the array and compute the ROM images.
 
@@ -671,6 +679,8 @@ class Program:
         ``beat``: activation words per stream beat (:meth:`check_beat`). ``shadow``: a chain's
         next tile loads into shadow weights while a tile streams (:attr:`shadow`).
         ``cell_memory``: where the cell words live (:data:`CELL_MEMORIES`, :meth:`check_cell_memory`).
+        ``requant_stages``: the requantizer's pipeline depth, 2 or 3 (a register after its shifter:
+        a cycle more per layer flush, a shorter critical path).
         """
         for label, value in (("rows", rows), ("cols", cols), ("batch", batch)):
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
@@ -687,6 +697,9 @@ class Program:
             raise ColcombError("shadow weights are for a chain of matrices: a CNN run whole on chip loads its tiles "
                                "behind each pass's vectors already (the banked array) or per pass; leave --shadow out "
                                "or pick the layers with --layer")
+        if requant_stages not in REQUANT_STAGES or isinstance(requant_stages, bool):
+            raise ColcombError(f"requant_stages must be one of {', '.join(map(str, REQUANT_STAGES))}, "
+                               f"not {requant_stages!r}")
         if cell_memory not in CELL_MEMORIES:
             raise ColcombError(f"cell_memory must be one of {', '.join(CELL_MEMORIES)}, not {cell_memory!r}")
         if pass_vectors is None:
@@ -785,6 +798,7 @@ class Program:
                 beat=beat,
                 shadow=bool(shadow),
                 cell_memory=cell_memory,
+                requant_stages=int(requant_stages),
             )
             if stages is None:
                 prog._build()

@@ -16,14 +16,14 @@ from amaranth.lib.wiring import In, Out
 
 from colcomb.hdl.params import check_int, validated
 from colcomb.hdl.pipeline import delay
-from colcomb.hdl.program import bits_for
+from colcomb.hdl.program import REQUANT_STAGES, bits_for
 from colcomb.packer.packed import MAX_SHIFT, MULTIPLIER_BITS
 
 __all__ = ["Requantizer", "SharedRequantizer"]
 
 
 class Requantizer(wiring.Component):
-    """``lanes`` parallel requantizers, pipelined, :attr:`latency` = 2 cycles.
+    """``lanes`` parallel requantizers, pipelined, :attr:`latency` = ``stages`` cycles.
 
     For each lane: ``y = (sum + bias) * mult``; ``y = (y + 2**(shift-1)) >> shift`` (arithmetic
     shift, i.e. round half up; no rounding term when ``shift == 0``); clamp to ``[lo, hi]``.
@@ -44,6 +44,10 @@ class Requantizer(wiring.Component):
         Largest shift any row uses (0..62); sizes the ``shift`` inputs and the barrel shifter.
     clamps : sequence of (int, int)
         Clamp bounds of each layer, inside the ``data_bits`` range.
+    stages : int
+        Pipeline depth, one of :data:`REQUANT_STAGES`: 2 (the product, then the shift, rounding
+        and clamp), or 3 (a register after the shift: the rounding and clamp get a cycle of their
+        own, a shorter critical path where the shifter and the clamp's comparisons are slow).
 
     Members
     -------
@@ -63,11 +67,13 @@ class Requantizer(wiring.Component):
         The requantized values of the inputs :attr:`latency` cycles before.
     """
 
-    latency = 2
-
     @validated
     def __init__(self, *, lanes: int, acc_bits: int = 32, data_bits: int = 8,
-                 max_shift: int = 0, clamps: Sequence[tuple[int, int]] = ((-128, 127),)):
+                 max_shift: int = 0, clamps: Sequence[tuple[int, int]] = ((-128, 127),), stages: int = 2):
+        if stages not in REQUANT_STAGES:
+            raise ValueError(f"stages must be one of {REQUANT_STAGES}, not {stages!r}")
+        #: cycles from ``valid`` to ``out_valid``
+        self.latency = stages
         self.lanes = check_int("lanes", lanes)
         self.acc_bits = check_int("acc_bits", acc_bits, 2)
         self.data_bits = check_int("data_bits", data_bits, 2)
@@ -96,9 +102,9 @@ class Requantizer(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         prod_bits = self.acc_bits + 1 + MULTIPLIER_BITS + 1
-        layer1 = Signal.like(self.layer)
-        valid1 = Signal()
-        m.d.sync += [layer1.eq(self.layer), valid1.eq(self.valid), self.out_valid.eq(valid1)]
+        # the layer (its clamp) and valid follow the value through the stages
+        layer_at = delay(m, self.layer, self.latency - 1, "layer_at")
+        m.d.comb += self.out_valid.eq(delay(m, self.valid, self.latency, "valid_at"))
 
         lo = Array(Const(c[0], signed(self.data_bits)) for c in self.clamps)
         hi = Array(Const(c[1], signed(self.data_bits)) for c in self.clamps)
@@ -110,13 +116,17 @@ class Requantizer(wiring.Component):
             halves = Signal(signed(prod_bits + 1), name=f"halves_{i}")  # y / 2**(shift-1)
             doubled = Cat(Const(0, 1), prod).as_signed()
             # no shifter at all when every row's shift is 0 (the ROM field then holds 0)
-            m.d.comb += halves.eq(doubled >> shift if self.max_shift else doubled)
+            shifted = doubled >> shift if self.max_shift else doubled
+            if self.latency == 3:
+                m.d.sync += halves.eq(shifted)
+            else:
+                m.d.comb += halves.eq(shifted)
             rounded = Signal(signed(prod_bits + 1), name=f"rounded_{i}")
             m.d.comb += rounded.eq((halves + 1) >> 1)
-            with m.If(rounded < lo[layer1]):
-                m.d.sync += self.out[i].eq(lo[layer1])
-            with m.Elif(rounded > hi[layer1]):
-                m.d.sync += self.out[i].eq(hi[layer1])
+            with m.If(rounded < lo[layer_at]):
+                m.d.sync += self.out[i].eq(lo[layer_at])
+            with m.Elif(rounded > hi[layer_at]):
+                m.d.sync += self.out[i].eq(hi[layer_at])
             with m.Else():
                 m.d.sync += self.out[i].eq(rounded)
         return m
@@ -142,6 +152,8 @@ class SharedRequantizer(wiring.Component):
         As for :class:`Requantizer`.
     meta : Layout
         What travels with a vector (its write-back descriptor), handed out with its outputs.
+    stages : int
+        The lanes' pipeline depth (:class:`Requantizer`).
 
     Members
     -------
@@ -169,7 +181,7 @@ class SharedRequantizer(wiring.Component):
     @validated
     def __init__(self, *, rows: int, steps: int = 1, acc_bits: int = 32, data_bits: int = 8,
                  max_shift: int = 0, clamps: Sequence[tuple[int, int]] = ((-128, 127),),
-                 meta: data.Layout | None = None):
+                 meta: data.Layout | None = None, stages: int = 2):
         self.rows = check_int("rows", rows)
         self.steps = check_int("steps", steps)
         self.lanes = -(-rows // steps)
@@ -177,7 +189,7 @@ class SharedRequantizer(wiring.Component):
             raise ValueError(f"steps {steps!r} leaves steps without a row: {rows} rows over "
                              f"{self.lanes} lanes take {-(-rows // self.lanes)} steps")
         self.lane = Requantizer(lanes=self.lanes, acc_bits=acc_bits, data_bits=data_bits,
-                                max_shift=max_shift, clamps=clamps)
+                                max_shift=max_shift, clamps=clamps, stages=stages)
         self.meta_layout = data.StructLayout({}) if meta is None else meta
         lane = self.lane.signature.members
         super().__init__({
@@ -197,13 +209,13 @@ class SharedRequantizer(wiring.Component):
         })
 
     @staticmethod
-    def latency_for(steps: int) -> int:
-        """Cycles from ``valid`` to ``out_valid``: the steps, then the lane's pipeline."""
-        return steps - 1 + Requantizer.latency
+    def latency_for(steps: int, stages: int = 2) -> int:
+        """Cycles from ``valid`` to ``out_valid``: the steps, then the lane's ``stages``."""
+        return steps - 1 + stages
 
     @property
     def latency(self) -> int:
-        return self.latency_for(self.steps)
+        return self.latency_for(self.steps, self.lane.latency)
 
     def elaborate(self, platform):
         m = Module()
@@ -224,7 +236,7 @@ class SharedRequantizer(wiring.Component):
 
         # the lane's outputs of each step but the last wait in `kept`; the last joins them
         done_step = Signal.like(step)
-        m.d.comb += done_step.eq(delay(m, step, Requantizer.latency, "done_step"))
+        m.d.comb += done_step.eq(delay(m, step, lane.latency, "done_step"))
         kept = Signal(data.ArrayLayout(signed(self.lane.data_bits), self.rows))
         last = steps - 1
         for r in range(self.rows):
@@ -248,7 +260,8 @@ class SharedRequantizer(wiring.Component):
         meta_last = Signal(self.meta_layout)
         with m.If(active & (step == last)):
             m.d.sync += meta_last.eq(current)
-        out_meta = delay(m, meta_last, Requantizer.latency - 1, "out_meta")
-        in_lane = delay(m, active, 1, "in_lane")
-        m.d.comb += [self.out_meta.eq(out_meta), self.busy.eq(active | in_lane | lane.out_valid)]
+        out_meta = delay(m, meta_last, lane.latency - 1, "out_meta")
+        # busy while any stage of the lane holds a step (the last one is out_valid's)
+        in_lane = [delay(m, active, k, f"in_lane_{k}") for k in range(1, lane.latency)]
+        m.d.comb += [self.out_meta.eq(out_meta), self.busy.eq(Cat(active, *in_lane, lane.out_valid).any())]
         return m

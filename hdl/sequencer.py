@@ -192,7 +192,7 @@ class Sequencer(wiring.Component):
         when DRAIN ends) pass the accumulator, the requantizer's steps and pipeline and the
         writes ROM, its words are written one per cycle, and the FSM moves on the cycle after."""
         return (Accumulate.latency_for(program.cell == "serial")
-                + SharedRequantizer.latency_for(program.requant_steps)
+                + SharedRequantizer.latency_for(program.requant_steps, program.requant_stages)
                 + (PoolWriteBack.latency if program.stages else WriteBack.latency) + words_written)
 
     @staticmethod
@@ -204,7 +204,7 @@ class Sequencer(wiring.Component):
                                  acc_bits=program.acc_bits, data_bits=program.data_bits,
                                  max_shift=program.max_shift,
                                  clamps=[layer.requant.clamp for layer in program.layers],
-                                 meta=result_layout(program.tile_layout))
+                                 meta=result_layout(program.tile_layout), stages=program.requant_stages)
 
     @property
     def prep_cycles(self) -> int:

@@ -203,6 +203,7 @@ def build(
     beat: int = 1,
     shadow: bool = False,
     cell_memory: str = "rom",
+    requant_stages: int = 2,
 ) -> Build:
     """Generate the design for ``layers`` and compile it with Verilator, unless a build of the
     same Verilog and parameters exists under ``root`` (then it is reused). ``opt`` is the C++
@@ -213,7 +214,8 @@ def build(
     beat (:attr:`colcomb.hdl.program.Program.beat`); ``shadow``: shadow weights
     (:attr:`colcomb.hdl.program.Program.shadow`); ``cell_memory``: where the cell words live (in
     SPRAM the design runs with a model of the flash holding their image,
-    :class:`colcomb.hdl.flash_model.TopWithFlash`)."""
+    :class:`colcomb.hdl.flash_model.TopWithFlash`); ``requant_stages``: the requantizer's pipeline
+    depth."""
     if opt not in OPT_LEVELS:
         raise ColcombError(f"opt must be one of {', '.join(OPT_LEVELS)}, not {opt!r}")
     t0 = time.perf_counter()
@@ -225,7 +227,7 @@ def build(
     try:
         design = generate_layers(layers, rows, cols, tmp, batch=batch, top=top, cell=cell, network=network,
                                  pass_vectors=pass_vectors, beat=beat, shadow=shadow, cell_memory=cell_memory,
-                                 flash_model=cell_memory == "spram")
+                                 flash_model=cell_memory == "spram", requant_stages=requant_stages)
         build_args = X_RANDOM_BUILD_ARGS if x_random else BUILD_ARGS
         params = {"rows": rows, "cols": cols, "batch": batch, "waves": bool(waves), "top": top,
                   "opt": opt, "build_args": build_args, "harness": HARNESS_VERSION, **_tool_versions()}
@@ -483,6 +485,7 @@ def simulate(
     beat: int = 1,
     shadow: bool = False,
     cell_memory: str = "rom",
+    requant_stages: int = 2,
 ) -> SimResult:
     """Simulate the manifest's network on a ``rows`` x ``cols`` array in Verilator and check
     every output word against the golden model.
@@ -499,7 +502,8 @@ def simulate(
     is called with the name of each stage ("build", "simulate") as it starts, and the simulation's
     expected seconds (``eta_s``, :func:`estimate_seconds`) where an earlier run tells;
     ``pass_vectors``: a CNN's vectors per pass, ``beat``: words per stream beat, ``shadow``: shadow
-    weights, ``cell_memory``: where the cell words live (:func:`build`). Returns a
+    weights, ``cell_memory``: where the cell words live, ``requant_stages``: the requantizer's
+    pipeline depth (:func:`build`). Returns a
     :class:`SimResult`; with ``check`` (default) raises :class:`SimulationMismatch` unless every
     output equals the golden model.
     """
@@ -519,7 +523,8 @@ def simulate(
     if progress:
         progress("build")
     built = build(hw, rows, cols, batch=batch, waves=waves, root=root, opt=opt, cell=cell, network=network,
-                  pass_vectors=pass_vectors, beat=beat, shadow=shadow, cell_memory=cell_memory)
+                  pass_vectors=pass_vectors, beat=beat, shadow=shadow, cell_memory=cell_memory,
+                  requant_stages=requant_stages)
     if progress:
         progress("simulate", eta_s=estimate_seconds(built, x.shape[0], bench, idle=idle, stall=stall))
     return run(built, manifest_dir, x, idle=idle, stall=stall, seed=seed, waves=waves,

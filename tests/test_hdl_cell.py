@@ -255,13 +255,15 @@ def test_array_streams_one_vector_per_cycle(rows, cols, alpha, dsp_cells):
     assert np.array_equal(np.array(got), expect)
 
 
-def test_requantizer_equals_golden_requantize():
+@pytest.mark.parametrize("stages", [2, 3])
+def test_requantizer_equals_golden_requantize(stages):
     """Per-lane shifts that differ within one vector (0, 1, 15, 40, 62 side by side), exact
-    halves (ties round up), the most negative sum, and each layer's clamp."""
+    halves (ties round up), the most negative sum, and each layer's clamp; in either pipeline."""
     rng = np.random.default_rng(7)
     lanes = 5
     clamps = [(-128, 127), (0, 127), (0, 48), (-5, 5)]
-    dut = Requantizer(lanes=lanes, acc_bits=32, data_bits=8, max_shift=62, clamps=clamps)
+    dut = Requantizer(lanes=lanes, acc_bits=32, data_bits=8, max_shift=62, clamps=clamps, stages=stages)
+    assert dut.latency == stages
     cases = []
     for layer, clamp in enumerate(clamps):
         for k in range(16):
@@ -310,20 +312,23 @@ def test_requantizer_equals_golden_requantize():
     assert np.array_equal(np.array(got), expect)
 
 
-@pytest.mark.parametrize(("rows", "steps", "gap"), [(7, 3, 0), (8, 8, 0), (8, 8, 5), (4, 1, 0)])
-def test_shared_requantizer_equals_golden_requantize(rows, steps, gap):
+@pytest.mark.parametrize(("rows", "steps", "gap", "stages"),
+                         [(7, 3, 0, 2), (8, 8, 0, 2), (8, 8, 5, 2), (4, 1, 0, 2), (8, 8, 5, 3), (4, 1, 3, 3)])
+def test_shared_requantizer_equals_golden_requantize(rows, steps, gap, stages):
     """Rows shared over fewer lanes: each vector's rows in ``steps`` cycles, vectors back to back
     (every ``steps`` cycles) or with idle cycles between; the bench plays the requant ROM (one
     cycle of latency, addressed from ``more``/``step`` as the sequencer does) and the
     accumulator (the step's rows in the step's cycle, junk otherwise). Outputs and the vector's
-    meta against :func:`requantize` per vector."""
+    meta against :func:`requantize` per vector; ``busy`` from each vector's first step to its
+    outputs (the sequencer's end-of-layer wait counts on it)."""
     from amaranth.lib import data
 
     rng = np.random.default_rng(rows * 10 + steps)
     clamps = [(-128, 127), (0, 127)]
     meta = data.StructLayout({"tag": 8})
     dut = SharedRequantizer(rows=rows, steps=steps, acc_bits=24, data_bits=8, max_shift=30,
-                            clamps=clamps, meta=meta)
+                            clamps=clamps, meta=meta, stages=stages)
+    assert dut.latency == steps - 1 + stages
     lanes = dut.lanes
     assert lanes == -(-rows // steps)
     vectors = []
@@ -338,7 +343,7 @@ def test_shared_requantizer_equals_golden_requantize(rows, steps, gap):
             name = "t"
 
         vectors.append((v % 2, acc, rq, requantize(_L, acc[None, :])[0]))
-    got, tags = [], []
+    got, tags, busy, out_at = [], [], [], []
 
     def coefficients(v, step):
         rq = vectors[v][2]
@@ -376,13 +381,18 @@ def test_shared_requantizer_equals_golden_requantize(rows, steps, gap):
             else:
                 nxt = starts.get(t + 1)
                 word = (nxt, 0) if nxt is not None else None
+            busy.append(ctx.get(dut.busy))
             await ctx.tick()
             if ctx.get(dut.out_valid):
                 got.append([ctx.get(dut.out[r]) for r in range(rows)])
                 tags.append(ctx.get(dut.out_meta.tag))
+                out_at.append(t + 1)
 
     _run(dut, bench)
     assert tags == [100 + v for v in range(len(vectors))]
+    for v, end in enumerate(out_at):
+        assert end - v * (steps + gap) == dut.latency
+        assert all(busy[v * (steps + gap):end]), f"vector {v}: busy dropped while it was in flight"
     assert len(np.unique([v[3] for v in vectors])) > rows  # not all saturated
     assert np.array_equal(np.array(got), np.array([v[3] for v in vectors]))
 

@@ -309,3 +309,16 @@ def test_row_runs_need_one_kernel_row_of_the_first_layer():
     with pytest.raises(ColcombError, match="a run of 3 pixels is wider than a word's 2 lanes: combine with alpha 3"):
         Program.compile([narrow, *pairs[1:]], rows=4, cols=4, batch=2, cell="parallel",
                         stages=stages_of(graph2, shape2, {la.name: la.shape for la in pairs}))
+
+
+@pytest.mark.parametrize("cell", ["serial", "parallel"])
+def test_an_image_network_with_a_three_stage_requantizer(cell):
+    rng = np.random.default_rng(9)
+    layers, graph, shape = random_cnn(rng, alpha=4, size=6)
+    stages = stages_of(graph, shape, {la.name: la.shape for la in layers})
+    prog = Program.compile(layers, rows=4, cols=4, batch=2, cell=cell, stages=stages, pass_vectors=8,
+                           requant_stages=3)
+    x = rng.integers(-128, 128, (3, *shape))
+    got = run_top(prog, 4, 4, x.reshape(3, -1), max_cycles=200_000)
+    assert np.array_equal(got.outputs, run_graph(layers, graph, x))
+    assert got.cycles == network_cycles(prog, 3)["total"]

@@ -167,3 +167,32 @@ def test_serial_shapes_bit_exact(rows, cols, data_bits, batch, vectors):
     res = run_top(prog, rows, cols, x)
     assert np.array_equal(res.outputs, run_network(layers, x))
     assert res.cycles == network_cycles(prog, vectors)["total"]
+
+
+@pytest.mark.parametrize("cell", ["parallel", "serial"])
+@pytest.mark.parametrize(("rows", "cols", "batch", "shadow"), [(8, 3, 1, False), (8, 3, 3, True), (4, 2, 8, False)])
+def test_a_three_stage_requantizer_is_bit_exact_and_counted(cell, rows, cols, batch, shadow):
+    """``requant_stages=3``: one cycle more per layer flush, in the cycle model too. Short tiles
+    on 8 rows leave a vector in the requantizer's middle stage as the layer ends: the end-of-layer
+    wait must see it (it did not when ``busy`` covered two stages)."""
+    from colcomb.hdl.cycles import network_cycles
+
+    rng = np.random.default_rng(83)
+    layers = [random_layer(rng, 9, 30, 4, gamma=0.25, name="l0", activation="relu", block_rows=6),
+              random_layer(rng, 6, 9, 2, name="l1")]
+    x = inputs(np.random.default_rng(batch), 2 * batch + 1, 30)
+    prog = Program.compile(layers, rows=rows, cols=cols, batch=batch, cell=cell, shadow=shadow, requant_stages=3)
+    res = run_top(prog, rows, cols, x)
+    assert np.array_equal(res.outputs, run_network(layers, x))
+    assert res.cycles == network_cycles(prog, len(x))["total"]
+    two = Program.compile(layers, rows=rows, cols=cols, batch=batch, cell=cell, shadow=shadow)
+    assert network_cycles(prog, len(x))["engine"] > network_cycles(two, len(x))["engine"]
+
+
+def test_a_requantizer_depth_other_than_two_or_three_is_refused():
+    from colcomb.core.errors import ColcombError
+
+    layer = random_layer(np.random.default_rng(0), 6, 8, alpha=2)
+    for bad in (1, 4, True, "3"):
+        with pytest.raises(ColcombError, match="requant_stages must be one of 2, 3"):
+            Program.compile([layer], rows=2, cols=2, requant_stages=bad)

@@ -786,6 +786,8 @@ def _report_args(p: argparse.ArgumentParser) -> None:
                    "built it, else LUTs)")
     _cell_arg(p, default=None)
     _pass_arg(p)
+    p.add_argument("--requant-stages", type=int, choices=[2, 3], default=None,
+                   help="the requantizer's pipeline depth (default: as the synthesis report built it, else 2)")
     p.add_argument("--out", type=Path, required=True, help="output folder: cost.json, cost.md, heatmap.png")
 
 
@@ -796,7 +798,7 @@ def _report(args: argparse.Namespace) -> int:
     from colcomb.fpga.cost import cost_report, markdown
 
     rows, cols, board, batch, dsp, cell = args.rows, args.cols, args.board, args.batch, args.dsp, args.cell
-    passes = args.pass_vectors
+    passes, stages = args.pass_vectors, args.requant_stages
     if args.synth_report is not None:
         try:
             srep = json.loads(args.synth_report.read_text())
@@ -807,6 +809,7 @@ def _report(args: argparse.Namespace) -> int:
             dsp = bool(srep["options"]["dsp"]) if dsp is None else dsp
             cell = cell or srep["array"].get("cell", "parallel")
             passes = passes or srep["array"].get("pass_vectors")
+            stages = stages or srep["array"].get("requant_stages", 2)
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ColcombError(f"{args.synth_report}: not a colcomb synthesis report ({exc})") from None
     if args.clock is not None and not (args.clock > 0 and math.isfinite(args.clock)):
@@ -814,7 +817,8 @@ def _report(args: argparse.Namespace) -> int:
     report = cost_report(args.manifest, rows=rows or 8, cols=cols or 8, out=args.out, board=board or "icebreaker",
                          batch=batch, vectors=args.vectors, clock_mhz=args.clock,
                          synth_report=args.synth_report, layers=args.layer, synth=not args.no_synth,
-                         dsp=bool(dsp), cell=cell or "parallel", pass_vectors=passes)
+                         dsp=bool(dsp), cell=cell or "parallel", pass_vectors=passes,
+                         requant_stages=stages or 2)
     print(markdown(report))
     print(f"wrote {args.out / 'cost.json'}, {args.out / 'cost.md'}, {args.out / 'heatmap.png'}")
     return 0

@@ -207,10 +207,11 @@ def cost_report(manifest_dir: str | os.PathLike, *, rows: int, cols: int, out: s
                 board: str = "icebreaker", batch: int | None = None, vectors: int | None = None,
                 clock_mhz: float | None = None, synth_report: str | os.PathLike | None = None,
                 layers: list[str] | None = None, synth: bool = True, dsp: bool = False,
-                cell: str = "parallel", pass_vectors: int | None = None) -> dict:
+                cell: str = "parallel", pass_vectors: int | None = None, requant_stages: int = 2) -> dict:
     """Compare the dense and the column-combined array for the manifest's layers; write
     ``out/cost.json``, ``out/cost.md`` and ``out/heatmap.png``; return the report.
-    ``pass_vectors``: a CNN's vectors per pass (:meth:`colcomb.hdl.program.Program.compile`)."""
+    ``pass_vectors``: a CNN's vectors per pass, ``requant_stages`` the requantizer's pipeline depth
+    (:meth:`colcomb.hdl.program.Program.compile`)."""
     from colcomb.core.tools import tool_env, tool_version
     from colcomb.fpga.boards import get_board
     from colcomb.hdl.network import image_network
@@ -223,7 +224,7 @@ def cost_report(manifest_dir: str | os.PathLike, *, rows: int, cols: int, out: s
     manifest = load_manifest(manifest_dir)
     network = image_network(manifest, layers)  # a CNN runs whole, as synthesize builds it
     chosen = network.layers if network else manifest.chain(layers)
-    kw = {} if batch is None else {"batch": batch}
+    kw = {"requant_stages": requant_stages} if batch is None else {"batch": batch, "requant_stages": requant_stages}
     if network:
         kw.update(stages=network.stages, pass_vectors=pass_vectors)
     combined = Program.compile(chosen, rows=rows, cols=cols, cell=cell, **kw)

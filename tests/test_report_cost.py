@@ -187,3 +187,24 @@ def test_report_of_a_cnn_build_runs_its_passes(tmp_path, capsys):
     cycles = {p: network_cycles(Program.compile(net.layers, rows=4, cols=2, batch=2, stages=net.stages,
                                                 pass_vectors=p), 2)["engine"] for p in (8, 256)}
     assert cycles[8] > cycles[256] and rep["combined"]["engine_cycles"] == cycles[8]
+
+
+def test_report_of_a_three_stage_requantizer_build_counts_its_stage(tmp_path):
+    """A build with --requant-stages 3 is priced with its own pipeline: one cycle more per layer
+    end than the default's."""
+    from hw_layers import random_layer
+
+    rng = np.random.default_rng(1)
+    layers = [random_layer(rng, 9, 30, 4, gamma=0.25, name="l0", activation="relu"),
+              random_layer(rng, 6, 9, 2, name="l1")]
+    write_manifest(layers, tmp_path / "m")
+    srep = {"board": "icebreaker", "array": {"rows": 4, "cols": 4, "batch": 2, "cell": "parallel",
+                                             "requant_stages": 3},
+            "options": {"dsp": False}, "clock": {"fmax_mhz": 20.0}}
+    (tmp_path / "report.json").write_text(json.dumps(srep))
+    assert main(["report", str(tmp_path / "m"), "--synth-report", str(tmp_path / "report.json"), "--no-synth",
+                 "--out", str(tmp_path / "r")]) == 0
+    rep = json.loads((tmp_path / "r" / "cost.json").read_text())
+    cycles = {k: network_cycles(Program.compile(layers, rows=4, cols=4, batch=2, requant_stages=k), 2)["engine"]
+              for k in (2, 3)}
+    assert cycles[3] > cycles[2] and rep["combined"]["engine_cycles"] == cycles[3]

@@ -76,13 +76,11 @@ def with_flash(core: SelfTest, image: bytes | None = None):
     from amaranth.hdl import Module
     from amaranth.lib import wiring
 
-    from colcomb.hdl.flash_loader import flash_image
     from colcomb.hdl.flash_model import SpiFlashModel
 
-    p = core.program
     m = Module()
     m.submodules.core = core
-    m.submodules.flash = flash = SpiFlashModel(image=flash_image(p.cells, p.cell_bits) if image is None else image)
+    m.submodules.flash = flash = SpiFlashModel(image=core.program.flash_image if image is None else image)
     wiring.connect(m, core.flash, flash.flash)
     return m
 

@@ -495,9 +495,9 @@ def write_flash_image(folder: Path, program) -> dict:
     ``folder`` and return the report's ``flash``: the file, its size, offset and CRC, and the
     command that programs it beside the bitstream."""
     from colcomb.core.atomic import write_bytes
-    from colcomb.hdl.flash_loader import FLASH_IMAGE, FLASH_OFFSET, flash_crc, flash_image
+    from colcomb.hdl.flash_loader import FLASH_IMAGE, FLASH_OFFSET, flash_crc
 
-    image = flash_image(program.cells, program.cell_bits)
+    image = program.flash_image
     write_bytes(folder / FLASH_IMAGE, image)
     return {"image": FLASH_IMAGE, "bytes": len(image), "offset": FLASH_OFFSET, "crc16": f"{flash_crc(image):04x}",
             "sha256": hashlib.sha256(image).hexdigest(), "load_cycles": program.load_cycles,

@@ -190,13 +190,15 @@ def cycle_summary(program: Program) -> dict:
     engine cycles of each batch size (``engine_cycles[b - 1]`` for ``b`` vectors) with which a
     reader of the JSON computes :func:`network_cycles` without the program."""
     prep, drain = prep_cycles(program), drain_cycles(program)
+    short = Sequencer.short_prep_cycles_for(program)
+    engine = [engine_cycles(program, b) for b in range(1, program.batch + 1)]
     return {
         "prep_cycles": prep,
-        **({"short_prep_cycles": Sequencer.short_prep_cycles_for(program)} if program.shadow else {}),
+        **({"short_prep_cycles": short} if program.shadow else {}),
         "drain_cycles": drain,
         "cycles_per_tile": (f"{prep} prep"
-                            + (f" (a preloaded tile: {Sequencer.short_prep_cycles_for(program)}, or more while "
-                               "its preload runs)" if program.shadow else "") + " + batch"
+                            + (f" (a preloaded tile: {short}, or more while its preload runs)" if program.shadow
+                               else "") + " + batch"
                             + (f" x {program.cycles_per_vector}" if program.cycles_per_vector > 1 else "")
                             + f" + {drain} drain"),
         "flush_cycles": (f"{flush_cycles(program, 0)} + words written per vector by the layer's last "
@@ -205,8 +207,6 @@ def cycle_summary(program: Program) -> dict:
         "load_cycles": program.load_cycles,
         "in_cycles_per_vector": program.input_cycles,
         "out_cycles_per_vector": program.out_beats,
-        "cycles_per_inference": cycles_per_inference(
-            [engine_cycles(program, b) for b in range(1, program.batch + 1)],
-            program.input_cycles, program.out_beats),
-        "engine_cycles": [engine_cycles(program, b) for b in range(1, program.batch + 1)],
+        "cycles_per_inference": cycles_per_inference(engine, program.input_cycles, program.out_beats),
+        "engine_cycles": engine,
     }

@@ -116,7 +116,6 @@ class TopWithFlash(wiring.Component):
 
     @validated
     def __init__(self, *, program, image: bytes | None = None):
-        from colcomb.hdl.flash_loader import flash_image
         from colcomb.hdl.framing import word_layout
         from colcomb.hdl.program import Program
 
@@ -126,7 +125,7 @@ class TopWithFlash(wiring.Component):
 
         self.program = program
         self.top = Top(program=program)
-        self.image = flash_image(program.cells, program.cell_bits) if image is None else bytes(image)
+        self.image = program.flash_image if image is None else bytes(image)
         layout = word_layout(program.data_bits, program.beat)
         super().__init__({"i": In(stream.Signature(layout)), "o": Out(stream.Signature(layout)), "busy": Out(1)})
 

@@ -12,7 +12,7 @@ from colcomb.core.errors import ColcombError
 from colcomb.core.outdir import OutputFolder
 from colcomb.hdl.cycles import cycle_summary
 from colcomb.hdl.emit import portable_verilog
-from colcomb.hdl.flash_loader import FLASH_IMAGE, FLASH_OFFSET, flash_image
+from colcomb.hdl.flash_loader import FLASH_IMAGE, FLASH_OFFSET
 from colcomb.hdl.flash_model import TopWithFlash
 from colcomb.hdl.network import ImageNetwork, image_network
 from colcomb.hdl.program import Program
@@ -144,7 +144,7 @@ def generate_layers(
                 (tmp / fname).write_text(_hex_image(getattr(program, name)))
             if program.cell_memory == "spram":  # what the board's flash must hold
                 roms.append(f"{top}.{FLASH_IMAGE}")
-                (tmp / roms[-1]).write_bytes(flash_image(program.cells, program.cell_bits))
+                (tmp / roms[-1]).write_bytes(program.flash_image)
             tb = []
             # the testbench drives the stream ports alone: a top with flash pins needs the model
             if tb_vectors and (program.cell_memory != "spram" or flash_model):

@@ -36,7 +36,8 @@ from amaranth.hdl import signed, unsigned
 from amaranth.lib import data
 
 from colcomb.core.errors import ColcombError
-from colcomb.hdl.flash_loader import FLASH_OFFSET, load_cycles, word_bytes
+from colcomb.hdl.flash_loader import FLASH_OFFSET, flash_image, load_cycles, word_bytes
+from colcomb.hdl.framing import beat_words
 from colcomb.hdl.layout import LaneGeometry, RowTile, Slot, pack_rows, place_lanes
 from colcomb.hdl.network import Stage
 from colcomb.hdl.spram import SPRAM_BLOCKS, SPRAM_DEPTH, SPRAM_WIDTH, spram_blocks
@@ -296,6 +297,12 @@ class Program:
             return 0
         return load_cycles(len(self.cells), self.cell_bits)
 
+    @property
+    def flash_image(self) -> bytes:
+        """The cell words as the flash holds them with the cells in SPRAM
+        (:func:`colcomb.hdl.flash_loader.flash_image`)."""
+        return flash_image(self.cells, self.cell_bits)
+
     def check_cell_memory(self) -> None:
         """Refuse cell words the SPRAM cannot hold: at most :data:`SPRAM_BLOCKS` blocks side by
         side (64 bits a word) and :data:`SPRAM_DEPTH` words."""
@@ -409,12 +416,12 @@ class Program:
     @property
     def in_beats(self) -> int:
         """Input beats per vector: its words ``beat`` at a time, the last beat padded."""
-        return -(-self.in_words // self.beat)
+        return beat_words(self.in_words, self.beat)
 
     @property
     def out_beats(self) -> int:
         """Output beats per vector (the sender's cycles per vector)."""
-        return -(-self.out_words // self.beat)
+        return beat_words(self.out_words, self.beat)
 
     @property
     def beat_banks(self) -> int:
@@ -1047,10 +1054,10 @@ class Program:
                 raise ColcombError(f"layer {layer.name!r} max-pools {st.pool}x{st.pool} windows, more than a "
                                    f"pass's {most} vectors hold; allow passes of {window} or more")
             # vectors per pass of the layer's tiles: whole pooling windows, and no more than a
-            # batch of images gives the layer (a longer pass would only deepen the accumulator)
-            whole = -(-self.batch * st.positions // window) * window
+            # batch of images gives the layer (a longer pass would only deepen the accumulator;
+            # a layer's positions are whole windows)
             self.layer_info.append({"positions": st.positions, "pool": st.pool, "emitted": st.emitted,
-                                    "chunk": min(most - most % window, whole),
+                                    "chunk": min(most - most % window, self.batch * st.positions),
                                     "read_stride": image_words, "region_words": region,
                                     "patch_first": len(self.patches)})
             self.patches.extend(origins)

@@ -58,7 +58,7 @@ from colcomb.hdl.lane_fetch import MEMORY_READ_LATENCY, LaneFetch, memory_word_l
 from colcomb.hdl.params import validated
 from colcomb.hdl.pipeline import delay
 from colcomb.hdl.pool_write import PoolWriteBack
-from colcomb.hdl.program import WINDOW_READS, Program, cell_layout, pack_array
+from colcomb.hdl.program import WINDOW_READS, Program, pack_array
 from colcomb.hdl.requant import SharedRequantizer
 from colcomb.hdl.rom import Rom
 from colcomb.hdl.spram import Spram
@@ -321,13 +321,12 @@ class Sequencer(wiring.Component):
             onehot=p.onehot, skewed_input=p.column_words, registered_lanes=p.banked,
             skewed_loads=p.skewed_loads, load_rows=p.load_rows, shadow=p.shadow)
         # a cell ROM word: load_rows rows of cells (Program.tile_cells)
-        cells_word = data.ArrayLayout(cell_layout(p.weight_bits, p.alpha, p.onehot), p.load_rows * p.cols)
         cell_addr = Signal(range(max(2, len(p.cells))))
         cell_en = Signal()
-        cell_data = Signal(cells_word.size)
+        cell_data = Signal(p.cell_bits)
         if p.cell_memory == "spram":  # loaded from the SPI flash out of reset
-            m.submodules.cell_ram = cell_ram = Spram(width=cells_word.size, depth=max(2, len(p.cells)))
-            m.submodules.loader = loader = FlashLoader(words=p.cells, width=cells_word.size)
+            m.submodules.cell_ram = cell_ram = Spram(width=p.cell_bits, depth=max(2, len(p.cells)))
+            m.submodules.loader = loader = FlashLoader(words=p.cells, width=p.cell_bits)
             wiring.connect(m, wiring.flipped(self.flash), loader.flash)
             assert Spram.latency == Rom.latency
             m.d.comb += [
@@ -340,7 +339,7 @@ class Sequencer(wiring.Component):
                 self.load_error.eq(loader.done & loader.error),
             ]
         else:
-            m.submodules.cell_rom = cell_rom = Rom(width=cells_word.size, init=p.cells, name="cells")
+            m.submodules.cell_rom = cell_rom = Rom(width=p.cell_bits, init=p.cells, name="cells")
             m.d.comb += [cell_rom.addr0.eq(cell_addr), cell_rom.en0.eq(cell_en), cell_data.eq(cell_rom.data0)]
         descriptor_layout = p.tile_layout
         m.submodules.tile_rom = tile_rom = Rom(width=descriptor_layout.size, init=p.descriptors,

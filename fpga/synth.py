@@ -621,6 +621,8 @@ def summary(report: dict) -> str:
                      f"{a.get('logic_multiplier_cells', 0)} in logic")
     for label, key in (("LUTs", "luts"), ("logic cells", "logic_cells"), ("flip-flops", "flip_flops"),
                        ("block RAMs", "block_rams"), ("SPRAMs", "spram"), ("DSPs", "dsps"), ("PLLs", "plls")):
+        if key == "spram" and not r.get(key):  # only the designs that keep their cells there
+            continue
         line = res(label, key)
         if line:
             lines.append(line)

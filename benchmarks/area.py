@@ -40,6 +40,7 @@ from colcomb.core.table import table
 from colcomb.fpga.cost import synth_components
 from colcomb.fpga.synth import onehot_select
 from colcomb.hdl.array import SystolicArray
+from colcomb.hdl.config import HardwareConfig
 from colcomb.hdl.program import Program
 from colcomb.hdl.top import Top
 from colcomb.packer.pack import PackOptions, pack_layer
@@ -79,8 +80,8 @@ def design_rows(families: list[str], batches: list[int], jobs: int) -> list[list
     out = []
     for family in families:
         for cell in ("parallel", "serial"):
-            comps = {f"b{b}": Top(program=Program.compile([layer], rows=4, cols=4, batch=b, cell=cell,
-                                                          onehot=onehot_select(family, cell, layer.alpha)))
+            comps = {f"b{b}": Top(program=Program.compile([layer],
+                HardwareConfig(rows=4, cols=4, cell=cell, batch=b), onehot=onehot_select(family, cell, layer.alpha)))
                      for b in batches}
             res = synth_components(family, comps, dsp=cell == "parallel", jobs=jobs)
             base = res[f"b{batches[0]}"]
@@ -112,8 +113,9 @@ def fit_rows(out_root: Path) -> list[list]:
         write_manifest([random_layer((r, c), density, seed)], folder / "packed")
         t0 = time.perf_counter()
         try:
-            rep = synthesize(folder / "packed", board=board, rows=ar, cols=ac, out=folder / "build",
-                             clock_mhz=mhz, batch=16, dsp=dsp, cell=cell, log=lambda msg: None)
+            rep = synthesize(folder / "packed",
+                HardwareConfig(rows=ar, cols=ac, cell=cell, dsp=dsp, batch=16, clock_mhz=mhz, board=board),
+                out=folder / "build", log=lambda msg: None)
         except ColcombError:
             rep = json.loads((folder / "build" / "report.json").read_text())
         res, clk = rep["resources"], rep["clock"]

@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
 from hw_layers import random_layer
 
 from colcomb.core.table import table
+from colcomb.hdl.config import HardwareConfig
 from colcomb.packer.manifest import write_manifest
 from colcomb.sim.runner import OPT_LEVELS, build, random_inputs, run
 
@@ -43,7 +44,7 @@ def main() -> None:
             manifest = Path(tmp) / f"net{n}"
             write_manifest(layers, manifest)
             t0 = time.perf_counter()
-            built = build(layers, n, n, batch=16, opt=f"-O{args.opt}")
+            built = build(layers, HardwareConfig(rows=n, cols=n, batch=16), opt=f"-O{args.opt}")
             build_s = time.perf_counter() - t0
             x = random_inputs(layers[0], args.vectors, seed=1)
             fast = run(built, manifest, x, bench="fast")

@@ -24,6 +24,7 @@ from amaranth_boards.icebreaker import ICEBreakerPlatform
 
 from colcomb.core.tools import tool_env
 from colcomb.fpga.synth import YOSYS_AFTER_READ, prepare_design
+from colcomb.hdl.config import HardwareConfig
 from colcomb.hdl.top import Top
 
 #: yosys cell types counted per family: (LUT, flip-flop prefix, block RAM)
@@ -45,9 +46,9 @@ def main() -> None:
     args = ap.parse_args()
     if args.cell_memory == "spram" and args.family != "ice40":
         ap.error("--cell-memory spram is the iCE40 UltraPlus's SPRAM: use --family ice40")
-    design = prepare_design(args.manifest, rows=args.rows, cols=args.cols, batch=args.batch, cell=args.cell,
-                            family=args.family, pass_vectors=args.pass_vectors, vectors=1,
-                            cell_memory=args.cell_memory)
+    config = HardwareConfig(rows=args.rows, cols=args.cols, cell=args.cell, batch=args.batch,
+                            pass_vectors=args.pass_vectors, cell_memory=args.cell_memory)
+    design = prepare_design(args.manifest, config, family=args.family, vectors=1)
     # SPRAM primitives are instantiated for an iCE40 UltraPlus platform only
     platform = ICEBreakerPlatform() if args.cell_memory == "spram" else None
     lut, ff, ram = CELLS[args.family]

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from colcomb.hdl.config import HardwareConfig
 from colcomb.hdl.cycles import cycles_per_inference, engine_cycles
 from colcomb.hdl.program import Program, dense_equivalent
 from colcomb.packer.combine import combine, group_columns
@@ -84,11 +85,12 @@ def main() -> None:
         for label, layer in (("combined", combined), ("dense", dense)):
             folder = Path(tmp) / label
             write_manifest([layer], folder)
-            built = build([layer], args.rows, args.cols, batch=args.batch, root=args.root,
-                          opt=args.opt, beat=args.beat, shadow=args.shadow)
+            built = build([layer],
+                HardwareConfig(rows=args.rows, cols=args.cols, batch=args.batch, beat=args.beat, shadow=args.shadow),
+                root=args.root, opt=args.opt)
             runs = [run(built, folder, x[:n]) for n in (short, long)]
-            prog = Program.compile([layer], rows=args.rows, cols=args.cols, batch=args.batch, beat=args.beat,
-                                   shadow=args.shadow)
+            prog = Program.compile([layer],
+                HardwareConfig(rows=args.rows, cols=args.cols, batch=args.batch, beat=args.beat, shadow=args.shadow))
             engine = engine_cycles(prog, args.batch)
             streaming = len(prog.tiles) * args.batch * prog.cycles_per_vector
             per_inf = (runs[1].cycles - runs[0].cycles) / (long - short)

@@ -23,6 +23,8 @@ import sys
 import time
 from pathlib import Path
 
+from colcomb.hdl.config import HardwareConfig
+
 #: run folder -> (dataset, further `colcomb train` options) of each LeNet-5 (alpha 8, gamma 0.5, per
 #: feature map): 14 x 14 images for the iCEBreaker; 28 x 28 ones with conv1 left dense, or with
 #: --include-first combined per kernel row (row runs on chip)
@@ -93,9 +95,9 @@ def board_row(board: str, out: Path) -> list[str]:
     cpi = tp.get("cycles_per_inference")
     if cpi is None and not fits:  # no Fmax without a placement: the cycles still come from Verilator
         from colcomb.fpga.synth import measure_cycles_per_inference
-        cpi = measure_cycles_per_inference(packed, rows=rows, cols=cols, batch=batch, cell=cell,
-                                           pass_vectors=passes, cell_memory=cell_memory,
-                                           requant_stages=stages).get("cycles_per_inference")
+        config = HardwareConfig(rows=rows, cols=cols, cell=cell, batch=batch, pass_vectors=passes,
+                                cell_memory=cell_memory, requant_stages=stages)
+        cpi = measure_cycles_per_inference(packed, config).get("cycles_per_inference")
     print(f"  {board}: {rep['status']} ({time.perf_counter() - t0:.0f} s)", flush=True)
     return [board, f"LeNet-5 {dataset}{' ' + ' '.join(options) if options else ''}",
             f"{rows}x{cols} {cell} (batch {batch}{f', passes of {passes}' if passes else ''}"
@@ -124,7 +126,8 @@ def dense_rows() -> list[list[str]]:
         given = simulation_inputs(packed, test_split=4 * batch)
         cpi = {}
         for name, hw in (("combined", None), ("dense", [dense_equivalent(la) for la in net.layers])):
-            res = simulate(packed, rows, cols, batch=batch, cell="serial", inputs=given.x, hardware_layers=hw)
+            res = simulate(packed, HardwareConfig(rows=rows, cols=cols, cell="serial", batch=batch), inputs=given.x,
+                hardware_layers=hw)
             cpi[name] = res.cycles_per_inference
         label = f"LeNet-5 {dataset}{' ' + ' '.join(options) if options else ''}"
         out.append([label, f"{rows}x{cols} serial", f"{cpi['combined']:.0f}", f"{cpi['dense']:.0f}",

@@ -32,6 +32,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from colcomb.hdl.config import HardwareConfig
+
 PAPER = {
     "lenet5": ("LeNet-5 (MNIST)", 98.5, 97.61, 0.387, 2.77),
     "vgg16": ("VGG-16 (CIFAR-10)", 91.67, 90.62, 0.288, 3.56),
@@ -94,7 +96,7 @@ def hardware_figures(run: Path, rows: int = 64, cols: int = 64, batch: int = 64)
     for layer in m.layers:
         vectors = positions[layer.name]
         for kind, lay in (("", layer), ("dense_", dense_equivalent(layer))):
-            prog = Program.compile([lay], rows=rows, cols=cols, batch=batch)
+            prog = Program.compile([lay], HardwareConfig(rows=rows, cols=cols, batch=batch))
             cyc = network_cycles(prog, vectors)
             fig[kind + "tiles"] += len(prog.tiles)
             fig[kind + "engine"] += cyc["engine"]

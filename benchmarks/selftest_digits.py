@@ -23,6 +23,7 @@ from colcomb.fpga.cost import synth_components
 from colcomb.fpga.selftest import SelfTest
 from colcomb.fpga.selftest_sim import verilate_selftest
 from colcomb.fpga.synth import dsp_plan, prepare_design
+from colcomb.hdl.config import HardwareConfig
 from colcomb.labelled import simulation_inputs
 
 
@@ -44,8 +45,9 @@ def main() -> None:
     family = platform.family.lower()
     f_clk = platform.default_clk_frequency
     given = simulation_inputs(args.manifest, test_split=args.test_split)
-    design = prepare_design(args.manifest, rows=args.rows, cols=args.cols, batch=args.batch, cell=args.cell,
-                            family=family, inputs=given.x, labels=given.labels, input_source=given.source)
+    design = prepare_design(args.manifest,
+        HardwareConfig(rows=args.rows, cols=args.cols, cell=args.cell, batch=args.batch), family=family,
+        inputs=given.x, labels=given.labels, input_source=given.source)
     use_dsp, dsp_cells = dsp_plan(spec, family, design.program, args.dsp)
     prog = dataclasses.replace(design.program, dsp_cells=dsp_cells)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -13,8 +12,14 @@ import numpy as np
 
 from colcomb import __version__
 from colcomb.core.errors import ColcombError
+from colcomb.hdl.config import ConfigError
+from colcomb.hdl.design_folder import is_design_folder, load_design_folder
+from colcomb.hwflags import add_config_args, config_from_args, flag_of, given_fields
 
 Handler = Callable[[argparse.Namespace], int]
+#: what `colcomb explore` can rank by (:data:`colcomb.fpga.explore.OBJECTIVES`, kept here so that the
+#: parser is built without importing the search)
+OBJECTIVES = ("throughput", "latency", "cells")
 _COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Handler]] = {}
 
 
@@ -205,55 +210,36 @@ def _seal(args: argparse.Namespace) -> int:
 
 # -- generate / simulate -------------------------------------------------------------------------
 
-def _cell_arg(p: argparse.ArgumentParser, default: str | None = "parallel") -> None:
-    p.add_argument("--cell", choices=["parallel", "serial"], default=default,
-                   help="array cell: parallel (a multiplier per cell, one vector per cycle; default) or serial "
-                   "(the paper's bit-serial cell: no multiplier, one activation bit per lane per cycle)")
+def _design_config(args: argparse.Namespace):
+    """The hardware config of the command line; where the positional folder is a design folder
+    (``colcomb generate``'s, :mod:`colcomb.hdl.design_folder`), its config, manifest and layers,
+    which flags cannot change (regenerate to change them)."""
+    if not is_design_folder(args.manifest):
+        return config_from_args(args)
+    design = load_design_folder(args.manifest)
+    extra = given_fields(args)
+    # the board, its clock and DSP use do not change the compiled design: a design folder takes them
+    late = {k: extra.pop(k) for k in ("board", "clock_mhz", "dsp") if k in extra}
+    given = sorted(extra)
+    if given or args.config is not None or args.layer:
+        flags = ([flag_of(f) for f in given] + (["--config"] if args.config else [])
+                 + (["--layer"] if args.layer else []))
+        raise ColcombError(f"{args.manifest} is a generated design: its config and layers are fixed "
+                           f"({design.config.describe()}); leave out {', '.join(flags)} or run `colcomb generate` "
+                           f"again with them")
+    args.manifest, args.layer = design.manifest, design.layers
+    return design.config.replace(**late)
 
-
-def _pass_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--pass-vectors", type=_positive_int, default=None, metavar="N",
-                   help="a CNN run whole on chip: each layer's (image, position) vectors run in passes of at most N "
-                   "over its tiles (default 256); the accumulator memory is N deep. Longer passes load weights "
-                   "less often: 512 costs an ECP5 no block RAM (512 x 36), an iCE40 twice the accumulator")
-
-
-def _cell_memory_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--cell-memory", choices=["rom", "spram"], default="rom",
-                   help="where the cell words (weights and selects) live: rom (default), block RAM initialised by the "
-                   "bitstream; spram, the iCE40 UltraPlus's SPRAM, copied in from the SPI flash at power-up (frees "
-                   "the block RAMs the weights take; program the flash image cells.flash.bin at 1 MiB)")
-
-
-def _requant_stages_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--requant-stages", type=int, choices=[2, 3], default=2,
-                   help="the requantizer's pipeline depth: 2 (default) or 3, a register after its rounding shifter "
-                   "(a cycle more per layer flush; a shorter critical path where the requantizer binds, as on the "
-                   "iCEBreaker's serial LeNet-5)")
 
 
 def _array_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("manifest", type=Path, help="folder holding manifest.json (from colcomb pack or train)")
-    p.add_argument("--rows", type=_positive_int, required=True, help="array height R (cells per column)")
-    p.add_argument("--cols", type=_positive_int, required=True, help="array width C (packed columns)")
-    p.add_argument("--batch", type=_positive_int, default=16,
-                   help="most input vectors the design holds on chip per run (default 16)")
+    p.add_argument("manifest", type=Path, help="folder holding manifest.json (from colcomb pack or train); simulate "
+                   "also takes a design folder from colcomb generate (its config and layers)")
     p.add_argument("--layer", action="append", default=None, metavar="NAME",
                    help="run only these manifest layers, in this order (repeatable; default: all). "
                    "Without --layer a CNN's graph runs whole on chip (convolution, max-pool, flatten; the serial "
                    "array with --cols 2, 4 or 8); with it, the named layers chain as matrices")
-    _cell_arg(p)
-    _pass_arg(p)
-    p.add_argument("--beat", type=_positive_int, default=1, metavar="K",
-                   help="activation words per stream beat, in and out (a power of two dividing the lanes of a "
-                   "memory word; default 1). The input port writes a beat's words in one cycle where their lane "
-                   "slots fall in different memory banks, so I/O-bound designs take fewer cycles per inference")
-    p.add_argument("--shadow", action="store_true",
-                   help="shadow weights (a chain of matrices): each tile's cells load into a second register per "
-                   "cell while the tile before streams, so a tile's PREP only fetches its first vector (a cell "
-                   "word more of flip-flops per cell)")
-    _cell_memory_arg(p)
-    _requant_stages_arg(p)
+    add_config_args(p)
 
 
 def _generate_args(p: argparse.ArgumentParser) -> None:
@@ -274,14 +260,12 @@ def _generate(args: argparse.Namespace) -> int:
     from colcomb.hdl.generate import generate
 
     t0 = time.perf_counter()
-    design = generate(args.manifest, args.rows, args.cols, args.out, batch=args.batch, top=args.top,
-                      lint=not args.no_lint, layers=args.layer, cell=args.cell, tb_vectors=args.tb_vectors,
-                      tb_seed=args.tb_seed, pass_vectors=args.pass_vectors, beat=args.beat, shadow=args.shadow,
-                      cell_memory=args.cell_memory, flash_model=args.flash_model,
-                      requant_stages=args.requant_stages)
+    config = config_from_args(args)
+    design = generate(args.manifest, config, args.out, top=args.top, lint=not args.no_lint, layers=args.layer,
+                      tb_vectors=args.tb_vectors, tb_seed=args.tb_seed, flash_model=args.flash_model)
     info = design.program.summary()
-    beat = f", {args.beat} words a beat" if args.beat > 1 else ""
-    print(f"{design.top}: {args.rows}x{args.cols} {args.cell} array{beat}, "
+    beat = f", {config.beat} words a beat" if config.beat > 1 else ""
+    print(f"{design.top}: {config.rows}x{config.cols} {config.cell} array{beat}, "
           f"{len(design.program.layers)} layer(s), {info.get('tiles', '?')} tile(s), "
           f"lint {'skipped' if args.no_lint else 'clean'} ({time.perf_counter() - t0:.1f} s)")
     for path in design.paths:
@@ -331,32 +315,31 @@ def _simulate(args: argparse.Namespace) -> int:
     from colcomb.packer.manifest import load_manifest
     from colcomb.sim.runner import simulate
 
+    config = _design_config(args)
     given = simulation_inputs(args.manifest, layers=args.layer, inputs=args.input, labels=args.labels,
                               test_split=args.test_split, data_dir=args.data_dir)
     streams = f", input idle {args.idle:g}, output stalled {args.stall:g}" if args.idle or args.stall else ""
-    if args.beat > 1:
-        streams += f", {args.beat} words a beat"
+    if config.beat > 1:
+        streams += f", {config.beat} words a beat"
     what = f"{given.source}" if given else f"{args.vectors} random vectors"
-    print(f"building and running {args.manifest} on a {args.rows}x{args.cols} array in Verilator "
+    print(f"building and running {args.manifest} on a {config.rows}x{config.cols} array in Verilator "
           f"({what}, {args.bench} bench{streams}; the first build of a design takes a minute or two)...",
           file=sys.stderr)
     with Stages(["build", "simulate"], label="simulate") as progress:
-        result = simulate(args.manifest, args.rows, args.cols, vectors=args.vectors, seed=args.seed,
-                          waves=args.waves, batch=args.batch, inputs=None if given is None else given.x,
-                          root=None if args.build_dir is None else args.build_dir.absolute(),
-                          check=False, layers=args.layer, cell=args.cell, stall=args.stall, idle=args.idle,
-                          bench=args.bench, opt=f"-O{args.opt}", progress=progress.stage,
-                          pass_vectors=args.pass_vectors, beat=args.beat, shadow=args.shadow,
-                          cell_memory=args.cell_memory, requant_stages=args.requant_stages)
+        result = simulate(args.manifest, config, vectors=args.vectors, seed=args.seed, waves=args.waves,
+                          inputs=None if given is None else given.x,
+                          root=None if args.build_dir is None else args.build_dir.absolute(), check=False,
+                          layers=args.layer, stall=args.stall, idle=args.idle, bench=args.bench,
+                          opt=f"-O{args.opt}", progress=progress.stage)
     verdict = "all equal to the golden model" if result.passed else f"{result.mismatch_count} differ"
     print(f"vectors checked: {result.vectors} ({result.checked} output words, {verdict})")
     print(f"cycles: {result.cycles} (first input word to last output word; "
           f"{result.compute_cycles} computing)")
     if result.cycles_per_inference is not None:
         print(f"cycles per inference: {result.cycles_per_inference:g} (steady state: cycles between the final "
-              f"words of the last two full batches of {args.batch}, of {result.vectors // args.batch})")
+              f"words of the last two full batches of {config.batch}, of {result.vectors // config.batch})")
     else:
-        print(f"cycles per inference: not measured (needs two full batches: --vectors {2 * args.batch} or more)")
+        print(f"cycles per inference: not measured (needs two full batches: --vectors {2 * config.batch} or more)")
     print(f"effective MACs per cycle: {result.macs_per_cycle:.2f} "
           f"({result.dense_macs} dense-equivalent MACs; {result.compute_macs_per_cycle:.2f} while computing)")
     print(f"simulation: {result.sim_cycles_per_s:.0f} cycles/s ({result.bench} bench), "
@@ -660,22 +643,16 @@ def _demo(args: argparse.Namespace) -> int:
     if args.epochs < 0:
         raise ColcombError(f"--epochs {args.epochs} must be >= 0")
     run_demo(args.out, alpha=args.alpha, gamma=args.gamma, epochs=args.epochs, hidden=args.hidden,
-             batch=args.batch, hardware=False if args.no_hardware else None)
+             images=args.batch, hardware=False if args.no_hardware else None)
     return 0
 
 
 # -- synthesize / boards / report (issue 5) --------------------------------------------------------
 
 def _synth_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("manifest", type=Path, nargs="?", help="folder holding manifest.json (from colcomb pack)")
+    p.add_argument("manifest", type=Path, nargs="?",
+                   help="folder holding manifest.json (from colcomb pack), or a design folder from colcomb generate")
     p.add_argument("--list-boards", action="store_true", help="list the supported boards and exit")
-    p.add_argument("--board", default=None, help="board name (see --list-boards), e.g. icebreaker, ulx3s-85f")
-    p.add_argument("--rows", type=_positive_int, default=None, help="array height R (output rows per tile)")
-    p.add_argument("--cols", type=_positive_int, default=None, help="array width C (packed columns per tile)")
-    p.add_argument("--clock", type=float, default=None, metavar="MHZ",
-                   help="system clock in MHz: a PLL makes it from the board oscillator (default: the "
-                   "oscillator, no PLL); timing is checked at this clock")
-    p.add_argument("--batch", type=_positive_int, default=None, help="vectors per batch in the hardware (default 16)")
     p.add_argument("--layer", action="append", default=None, metavar="NAME",
                    help="run only these layers (repeat; default: the whole network in manifest order)")
     p.add_argument("--vectors", type=_positive_int, default=None,
@@ -691,18 +668,14 @@ def _synth_args(p: argparse.ArgumentParser) -> None:
                    "from, with their labels (the UART prints each image's predicted and expected class)")
     p.add_argument("--data-dir", default=None, help="folder of the mnist or cifar10 files for --test-split, if moved")
     p.add_argument("--seed", type=int, default=0, help="seed of the generated test inputs (default 0)")
-    p.add_argument("--dsp", action=argparse.BooleanOptionalAction, default=None,
-                   help="multiply in DSP blocks (SB_MAC16 / MULT18X18D) as far as the device has them, the "
-                        "remaining cells in logic (default: on for ECP5, off for iCE40)")
-    _cell_arg(p)
-    _pass_arg(p)
-    _cell_memory_arg(p)
-    _requant_stages_arg(p)
+    p.add_argument("--objective", choices=OBJECTIVES, default="throughput",
+                   help="without array flags or --config: what the design search maximises (default throughput)")
     p.add_argument("--router", choices=["router1", "router2"], default=None,
                    help="nextpnr's router (default: nextpnr's own, router1)")
     p.add_argument("--no-throughput", action="store_true",
                    help="skip the Verilator run that measures the cycles per inference for report.json's throughput")
     p.add_argument("--out", type=Path, default=None, help="output folder: report.json, build/ with the bitstream")
+    add_config_args(p, board_help="board name (see --list-boards), e.g. icebreaker, ulx3s-85f (required)")
 
 
 @command("synthesize", _synth_args)
@@ -715,26 +688,26 @@ def _synthesize(args: argparse.Namespace) -> int:
     if args.list_boards:
         print(boards_table())
         return 0
-    missing = [flag for flag, v in (("DIR", args.manifest), ("--board", args.board), ("--rows", args.rows),
-                                    ("--cols", args.cols), ("--out", args.out)) if v is None]
+    missing = [flag for flag, v in (("DIR", args.manifest), ("--out", args.out)) if v is None]
+    if args.board is None and args.config is None and not (args.manifest and is_design_folder(args.manifest)):
+        missing.insert(1, "--board")
     if missing:
         raise ColcombError(f"synthesize needs {', '.join(missing)} (or --list-boards)")
-    if args.clock is not None and not (args.clock > 0 and math.isfinite(args.clock)):
-        raise ColcombError(f"--clock {args.clock} must be a positive frequency in MHz")
+    if is_design_folder(args.manifest):  # checked above: a folder is given
+        config = _design_config(args)
+    else:
+        config = _searched_config(args) if _needs_search(args) else config_from_args(args)
     given = simulation_inputs(args.manifest, layers=args.layer, inputs=args.inputs, labels=args.labels,
                               test_split=args.test_split, data_dir=args.data_dir, input_flag="--inputs")
     stages = (["synth", "place-and-route", "pack"] if args.no_throughput
               else ["simulate", "synth", "place-and-route", "pack"])
     try:
         with Stages(stages, label="synthesize") as progress:
-            report = synthesize(args.manifest, board=args.board, rows=args.rows, cols=args.cols, out=args.out,
-                                clock_mhz=args.clock, batch=args.batch, layers=args.layer, vectors=args.vectors,
+            report = synthesize(args.manifest, config, out=args.out, layers=args.layer, vectors=args.vectors,
                                 seed=args.seed, inputs=None if given is None else given.x,
                                 labels=None if given is None else given.labels,
-                                input_source=None if given is None else given.source, dsp=args.dsp,
-                                cell=args.cell, throughput=not args.no_throughput, progress=progress,
-                                pass_vectors=args.pass_vectors, router=args.router,
-                                cell_memory=args.cell_memory, requant_stages=args.requant_stages)
+                                input_source=None if given is None else given.source,
+                                throughput=not args.no_throughput, progress=progress, router=args.router)
     except ColcombError:
         report_path = args.out / "report.json"
         if report_path.exists():
@@ -764,64 +737,119 @@ def _boards(args: argparse.Namespace) -> int:
 
 def _report_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("manifest", type=Path, help="folder holding manifest.json (from colcomb pack)")
-    p.add_argument("--rows", type=_positive_int, default=None,
-                   help="array height R (default: the synthesis report's, else 8)")
-    p.add_argument("--cols", type=_positive_int, default=None,
-                   help="array width C (default: the synthesis report's, else 8)")
-    p.add_argument("--board", default=None,
-                   help="board whose FPGA family prices the cells (default: the synthesis report's, else icebreaker)")
-    p.add_argument("--batch", type=_positive_int, default=None,
-                   help="vectors per batch (default: the synthesis report's, else 16)")
     p.add_argument("--vectors", type=_positive_int, default=None, help="vectors to time (default: one batch)")
     p.add_argument("--layer", action="append", default=None, metavar="NAME",
                    help="only these layers (repeat; default: the whole network)")
-    clock = p.add_mutually_exclusive_group()
-    clock.add_argument("--clock", type=float, default=None, metavar="MHZ", help="clock for the MAC/s figures")
-    clock.add_argument("--synth-report", type=Path, default=None, metavar="REPORT_JSON",
-                       help="take the clock (achieved Fmax), board, array size and batch from a "
-                       "`colcomb synthesize` report")
+    p.add_argument("--synth-report", type=Path, default=None, metavar="REPORT_JSON",
+                   help="take the hardware config (board, array, batch, DSP use, ...) from a `colcomb synthesize` "
+                   "report and the clock from its achieved Fmax; flags given beside it win")
     p.add_argument("--no-synth", action="store_true", help="skip the yosys cell synthesis (no LUT figures)")
-    p.add_argument("--dsp", action=argparse.BooleanOptionalAction, default=None,
-                   help="price the multiplier as DSP blocks instead of LUTs (default: as the synthesis report "
-                   "built it, else LUTs)")
-    _cell_arg(p, default=None)
-    _pass_arg(p)
-    p.add_argument("--requant-stages", type=int, choices=[2, 3], default=None,
-                   help="the requantizer's pipeline depth (default: as the synthesis report built it, else 2)")
     p.add_argument("--out", type=Path, required=True, help="output folder: cost.json, cost.md, heatmap.png")
+    add_config_args(p, board_help="board whose FPGA family prices the cells (default: the synthesis report's, "
+                                  "else icebreaker)")
 
 
 @command("report", _report_args)
 def _report(args: argparse.Namespace) -> int:
-    import json
-
     from colcomb.fpga.cost import cost_report, markdown
+    from colcomb.fpga.synth import report_config
 
-    rows, cols, board, batch, dsp, cell = args.rows, args.cols, args.board, args.batch, args.dsp, args.cell
-    passes, stages = args.pass_vectors, args.requant_stages
     if args.synth_report is not None:
-        try:
-            srep = json.loads(args.synth_report.read_text())
-            rows = rows or srep["array"]["rows"]
-            cols = cols or srep["array"]["cols"]
-            board = board or srep["board"]
-            batch = args.batch or srep["array"]["batch"]
-            dsp = bool(srep["options"]["dsp"]) if dsp is None else dsp
-            cell = cell or srep["array"].get("cell", "parallel")
-            passes = passes or srep["array"].get("pass_vectors")
-            stages = stages or srep["array"].get("requant_stages", 2)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ColcombError(f"{args.synth_report}: not a colcomb synthesis report ({exc})") from None
-    if args.clock is not None and not (args.clock > 0 and math.isfinite(args.clock)):
-        raise ColcombError(f"--clock {args.clock} must be a positive frequency in MHz")
-    report = cost_report(args.manifest, rows=rows or 8, cols=cols or 8, out=args.out, board=board or "icebreaker",
-                         batch=batch, vectors=args.vectors, clock_mhz=args.clock,
-                         synth_report=args.synth_report, layers=args.layer, synth=not args.no_synth,
-                         dsp=bool(dsp), cell=cell or "parallel", pass_vectors=passes,
-                         requant_stages=stages or 2)
+        if args.config is not None:
+            raise ColcombError("give --config or --synth-report, not both (the report holds its config)")
+        if args.clock is not None:
+            raise ColcombError("--clock and --synth-report: the report's achieved Fmax is the clock; give one")
+        config = report_config(args.synth_report).replace(**given_fields(args))
+    else:
+        config = _design_config(args)
+    report = cost_report(args.manifest, config, out=args.out, vectors=args.vectors,
+                         synth_report=args.synth_report, layers=args.layer, synth=not args.no_synth)
     print(markdown(report))
     print(f"wrote {args.out / 'cost.json'}, {args.out / 'cost.md'}, {args.out / 'heatmap.png'}")
     return 0
+
+
+# -- estimate / explore --------------------------------------------------------------------------
+
+def _estimate_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("manifest", type=Path, help="folder holding manifest.json (from colcomb pack or train)")
+    p.add_argument("--layer", action="append", default=None, metavar="NAME",
+                   help="only these layers (repeat; default: the whole network, a CNN whole on chip)")
+    p.add_argument("--vectors", type=_positive_int, default=None,
+                   help="test vectors the board self-test stores (default: one batch)")
+    p.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the estimate as JSON")
+    add_config_args(p, board_help="board to estimate for (required; `colcomb boards` lists them)")
+
+
+@command("estimate", _estimate_args)
+def _estimate(args: argparse.Namespace) -> int:
+    import json
+
+    from colcomb.core.atomic import write_text
+    from colcomb.fpga.estimate import estimate
+    from colcomb.fpga.explore_report import estimate_text
+
+    if args.board is None and args.config is None:
+        raise ColcombError("estimate needs --board (or a --config that names one)")
+    t0 = time.perf_counter()
+    config = _design_config(args)
+    est = estimate(args.manifest, config, layers=args.layer, vectors=args.vectors)
+    print(estimate_text(est))
+    print(f"({time.perf_counter() - t0:.2f} s, no synthesis: calibrated model; `colcomb synthesize` measures)")
+    if args.json is not None:
+        write_text(args.json, json.dumps(est.to_dict(), indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0 if est.fits else 1
+
+
+def _explore_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("manifest", type=Path, help="folder holding manifest.json (from colcomb pack or train)")
+    p.add_argument("--layer", action="append", default=None, metavar="NAME",
+                   help="only these layers (repeat; default: the whole network, a CNN whole on chip)")
+    p.add_argument("--objective", choices=OBJECTIVES, default="throughput",
+                   help="rank by inferences/s (throughput, default), one image's latency, or fewest logic cells")
+    p.add_argument("--top", type=_positive_int, default=10, help="designs listed (default 10)")
+    p.add_argument("--utilization", type=_fraction, default=None,
+                   help="most of the board's logic cells a design may fill (default 0.95: place and route needs "
+                   "slack)")
+    p.add_argument("--confirm", type=_count, default=0, metavar="K",
+                   help="place and route the best K designs (minutes each) and print predicted against measured")
+    p.add_argument("--out", type=Path, default=None,
+                   help="output folder: best.json (the winner's config), designs.csv, explore.json, pareto.png "
+                   "(default build/explore-BOARD)")
+    add_config_args(p, board_help="board to search for (required); every other flag given pins that field")
+
+
+@command("explore", _explore_args)
+def _explore(args: argparse.Namespace) -> int:
+    from colcomb.fpga.explore_report import run_explore
+
+    if args.board is None and args.config is None:
+        raise ColcombError("explore needs --board")
+    fixed = given_fields(args)
+    if args.config is not None:
+        from colcomb.hdl.config import HardwareConfig
+
+        fixed = {**{k: v for k, v in HardwareConfig.load(args.config).to_dict().items()
+                    if k != "format" and v is not None}, **fixed}
+    return run_explore(args.manifest, fixed, objective=args.objective, top=args.top, out=args.out,
+                       confirm=args.confirm, layers=args.layer, utilization=args.utilization)
+
+
+#: flags that choose the array: without any of them (and without --config), synthesize searches
+_ARRAY_FIELDS = ("rows", "cols", "cell")
+
+
+def _needs_search(args: argparse.Namespace) -> bool:
+    return args.config is None and not any(f in given_fields(args) for f in _ARRAY_FIELDS)
+
+
+def _searched_config(args: argparse.Namespace):
+    """The best design ``colcomb explore`` finds for the manifest on the board (flags given pin
+    their fields); one clear error, before any synthesis, when none fits."""
+    from colcomb.fpga.explore_report import search_for_synthesis
+
+    return search_for_synthesis(args.manifest, given_fields(args), objective=args.objective, layers=args.layer)
 
 
 # -- entry point ---------------------------------------------------------------------------------
@@ -845,6 +873,10 @@ def build_parser() -> argparse.ArgumentParser:
 _HELP = {
     "synthesize": "build the self-testing board top (network + stored test vectors) for a board; report.json",
     "boards": "list the boards `colcomb synthesize` supports, with device and default clock",
+    "estimate": "predicted logic cells, block RAMs, SPRAMs, DSPs and cycles per inference of one hardware config on a "
+                "board, in under a second (no synthesis)",
+    "explore": "search the hardware configs for a network on a board: the best designs that fit, a Pareto plot, "
+               "and the winner as a config file",
     "report": "hardware cost: dense array vs column-combined array (cells, LUTs per cell, cycles, MAC/s, heatmap)",
     "pack": "group, prune and quantize sparse layers; write manifest.json and ROM images",
     "golden": "run the integer golden model of a packed network on inputs",
@@ -865,6 +897,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.handler(args)
+    except ConfigError as exc:  # a field of the hardware config: name the flag that sets it
+        print(f"colcomb {args.command}: error: {flag_of(exc.field)}: {exc}", file=sys.stderr)
+        return 2
     except ColcombError as exc:
         print(f"colcomb {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -24,17 +24,19 @@ from pathlib import Path
 import numpy as np
 
 from colcomb.core.errors import ColcombError
+from colcomb.hdl.config import HardwareConfig
 
 Log = Callable[[str], None]
 HardwareRun = Callable[[Path, np.ndarray], dict]
 SIMULATOR = ("colcomb.sim.runner", "simulate")
 
 
-def verilator_hardware(rows: int = 16, cols: int = 16, batch: int = 16, dense_baseline: bool = True,
+def verilator_hardware(config: HardwareConfig | None = None, dense_baseline: bool = True,
                        log: Log = print) -> HardwareRun | None:
-    """A hardware step running ``colcomb.sim.runner.simulate`` on a ``rows`` x ``cols`` array
-    (None when colcomb.sim has no such entry point). With ``dense_baseline`` the uncombined
-    network runs too, for its cycle count."""
+    """A hardware step running ``colcomb.sim.runner.simulate`` on the array of ``config`` (default
+    16 x 16, batch 16; None when colcomb.sim has no such entry point). With ``dense_baseline`` the
+    uncombined network runs too, for its cycle count."""
+    config = config or HardwareConfig(rows=16, cols=16)
     try:
         simulate = getattr(importlib.import_module(SIMULATOR[0]), SIMULATOR[1])
     except (ImportError, AttributeError):
@@ -46,8 +48,8 @@ def verilator_hardware(rows: int = 16, cols: int = 16, batch: int = 16, dense_ba
         from colcomb.packer.manifest import load_manifest, write_manifest
         from colcomb.packer.packed import dense_equivalent
 
-        log(f"simulating {len(x)} images on a {rows}x{cols} array (Verilator)...")
-        res = simulate(manifest_dir, rows, cols, inputs=x, batch=batch, check=False)
+        log(f"simulating {len(x)} images on a {config.rows}x{config.cols} array (Verilator)...")
+        res = simulate(manifest_dir, config, inputs=x, check=False)
         out = {"matches_golden": bool(res.passed), "cycles": int(res.cycles),
                "compute_cycles": int(res.compute_cycles), "summary": res.summary}
         if dense_baseline and res.passed:
@@ -55,7 +57,7 @@ def verilator_hardware(rows: int = 16, cols: int = 16, batch: int = 16, dense_ba
                 m = load_manifest(manifest_dir)
                 write_manifest([dense_equivalent(la) for la in m.layers], Path(tmp) / "dense", m.meta)
                 log("simulating the same network uncombined (dense columns)...")
-                dres = simulate(Path(tmp) / "dense", rows, cols, inputs=x, batch=batch, check=False)
+                dres = simulate(Path(tmp) / "dense", config, inputs=x, check=False)
                 if dres.passed:
                     out["dense_cycles"] = int(dres.cycles)
                     out["dense_compute_cycles"] = int(dres.compute_cycles)
@@ -75,12 +77,12 @@ def run_demo(
     epochs: int = 10,
     rounds: int = 3,
     sparsity: float = 0.8,
-    batch: int = 16,
+    images: int = 16,
     hardware: HardwareRun | bool | None = None,
     log: Log = print,
 ) -> dict:
     """Train, pack, evaluate (float and integer accuracy, utilization before/after), then run
-    ``batch`` test images on the hardware and compare with the golden model."""
+    ``images`` test images on the hardware (a batch of as many) and compare with the golden model."""
     from colcomb.packer.golden import run_network
     from colcomb.train.evaluate import load_run
     from colcomb.train.integer import quantize_input
@@ -95,7 +97,8 @@ def run_demo(
             f"{r['utilization_after']:.3f} after ({r['columns']} -> {r['packed_columns']} columns)")
     if hardware is False:
         return report
-    sim = hardware if callable(hardware) else verilator_hardware(batch=batch, log=log)
+    sim = hardware if callable(hardware) else verilator_hardware(HardwareConfig(rows=16, cols=16, batch=images),
+                                                                 log=log)
     if sim is None:
         log(f"hardware step skipped: colcomb.sim has no {'.'.join(SIMULATOR)} entry point")
         return report
@@ -103,7 +106,7 @@ def run_demo(
     graph = manifest.meta["graph"]
     if any(step["op"] not in ("flatten", "linear") for step in graph):
         raise ColcombError("the hardware demo runs networks of linear layers only (an MLP)")
-    x = quantize_input(data.x_test[:batch], manifest.meta["input_scale"], manifest.meta["data_bits"])
+    x = quantize_input(data.x_test[:images], manifest.meta["input_scale"], manifest.meta["data_bits"])
     x = x.reshape(len(x), -1)
     golden = run_network(manifest.layers, x)
     hw = sim(Path(out) / "packed", x)
@@ -119,8 +122,8 @@ def run_demo(
     if bad:
         raise ColcombError(f"hardware outputs differ from the golden model on {bad} of {len(x)} images"
                            + (f": {hw['summary']}" if "summary" in hw else ""))
-    hw_acc = float(np.mean(outputs.argmax(axis=1) == data.y_test[:batch]))
-    golden_acc = float(np.mean(golden.argmax(axis=1) == data.y_test[:batch]))
+    hw_acc = float(np.mean(outputs.argmax(axis=1) == data.y_test[:images]))
+    golden_acc = float(np.mean(golden.argmax(axis=1) == data.y_test[:images]))
     log(f"hardware: {len(x)} images, every output identical to the golden model; "
         f"hardware accuracy: {hw_acc:.4f} (golden accuracy: {golden_acc:.4f})")
     for key, what in (("cycles", "total cycles (streaming in and out included)"),

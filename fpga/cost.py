@@ -31,6 +31,7 @@ import numpy as np
 from colcomb.core.atomic import write_bytes, write_text
 from colcomb.core.errors import ColcombError
 from colcomb.core.outdir import OutputFolder
+from colcomb.hdl.config import HardwareConfig
 from colcomb.hdl.cycles import (
     BATCH_OVERHEAD,
     engine_cycles,
@@ -203,32 +204,29 @@ def _array_side(program, cell: dict, vectors: int, clock_hz: float, dense_macs: 
     }
 
 
-def cost_report(manifest_dir: str | os.PathLike, *, rows: int, cols: int, out: str | os.PathLike,
-                board: str = "icebreaker", batch: int | None = None, vectors: int | None = None,
-                clock_mhz: float | None = None, synth_report: str | os.PathLike | None = None,
-                layers: list[str] | None = None, synth: bool = True, dsp: bool = False,
-                cell: str = "parallel", pass_vectors: int | None = None, requant_stages: int = 2) -> dict:
-    """Compare the dense and the column-combined array for the manifest's layers; write
-    ``out/cost.json``, ``out/cost.md`` and ``out/heatmap.png``; return the report.
-    ``pass_vectors``: a CNN's vectors per pass, ``requant_stages`` the requantizer's pipeline depth
-    (:meth:`colcomb.hdl.program.Program.compile`)."""
+def cost_report(manifest_dir: str | os.PathLike, config: HardwareConfig, *, out: str | os.PathLike,
+                vectors: int | None = None, synth_report: str | os.PathLike | None = None,
+                layers: list[str] | None = None, synth: bool = True) -> dict:
+    """Compare the dense and the column-combined array for the manifest's layers on the hardware
+    ``config`` (its board prices the cells: icebreaker when it names none; its clock, or the
+    board's oscillator, times them unless a ``synth_report``'s achieved Fmax does); write
+    ``out/cost.json``, ``out/cost.md`` and ``out/heatmap.png``; return the report."""
     from colcomb.core.tools import tool_env, tool_version
     from colcomb.fpga.boards import get_board
     from colcomb.hdl.network import image_network
     from colcomb.hdl.program import Program
     from colcomb.packer.manifest import load_manifest
 
-    spec = get_board(board)
+    spec = get_board(config.board or "icebreaker")
+    rows, cols, cell, dsp = config.rows, config.cols, config.cell, bool(config.dsp)
     platform = spec.make_platform()
     family = platform.family.lower()
     manifest = load_manifest(manifest_dir)
     network = image_network(manifest, layers)  # a CNN runs whole, as synthesize builds it
     chosen = network.layers if network else manifest.chain(layers)
-    kw = {"requant_stages": requant_stages} if batch is None else {"batch": batch, "requant_stages": requant_stages}
-    if network:
-        kw.update(stages=network.stages, pass_vectors=pass_vectors)
-    combined = Program.compile(chosen, rows=rows, cols=cols, cell=cell, **kw)
-    dense = Program.compile([dense_equivalent(la) for la in chosen], rows=rows, cols=cols, cell=cell, **kw)
+    stages = network.stages if network else None
+    combined = Program.compile(chosen, config, stages=stages)
+    dense = Program.compile([dense_equivalent(la) for la in chosen], config, stages=stages)
     n_vec = vectors or combined.batch
 
     if synth_report is not None:
@@ -240,8 +238,8 @@ def cost_report(manifest_dir: str | os.PathLike, *, rows: int, cols: int, out: s
         if not fmax:
             raise ColcombError(f"{synth_report} has no achieved Fmax (the build failed?)")
         clock = {"mhz": float(fmax), "source": f"achieved Fmax of {synth_report}"}
-    elif clock_mhz is not None:
-        clock = {"mhz": float(clock_mhz), "source": "--clock"}
+    elif config.clock_mhz is not None:
+        clock = {"mhz": config.clock_mhz, "source": "the config's clock"}
     else:
         clock = {"mhz": platform.default_clk_frequency / 1e6, "source": f"{spec.name} oscillator"}
     hz = clock["mhz"] * 1e6

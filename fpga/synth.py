@@ -18,7 +18,7 @@ board oscillator. Any other ``--clock`` instantiates a PLL (iCE40 ``SB_PLL40_PAD
 from the oscillator pin's, and the design passes only when every clock's achieved Fmax is at least
 its constraint and the system clock. The UART divisor follows the real clock.
 
-Multipliers: with DSPs (the default on ECP5, ``--dsp`` on iCE40) the first cells of the array
+Multipliers: with DSPs (the default on every board that has them) the first cells of the array
 multiply in DSP blocks and the cells beyond the device's count (less the requantizer's share, see
 :func:`dsp_plan`) use the logic multiplier (:mod:`colcomb.hdl.multiplier`), so the design never
 asks for more DSPs than there are; without (``--no-dsp``), every multiplier is logic (``-nodsp`` on ECP5).
@@ -46,7 +46,7 @@ from colcomb.core.atomic import save_npy, write_text
 from colcomb.core.errors import ColcombError
 from colcomb.core.outdir import OutputFolder
 from colcomb.core.tools import check_tools, tool_env, tool_version
-from colcomb.fpga.boards import get_board
+from colcomb.fpga.boards import board_config
 from colcomb.fpga.resources import (
     NEXTPNR_KEYS,
     parse_nextpnr_fmax,
@@ -54,6 +54,7 @@ from colcomb.fpga.resources import (
     parse_yosys_stat,
     yosys_resources,
 )
+from colcomb.hdl.config import HardwareConfig
 from colcomb.hdl.cycles import cycle_summary, network_cycles
 
 #: Yosys commands run right after reading the design. yosys 0.70's abc9 asserts
@@ -112,21 +113,17 @@ def check_labels(labels, vectors: int, classes: int, source: str = "labels") -> 
     return lab.astype(np.int64)
 
 
-def prepare_design(manifest_dir: str | os.PathLike, *, rows: int, cols: int, batch: int | None = None,
-                   layers: list[str] | None = None, vectors: int | None = None, seed: int = 0,
-                   inputs: str | os.PathLike | np.ndarray | None = None, cell: str = "parallel",
-                   family: str | None = None, labels=None, input_source: str | None = None,
-                   pass_vectors: int | None = None, cell_memory: str = "rom", requant_stages: int = 2) -> Design:
-    """Load the manifest, compile the chosen layers (default all, in order) for a ``rows`` x
-    ``cols`` array, and compute the golden outputs of the test inputs (``inputs``: a .npy of
+def prepare_design(manifest_dir: str | os.PathLike, config: HardwareConfig, *, layers: list[str] | None = None,
+                   vectors: int | None = None, seed: int = 0, inputs: str | os.PathLike | np.ndarray | None = None,
+                   family: str | None = None, labels=None, input_source: str | None = None) -> Design:
+    """Load the manifest, compile the chosen layers (default all, in order) for the hardware
+    ``config``, and compute the golden outputs of the test inputs (``inputs``: a .npy of
     integers or an integer array, ``input_source`` saying where it came from; default ``vectors``
     generated ones, ``vectors`` defaulting to the batch; given inputs are cut to the first
     ``vectors``). ``labels`` (one class index per given input) are checked against the last
     layer's output words (:func:`check_labels`). With a ``family``, the cells' select is encoded
     as :func:`onehot_select` says for it. A CNN manifest with no ``layers`` picked runs whole, image
-    words in (:func:`colcomb.hdl.network.image_network`), in passes of ``pass_vectors``.
-    ``cell_memory``: where the cell words live (:data:`colcomb.hdl.program.CELL_MEMORIES`),
-    ``requant_stages`` the requantizer's pipeline depth."""
+    words in (:func:`colcomb.hdl.network.image_network`)."""
     from colcomb.hdl.network import image_network
     from colcomb.hdl.program import Program
     from colcomb.packer.golden import check_inputs, run_network
@@ -135,11 +132,8 @@ def prepare_design(manifest_dir: str | os.PathLike, *, rows: int, cols: int, bat
     manifest = load_manifest(manifest_dir)
     network = image_network(manifest, layers)
     chosen = network.layers if network else manifest.chain(layers)
-    kwargs = {} if batch is None else {"batch": batch}
-    onehot = family is not None and onehot_select(family, cell, max(la.alpha for la in chosen))
-    program = Program.compile(chosen, rows=rows, cols=cols, cell=cell, onehot=onehot,
-                              stages=network.stages if network else None, pass_vectors=pass_vectors,
-                              cell_memory=cell_memory, requant_stages=requant_stages, **kwargs)
+    onehot = family is not None and onehot_select(family, config.cell, max(la.alpha for la in chosen))
+    program = Program.compile(chosen, config, onehot=onehot, stages=network.stages if network else None)
     if labels is not None and inputs is None:
         raise ColcombError("labels need the test inputs they label (--inputs or --test-split)")
     if isinstance(inputs, np.ndarray):
@@ -167,7 +161,7 @@ def prepare_design(manifest_dir: str | os.PathLike, *, rows: int, cols: int, bat
         raise ColcombError(f"{source}: holds no test vectors")
     y = network.predict(x) if network else run_network(chosen, x)
     names = [la.name for la in chosen]
-    parameters = {"rows": rows, "cols": cols, "batch": program.batch, "vectors": int(x.shape[0]),
+    parameters = {"rows": config.rows, "cols": config.cols, "batch": program.batch, "vectors": int(x.shape[0]),
                   "seed": seed if inputs is None else None, "inputs": source, "labelled": labels is not None}
     return Design(program, np.asarray(x, np.int64), np.asarray(y, np.int64), names,
                   manifest.path.parent if manifest.path else Path(manifest_dir),
@@ -289,11 +283,11 @@ def onehot_select(family: str, cell: str, alpha: int) -> bool:
 
 
 def dsp_plan(spec, family: str, program, dsp: bool | None) -> tuple[bool, int]:
-    """Whether to map multipliers to DSPs (``dsp``; ``None``: on for ECP5, off for iCE40) and how
+    """Whether to map multipliers to DSPs (``dsp``; ``None``: where the board has DSPs) and how
     many array cells get one: the device's DSPs less the requantizer's, at most every cell. When
     the requantizer alone needs more DSPs than the device has, nothing is mapped to DSPs, so a
     design never asks for more than there are."""
-    use = family == "ecp5" if dsp is None else bool(dsp)
+    use = spec.dsps > 0 if dsp is None else bool(dsp)
     if not use:
         return False, 0
     free = spec.dsps - requant_dsps(family, program)
@@ -302,27 +296,23 @@ def dsp_plan(spec, family: str, program, dsp: bool | None) -> tuple[bool, int]:
     return True, max(0, min(free, program.rows * program.cols))
 
 
-def synthesize(manifest_dir: str | os.PathLike, *, board: str, rows: int, cols: int, out: str | os.PathLike,
-               clock_mhz: float | None = None, batch: int | None = None, layers: list[str] | None = None,
-               vectors: int | None = None, seed: int = 0, inputs: str | os.PathLike | None = None,
-               dsp: bool | None = None, nextpnr_seed: int = 1, log=None, cell: str = "parallel",
-               throughput: bool = True, progress=None, labels=None, input_source: str | None = None,
-               pass_vectors: int | None = None, router: str | None = None,
-               cell_memory: str = "rom", requant_stages: int = 2) -> dict:
-    """Build the self-testing board top for ``board`` and write ``out/report.json``.
+def synthesize(manifest_dir: str | os.PathLike, config: HardwareConfig, *, out: str | os.PathLike,
+               layers: list[str] | None = None, vectors: int | None = None, seed: int = 0,
+               inputs: str | os.PathLike | None = None, nextpnr_seed: int = 1, log=None, throughput: bool = True,
+               progress=None, labels=None, input_source: str | None = None, router: str | None = None) -> dict:
+    """Build the self-testing board top of ``config`` (its ``board`` is required; its ``dsp`` and
+    clock default to the board's, :func:`colcomb.fpga.boards.board_config`) and write
+    ``out/report.json``.
 
     ``inputs``: a .npy path or an integer array of test inputs (``input_source`` names where an
     array came from); ``labels``: their class indices, for the UART's per-image report
     (:func:`prepare_design`).
-    ``dsp``: map multipliers to DSP blocks (``None``: the family's default, :func:`dsp_plan`).
     ``throughput``: measure the steady-state cycles per inference in Verilator
-    (:func:`measure_cycles_per_inference`) for the report's ``throughput``; ``pass_vectors``: a
-    CNN's vectors per pass (:meth:`colcomb.hdl.program.Program.compile`); ``router``: nextpnr's
+    (:func:`measure_cycles_per_inference`) for the report's ``throughput``; ``router``: nextpnr's
     router (one of :data:`ROUTERS`; None: nextpnr's default, router1); ``progress`` (a
-    :class:`colcomb.core.progress.Stages`) shows the stages. ``cell_memory="spram"`` (iCE40
-    UltraPlus boards) keeps the cell words in SPRAM, loaded from the SPI flash at power-up: the
-    image goes to ``out/cells.flash.bin``, to be programmed at :data:`FLASH_OFFSET`
-    (``report["flash"]`` says how). ``requant_stages``: the requantizer's pipeline depth.
+    :class:`colcomb.core.progress.Stages`) shows the stages. With the cell words in SPRAM (iCE40
+    UltraPlus boards, loaded from the SPI flash at power-up) their image goes to
+    ``out/cells.flash.bin``, to be programmed at :data:`FLASH_OFFSET` (``report["flash"]`` says how).
 
     Returns the report. Raises :class:`ColcombError` (after writing the report, marked failed)
     when the design does not fit, misses the clock, or a tool fails.
@@ -333,27 +323,22 @@ def synthesize(manifest_dir: str | os.PathLike, *, board: str, rows: int, cols: 
     log = log or (lambda msg: print(msg, file=sys.stderr))
     if router is not None and router not in ROUTERS:
         raise ColcombError(f"router must be one of {', '.join(ROUTERS)}, not {router!r}")
-    spec = get_board(board)
+    spec, config = board_config(config)
     platform = spec.make_platform()
     family = platform.family.lower()
-    if cell_memory == "spram" and not (family == "ice40" and str(platform.device).startswith("iCE40UP")):
-        raise ColcombError(f"--cell-memory spram needs an iCE40 UltraPlus (its SPRAM); the {spec.name} has a "
-                           f"{platform.device}: leave it out (the cells stay in block RAM)")
     env = tool_env()
     check_tools(family, env)
     out = Path(out)
     report_path = out / "report.json"
 
     # every check of the inputs comes before OUT is made: a refused run leaves nothing behind
-    design = prepare_design(manifest_dir, rows=rows, cols=cols, batch=batch, layers=layers,
-                            vectors=vectors, seed=seed, inputs=inputs, cell=cell, family=family,
-                            labels=labels, input_source=input_source, pass_vectors=pass_vectors,
-                            cell_memory=cell_memory, requant_stages=requant_stages)
-    use_dsp, dsp_cells = dsp_plan(spec, family, design.program, dsp)
+    design = prepare_design(manifest_dir, config, layers=layers, vectors=vectors, seed=seed, inputs=inputs,
+                            family=family, labels=labels, input_source=input_source)
+    use_dsp, dsp_cells = dsp_plan(spec, family, design.program, config.dsp)
     prog = design.program = dataclasses.replace(design.program, dsp_cells=dsp_cells)
 
     f_osc = platform.default_clk_frequency
-    requested = f_osc if clock_mhz is None else clock_mhz * 1e6
+    requested = f_osc if config.clock_mhz is None else config.clock_mhz * 1e6
     pll = None
     if abs(requested - f_osc) > 1e-6 * f_osc:
         pll = ice40_pll(f_osc, requested) if family == "ice40" else ecp5_pll(f_osc, requested)
@@ -376,16 +361,7 @@ def synthesize(manifest_dir: str | os.PathLike, *, board: str, rows: int, cols: 
                        pll_pad=spec.pll_pad, pass_led=spec.pass_led, fail_led=spec.fail_led, uart=spec.uart,
                        labels=design.labels)
         build_dir = work / "build"
-        overrides = {
-            "nextpnr_opts": (f"--report nextpnr_report.json --timing-allow-fail --seed {nextpnr_seed}"
-                             + (f" --router {router}" if router else "")),
-            "script_after_read": YOSYS_AFTER_READ,
-            "script_after_synth": "tee -q -o yosys_stat.json stat -json",
-        }
-        if family == "ice40" and use_dsp:
-            overrides["synth_opts"] = "-dsp"
-        if family == "ecp5" and not use_dsp:
-            overrides["synth_opts"] = "-nodsp"
+        overrides = build_overrides(family, use_dsp, nextpnr_seed, router)
 
         report: dict = {
             "status": "running",
@@ -415,12 +391,14 @@ def synthesize(manifest_dir: str | os.PathLike, *, board: str, rows: int, cols: 
                 **labelled_report(design),
             },
             "options": {"dsp": use_dsp, "nextpnr_seed": nextpnr_seed, "overrides": overrides},
+            "config": config.replace(dsp=use_dsp).to_dict(),
             **({"flash": flash} if flash else {}),
             "manifest": str(design.manifest),
             "provenance": {**design.provenance,
                            "parameters": {**design.provenance["parameters"], "board": spec.name,
-                                          "clock_mhz": clock_mhz, "dsp": use_dsp, "cell": cell,
-                                          "cell_memory": cell_memory, "requant_stages": requant_stages,
+                                          "clock_mhz": config.clock_mhz, "dsp": use_dsp, "cell": config.cell,
+                                          "cell_memory": config.cell_memory,
+                                          "requant_stages": config.requant_stages,
                                           "pass_vectors": prog.pass_vectors if prog.stages else None,
                                           "nextpnr_seed": nextpnr_seed, "router": router}},
             "tools": {
@@ -432,7 +410,7 @@ def synthesize(manifest_dir: str | os.PathLike, *, board: str, rows: int, cols: 
             },
         }
 
-        log(f"synthesize: {spec.name} ({platform.device}-{platform.package}), array {rows}x{cols} "
+        log(f"synthesize: {spec.name} ({platform.device}-{platform.package}), array {config.rows}x{config.cols} "
             f"alpha {prog.alpha}, {len(prog.tiles)} tiles, clock {f_clk / 1e6:.3f} MHz "
             f"({'PLL' if pll else 'oscillator'}) -> {build_dir}")
         # the "running" report in the staging folder shows a crash's progress; it never reaches OUT
@@ -440,9 +418,7 @@ def synthesize(manifest_dir: str | os.PathLike, *, board: str, rows: int, cols: 
         measured = None
         if throughput:
             _stage(progress, "simulate")
-            measured = measure_cycles_per_inference(manifest_dir, rows=rows, cols=cols, batch=prog.batch,
-                                                    layers=layers, cell=cell, seed=seed, pass_vectors=pass_vectors,
-                                                    cell_memory=cell_memory, requant_stages=requant_stages)
+            measured = measure_cycles_per_inference(manifest_dir, config, layers=layers, seed=seed)
         try:
             plan = platform.build(top, name="top", build_dir=str(build_dir), do_build=False, **overrides)
             plan.extract(str(build_dir))
@@ -490,6 +466,68 @@ def synthesize(manifest_dir: str | os.PathLike, *, board: str, rows: int, cols: 
     return report
 
 
+def build_overrides(family: str, use_dsp: bool, nextpnr_seed: int = 1, router: str | None = None) -> dict:
+    """The Amaranth platform build's options: nextpnr's report and seed, yosys' stat, DSP mapping."""
+    overrides = {
+        "nextpnr_opts": (f"--report nextpnr_report.json --timing-allow-fail --seed {nextpnr_seed}"
+                         + (f" --router {router}" if router else "")),
+        "script_after_read": YOSYS_AFTER_READ,
+        "script_after_synth": "tee -q -o yosys_stat.json stat -json",
+    }
+    if family == "ice40" and use_dsp:
+        overrides["synth_opts"] = "-dsp"
+    if family == "ecp5" and not use_dsp:
+        overrides["synth_opts"] = "-nodsp"
+    return overrides
+
+
+def yosys_only(manifest_dir: str | os.PathLike, config: HardwareConfig, folder: str | os.PathLike) -> dict:
+    """What :func:`synthesize` builds for ``config`` (from the oscillator, no PLL), up to the end of
+    yosys, in ``folder``: ``{"family", "yosys": {luts, flip_flops, carries, block_rams, dsps, spram},
+    "yosys_cells"}``. For calibrating the estimate (``benchmarks/calibrate.py``)."""
+    from colcomb.fpga.selftest import BoardTop
+
+    spec, config = board_config(config)
+    platform = spec.make_platform()
+    family = platform.family.lower()
+    env = tool_env()
+    check_tools(family, env)
+    design = prepare_design(manifest_dir, config, family=family)
+    use_dsp, dsp_cells = dsp_plan(spec, family, design.program, config.dsp)
+    prog = dataclasses.replace(design.program, dsp_cells=dsp_cells)
+    top = BoardTop(program=prog, inputs=design.inputs, expected=design.expected, pll=None, pll_pad=spec.pll_pad,
+                   pass_led=spec.pass_led, fail_led=spec.fail_led, uart=spec.uart, labels=design.labels)
+    folder = Path(folder)
+    plan = platform.build(top, name="top", build_dir=str(folder), do_build=False,
+                          **build_overrides(family, use_dsp))
+    plan.extract(str(folder))
+    script = (folder / "build_top.sh").read_text()
+    steps = "\n".join(ln for ln in script.splitlines() if "YOSYS" in ln and not ln.lstrip().startswith("#"))
+    proc = subprocess.run(["sh", "-c", "set -e\n" + steps], cwd=folder, env=env, capture_output=True, text=True)
+    if proc.returncode:
+        raise ColcombError(f"yosys failed in {folder}: {(proc.stdout + proc.stderr)[-1500:]}")
+    cells = parse_yosys_stat(json.loads((folder / "yosys_stat.json").read_text()))
+    return {"family": family, "yosys_cells": cells,
+            "yosys": {**yosys_resources(cells, family), "spram": cells.get("SB_SPRAM256KA", 0)}}
+
+
+def report_config(path: str | os.PathLike) -> HardwareConfig:
+    """The hardware config a `colcomb synthesize` report was built with (its ``config``; a report
+    from before configs existed: its array and options)."""
+    try:
+        rep = json.loads(Path(path).read_text())
+        if "config" in rep:
+            return HardwareConfig.from_dict(rep["config"], f"{path}: config")
+        arr = rep["array"]
+        return HardwareConfig(rows=arr["rows"], cols=arr["cols"], cell=arr.get("cell", "parallel"),
+                              batch=arr["batch"], dsp=bool(rep["options"]["dsp"]),
+                              pass_vectors=arr.get("pass_vectors"), beat=arr.get("beat", 1),
+                              cell_memory=arr.get("cell_memory", "rom"),
+                              requant_stages=arr.get("requant_stages", 2), board=rep["board"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ColcombError(f"{path}: not a colcomb synthesis report ({exc})") from None
+
+
 def write_flash_image(folder: Path, program) -> dict:
     """Write the cell words' flash image (:func:`colcomb.hdl.flash_loader.flash_image`) into
     ``folder`` and return the report's ``flash``: the file, its size, offset and CRC, and the
@@ -518,22 +556,18 @@ def labelled_report(design: Design) -> dict:
             "uart_text": report_text(predicted, design.labels, passed=True)}
 
 
-def measure_cycles_per_inference(manifest_dir, *, rows: int, cols: int, batch: int, layers=None,
-                                 cell: str = "parallel", seed: int = 0, batches: int = 8,
-                                 pass_vectors: int | None = None, cell_memory: str = "rom",
-                                 requant_stages: int = 2) -> dict:
+def measure_cycles_per_inference(manifest_dir, config: HardwareConfig, *, layers=None, seed: int = 0,
+                                 batches: int = 8) -> dict:
     """Run the design of the chosen layers in Verilator (the fast bench of ``colcomb simulate``)
     on ``batches`` full batches of random inputs and return ``{"cycles_per_inference", "vectors",
     "passed", "summary", "run_dir"}``: the steady state (cycles between the ends of full batches,
     :func:`colcomb.sim.timing.steady_cycles_per_vector`), or ``{"absent": reason}`` when no
-    simulation can run (no Verilator). ``pass_vectors``: a CNN's vectors per pass, as the
-    synthesized design's."""
+    simulation can run (no Verilator)."""
     from colcomb.sim.runner import simulate
 
     try:
-        res = simulate(manifest_dir, rows, cols, vectors=batches * batch, seed=seed, batch=batch,
-                       layers=layers, cell=cell, check=False, bench="fast", pass_vectors=pass_vectors,
-                       cell_memory=cell_memory, requant_stages=requant_stages)
+        res = simulate(manifest_dir, config, vectors=batches * config.batch, seed=seed, layers=layers, check=False,
+                       bench="fast")
     except ColcombError as exc:
         if "Verilator is not installed" in str(exc) or "no verilator" in str(exc):
             return {"absent": f"no simulation: {exc}"}

@@ -10,7 +10,9 @@ from pathlib import Path
 
 from colcomb.core.errors import ColcombError
 from colcomb.core.outdir import OutputFolder
+from colcomb.hdl.config import HardwareConfig
 from colcomb.hdl.cycles import cycle_summary
+from colcomb.hdl.design_folder import DESIGN_FILE, design_record
 from colcomb.hdl.emit import portable_verilog
 from colcomb.hdl.flash_loader import FLASH_IMAGE, FLASH_OFFSET
 from colcomb.hdl.flash_model import TopWithFlash
@@ -88,11 +90,9 @@ def design_info(program: Program, top: str, provenance: dict | None = None, *, f
 
 def generate_layers(
     layers: Sequence[PackedLayer],
-    rows: int,
-    cols: int,
+    config: HardwareConfig,
     out_dir: str | os.PathLike,
     *,
-    batch: int = 16,
     top: str = DEFAULT_TOP,
     weight_bits: int | None = None,
     data_bits: int | None = None,
@@ -100,31 +100,24 @@ def generate_layers(
     lint: bool = False,
     inputs: Sequence[str | os.PathLike] = (),
     provenance: dict | None = None,
-    cell: str = "parallel",
     tb_vectors: int = DEFAULT_VECTORS,
     tb_seed: int = 0,
     network: ImageNetwork | None = None,
-    pass_vectors: int | None = None,
-    beat: int = 1,
-    shadow: bool = False,
-    cell_memory: str = "rom",
     flash_model: bool = False,
-    requant_stages: int = 2,
+    record: dict | None = None,
 ) -> Design:
-    """Like :func:`generate`, from layers already in memory. ``OUT`` is replaced whole (see
+    """Like :func:`generate`, from layers already in memory (``record``: the design folder's
+    ``design.json``, :mod:`colcomb.hdl.design_folder`). ``OUT`` is replaced whole (see
     :mod:`colcomb.core.outdir`); ``inputs`` are files it must not hold; ``provenance`` (where
     the layers came from, :func:`colcomb.packer.manifest.provenance`) goes into the design JSON.
     ``network``: the layers are this image network's, run whole (image words in)."""
     from colcomb.hdl import lint as lint_mod
 
-    if flash_model and cell_memory != "spram":
+    if flash_model and config.cell_memory != "spram":
         raise ColcombError("a flash model is for cell words in SPRAM: add --cell-memory spram or leave "
                            "--flash-model out")
-    program = Program.compile(layers, rows=rows, cols=cols, batch=batch,
-                              weight_bits=weight_bits, data_bits=data_bits, acc_bits=acc_bits, cell=cell,
-                              stages=network.stages if network else None, pass_vectors=pass_vectors,
-                              beat=beat, shadow=shadow, cell_memory=cell_memory,
-                              requant_stages=requant_stages)
+    program = Program.compile(layers, config, weight_bits=weight_bits, data_bits=data_bits, acc_bits=acc_bits,
+                              stages=network.stages if network else None)
     out = Path(out_dir)
     if isinstance(tb_vectors, bool) or not isinstance(tb_vectors, int) or tb_vectors < 0:
         raise ColcombError(f"the testbench's vector count must be 0 (none) or more, not {tb_vectors!r}")
@@ -138,6 +131,14 @@ def generate_layers(
             lint_mod.write_waivers(tmp, top)
             (tmp / f"{top}.json").write_text(json.dumps(design_info(program, top, provenance, flash_model=flash_model),
                                                         indent=1) + "\n")
+            if record is not None:
+                from colcomb.hdl.cycles import cycles_per_inference, engine_cycles
+
+                full = engine_cycles(program, program.batch)
+                cpi = cycles_per_inference([0] * (program.batch - 1) + [full], program.input_cycles,
+                                           program.out_beats)
+                figures = {"tiles": len(program.tiles), "alpha": program.alpha, "cycles_per_inference": cpi}
+                (tmp / DESIGN_FILE).write_text(json.dumps({**record, **figures}, indent=1) + "\n")
             images = rom_images(program)
             roms = [f"{top}.{name}.hex" for name in images]
             for name, fname in zip(images, roms, strict=True):
@@ -180,61 +181,44 @@ def _hex_image(words: Sequence[int]) -> str:
 
 def generate(
     manifest_dir: str | os.PathLike,
-    rows: int,
-    cols: int,
+    config: HardwareConfig,
     out_dir: str | os.PathLike,
     *,
-    batch: int = 16,
     top: str = DEFAULT_TOP,
     weight_bits: int | None = None,
     data_bits: int | None = None,
     acc_bits: int | None = None,
     lint: bool = True,
     layers: Sequence[str] | None = None,
-    cell: str = "parallel",
     tb_vectors: int = DEFAULT_VECTORS,
     tb_seed: int = 0,
-    pass_vectors: int | None = None,
-    beat: int = 1,
-    shadow: bool = False,
-    cell_memory: str = "rom",
     flash_model: bool = False,
-    requant_stages: int = 2,
 ) -> Design:
-    """Elaborate the accelerator for the manifest's network on a ``rows`` x ``cols`` array.
+    """Elaborate the accelerator for the manifest's network on the hardware ``config``.
 
     Loads and validates the manifest (sha256, ROM images against arrays), compiles the tile
-    program (refusing layers that could overflow their accumulator), and writes into
-    ``out_dir``: ``<top>.v`` (the Verilog, ROM contents included as memory initial values),
-    ``<top>.vlt`` (named Verilator lint waivers) and ``<top>.json`` (parameters, stream format,
-    tile counts, cycle model, and ``provenance``: the manifest's path and sha256, the layers and
-    these parameters). ``layers`` picks a chain of the manifest's layers by name (default: all, in
-    order). With ``lint`` (default) it runs ``verilator --lint-only -Wall`` and raises
-    :class:`ColcombError` on any warning not waived. ``batch`` is the most vectors one run
-    holds on chip; widths default to the widest the layers need; ``cell`` is the array's cell
-    kind (:data:`colcomb.hdl.program.CELLS`). ``tb_vectors`` (0: none) seeded random vectors
+    program (:meth:`colcomb.hdl.program.Program.compile`, refusing layers that could overflow
+    their accumulator), and writes into ``out_dir``: ``<top>.v`` (the Verilog, ROM contents
+    included as memory initial values), ``<top>.vlt`` (named Verilator lint waivers) and
+    ``<top>.json`` (parameters, stream format, tile counts, cycle model, and ``provenance``: the
+    manifest's path and sha256, the layers and the config). ``layers`` picks a chain of the
+    manifest's layers by name (default: all, in order). With ``lint`` (default) it runs
+    ``verilator --lint-only -Wall`` and raises :class:`ColcombError` on any warning not waived.
+    Widths default to the widest the layers need. ``tb_vectors`` (0: none) seeded random vectors
     (``tb_seed``) go into the self-checking testbench ``tb_<top>.v`` with its input and
-    golden-model output images (:mod:`colcomb.hdl.testbench`). ``pass_vectors``: a CNN's
-    vectors per pass, ``beat``: words per stream beat, ``shadow``: shadow weights, ``cell_memory``:
-    where the cell words live, ``requant_stages``: the requantizer's pipeline depth
-    (:meth:`colcomb.hdl.program.Program.compile`). With the cell words in
-    SPRAM, ``<top>.cells.flash.bin`` is the image the board's flash holds at 1 MiB, and ``<top>.v``
-    has the flash's pins, or with ``flash_model`` a simulation model of the flash holding the image
+    golden-model output images (:mod:`colcomb.hdl.testbench`). With the cell words in SPRAM,
+    ``<top>.cells.flash.bin`` is the image the board's flash holds at 1 MiB, and ``<top>.v`` has
+    the flash's pins, or with ``flash_model`` a simulation model of the flash holding the image
     (then, and only then, the testbench is written).
     """
     manifest = load_manifest(manifest_dir)
     network = image_network(manifest, layers)
     chosen = network.layers if network else manifest.chain(layers)
-    parameters = {"rows": rows, "cols": cols, "batch": batch, "top": top,
-                  "weight_bits": weight_bits, "data_bits": data_bits, "acc_bits": acc_bits,
-                  "lint": lint, **({"pass_vectors": pass_vectors} if pass_vectors is not None else {}),
-                  **({"beat": beat} if beat != 1 else {}), **({"shadow": True} if shadow else {}),
-                  **({"cell_memory": cell_memory, "flash_model": bool(flash_model)} if cell_memory != "rom" else {}),
-                  **({"requant_stages": requant_stages} if requant_stages != 2 else {})}
-    return generate_layers(chosen, rows, cols, out_dir, batch=batch, top=top,
-                           weight_bits=weight_bits, data_bits=data_bits, acc_bits=acc_bits,
-                           lint=lint, cell=cell, tb_vectors=tb_vectors, tb_seed=tb_seed, network=network,
-                           pass_vectors=pass_vectors, beat=beat, shadow=shadow, cell_memory=cell_memory,
-                           flash_model=flash_model, requant_stages=requant_stages,
-                           inputs=[manifest_dir], provenance=manifest.provenance(
-                               [la.name for la in chosen], parameters))
+    parameters = {**config.to_dict(), "top": top, "weight_bits": weight_bits, "data_bits": data_bits,
+                  "acc_bits": acc_bits, "lint": lint, **({"flash_model": True} if flash_model else {})}
+    parameters.pop("format")
+    return generate_layers(chosen, config, out_dir, top=top, weight_bits=weight_bits, data_bits=data_bits,
+                           acc_bits=acc_bits, lint=lint, tb_vectors=tb_vectors, tb_seed=tb_seed, network=network,
+                           flash_model=flash_model, inputs=[manifest_dir],
+                           provenance=manifest.provenance([la.name for la in chosen], parameters),
+                           record=design_record(config, manifest.path.parent, manifest.sha256, layers, top, {}))

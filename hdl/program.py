@@ -36,6 +36,7 @@ from amaranth.hdl import signed, unsigned
 from amaranth.lib import data
 
 from colcomb.core.errors import ColcombError
+from colcomb.hdl.config import CELL_MEMORIES, CELLS, PASS_VECTORS, REQUANT_STAGES, ConfigError, HardwareConfig
 from colcomb.hdl.flash_loader import FLASH_OFFSET, flash_image, load_cycles, word_bytes
 from colcomb.hdl.framing import beat_words
 from colcomb.hdl.layout import LaneGeometry, RowTile, Slot, pack_rows, place_lanes
@@ -69,18 +70,6 @@ def _row_tile(channels: list[int], rows: int) -> RowTile:
     return RowTile(tuple(channels + [None] * (rows - len(channels))), ())
 
 
-#: the array's cell kinds: one vector per cycle, or the paper's bit-serial cell
-CELLS = ("parallel", "serial")
-#: where the cell words live: block RAM initialised by the bitstream, or the iCE40 UltraPlus's
-#: SPRAM, loaded from the SPI flash at power-up (:mod:`colcomb.hdl.flash_loader`)
-CELL_MEMORIES = ("rom", "spram")
-#: the requantizer's pipeline depths: 2, or 3 with a register after its shifter
-#: (:class:`~colcomb.hdl.requant.Requantizer` ``stages``)
-REQUANT_STAGES = (2, 3)
-#: an image network's layer runs its (image, position) vectors in passes of at most this many
-#: over its tiles (whole pooling windows): long passes load each tile's weights rarely, and the
-#: accumulator memory this deep costs no more block RAM (its width, rows x acc_bits, sets that)
-PASS_VECTORS = 256
 #: ROM reads (one cycle each) before an image network's tile fetches its first window: the
 #: descriptor and its register, the patch ROM's origin and its sum with the map's base
 WINDOW_READS = 4
@@ -105,13 +94,6 @@ def cell_layout(weight_bits: int, alpha: int, onehot: bool = False) -> data.Stru
 def lane_layout(data_bits: int, alpha: int) -> data.ArrayLayout:
     """The ``alpha`` input lanes one array column carries."""
     return data.ArrayLayout(signed(data_bits), alpha)
-
-
-def beat_value(beat) -> int:
-    """``beat`` as an int, refused unless a power of two (words per stream beat)."""
-    if not isinstance(beat, (int, np.integer)) or isinstance(beat, bool) or beat < 1 or beat & (beat - 1):
-        raise ColcombError(f"beat must be a power of two (words per stream beat: 1, 2, 4, 8, ...), not {beat!r}")
-    return int(beat)
 
 
 def pack_struct(layout: data.StructLayout, values: dict) -> int:
@@ -179,17 +161,14 @@ class Program:
     """Layers compiled for an array of ``rows`` x ``cols`` cells; build with :meth:`compile`."""
 
     layers: list[PackedLayer]
-    rows: int
-    cols: int
+    #: the hardware config it was compiled for (array, cell, batch, beat, passes, memories, ...)
+    config: HardwareConfig
     alpha: int
     weight_bits: int
     data_bits: int
     acc_bits: int
-    batch: int
     #: cells (row-major) whose multiplier is DSP-mappable; the rest use logic (None: all)
     dsp_cells: int | None = None
-    #: the array's cell kind, one of :data:`CELLS`
-    cell: str = "parallel"
     #: lane memory words per vector (a power of two; :func:`default_parts`)
     parts: int = 1
     #: the cells' select is one bit per lane (:func:`cell_layout`), not a lane index
@@ -214,17 +193,6 @@ class Program:
     #: an image network run on chip (:mod:`colcomb.hdl.network`): one stage per layer; None for a
     #: chain of matrices (every layer's vectors are the batch's inputs)
     stages: list[Stage] | None = None
-    #: image networks: the most vectors of one pass (:data:`PASS_VECTORS`)
-    pass_vectors: int = PASS_VECTORS
-    #: activation words per stream beat, in and out (:attr:`input_beats`, :mod:`colcomb.hdl.top`)
-    beat: int = 1
-    #: a chain of matrices with shadow weights: each tile's cells load while the tile before
-    #: streams (:class:`~colcomb.hdl.array.SystolicArray` ``shadow``)
-    shadow: bool = False
-    #: where the cell words live, one of :data:`CELL_MEMORIES`
-    cell_memory: str = "rom"
-    #: the requantizer's pipeline depth (:class:`~colcomb.hdl.requant.Requantizer` ``stages``)
-    requant_stages: int = 2
     #: image networks: per layer, the constants of :attr:`layer_constants`
     layer_info: list[dict] = field(default_factory=list)
     #: image networks: the window origin (address in the padded input map) of every computed
@@ -234,6 +202,50 @@ class Program:
     column_offsets: list[int] = field(default_factory=list)
     #: image networks: per row tile and output position, the first word of its writes
     positions: list[int] = field(default_factory=list)
+
+    # -- the config's choices ------------------------------------------------------------------
+    @property
+    def rows(self) -> int:
+        return self.config.rows
+
+    @property
+    def cols(self) -> int:
+        return self.config.cols
+
+    @property
+    def batch(self) -> int:
+        return self.config.batch
+
+    @property
+    def cell(self) -> str:
+        """The array's cell kind, one of :data:`CELLS`."""
+        return self.config.cell
+
+    @property
+    def pass_vectors(self) -> int:
+        """Image networks: the most vectors of one pass (:data:`PASS_VECTORS` unless set)."""
+        return self.config.passes
+
+    @property
+    def beat(self) -> int:
+        """Activation words per stream beat, in and out (:attr:`input_beats`, :mod:`colcomb.hdl.top`)."""
+        return self.config.beat
+
+    @property
+    def shadow(self) -> bool:
+        """A chain of matrices with shadow weights: each tile's cells load while the tile before
+        streams (:class:`~colcomb.hdl.array.SystolicArray` ``shadow``)."""
+        return self.config.shadow
+
+    @property
+    def cell_memory(self) -> str:
+        """Where the cell words live, one of :data:`CELL_MEMORIES`."""
+        return self.config.cell_memory
+
+    @property
+    def requant_stages(self) -> int:
+        """The requantizer's pipeline depth (:class:`~colcomb.hdl.requant.Requantizer` ``stages``)."""
+        return self.config.requant_stages
 
     # -- derived sizes ------------------------------------------------------------------------
     @property
@@ -312,13 +324,14 @@ class Program:
         if spram_blocks(bits) > SPRAM_BLOCKS:
             per_cell = bits // (self.load_rows * self.cols)
             most = max(1, SPRAM_BLOCKS * SPRAM_WIDTH // per_cell // self.load_rows)
-            raise ColcombError(f"a cell word of this array is {bits} bits ({self.load_rows * self.cols} cells of "
-                               f"{per_cell}), which needs {spram_blocks(bits)} SPRAM blocks side by side; the "
+            raise ConfigError("cell_memory", f"a cell word of this array is {bits} bits ("
+                               f"{self.load_rows * self.cols} cells of {per_cell}), which needs {spram_blocks(bits)} "
+                               f"SPRAM blocks side by side; the "
                                f"iCE40UP5K has {SPRAM_BLOCKS} ({SPRAM_BLOCKS * SPRAM_WIDTH} bits): use at most "
                                f"{most} columns or keep the cells in block RAM (--cell-memory rom)")
         if words > SPRAM_DEPTH:
-            raise ColcombError(f"the network has {words} cell words, more than an SPRAM's {SPRAM_DEPTH}: use a "
-                               f"larger array or keep the cells in block RAM (--cell-memory rom)")
+            raise ConfigError("cell_memory", f"the network has {words} cell words, more than an SPRAM's "
+                               f"{SPRAM_DEPTH}: use a larger array or keep the cells in block RAM (--cell-memory rom)")
 
     @property
     def load_steps(self) -> int:
@@ -399,19 +412,20 @@ class Program:
         lanes of a memory word (a beat of outputs is read from one output memory word), and the
         banked array (its input copies) and row runs (their shift register) take one word a
         beat."""
-        k, lpp = beat_value(self.beat), self.lanes_per_part
+        k, lpp = self.beat, self.lanes_per_part
         if k == 1:
             return
         if lpp % k:
-            raise ColcombError(f"a beat of {k} words must divide the {lpp} lanes of a memory word on this "
+            raise ConfigError("beat", f"a beat of {k} words must divide the {lpp} lanes of a memory word on this "
                                f"array (its outputs are read a memory word at a time); use --beat "
                                f"{max(d for d in (1, 2, 4, 8, 16, 32, 64) if lpp % d == 0 and d <= lpp)} or less")
         if self.banked:
-            raise ColcombError(f"a beat of {k} words: the bit-parallel array runs a CNN with a copy of the input "
-                               f"memory per column, which takes one word a cycle; use --beat 1 or --cell serial")
+            raise ConfigError("beat", f"a beat of {k} words: the bit-parallel array runs a CNN with a copy of "
+                               f"the input memory per column, which takes one word a cycle; use --beat 1 or --cell "
+                               f"serial")
         if self.input_run:
-            raise ColcombError(f"a beat of {k} words: conv1 combined per kernel row reads row runs, which the input "
-                               f"port builds one pixel a cycle; use --beat 1")
+            raise ConfigError("beat", f"a beat of {k} words: conv1 combined per kernel row reads row runs, "
+                               f"which the input port builds one pixel a cycle; use --beat 1")
 
     @property
     def in_beats(self) -> int:
@@ -652,70 +666,51 @@ class Program:
     def compile(
         cls,
         layers: Sequence[PackedLayer],
+        config: HardwareConfig,
         *,
-        rows: int,
-        cols: int,
-        batch: int = 16,
         weight_bits: int | None = None,
         data_bits: int | None = None,
         acc_bits: int | None = None,
         dsp_cells: int | None = None,
-        cell: str = "parallel",
         parts: int | None = None,
         onehot: bool = False,
         stages: Sequence[Stage] | None = None,
-        pass_vectors: int | None = None,
-        beat: int = 1,
-        shadow: bool = False,
-        cell_memory: str = "rom",
-        requant_stages: int = 2,
     ) -> Program:
-        """Check ``layers`` against the array and compute the ROM images.
+        """Check ``layers`` against the array of ``config`` and compute the ROM images.
 
         Widths default to the widest any layer needs (the accumulator: its worst case,
-        :func:`~colcomb.packer.golden.accumulator_bound`). Raises :class:`ColcombError` for an
-        array size below 1, a batch below 1, layers that do not chain, a layer wider than the
-        hardware widths, or a layer whose worst-case accumulator could overflow ``acc_bits``.
+        :func:`~colcomb.packer.golden.accumulator_bound`). Raises :class:`ColcombError` for layers
+        that do not chain, a layer wider than the hardware widths, or a layer whose worst-case
+        accumulator could overflow ``acc_bits``; errors name the config's field (``rows``,
+        ``beat``, ...), which the CLI maps to its flag.
 
         With ``stages`` (:func:`colcomb.hdl.network.stages_of`, one per layer) the layers are an
         image network the engine runs from image to outputs (:meth:`_build_images`): on the
         serial array with column words, its conv layers packed per feature map or not combined,
-        each layer in passes of at most ``pass_vectors`` vectors (default :data:`PASS_VECTORS`;
-        the accumulator memory is that deep).
+        each layer in passes of at most ``config.pass_vectors`` vectors (default
+        :data:`PASS_VECTORS`; the accumulator memory is that deep).
 
-        ``beat``: activation words per stream beat (:meth:`check_beat`). ``shadow``: a chain's
-        next tile loads into shadow weights while a tile streams (:attr:`shadow`).
-        ``cell_memory``: where the cell words live (:data:`CELL_MEMORIES`, :meth:`check_cell_memory`).
-        ``requant_stages``: the requantizer's pipeline depth, 2 or 3 (a register after its shifter:
-        a cycle more per layer flush, a shorter critical path).
+        ``config.beat``: activation words per stream beat (:meth:`check_beat`); ``shadow``: a
+        chain's next tile loads into shadow weights while a tile streams (:attr:`shadow`);
+        ``cell_memory``: where the cell words live (:data:`CELL_MEMORIES`,
+        :meth:`check_cell_memory`); ``requant_stages``: the requantizer's pipeline depth, 2 or 3
+        (a register after its shifter: a cycle more per layer flush, a shorter critical path).
+        ``dsp_cells`` (cells whose multiplier is DSP-mapped), ``parts`` (lane memory words per
+        vector) and ``onehot`` (the select's encoding) are decided by synthesis and the compiler.
         """
-        for label, value in (("rows", rows), ("cols", cols), ("batch", batch)):
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-                raise ColcombError(f"{label} must be a positive integer, not {value!r}")
+        if not isinstance(config, HardwareConfig):
+            raise ColcombError(f"config must be a HardwareConfig, not {config!r}")
+        rows, cols, cell, beat = config.rows, config.cols, config.cell, config.beat
         if dsp_cells is not None and (not isinstance(dsp_cells, (int, np.integer)) or isinstance(dsp_cells, bool)
                                       or dsp_cells < 0):
             raise ColcombError(f"dsp_cells must be a non-negative integer or None, not {dsp_cells!r}")
-        if cell not in CELLS:
-            raise ColcombError(f"cell must be one of {', '.join(CELLS)}, not {cell!r}")
-        beat = beat_value(beat)  # before the compile: a bad beat fails at once
-        if not isinstance(shadow, (bool, np.bool_)):
-            raise ColcombError(f"shadow must be True or False, not {shadow!r}")
-        if shadow and stages is not None:
-            raise ColcombError("shadow weights are for a chain of matrices: a CNN run whole on chip loads its tiles "
-                               "behind each pass's vectors already (the banked array) or per pass; leave --shadow out "
-                               "or pick the layers with --layer")
-        if requant_stages not in REQUANT_STAGES or isinstance(requant_stages, bool):
-            raise ColcombError(f"requant_stages must be one of {', '.join(map(str, REQUANT_STAGES))}, "
-                               f"not {requant_stages!r}")
-        if cell_memory not in CELL_MEMORIES:
-            raise ColcombError(f"cell_memory must be one of {', '.join(CELL_MEMORIES)}, not {cell_memory!r}")
-        if pass_vectors is None:
-            pass_vectors = PASS_VECTORS
-        elif not isinstance(pass_vectors, (int, np.integer)) or isinstance(pass_vectors, bool) or pass_vectors < 1:
-            raise ColcombError(f"pass_vectors must be a positive integer, not {pass_vectors!r}")
-        elif stages is None and pass_vectors != PASS_VECTORS:
-            raise ColcombError(f"passes of {pass_vectors} vectors are for a CNN run whole on chip; a chain of "
-                               "matrices runs each tile over its batch: leave the pass length out")
+        if config.shadow and stages is not None:
+            raise ConfigError("shadow", "shadow weights are for a chain of matrices: a CNN run whole on chip loads "
+                              "its tiles behind each pass's vectors already (the banked array) or per pass; leave "
+                              "shadow out or pick the layers with --layer")
+        if stages is None and config.pass_vectors is not None and config.pass_vectors != PASS_VECTORS:
+            raise ConfigError("pass_vectors", f"passes of {config.pass_vectors} vectors are for a CNN run whole "
+                              "on chip; a chain of matrices runs each tile over its batch: leave the pass length out")
         layers = list(layers)
         if not layers:
             raise ColcombError("the network has no layers; pack at least one layer")
@@ -730,7 +725,7 @@ class Program:
                 raise ColcombError(f"the network ends with conv layer {stages[-1].layer!r}; the engine's outputs "
                                    f"are a linear layer's (flatten and add one)")
             if cols & (cols - 1) or (cell == "serial" and cols > max(la.data_bits for la in layers)):
-                raise ColcombError(f"on-chip convolution reads a word per array column: a power-of-two column "
+                raise ConfigError("cols", f"on-chip convolution reads a word per array column: a power-of-two column "
                                    f"count (on the serial array no larger than the data width), not {cols}; use "
                                    f"--cols 2, 4 or 8")
             if parts is not None and parts != cols:
@@ -789,23 +784,15 @@ class Program:
         def build(words: int) -> Program:
             prog = cls(
                 layers=layers,
-                rows=int(rows),
-                cols=int(cols),
+                config=config,
                 alpha=alpha,
                 weight_bits=wb,
                 data_bits=db,
                 acc_bits=ab,
-                batch=int(batch),
-                dsp_cells=None if dsp_cells is None else min(int(dsp_cells), int(rows) * int(cols)),
-                cell=cell,
+                dsp_cells=None if dsp_cells is None else min(int(dsp_cells), rows * cols),
                 parts=int(words),
                 onehot=bool(onehot),
                 stages=stages,
-                pass_vectors=int(pass_vectors),
-                beat=beat,
-                shadow=bool(shadow),
-                cell_memory=cell_memory,
-                requant_stages=int(requant_stages),
             )
             if stages is None:
                 prog._build()

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 from amaranth.sim import Simulator
 
+from colcomb.core.errors import ColcombError
+from colcomb.hdl.config import HardwareConfig
 from colcomb.hdl.flash_model import TopWithFlash
 from colcomb.hdl.framing import split_payload, stream_payloads, unpack_beats
 from colcomb.hdl.program import Program
@@ -31,19 +33,22 @@ class PySimResult:
 
 
 def run_top(
-    layers: Sequence[PackedLayer] | Program,
-    rows: int,
-    cols: int,
+    design: Sequence[PackedLayer] | Program,
     x: np.ndarray,
+    config: HardwareConfig | None = None,
     *,
-    batch: int = 16,
     max_cycles: int = 200_000,
 ) -> PySimResult:
-    """Stream ``x`` (vectors, in_words) through :class:`~colcomb.hdl.top.Top` in batches of
-    ``batch`` vectors and collect the outputs (cell words in SPRAM: through
+    """Stream ``x`` (vectors, in_words) through :class:`~colcomb.hdl.top.Top` (of a compiled
+    ``design``, or of layers compiled for ``config``) in batches of the config's ``batch`` vectors
+    and collect the outputs (cell words in SPRAM: through
     :class:`~colcomb.hdl.flash_model.TopWithFlash`, the flash holding their image)."""
-    program = layers if isinstance(layers, Program) else Program.compile(
-        layers, rows=rows, cols=cols, batch=batch)
+    if isinstance(design, Program):
+        program = design
+    elif config is None:
+        raise ColcombError("run_top needs the hardware config to compile layers for")
+    else:
+        program = Program.compile(design, config)
     # cell words in SPRAM: the top with a model of the flash holding their image
     dut = TopWithFlash(program=program) if program.cell_memory == "spram" else Top(program=program)
     x = np.asarray(x, np.int64)

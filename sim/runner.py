@@ -27,6 +27,7 @@ import numpy as np
 
 from colcomb.core.errors import ColcombError
 from colcomb.core.tools import verilator_env, verilator_make_flags
+from colcomb.hdl.config import HardwareConfig
 from colcomb.hdl.cycles import stream_cycles, watchdog_budget
 from colcomb.hdl.framing import batch_last_flags, beat_words, pack_beats
 from colcomb.hdl.generate import DEFAULT_TOP, generate_layers
@@ -188,22 +189,14 @@ def _tool_versions() -> dict:
 
 def build(
     layers: Sequence[PackedLayer],
-    rows: int,
-    cols: int,
+    config: HardwareConfig,
     *,
-    batch: int = 16,
     waves: bool = False,
     root: str | os.PathLike | None = None,
     top: str = DEFAULT_TOP,
     opt: str = DEFAULT_OPT,
-    cell: str = "parallel",
     x_random: bool = False,
     network: ImageNetwork | None = None,
-    pass_vectors: int | None = None,
-    beat: int = 1,
-    shadow: bool = False,
-    cell_memory: str = "rom",
-    requant_stages: int = 2,
 ) -> Build:
     """Generate the design for ``layers`` and compile it with Verilator, unless a build of the
     same Verilog and parameters exists under ``root`` (then it is reused). ``opt`` is the C++
@@ -225,11 +218,10 @@ def build(
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".gen-", dir=root))
     try:
-        design = generate_layers(layers, rows, cols, tmp, batch=batch, top=top, cell=cell, network=network,
-                                 pass_vectors=pass_vectors, beat=beat, shadow=shadow, cell_memory=cell_memory,
-                                 flash_model=cell_memory == "spram", requant_stages=requant_stages)
+        design = generate_layers(layers, config, tmp, top=top, network=network,
+                                 flash_model=config.cell_memory == "spram")
         build_args = X_RANDOM_BUILD_ARGS if x_random else BUILD_ARGS
-        params = {"rows": rows, "cols": cols, "batch": batch, "waves": bool(waves), "top": top,
+        params = {"rows": config.rows, "cols": config.cols, "batch": config.batch, "waves": bool(waves), "top": top,
                   "opt": opt, "build_args": build_args, "harness": HARNESS_VERSION, **_tool_versions()}
         write_harness(tmp, top, design.program.beat * design.program.data_bits)
         digest = hashlib.sha256(design.verilog.read_bytes())
@@ -463,13 +455,11 @@ def run(
 
 def simulate(
     manifest_dir: str | os.PathLike,
-    rows: int,
-    cols: int,
+    config: HardwareConfig,
     *,
     vectors: int = 16,
     seed: int = 0,
     waves: bool = False,
-    batch: int = 16,
     inputs: np.ndarray | None = None,
     idle: float = 0.0,
     stall: float = 0.0,
@@ -478,14 +468,8 @@ def simulate(
     check: bool = True,
     opt: str = DEFAULT_OPT,
     layers: Sequence[str] | None = None,
-    cell: str = "parallel",
     bench: str = "fast",
     progress: Callable[..., None] | None = None,
-    pass_vectors: int | None = None,
-    beat: int = 1,
-    shadow: bool = False,
-    cell_memory: str = "rom",
-    requant_stages: int = 2,
 ) -> SimResult:
     """Simulate the manifest's network on a ``rows`` x ``cols`` array in Verilator and check
     every output word against the golden model.
@@ -522,9 +506,7 @@ def simulate(
         x = check_inputs(chosen[0], inputs)
     if progress:
         progress("build")
-    built = build(hw, rows, cols, batch=batch, waves=waves, root=root, opt=opt, cell=cell, network=network,
-                  pass_vectors=pass_vectors, beat=beat, shadow=shadow, cell_memory=cell_memory,
-                  requant_stages=requant_stages)
+    built = build(hw, config, waves=waves, root=root, opt=opt, network=network)
     if progress:
         progress("simulate", eta_s=estimate_seconds(built, x.shape[0], bench, idle=idle, stall=stall))
     return run(built, manifest_dir, x, idle=idle, stall=stall, seed=seed, waves=waves,

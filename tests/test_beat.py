@@ -18,6 +18,7 @@ from test_testbench import needs_icarus
 
 from colcomb.cli import main
 from colcomb.core.errors import ColcombError
+from colcomb.hdl.config import HardwareConfig
 from colcomb.hdl.cycles import network_cycles
 from colcomb.hdl.framing import pack_beats, stream_payloads, unpack_beats
 from colcomb.hdl.generate import generate_layers
@@ -45,7 +46,7 @@ def _chain(seed: int):
 @given(seed=st.integers(0, 10_000), beat=st.sampled_from([2, 4, 8]), cell=st.sampled_from(["parallel", "serial"]))
 def test_schedule_writes_every_slot_once_one_address_per_bank(seed, beat, cell):
     layers = _chain(seed)
-    prog = Program.compile(layers, rows=2, cols=4, batch=3, cell=cell, beat=beat)
+    prog = Program.compile(layers, HardwareConfig(rows=2, cols=4, cell=cell, batch=3, beat=beat))
     nb = prog.beat_banks
     assert len(prog.input_beats) == prog.in_beats == -(-30 // beat)
     for b, cycles in enumerate(prog.input_beats):
@@ -69,7 +70,8 @@ def test_schedule_writes_every_slot_once_one_address_per_bank(seed, beat, cell):
 def test_wider_beats_take_fewer_input_cycles_on_a_wide_layer():
     rng = np.random.default_rng(1)
     layer = random_layer(rng, 32, 128, 8, gamma=0.5, density=0.1)
-    cycles = [Program.compile([layer], rows=8, cols=8, batch=16, beat=k).input_cycles for k in (1, 2, 4, 8)]
+    cycles = [Program.compile([layer], HardwareConfig(rows=8, cols=8, batch=16, beat=k)).input_cycles
+              for k in (1, 2, 4, 8)]
     assert cycles[0] == 128
     assert cycles == sorted(cycles, reverse=True) and cycles[3] < cycles[0] / 2
 
@@ -82,20 +84,22 @@ def test_wider_beats_take_fewer_input_cycles_on_a_wide_layer():
 ])
 def test_bad_beats_are_refused(kwargs, message):
     with pytest.raises(ColcombError, match=message):
-        Program.compile(_chain(0), rows=2, cols=4, batch=3, **{"cell": "parallel", **kwargs})
+        Program.compile(_chain(0), HardwareConfig(**{"rows": 2, "cols": 4, "batch": 3, "cell": "parallel", **kwargs}))
 
 
 def test_serial_chain_takes_wider_words_for_a_wide_beat():
     """Its column words hold 4 lanes; a beat of 8 or 16 gets the gathered layout's 8 or 16."""
     layers = _chain(0)
-    assert Program.compile(layers, rows=2, cols=4, batch=3, cell="serial").lanes_per_part == 4
+    assert Program.compile(layers, HardwareConfig(rows=2, cols=4, cell="serial", batch=3)).lanes_per_part == 4
     for beat in (8, 16):
-        assert Program.compile(layers, rows=2, cols=4, batch=3, cell="serial", beat=beat).lanes_per_part == beat
+        config = HardwareConfig(rows=2, cols=4, cell="serial", batch=3, beat=beat)
+        assert Program.compile(layers, config).lanes_per_part == beat
 
 
 def test_design_files_describe_the_beat(tmp_path):
     layers = _chain(2)
-    d = generate_layers(layers, 2, 4, tmp_path / "g", batch=3, tb_vectors=0, beat=np.int64(4))
+    d = generate_layers(layers, HardwareConfig(rows=2, cols=4, batch=3, beat=np.int64(4)), tmp_path / "g",
+        tb_vectors=0)
     info = json.loads(d.info.read_text())  # a numpy beat still makes plain JSON
     assert info["beat"] == 4 and info["out_cycles_per_vector"] == 2
     assert "4 x signed(8)" in info["stream"]["payload"] and "in 8 beats" in info["stream"]["input"]
@@ -112,11 +116,11 @@ def test_banked_array_and_row_runs_refuse_wider_beats():
     layers, graph, shape = random_cnn(rng, alpha=4, size=6)
     stages = stages_of(graph, shape, {la.name: la.shape for la in layers})
     with pytest.raises(ColcombError, match=r"copy of the input memory per column.*--beat 1"):
-        Program.compile(layers, rows=4, cols=4, batch=2, cell="parallel", stages=stages, beat=2)
+        Program.compile(layers, HardwareConfig(rows=4, cols=4, cell="parallel", batch=2, beat=2), stages=stages)
     layers, graph, shape = random_cnn(rng, alpha=4, size=6, kernel_rows=True)
     stages = stages_of(graph, shape, {la.name: la.shape for la in layers})
     with pytest.raises(ColcombError, match=r"row runs.*--beat 1"):
-        Program.compile(layers, rows=4, cols=4, batch=2, cell="serial", stages=stages, beat=2)
+        Program.compile(layers, HardwareConfig(rows=4, cols=4, cell="serial", batch=2, beat=2), stages=stages)
 
 
 # -- the framing -----------------------------------------------------------------------------------
@@ -148,15 +152,15 @@ def test_beats_round_trip(data, beat, bits, words, vectors):
 def test_top_with_wider_beats_is_bit_exact_and_counted(cell, beat):
     layers = _chain(7)
     x = inputs(np.random.default_rng(7), 7, 30)
-    prog = Program.compile(layers, rows=2, cols=4, batch=3, cell=cell, beat=beat)
-    one = Program.compile(layers, rows=2, cols=4, batch=3, cell=cell)
-    res = run_top(prog, 2, 4, x)
+    prog = Program.compile(layers, HardwareConfig(rows=2, cols=4, cell=cell, batch=3, beat=beat))
+    one = Program.compile(layers, HardwareConfig(rows=2, cols=4, cell=cell, batch=3))
+    res = run_top(prog, x)
     assert np.array_equal(res.outputs, run_network(layers, x))
     assert res.padding == [0] * (7 * (-6 % beat))  # the last beat's padding words are zero
     assert res.lasts == [False] * (prog.out_beats * 3 - 1) + [True] + [False] * (prog.out_beats * 3 - 1) + [True] \
         + [False] * (prog.out_beats - 1) + [True]
     assert res.cycles == network_cycles(prog, 7)["total"]  # the cycle model, exact
-    assert res.cycles < run_top(one, 2, 4, x).cycles
+    assert res.cycles < run_top(one, x).cycles
 
 
 @pytest.mark.parametrize("channels", [1, 3])
@@ -168,9 +172,9 @@ def test_image_network_with_wider_beats_on_the_serial_array(channels):
         layers, graph, shape = image_net(rng, (3, 5, 5), [("conv", 4, (3, 3), (1, 1), (1, 1)), ("pool", 2),
                                                          ("flatten",), ("linear", 3)])
     stages = stages_of(graph, shape, {la.name: la.shape for la in layers})
-    prog = Program.compile(layers, rows=4, cols=4, batch=2, cell="serial", stages=stages, beat=4)
+    prog = Program.compile(layers, HardwareConfig(rows=4, cols=4, cell="serial", batch=2, beat=4), stages=stages)
     x = rng.integers(-128, 128, (3, *shape))
-    got = run_top(prog, 4, 4, x.reshape(3, -1), max_cycles=200_000)
+    got = run_top(prog, x.reshape(3, -1), max_cycles=200_000)
     assert np.array_equal(got.outputs, run_graph(layers, graph, x))
     assert got.cycles == network_cycles(prog, 3)["total"]
 
@@ -188,12 +192,14 @@ def chain_manifest(tmp_path_factory):
 def test_verilator_runs_wider_beats_bit_exact(chain_manifest, bench):
     folder, layers = chain_manifest
     x = inputs(np.random.default_rng(3), 9, 30)
-    res = simulate(folder, 2, 4, inputs=x, batch=3, beat=4, bench=bench, idle=0.3, stall=0.2, seed=5)
+    res = simulate(folder, HardwareConfig(rows=2, cols=4, batch=3, beat=4), inputs=x, bench=bench, idle=0.3,
+        stall=0.2, seed=5)
     assert res.passed and res.checked == 9 * 6
     np.testing.assert_array_equal(res.outputs(), run_network(layers, x))
-    plain = simulate(folder, 2, 4, inputs=x, batch=3, beat=4, bench=bench)
+    plain = simulate(folder, HardwareConfig(rows=2, cols=4, batch=3, beat=4), inputs=x, bench=bench)
     assert plain.passed
-    assert plain.cycles == network_cycles(Program.compile(layers, rows=2, cols=4, batch=3, beat=4), 9)["total"]
+    prog = Program.compile(layers, HardwareConfig(rows=2, cols=4, batch=3, beat=4))
+    assert plain.cycles == network_cycles(prog, 9)["total"]
 
 
 @pytest.mark.rtl
@@ -207,7 +213,8 @@ def test_verilator_catches_a_wrong_weight_with_wider_beats(chain_manifest):
                                                     *layers[0].blocks[1:])), layers[1]]
     x = inputs(np.random.default_rng(4), 6, 30)
     assert not np.array_equal(run_network(wrong, x), run_network(layers, x))
-    res = simulate(folder, 2, 4, inputs=x, batch=3, beat=2, hardware_layers=wrong, check=False)
+    res = simulate(folder, HardwareConfig(rows=2, cols=4, batch=3, beat=2), inputs=x, hardware_layers=wrong,
+        check=False)
     assert not res.passed and res.mismatch_count > 0
 
 
@@ -215,7 +222,7 @@ def test_verilator_catches_a_wrong_weight_with_wider_beats(chain_manifest):
 @pytest.mark.rtl
 def test_icarus_testbench_with_wider_beats(tmp_path):
     layers = _chain(12)
-    d = generate_layers(layers, 2, 4, tmp_path / "ok", batch=3, tb_vectors=5, beat=4)
+    d = generate_layers(layers, HardwareConfig(rows=2, cols=4, batch=3, beat=4), tmp_path / "ok", tb_vectors=5)
     run = run_icarus(d.verilog.parent, d.top, params={"STALL": 1})
     assert run.passed, run.output
     assert "5 vectors, 10 of 10 output beats received" in run.output  # 6 words: 2 beats a vector

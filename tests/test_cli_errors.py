@@ -7,6 +7,7 @@ import pytest
 
 from colcomb.cli import main
 from colcomb.core.errors import ColcombError
+from colcomb.hdl.config import HardwareConfig
 
 
 def _sparse(rng, shape, density):
@@ -88,7 +89,7 @@ def test_simulate_checks_its_inputs_before_building(packed, tmp_path, monkeypatc
     monkeypatch.setattr(runner, "build", lambda *a, **k: pytest.fail("built despite bad inputs"))
     for x in (np.full((1, 6), 2**64 - 1, np.uint64), np.full((1, 6), 1.5), np.full((1, 6), "a")):
         with pytest.raises(ColcombError, match=r"8-bit data|integers"):
-            runner.simulate(packed, 2, 2, inputs=x)
+            runner.simulate(packed, HardwareConfig(rows=2, cols=2), inputs=x)
 
 
 @pytest.mark.parametrize(
@@ -114,7 +115,7 @@ def test_synthesize_refuses_an_unknown_router_before_writing(packed, tmp_path):
     from colcomb.fpga.synth import synthesize
 
     with pytest.raises(ColcombError, match="router must be one of router1, router2, not 'fast'"):
-        synthesize(packed, board="icebreaker", rows=2, cols=2, out=tmp_path / "s", router="fast")
+        synthesize(packed, HardwareConfig(rows=2, cols=2, board="icebreaker"), out=tmp_path / "s", router="fast")
     assert not (tmp_path / "s").exists()
 
 

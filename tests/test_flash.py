@@ -23,6 +23,7 @@ from colcomb.core.errors import ColcombError
 from colcomb.fpga.selftest import SelfTest
 from colcomb.fpga.selftest_sim import simulate_selftest
 from colcomb.fpga.synth import self_test_inputs
+from colcomb.hdl.config import HardwareConfig
 from colcomb.hdl.cycles import network_cycles
 from colcomb.hdl.flash_loader import FLASH_OFFSET, WAKE_CYCLES, FlashLoader, flash_crc, flash_image, load_cycles
 from colcomb.hdl.flash_model import SpiFlashModel, TopWithFlash
@@ -123,12 +124,13 @@ def _chain(seed: int):
 def test_a_top_with_its_cells_in_spram_is_bit_exact_and_waits_for_the_load(cell, shadow):
     layers = _chain(3)
     x = inputs(np.random.default_rng(1), 5, 30)
-    prog = Program.compile(layers, rows=4, cols=2, batch=2, cell=cell, cell_memory="spram", shadow=shadow)
-    res = run_top(prog, 4, 2, x, max_cycles=400_000)
+    prog = Program.compile(layers,
+        HardwareConfig(rows=4, cols=2, cell=cell, batch=2, cell_memory="spram", shadow=shadow))
+    res = run_top(prog, x, max_cycles=400_000)
     assert np.array_equal(res.outputs, run_network(layers, x))
     assert res.cycles == network_cycles(prog, len(x))["total"]
-    rom = Program.compile(layers, rows=4, cols=2, batch=2, cell=cell, shadow=shadow)
-    from_rom = run_top(rom, 4, 2, x)
+    rom = Program.compile(layers, HardwareConfig(rows=4, cols=2, cell=cell, batch=2, shadow=shadow))
+    from_rom = run_top(rom, x)
     assert prog.cells == rom.cells and np.array_equal(from_rom.outputs, res.outputs)
     # the load delays the run, by no more than itself (the inputs arrive meanwhile)
     assert from_rom.cycles < res.cycles <= from_rom.cycles + prog.load_cycles
@@ -138,15 +140,16 @@ def test_a_cnn_with_its_cells_in_spram_is_bit_exact():
     rng = np.random.default_rng(2)
     layers, graph, shape = random_cnn(rng, alpha=4, size=6)
     stages = stages_of(graph, shape, {la.name: la.shape for la in layers})
-    prog = Program.compile(layers, rows=4, cols=4, batch=2, cell="serial", stages=stages, cell_memory="spram")
+    prog = Program.compile(layers, HardwareConfig(rows=4, cols=4, cell="serial", batch=2, cell_memory="spram"),
+        stages=stages)
     x = rng.integers(-128, 128, (3, *shape))
-    res = run_top(prog, 4, 4, x.reshape(3, -1), max_cycles=600_000)
+    res = run_top(prog, x.reshape(3, -1), max_cycles=600_000)
     assert np.array_equal(res.outputs, run_graph(layers, graph, x))
     assert res.cycles == network_cycles(prog, 3)["total"]
 
 
 def test_a_wrong_flash_never_starts_the_engine():
-    prog = Program.compile(_chain(4), rows=4, cols=2, batch=2, cell_memory="spram")
+    prog = Program.compile(_chain(4), HardwareConfig(rows=4, cols=2, batch=2, cell_memory="spram"))
     image = bytearray(flash_image(prog.cells, prog.cell_bits))
     image[-1] ^= 0x40
     dut = TopWithFlash(program=prog, image=bytes(image))
@@ -177,7 +180,7 @@ def test_a_wrong_flash_never_starts_the_engine():
 
 def test_the_board_self_test_loads_its_cells_and_fails_on_a_wrong_flash():
     layers = _chain(6)
-    prog = Program.compile(layers, rows=4, cols=2, batch=2, cell_memory="spram")
+    prog = Program.compile(layers, HardwareConfig(rows=4, cols=2, batch=2, cell_memory="spram"))
     x = self_test_inputs(layers, 3, 0)
     core = SelfTest(program=prog, inputs=x, expected=run_network(layers, x), clk_freq=1e6, baud=250_000)
     good = simulate_selftest(core)
@@ -203,11 +206,11 @@ def test_spram_primitives_on_an_ultraplus_and_a_refusal_elsewhere():
 def test_cell_words_the_spram_cannot_hold_are_refused():
     layers = _chain(0)
     with pytest.raises(ColcombError, match="cell_memory must be one of"):
-        Program.compile(layers, rows=2, cols=2, cell_memory="bram")
+        Program.compile(layers, HardwareConfig(rows=2, cols=2, cell_memory="bram"))
     # 8 columns of (8-bit weight + 2-bit select) cells: 80 bits, five 16-bit blocks of four
     with pytest.raises(ColcombError, match=r"80 bits .* needs 5 SPRAM blocks.* at most 6 columns"):
-        Program.compile(layers, rows=2, cols=8, cell_memory="spram")
-    prog = Program.compile(layers, rows=2, cols=4, cell_memory="spram")
+        Program.compile(layers, HardwareConfig(rows=2, cols=8, cell_memory="spram"))
+    prog = Program.compile(layers, HardwareConfig(rows=2, cols=4, cell_memory="spram"))
     summary = prog.summary()
     assert summary["cell_bits"] == 40 and summary["flash_image_bytes"] == 5 * len(prog.cells)
     assert summary["load_cycles"] == prog.load_cycles
@@ -218,7 +221,7 @@ def test_generate_writes_the_flash_image_and_the_pins(tmp_path, capsys):
     write_manifest(layers, tmp_path / "m")
     assert main(["generate", str(tmp_path / "m"), "--rows", "4", "--cols", "2", "--batch", "2", "--no-lint",
                  "--cell-memory", "spram", "--out", str(tmp_path / "g")]) == 0
-    prog = Program.compile(layers, rows=4, cols=2, batch=2, cell_memory="spram")
+    prog = Program.compile(layers, HardwareConfig(rows=4, cols=2, batch=2, cell_memory="spram"))
     image = (tmp_path / "g" / "colcomb_top.cells.flash.bin").read_bytes()
     assert image == flash_image(prog.cells, prog.cell_bits)
     info = json.loads((tmp_path / "g" / "colcomb_top.json").read_text())
@@ -230,14 +233,14 @@ def test_generate_writes_the_flash_image_and_the_pins(tmp_path, capsys):
     assert "flash__cipo" not in (tmp_path / "s" / "colcomb_top.v").read_text().split(");")[0]
     assert (tmp_path / "s" / "tb_colcomb_top.v").exists()
     with pytest.raises(ColcombError, match="add --cell-memory spram"):
-        generate_layers(layers, 4, 2, tmp_path / "r", batch=2, flash_model=True)
+        generate_layers(layers, HardwareConfig(rows=4, cols=2, batch=2), tmp_path / "r", flash_model=True)
     assert not (tmp_path / "r").exists()
 
 
 def test_synthesize_writes_the_flash_image_it_reports(tmp_path):
     from colcomb.fpga.synth import write_flash_image
 
-    prog = Program.compile(_chain(1), rows=4, cols=2, batch=2, cell_memory="spram")
+    prog = Program.compile(_chain(1), HardwareConfig(rows=4, cols=2, batch=2, cell_memory="spram"))
     flash = write_flash_image(tmp_path, prog)
     image = (tmp_path / flash["image"]).read_bytes()
     assert image == flash_image(prog.cells, prog.cell_bits) and flash["bytes"] == len(image)
@@ -250,8 +253,8 @@ def test_synthesize_refuses_spram_without_an_ultraplus(tmp_path):
     from colcomb.fpga.synth import synthesize
 
     with pytest.raises(ColcombError, match="iCE40 UltraPlus"):
-        synthesize(tmp_path / "m", board="ulx3s", rows=2, cols=2, out=tmp_path / "o", cell_memory="spram",
-                   throughput=False)
+        synthesize(tmp_path / "m", HardwareConfig(rows=2, cols=2, cell_memory="spram", board="ulx3s"),
+            out=tmp_path / "o", throughput=False)
     assert not (tmp_path / "o").exists()
 
 
@@ -260,13 +263,14 @@ def test_verilator_runs_the_spram_design_with_its_flash_model(tmp_path):
     layers = _chain(8)
     write_manifest(layers, tmp_path / "m")
     x = inputs(np.random.default_rng(9), 7, 30)
-    res = simulate(tmp_path / "m", 4, 2, inputs=x, batch=2, cell="serial", cell_memory="spram", idle=0.2,
-                   stall=0.2, root=tmp_path / "sim")
+    res = simulate(tmp_path / "m", HardwareConfig(rows=4, cols=2, cell="serial", batch=2, cell_memory="spram"),
+        inputs=x, idle=0.2, stall=0.2, root=tmp_path / "sim")
     assert res.passed
     np.testing.assert_array_equal(res.outputs(), run_network(layers, x))
-    steady = simulate(tmp_path / "m", 4, 2, inputs=x, batch=2, cell="serial", cell_memory="spram",
-                      root=tmp_path / "sim")
-    model = network_cycles(Program.compile(layers, rows=4, cols=2, batch=2, cell="serial", cell_memory="spram"),
+    steady = simulate(tmp_path / "m", HardwareConfig(rows=4, cols=2, cell="serial", batch=2, cell_memory="spram"),
+        inputs=x, root=tmp_path / "sim")
+    model = network_cycles(Program.compile(layers,
+        HardwareConfig(rows=4, cols=2, cell="serial", batch=2, cell_memory="spram")),
                            7)["total"]
     # the load starts at reset, the bench counts from its first input word, a cycle or two later
     assert model - 4 <= steady.cycles <= model

@@ -8,6 +8,7 @@ from hw_layers import random_layer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from colcomb.hdl.config import HardwareConfig
 from colcomb.hdl.layout import Slot, pack_rows, place_lanes
 from colcomb.hdl.program import Program
 
@@ -55,7 +56,7 @@ def test_every_lane_a_cell_selects_holds_its_member(seed, cell, rows, cols):
     rng = np.random.default_rng(seed)
     layers = [random_layer(rng, 7, 9, 4, gamma=0.3, density=0.5, block_rows=4, name="a"),
               random_layer(rng, 5, 7, 2, density=0.5, block_rows=3, name="b")]
-    prog = Program.compile(layers, rows=rows, cols=cols, batch=2, cell=cell)
+    prog = Program.compile(layers, HardwareConfig(rows=rows, cols=cols, cell=cell, batch=2))
     lpp, A = prog.lanes_per_part, prog.alpha
     # who writes each slot: the input map (layer 0's lanes), the row tiles (the next layer's)
     # (reading layer, address, slot) -> channel; a region is reused two layers on

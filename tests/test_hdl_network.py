@@ -10,6 +10,7 @@ from engine_model import run_program
 from hw_layers import image_net, random_cnn, random_layer
 
 from colcomb.core.errors import ColcombError
+from colcomb.hdl.config import HardwareConfig
 from colcomb.hdl.cycles import network_cycles, prep_cycles
 from colcomb.hdl.network import stages_of
 from colcomb.hdl.program import WINDOW_READS, Program, cell_layout
@@ -23,8 +24,8 @@ def _compiled(seed: int, *, rows: int, cols: int, alpha: int, size: int, batch: 
     rng = np.random.default_rng(seed)
     layers, graph, shape = random_cnn(rng, alpha=alpha, size=size, channels=channels, section=section)
     stages = stages_of(graph, shape, {la.name: la.shape for la in layers})
-    prog = Program.compile(layers, rows=rows, cols=cols, batch=batch, cell=cell, stages=stages,
-                           pass_vectors=pass_vectors)
+    prog = Program.compile(layers,
+        HardwareConfig(rows=rows, cols=cols, cell=cell, batch=batch, pass_vectors=pass_vectors), stages=stages)
     return rng, layers, graph, shape, prog
 
 
@@ -101,7 +102,7 @@ def test_top_runs_an_image_network_bit_exact(rows, cols, alpha, size, batch, ima
     if rows > prog.lanes_per_part and cell == "serial":  # 8 cycles a vector: no extra row tiles
         assert sum(t.last for t in prog.tiles) == sum(-(-la.rows // rows) for la in layers)
     x = rng.integers(-128, 128, (images, *shape))
-    got = run_top(prog, rows, cols, x.reshape(images, -1), max_cycles=200_000)
+    got = run_top(prog, x.reshape(images, -1), max_cycles=200_000)
     assert np.array_equal(got.outputs, run_graph(layers, graph, x))
     # the cycle model counts the passes, pooled writes and flushes exactly
     assert got.cycles == network_cycles(prog, images)["total"]
@@ -117,7 +118,7 @@ def test_conv_columns_must_read_one_feature_map_word():
     layers[1] = per_column
     stages = stages_of(graph, shape, {la.name: la.shape for la in layers})
     with pytest.raises(ColcombError, match="--per-feature-map"):
-        Program.compile(layers, rows=4, cols=4, batch=8, cell="serial", stages=stages)
+        Program.compile(layers, HardwareConfig(rows=4, cols=4, cell="serial", batch=8), stages=stages)
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -132,14 +133,15 @@ def test_image_networks_need_a_word_per_column(kwargs, message):
     stages = stages_of(graph, shape, {la.name: la.shape for la in layers})
     opts = {"rows": 4, "cols": 4, "batch": 8, "cell": "serial", **kwargs}
     with pytest.raises(ColcombError, match=message):
-        Program.compile(layers, stages=stages, **opts)
+        Program.compile(layers, HardwareConfig(**opts), stages=stages)
 
 
 def _spec_program(seed, in_shape, spec, **kwargs):
     rng = np.random.default_rng(seed)
     layers, graph, shape = image_net(rng, in_shape, spec, alpha=kwargs.pop("alpha", 4))
     stages = stages_of(graph, shape, {la.name: la.shape for la in layers})
-    return rng, layers, graph, shape, Program.compile(layers, stages=stages, **{"cell": "serial", **kwargs})
+    return rng, layers, graph, shape, Program.compile(layers, HardwareConfig(**{"cell": "serial", **kwargs}),
+                                                      stages=stages)
 
 
 @pytest.mark.parametrize("spec, shape", [
@@ -149,7 +151,7 @@ def _spec_program(seed, in_shape, spec, **kwargs):
 def test_top_runs_strided_odd_and_wide_pooling(spec, shape):
     rng, layers, graph, shape, prog = _spec_program(9, shape, spec, rows=4, cols=2, batch=2, alpha=2)
     x = rng.integers(-128, 128, (2, *shape))
-    got = run_top(prog, 4, 2, x.reshape(2, -1), max_cycles=200_000)
+    got = run_top(prog, x.reshape(2, -1), max_cycles=200_000)
     assert np.array_equal(got.outputs, run_graph(layers, graph, x))
     assert got.cycles == network_cycles(prog, 2)["total"]
 
@@ -172,7 +174,7 @@ def test_a_layer_nobody_reads_costs_no_tiles_and_no_crash():
                                                       ("linear", 3), ("linear", 2)])
     layers[2] = random_layer(rng, 2, 3, 4, name=layers[2].name, weights=np.zeros((2, 3), np.int64))
     stages = stages_of(graph, shape, {la.name: la.shape for la in layers})
-    prog = Program.compile(layers, rows=4, cols=4, batch=2, cell="serial", stages=stages)
+    prog = Program.compile(layers, HardwareConfig(rows=4, cols=4, cell="serial", batch=2), stages=stages)
     assert not any(t.layer == 1 for t in prog.tiles)
     x = rng.integers(-128, 128, (2, *shape))
     assert np.array_equal(run_program(prog, x), run_graph(layers, graph, x))
@@ -189,7 +191,7 @@ def test_spaced_vectors_give_a_flattened_map_fewer_row_tiles():
     conv = [t for t in prog.tiles if t.layer == 0]
     assert [t.spacing for t in conv] == [1, 1, 2] and conv[-1].last and conv[0].count == 8
     x = rng.integers(-128, 128, (3, *shape))
-    got = run_top(prog, 8, 4, x.reshape(3, -1), max_cycles=200_000)
+    got = run_top(prog, x.reshape(3, -1), max_cycles=200_000)
     assert np.array_equal(got.outputs, run_graph(layers, graph, x))
     assert got.cycles == network_cycles(prog, 3)["total"]
     # the serial array has 8 cycles a vector already: no spacing, no split
@@ -222,8 +224,8 @@ def test_banked_cells_load_within_the_window_reads(rows, load_rows):
 def test_passes_are_for_image_networks():
     layer = random_layer(np.random.default_rng(0), 6, 8, alpha=2)
     with pytest.raises(ColcombError, match="passes of 512 vectors are for a CNN run whole on chip"):
-        Program.compile([layer], rows=4, cols=4, batch=4, pass_vectors=512)
-    assert Program.compile([layer], rows=4, cols=4, batch=4, pass_vectors=256).pass_vectors == 256
+        Program.compile([layer], HardwareConfig(rows=4, cols=4, batch=4, pass_vectors=512))
+    assert Program.compile([layer], HardwareConfig(rows=4, cols=4, batch=4, pass_vectors=256)).pass_vectors == 256
 
 
 def test_a_pass_is_no_longer_than_a_batch_gives_the_layer():
@@ -232,14 +234,16 @@ def test_a_pass_is_no_longer_than_a_batch_gives_the_layer():
     rng = np.random.default_rng(4)
     layers, graph, shape = random_cnn(rng, alpha=4, size=6)
     stages = stages_of(graph, shape, {la.name: la.shape for la in layers})
-    huge = Program.compile(layers, rows=4, cols=4, batch=2, cell="serial", stages=stages, pass_vectors=1 << 20)
+    huge = Program.compile(layers, HardwareConfig(rows=4, cols=4, cell="serial", batch=2, pass_vectors=1 << 20),
+        stages=stages)
     most = max(2 * st.positions for st in stages)
     assert huge.pass_depth == most
-    exact = Program.compile(layers, rows=4, cols=4, batch=2, cell="serial", stages=stages, pass_vectors=most)
+    exact = Program.compile(layers, HardwareConfig(rows=4, cols=4, cell="serial", batch=2, pass_vectors=most),
+        stages=stages)
     assert [i["chunk"] for i in huge.layer_info] == [i["chunk"] for i in exact.layer_info]
     assert network_cycles(huge, 3)["total"] == network_cycles(exact, 3)["total"]
     x = rng.integers(-128, 128, (3, *shape))
-    got = run_top(huge, 4, 4, x.reshape(3, -1), max_cycles=200_000)
+    got = run_top(huge, x.reshape(3, -1), max_cycles=200_000)
     assert np.array_equal(got.outputs, run_graph(layers, graph, x))
     assert got.cycles == network_cycles(huge, 3)["total"]
 
@@ -257,7 +261,8 @@ def test_a_one_channel_layer_combined_per_kernel_row_reads_row_runs(cell, rows, 
     layers, graph, shape = random_cnn(rng, alpha=alpha, size=6, channels=(4, 5), kernel_rows=True, density=0.7)
     assert any(len({m % 3 for m in g}) > 1 for g in layers[0].blocks[0].groups)  # positions combined
     stages = stages_of(graph, shape, {la.name: la.shape for la in layers})
-    prog = Program.compile(layers, rows=rows, cols=cols, batch=batch, cell=cell, stages=stages, pass_vectors=passes)
+    prog = Program.compile(layers, HardwareConfig(rows=rows, cols=cols, cell=cell, batch=batch, pass_vectors=passes),
+        stages=stages)
     assert prog.input_run == 3 and prog.input_slots_per_word == 3
     conv1_columns = layers[0].blocks[0].packed_columns
     assert prog.input_banks == (min(cols, conv1_columns) if cell == "parallel" else 1)
@@ -266,7 +271,7 @@ def test_a_one_channel_layer_combined_per_kernel_row_reads_row_runs(cell, rows, 
     assert prog.input_cycles == 6 * (6 + 1)  # 6 rows of 6 pixels, each row's end 1 border run more
     x = rng.integers(-128, 128, (batch + 1, *shape))
     assert np.array_equal(run_program(prog, x[:batch]), run_graph(layers, graph, x[:batch]))
-    got = run_top(prog, rows, cols, x.reshape(batch + 1, -1), max_cycles=400_000)
+    got = run_top(prog, x.reshape(batch + 1, -1), max_cycles=400_000)
     assert np.array_equal(got.outputs, run_graph(layers, graph, x))
     assert got.cycles == network_cycles(prog, batch + 1)["total"]
 
@@ -288,11 +293,11 @@ def test_row_runs_need_one_kernel_row_of_the_first_layer():
     # conv1's packed column across kernel rows 0 and 1 (positions 0 and 3)
     across = [combined(2, 9, [(0, 0), (1, 3)], "conv1"), *layers[1:]]
     with pytest.raises(ColcombError, match="different kernel rows or channels"):
-        Program.compile(across, rows=4, cols=4, batch=2, cell="serial", stages=stages)
+        Program.compile(across, HardwareConfig(rows=4, cols=4, cell="serial", batch=2), stages=stages)
     # conv2 combined along a kernel row: only the first layer's pixels pass the shift register
     late = [layers[0], combined(3, 18, [(0, 0), (1, 1)], "conv2"), *layers[2:]]
     with pytest.raises(ColcombError, match="only the first layer"):
-        Program.compile(late, rows=4, cols=4, batch=2, cell="serial", stages=stages)
+        Program.compile(late, HardwareConfig(rows=4, cols=4, cell="serial", batch=2), stages=stages)
     # a run column beside one of two channels at one position (a word per channel: refused)
     spec = [("conv", 3, (3, 3), (1, 1), (1, 1)), ("flatten",), ("linear", 2)]
     two = image_net(rng, (2, 4, 4), spec)
@@ -301,14 +306,15 @@ def test_row_runs_need_one_kernel_row_of_the_first_layer():
     mixed = random_layer(rng, 3, 18, 4, weights=w, name="conv1", activation="relu", groups=[[0, 1], [4, 13]])
     two_stages = stages_of(two[1], two[2], {la.name: la.shape for la in two[0]})
     with pytest.raises(ColcombError, match=r"packed column \[4, 13\] .* different kernel rows or channels"):
-        Program.compile([mixed, *two[0][1:]], rows=4, cols=4, batch=2, cell="serial", stages=two_stages)
+        Program.compile([mixed, *two[0][1:]], HardwareConfig(rows=4, cols=4, cell="serial", batch=2),
+            stages=two_stages)
     # a kernel row wider than a word's lanes (alpha 2 < kw 3)
     narrow = random_layer(rng, 2, 9, 2, weights=np.eye(2, 9, dtype=np.int64) * 7, name="conv1", activation="relu",
                           groups=[[0, 1]])
     pairs, graph2, shape2 = random_cnn(rng, alpha=2, size=4, channels=(2, 3))
     with pytest.raises(ColcombError, match="a run of 3 pixels is wider than a word's 2 lanes: combine with alpha 3"):
-        Program.compile([narrow, *pairs[1:]], rows=4, cols=4, batch=2, cell="parallel",
-                        stages=stages_of(graph2, shape2, {la.name: la.shape for la in pairs}))
+        Program.compile([narrow, *pairs[1:]], HardwareConfig(rows=4, cols=4, cell="parallel", batch=2),
+            stages=stages_of(graph2, shape2, {la.name: la.shape for la in pairs}))
 
 
 @pytest.mark.parametrize("cell", ["serial", "parallel"])
@@ -316,9 +322,9 @@ def test_an_image_network_with_a_three_stage_requantizer(cell):
     rng = np.random.default_rng(9)
     layers, graph, shape = random_cnn(rng, alpha=4, size=6)
     stages = stages_of(graph, shape, {la.name: la.shape for la in layers})
-    prog = Program.compile(layers, rows=4, cols=4, batch=2, cell=cell, stages=stages, pass_vectors=8,
-                           requant_stages=3)
+    prog = Program.compile(layers,
+        HardwareConfig(rows=4, cols=4, cell=cell, batch=2, pass_vectors=8, requant_stages=3), stages=stages)
     x = rng.integers(-128, 128, (3, *shape))
-    got = run_top(prog, 4, 4, x.reshape(3, -1), max_cycles=200_000)
+    got = run_top(prog, x.reshape(3, -1), max_cycles=200_000)
     assert np.array_equal(got.outputs, run_graph(layers, graph, x))
     assert got.cycles == network_cycles(prog, 3)["total"]

@@ -5,6 +5,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from colcomb.hdl.config import HardwareConfig
 from colcomb.hdl.program import cell_layout, pack_struct
 from colcomb.packer.packed import select_bits
 from colcomb.packer.rom import cell_words, decode_cells
@@ -36,7 +37,7 @@ def test_serial_requant_rom_holds_each_row_tile_in_steps():
 
     rng = np.random.default_rng(4)
     layer = random_layer(rng, 30, 20, 4, gamma=0.25)
-    prog = Program.compile([layer], rows=12, cols=4, cell="serial")
+    prog = Program.compile([layer], HardwareConfig(rows=12, cols=4, cell="serial"))
     assert (prog.requant_steps, prog.requant_lanes) == (6, 2)
     row_tiles = sum(t.last for t in prog.tiles)
     assert len(prog.requant) == 6 * row_tiles
@@ -73,9 +74,9 @@ def test_serial_column_words_unless_they_cost_tiles():
     layers = [random_layer(rng, 120, 256, 8, gamma=0.5, density=0.1, name="a", activation="relu"),
               random_layer(rng, 84, 120, 8, gamma=0.5, density=0.2, name="b", activation="relu"),
               random_layer(rng, 10, 84, 8, gamma=0.5, density=0.3, name="c")]
-    assert Program.compile(layers[:1], rows=8, cols=8, cell="serial").column_words
-    chosen = Program.compile(layers, rows=8, cols=8, cell="serial")
-    columns = Program.compile(layers, rows=8, cols=8, cell="serial", parts=8)
-    gathered = Program.compile(layers, rows=8, cols=8, cell="serial", parts=4)
+    assert Program.compile(layers[:1], HardwareConfig(rows=8, cols=8, cell="serial")).column_words
+    chosen = Program.compile(layers, HardwareConfig(rows=8, cols=8, cell="serial"))
+    columns = Program.compile(layers, HardwareConfig(rows=8, cols=8, cell="serial"), parts=8)
+    gathered = Program.compile(layers, HardwareConfig(rows=8, cols=8, cell="serial"), parts=4)
     assert len(gathered.tiles) < len(columns.tiles)
     assert chosen.parts == 4 and len(chosen.tiles) == len(gathered.tiles)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from hw_layers import inputs, random_layer
 
+from colcomb.hdl.config import HardwareConfig
 from colcomb.hdl.cycles import tile_cycles
 from colcomb.hdl.program import Program, dense_equivalent
 from colcomb.packer.golden import run_network
@@ -23,7 +24,7 @@ def test_layer_bit_exact(alpha, gamma, shape, array):
     rng = np.random.default_rng(hash((alpha, gamma, shape)) % 2**32)
     layer = random_layer(rng, *shape, alpha, gamma=gamma, density=0.35, block_rows=6)
     x = inputs(rng, 5, shape[1])
-    res = run_top([layer], *array, x, batch=3)
+    res = run_top([layer], x, HardwareConfig(rows=array[0], cols=array[1], batch=3))
     assert np.array_equal(res.outputs, run_network([layer], x))
     assert res.lasts.count(True) == 2  # batches of 3 + 2 vectors
 
@@ -35,7 +36,7 @@ def test_tall_arrays_load_every_row_before_streaming(alpha, array):
     rng = np.random.default_rng(alpha * 100 + array[0])
     layer = random_layer(rng, 12, 8, alpha, density=0.6)
     x = inputs(rng, 6, 8)
-    res = run_top([layer], *array, x, batch=2)
+    res = run_top([layer], x, HardwareConfig(rows=array[0], cols=array[1], batch=2))
     assert np.array_equal(res.outputs, run_network([layer], x))
 
 
@@ -47,7 +48,7 @@ def test_shape_equal_to_array_dense_with_narrow_widths():
     layer = random_layer(rng, 4, 6, 1, bits=4, data_bits=6, acc_bits=12, weights=w)
     assert layer.packed_columns == 4
     x = inputs(rng, 4, 6, data_bits=6)
-    res = run_top([layer], 4, 4, x, batch=4)
+    res = run_top([layer], x, HardwareConfig(rows=4, cols=4, batch=4))
     assert np.array_equal(res.outputs, run_network([layer], x))
 
 
@@ -59,7 +60,7 @@ def test_network_keeps_activations_on_chip():
         random_layer(rng, 3, 6, 8, gamma=0.5, name="l2"),
     ]
     x = inputs(rng, 7, 14)
-    res = run_top(layers, 2, 3, x, batch=4)
+    res = run_top(layers, x, HardwareConfig(rows=2, cols=3, batch=4))
     assert np.array_equal(res.outputs, run_network(layers, x))
 
 
@@ -69,14 +70,14 @@ def test_column_combining_takes_fewer_cycles_than_dense():
     dense = dense_equivalent(layer)
     assert layer.packed_columns < dense.packed_columns
     x = inputs(rng, 8, 32)
-    packed = run_top([layer], 4, 4, x, batch=8)
-    plain = run_top([dense], 4, 4, x, batch=8)
+    packed = run_top([layer], x, HardwareConfig(rows=4, cols=4, batch=8))
+    plain = run_top([dense], x, HardwareConfig(rows=4, cols=4, batch=8))
     assert np.array_equal(packed.outputs, plain.outputs)
     assert np.array_equal(packed.outputs, run_network([layer], x))
     assert packed.compute_cycles < plain.compute_cycles
     # one vector per cycle within a tile: cycles follow the tile count
-    for prog, res in ((Program.compile([layer], rows=4, cols=4, batch=8), packed),
-                      (Program.compile([dense], rows=4, cols=4, batch=8), plain)):
+    for prog, res in ((Program.compile([layer], HardwareConfig(rows=4, cols=4, batch=8)), packed),
+                      (Program.compile([dense], HardwareConfig(rows=4, cols=4, batch=8)), plain)):
         engine = len(prog.tiles) * tile_cycles(prog, 8)
         assert engine <= res.compute_cycles < engine + 20  # + the post-array pipeline
 
@@ -89,7 +90,7 @@ def test_block_without_packed_columns_writes_its_rows():
                          multiplier=np.ones(6, np.int64), bias=np.arange(-3, 3) * 7)
     assert layer.blocks[1].packed_columns == 0
     x = inputs(rng, 3, 5)
-    res = run_top([layer], 2, 2, x, batch=4)
+    res = run_top([layer], x, HardwareConfig(rows=2, cols=2, batch=4))
     assert np.array_equal(res.outputs, run_network([layer], x))
 
 
@@ -100,9 +101,9 @@ def test_one_hot_select_is_bit_exact(array):
     layers = [random_layer(rng, 9, 14, 4, gamma=0.25, name="l0", activation="relu", block_rows=4),
               random_layer(rng, 3, 9, 8, gamma=0.5, name="l1")]
     x = inputs(rng, 7, 14)
-    prog = Program.compile(layers, rows=array[0], cols=array[1], batch=4, onehot=True)
+    prog = Program.compile(layers, HardwareConfig(rows=array[0], cols=array[1], batch=4), onehot=True)
     assert prog.onehot and prog.summary()["select"] == "one-hot"
-    res = run_top(prog, *array, x)
+    res = run_top(prog, x)
     assert np.array_equal(res.outputs, run_network(layers, x))
 
 
@@ -122,10 +123,10 @@ def test_serial_array_bit_exact_with_each_lane_layout(array, parts, column_words
         random_layer(rng, 5, 9, 8, gamma=0.5, name="l1"),
     ]
     kw = {} if parts is None else {"parts": parts}
-    prog = Program.compile(layers, rows=array[0], cols=array[1], batch=3, cell="serial", **kw)
+    prog = Program.compile(layers, HardwareConfig(rows=array[0], cols=array[1], cell="serial", batch=3), **kw)
     assert prog.column_words == column_words
     x = inputs(rng, 5, 14)
-    res = run_top(prog, *array, x)
+    res = run_top(prog, x)
     assert np.array_equal(res.outputs, run_network(layers, x))
     assert res.cycles == network_cycles(prog, 5)["total"]
 
@@ -137,10 +138,10 @@ def test_outputs_spread_over_parts_and_tiles_come_back_in_order(cell):
     vectors in order."""
     rng = np.random.default_rng(12)
     layer = random_layer(rng, 12, 10, 1, density=0.7)
-    prog = Program.compile([layer], rows=2, cols=2, batch=3, cell=cell)
+    prog = Program.compile([layer], HardwareConfig(rows=2, cols=2, cell=cell, batch=3))
     assert prog.lanes_per_part * prog.parts == 2 and prog.out_words == 12
     x = inputs(rng, 5, 10)
-    res = run_top(prog, 2, 2, x)
+    res = run_top(prog, x, HardwareConfig(rows=2, cols=2))
     assert np.array_equal(res.outputs, run_network([layer], x))
 
 
@@ -161,10 +162,10 @@ def test_serial_shapes_bit_exact(rows, cols, data_bits, batch, vectors):
         random_layer(rng, 11, 10, 2, gamma=0.25, name="l0", activation="relu", data_bits=data_bits, bits=6),
         random_layer(rng, 7, 11, 2, gamma=0.5, name="l1", data_bits=data_bits, bits=6),
     ]
-    prog = Program.compile(layers, rows=rows, cols=cols, batch=batch, cell="serial")
+    prog = Program.compile(layers, HardwareConfig(rows=rows, cols=cols, cell="serial", batch=batch))
     assert prog.requant_lanes == -(-rows // data_bits)
     x = inputs(rng, vectors, 10, data_bits=data_bits)
-    res = run_top(prog, rows, cols, x)
+    res = run_top(prog, x, HardwareConfig(rows=rows, cols=cols))
     assert np.array_equal(res.outputs, run_network(layers, x))
     assert res.cycles == network_cycles(prog, vectors)["total"]
 
@@ -181,11 +182,12 @@ def test_a_three_stage_requantizer_is_bit_exact_and_counted(cell, rows, cols, ba
     layers = [random_layer(rng, 9, 30, 4, gamma=0.25, name="l0", activation="relu", block_rows=6),
               random_layer(rng, 6, 9, 2, name="l1")]
     x = inputs(np.random.default_rng(batch), 2 * batch + 1, 30)
-    prog = Program.compile(layers, rows=rows, cols=cols, batch=batch, cell=cell, shadow=shadow, requant_stages=3)
-    res = run_top(prog, rows, cols, x)
+    prog = Program.compile(layers,
+        HardwareConfig(rows=rows, cols=cols, cell=cell, batch=batch, requant_stages=3, shadow=shadow))
+    res = run_top(prog, x, HardwareConfig(rows=rows, cols=cols))
     assert np.array_equal(res.outputs, run_network(layers, x))
     assert res.cycles == network_cycles(prog, len(x))["total"]
-    two = Program.compile(layers, rows=rows, cols=cols, batch=batch, cell=cell, shadow=shadow)
+    two = Program.compile(layers, HardwareConfig(rows=rows, cols=cols, cell=cell, batch=batch, shadow=shadow))
     assert network_cycles(prog, len(x))["engine"] > network_cycles(two, len(x))["engine"]
 
 
@@ -195,4 +197,4 @@ def test_a_requantizer_depth_other_than_two_or_three_is_refused():
     layer = random_layer(np.random.default_rng(0), 6, 8, alpha=2)
     for bad in (1, 4, True, "3"):
         with pytest.raises(ColcombError, match="requant_stages must be one of 2, 3"):
-            Program.compile([layer], rows=2, cols=2, requant_stages=bad)
+            Program.compile([layer], HardwareConfig(rows=2, cols=2, requant_stages=bad))

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from colcomb.cli import main
 from colcomb.core import outdir
 from colcomb.core.errors import ColcombError
+from colcomb.hdl.config import HardwareConfig
 from colcomb.packer.golden import run_network
 from colcomb.packer.manifest import MANIFEST, load_manifest, name_problem, seal_manifest, write_manifest
 from colcomb.packer.pack import PackOptions, pack_layer
@@ -574,7 +575,7 @@ def test_a_relative_build_dir_is_made_absolute_before_the_build(packed, tmp_path
 
     monkeypatch.setattr(cocotb_tools.runner, "get_runner", lambda name: FakeRunner())
     monkeypatch.chdir(tmp_path)
-    built = runner.build(load_manifest(packed).layers, 4, 4, batch=2, root="rel/cache")
+    built = runner.build(load_manifest(packed).layers, HardwareConfig(rows=4, cols=4, batch=2), root="rel/cache")
     assert built.dir.is_absolute() and built.dir.is_relative_to(tmp_path / "rel" / "cache")
     assert Path(seen["build_dir"]).is_absolute()
 

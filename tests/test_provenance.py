@@ -12,6 +12,7 @@ from hw_layers import random_layer
 
 from colcomb.core.errors import ColcombError
 from colcomb.fpga.synth import prepare_design
+from colcomb.hdl.config import HardwareConfig
 from colcomb.hdl.generate import generate
 from colcomb.packer.manifest import load_manifest, provenance, write_manifest
 
@@ -28,7 +29,7 @@ def _digest(folder) -> str:
 
 def test_generate_records_the_manifest_and_its_parameters(tmp_path):
     folder = _manifest(tmp_path, 1)
-    design = generate(folder, 3, 2, tmp_path / "rtl", batch=4, lint=False, layers=["a"])
+    design = generate(folder, HardwareConfig(rows=3, cols=2, batch=4), tmp_path / "rtl", lint=False, layers=["a"])
     origin = json.loads(design.info.read_text())["provenance"]
     assert origin["manifest"] == str((folder / "manifest.json").resolve())
     assert origin["manifest_sha256"] == _digest(folder)
@@ -52,7 +53,7 @@ def test_other_weights_give_another_digest(tmp_path):
 
 def test_synthesis_design_records_the_manifest(tmp_path):
     folder = _manifest(tmp_path, 3)
-    design = prepare_design(folder, rows=3, cols=2, batch=4, vectors=2, seed=7)
+    design = prepare_design(folder, HardwareConfig(rows=3, cols=2, batch=4), vectors=2, seed=7)
     origin = design.provenance
     assert origin["manifest_sha256"] == _digest(folder)
     assert origin["layers"] == ["a", "b"]

@@ -13,6 +13,7 @@ from amaranth.sim import Simulator
 from colcomb.cli import main
 from colcomb.fpga.cost import cost_report, dense_equivalent, synth_cell
 from colcomb.fpga.synth import self_test_inputs
+from colcomb.hdl.config import HardwareConfig
 from colcomb.hdl.cycles import network_cycles
 from colcomb.hdl.program import Program
 from colcomb.hdl.top import Top
@@ -76,7 +77,7 @@ def _simulate_top(prog: Program, x: np.ndarray) -> tuple[int, np.ndarray]:
 )
 def test_cycle_model_matches_simulation(rng, shapes, alpha, rows, cols, batch, vectors, cell):
     layers = _layers(rng, shapes, alpha, density=0.3)
-    prog = Program.compile(layers, rows=rows, cols=cols, batch=batch, cell=cell)
+    prog = Program.compile(layers, HardwareConfig(rows=rows, cols=cols, cell=cell, batch=batch))
     x = self_test_inputs(layers, vectors, 1)
     cycles, y = _simulate_top(prog, x)
     assert np.array_equal(y, run_network(layers, x))
@@ -101,7 +102,8 @@ def _png_size(path) -> tuple[int, int]:
 def test_cost_report_numbers_are_consistent(rng, tmp_path):
     layers = _layers(rng, [(16, 48), (10, 16)], 4, density=0.15)
     write_manifest(layers, tmp_path / "m")
-    rep = cost_report(tmp_path / "m", rows=4, cols=4, out=tmp_path / "r", batch=4, synth=False, clock_mhz=10.0)
+    rep = cost_report(tmp_path / "m", HardwareConfig(rows=4, cols=4, batch=4, clock_mhz=10.0), out=tmp_path / "r",
+        synth=False)
     d, c = rep["dense"], rep["combined"]
     assert d["cells"] == sum(la.rows * la.cols for la in layers)
     assert c["cells"] == sum(b.rows * b.packed_columns for la in layers for b in la.blocks)
@@ -184,8 +186,8 @@ def test_report_of_a_cnn_build_runs_its_passes(tmp_path, capsys):
                  "--out", str(tmp_path / "r")]) == 0
     rep = json.loads((tmp_path / "r" / "cost.json").read_text())
     net = image_network(load_manifest(tmp_path / "m"))
-    cycles = {p: network_cycles(Program.compile(net.layers, rows=4, cols=2, batch=2, stages=net.stages,
-                                                pass_vectors=p), 2)["engine"] for p in (8, 256)}
+    cycles = {p: network_cycles(Program.compile(net.layers, HardwareConfig(rows=4, cols=2, batch=2, pass_vectors=p),
+        stages=net.stages), 2)["engine"] for p in (8, 256)}
     assert cycles[8] > cycles[256] and rep["combined"]["engine_cycles"] == cycles[8]
 
 
@@ -205,6 +207,6 @@ def test_report_of_a_three_stage_requantizer_build_counts_its_stage(tmp_path):
     assert main(["report", str(tmp_path / "m"), "--synth-report", str(tmp_path / "report.json"), "--no-synth",
                  "--out", str(tmp_path / "r")]) == 0
     rep = json.loads((tmp_path / "r" / "cost.json").read_text())
-    cycles = {k: network_cycles(Program.compile(layers, rows=4, cols=4, batch=2, requant_stages=k), 2)["engine"]
-              for k in (2, 3)}
+    cycles = {k: network_cycles(Program.compile(layers, HardwareConfig(rows=4, cols=4, batch=2, requant_stages=k)),
+                                2)["engine"] for k in (2, 3)}
     assert cycles[3] > cycles[2] and rep["combined"]["engine_cycles"] == cycles[3]

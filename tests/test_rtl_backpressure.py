@@ -13,6 +13,7 @@ from hw_layers import random_layer
 
 from colcomb.cli import main
 from colcomb.core.errors import ColcombError
+from colcomb.hdl.config import HardwareConfig
 from colcomb.packer.manifest import write_manifest
 from colcomb.sim.runner import simulate
 
@@ -59,4 +60,4 @@ def test_probabilities_outside_0_1_are_refused(tmp_path, capsys, option, value):
 
 def test_api_refuses_a_probability_of_one_before_building(tmp_path):
     with pytest.raises(ColcombError, match=r"stall must be a probability in \[0, 1\)"):
-        simulate(tmp_path / "nowhere", 2, 2, stall=1.0)
+        simulate(tmp_path / "nowhere", HardwareConfig(rows=2, cols=2), stall=1.0)

@@ -14,6 +14,7 @@ import pytest
 from hw_layers import random_layer
 
 from colcomb.core.errors import ColcombError
+from colcomb.hdl.config import HardwareConfig
 from colcomb.packer.golden import run_network
 from colcomb.packer.manifest import load_manifest, manifest_digest, write_manifest
 from colcomb.sim.runner import SimulationMismatch, random_inputs, simulate
@@ -52,7 +53,7 @@ def test_rom_changed_with_its_sha_is_refused(small):
     with pytest.raises(ColcombError, match="disagrees with"):
         load_manifest(folder)
     with pytest.raises(ColcombError, match="disagrees with"):
-        simulate(folder, 2, 2, vectors=2, root=ROOT)
+        simulate(folder, HardwareConfig(rows=2, cols=2), vectors=2, root=ROOT)
 
 
 def test_rom_changed_without_its_sha_is_refused(small):
@@ -60,7 +61,7 @@ def test_rom_changed_without_its_sha_is_refused(small):
     _, name = _cells_file(folder)
     _flip_first_word(folder, name)
     with pytest.raises(ColcombError, match="sha256"):
-        simulate(folder, 2, 2, vectors=2, root=ROOT)
+        simulate(folder, HardwareConfig(rows=2, cols=2), vectors=2, root=ROOT)
 
 
 @pytest.mark.rtl
@@ -74,8 +75,8 @@ def test_hardware_with_a_different_weight_rom_fails_the_check(small):
     x = random_inputs(layer, 8, seed=3)
     assert not np.array_equal(run_network([wrong], x), run_network([layer], x))
 
-    res = simulate(folder, 2, 2, inputs=x, batch=4, root=ROOT, hardware_layers=[wrong],
-                   check=False)
+    res = simulate(folder, HardwareConfig(rows=2, cols=2, batch=4), inputs=x, root=ROOT, hardware_layers=[wrong],
+        check=False)
     assert not res.passed
     assert res.mismatch_count > 0 and res.mismatches[0]["index"] == r
     expect = run_network([layer], x)
@@ -84,9 +85,9 @@ def test_hardware_with_a_different_weight_rom_fails_the_check(small):
     assert first["got"] == run_network([wrong], x)[first["vector"], first["index"]]
 
     with pytest.raises(SimulationMismatch, match="does not match the golden model"):
-        simulate(folder, 2, 2, inputs=x, batch=4, root=ROOT, hardware_layers=[wrong])
+        simulate(folder, HardwareConfig(rows=2, cols=2, batch=4), inputs=x, root=ROOT, hardware_layers=[wrong])
     # and the right hardware passes on the same stimulus
-    assert simulate(folder, 2, 2, inputs=x, batch=4, root=ROOT).passed
+    assert simulate(folder, HardwareConfig(rows=2, cols=2, batch=4), inputs=x, root=ROOT).passed
 
 
 @pytest.mark.rtl

@@ -13,6 +13,7 @@ from hw_layers import random_cnn
 
 from colcomb.cli import main
 from colcomb.core.errors import ColcombError
+from colcomb.hdl.config import HardwareConfig
 from colcomb.packer.graph import run_graph
 from colcomb.packer.manifest import write_manifest
 from colcomb.sim.runner import simulate
@@ -37,7 +38,8 @@ def test_simulate_runs_the_whole_cnn_bit_exact(cnn):
     folder, layers, graph, shape = cnn
     rng = np.random.default_rng(3)
     images = rng.integers(-128, 128, (20, *shape))
-    res = simulate(folder, 4, 4, batch=8, cell="serial", inputs=images.reshape(20, -1), root=ROOT)
+    res = simulate(folder, HardwareConfig(rows=4, cols=4, cell="serial", batch=8), inputs=images.reshape(20, -1),
+        root=ROOT)
     assert res.passed and res.vectors == 20
     assert np.array_equal(res.outputs(), run_graph(layers, graph, images))
     # 20 images: two full batches of 8 give the steady state
@@ -53,8 +55,8 @@ def test_a_wrong_conv_weight_on_chip_is_caught(cnn):
     weights[r, c] = -weights[r, c] if weights[r, c] != -128 else 127
     from dataclasses import replace
     broken = [layers[0], replace(conv2, blocks=(replace(block, weights=weights),)), *layers[2:]]
-    res = simulate(folder, 4, 4, batch=8, cell="serial", vectors=8, hardware_layers=broken, check=False,
-                   root=ROOT)
+    res = simulate(folder, HardwareConfig(rows=4, cols=4, cell="serial", batch=8), vectors=8, hardware_layers=broken,
+        check=False, root=ROOT)
     assert not res.passed and res.mismatch_count > 0
 
 
@@ -75,14 +77,15 @@ def test_cli_simulate_and_generate_a_cnn(cnn, tmp_path, capsys):
 def test_the_banked_parallel_array_runs_the_cnn(cnn):
     folder, layers, graph, shape = cnn
     images = np.random.default_rng(5).integers(-128, 128, (12, *shape))
-    res = simulate(folder, 4, 4, batch=4, cell="parallel", inputs=images.reshape(12, -1), root=ROOT)
+    res = simulate(folder, HardwareConfig(rows=4, cols=4, cell="parallel", batch=4), inputs=images.reshape(12, -1),
+        root=ROOT)
     assert res.passed and np.array_equal(res.outputs(), run_graph(layers, graph, images))
 
 
 def test_a_cnn_on_three_columns_is_refused(cnn):
     folder, *_ = cnn
     with pytest.raises(ColcombError, match="power-of-two column"):
-        simulate(folder, 4, 3, batch=8, cell="serial", vectors=4, root=ROOT)
+        simulate(folder, HardwareConfig(rows=4, cols=3, cell="serial", batch=8), vectors=4, root=ROOT)
 
 
 def test_row_runs_of_a_first_layer_combined_per_kernel_row(tmp_path):
@@ -99,9 +102,11 @@ def test_row_runs_of_a_first_layer_combined_per_kernel_row(tmp_path):
     folder = tmp_path / "packed"
     write_manifest(layers, folder, {"graph": graph, "input_shape": list(shape)})
     images = rng.integers(-128, 128, (10, *shape))
-    res = simulate(folder, 4, 8, batch=4, cell="parallel", inputs=images.reshape(10, -1), root=ROOT, pass_vectors=16)
+    res = simulate(folder, HardwareConfig(rows=4, cols=8, cell="parallel", batch=4, pass_vectors=16),
+        inputs=images.reshape(10, -1), root=ROOT)
     assert res.passed and np.array_equal(res.outputs(), run_graph(layers, graph, images))
     net = image_network(load_manifest(folder))
-    prog = Program.compile(net.layers, rows=4, cols=8, batch=4, cell="parallel", stages=net.stages, pass_vectors=16)
+    prog = Program.compile(net.layers, HardwareConfig(rows=4, cols=8, cell="parallel", batch=4, pass_vectors=16),
+        stages=net.stages)
     assert prog.input_run == 3 and prog.input_banks < 8
     assert res.cycles == network_cycles(prog, 10)["total"]

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from hw_layers import random_layer
 
+from colcomb.hdl.config import HardwareConfig
 from colcomb.hdl.cycles import stream_cycles
 from colcomb.packer.golden import run_network
 from colcomb.packer.manifest import write_manifest
@@ -28,7 +29,7 @@ ROOT = Path(os.environ.get("COLCOMB_SIM_BUILD", Path(__file__).parents[1] / "bui
 def _design(tmp_path_factory, name, layers, rows, cols, batch, cell="parallel"):
     folder = tmp_path_factory.mktemp(name) / "manifest"
     write_manifest(layers, folder)
-    return folder, build(layers, rows, cols, batch=batch, root=ROOT, cell=cell), layers
+    return folder, build(layers, HardwareConfig(rows=rows, cols=cols, cell=cell, batch=batch), root=ROOT), layers
 
 
 def _network_layers():

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from hw_layers import random_layer
 
+from colcomb.hdl.config import HardwareConfig
 from colcomb.packer.manifest import write_manifest
 from colcomb.sim.runner import X_RANDOM_BUILD_ARGS, build, random_inputs, run
 from colcomb.sim.testbench_run import X_RANDOM_ARGS, build_verilator, run_verilator
@@ -34,7 +35,7 @@ def x_random_network(tmp_path_factory):
     ]
     root = tmp_path_factory.mktemp("xsafe")
     write_manifest(layers, root / "manifest")
-    built = build(layers, 3, 3, batch=4, root=ROOT, x_random=True)
+    built = build(layers, HardwareConfig(rows=3, cols=3, batch=4), root=ROOT, x_random=True)
     return root / "manifest", built, layers
 
 

@@ -20,6 +20,7 @@ from colcomb.fpga.selftest import SelfTest
 from colcomb.fpga.selftest_sim import decode_uart, simulate_selftest, verilate_selftest
 from colcomb.fpga.synth import labelled_report, prepare_design, self_test_inputs
 from colcomb.fpga.uart_report import ReportPrinter, bcd_increment, report_program, report_text
+from colcomb.hdl.config import HardwareConfig
 from colcomb.hdl.program import Program
 from colcomb.packer.golden import run_network
 from colcomb.packer.manifest import write_manifest
@@ -48,7 +49,7 @@ def _has_tie(y):
 
 
 def _core(layers, vectors, labels_from, *, seed=0, batch=3, corrupt=None, **kw):
-    prog = Program.compile(layers, rows=3, cols=2, batch=batch)
+    prog = Program.compile(layers, HardwareConfig(rows=3, cols=2, batch=batch))
     x = self_test_inputs(layers, vectors, seed)
     y = run_network(layers, x)
     labels = labels_from(y)
@@ -172,7 +173,7 @@ def test_classes_beyond_two_digits_and_bad_labels_are_refused():
     with pytest.raises(ValueError, match="at most two decimal digits"):
         report_program(4, 101)
     layers = _network(0, ((10, 12), (5, 10)))
-    prog = Program.compile(layers, rows=3, cols=2, batch=3)
+    prog = Program.compile(layers, HardwareConfig(rows=3, cols=2, batch=3))
     x = self_test_inputs(layers, 2, 0)
     y = run_network(layers, x)
     for bad, message in (([0, 5], "outside"), ([0], "2 integers"), ([0.0, 1.0], "integers")):
@@ -186,15 +187,16 @@ def test_prepare_design_carries_and_checks_labels(tmp_path):
     manifest = write_manifest(layers, tmp_path / "m").parent
     x = self_test_inputs(layers, 6, 3)
     labels = np.array([4, 0, 1, 2, 3, 0])
-    d = prepare_design(manifest, rows=2, cols=2, inputs=x, labels=labels, vectors=4, input_source="test")
+    d = prepare_design(manifest, HardwareConfig(rows=2, cols=2), inputs=x, labels=labels, vectors=4,
+        input_source="test")
     assert np.array_equal(d.labels, labels[:4]) and d.inputs.shape == (4, 12)
     rep = labelled_report(d)
     golden = run_network(layers, x[:4])
     assert rep["golden_correct"] == int(np.sum(np.argmax(golden, axis=1) == labels[:4]))
     assert rep["uart_text"].endswith(f"{rep['golden_correct']}/4 correct\r\nPASS\r\n")
-    assert labelled_report(prepare_design(manifest, rows=2, cols=2, inputs=x)) == {}
+    assert labelled_report(prepare_design(manifest, HardwareConfig(rows=2, cols=2), inputs=x)) == {}
     with pytest.raises(ColcombError, match="outside the network's 5 output words"):
-        prepare_design(manifest, rows=2, cols=2, inputs=x, labels=np.array([0, 1, 2, 3, 4, 5]))
+        prepare_design(manifest, HardwareConfig(rows=2, cols=2), inputs=x, labels=np.array([0, 1, 2, 3, 4, 5]))
 
 
 @pytest.fixture
@@ -252,7 +254,7 @@ def test_synthesize_test_split_labels_must_fit_the_output_words(tmp_path, capsys
     from colcomb.labelled import simulation_inputs
 
     given = simulation_inputs(manifest, test_split=12)
-    d = prepare_design(manifest, rows=2, cols=2, inputs=given.x, labels=given.labels % 5)
+    d = prepare_design(manifest, HardwareConfig(rows=2, cols=2), inputs=given.x, labels=given.labels % 5)
     assert d.inputs.shape == (12, 64) and np.array_equal(d.labels, given.labels % 5)
 
 

@@ -15,6 +15,7 @@ from colcomb.fpga.boards import BOARDS, get_board
 from colcomb.fpga.selftest import MESSAGES, SelfTest, ecp5_pll, ice40_pll, stream_words
 from colcomb.fpga.selftest_sim import decode_uart, simulate_selftest, verilate_selftest
 from colcomb.fpga.synth import analyse_build, dsp_plan, requant_dsps, self_test_inputs
+from colcomb.hdl.config import HardwareConfig
 from colcomb.hdl.program import Program
 from colcomb.packer.golden import run_network
 from colcomb.packer.pack import PackOptions, pack_layer
@@ -31,7 +32,7 @@ def _network(rng, shapes=((10, 12), (5, 10)), alpha=3, density=0.3, **opts):
 
 
 def _core(layers, *, rows=3, cols=2, batch=3, vectors=5, corrupt=None, timeout=None, seed=0):
-    prog = Program.compile(layers, rows=rows, cols=cols, batch=batch)
+    prog = Program.compile(layers, HardwareConfig(rows=rows, cols=cols, batch=batch))
     x = self_test_inputs(layers, vectors, seed)
     y = run_network(layers, x)
     if corrupt is not None:
@@ -161,8 +162,8 @@ def test_list_boards_shows_device_and_clock(capsys):
 
 
 def test_synthesize_needs_its_arguments(capsys, tmp_path):
-    assert main(["synthesize", str(tmp_path), "--board", "icebreaker"]) == 2
-    assert "--rows, --cols, --out" in capsys.readouterr().err
+    assert main(["synthesize", str(tmp_path)]) == 2
+    assert "--board, --out" in capsys.readouterr().err
 
 
 # -- judging a build -----------------------------------------------------------------------------------
@@ -208,12 +209,13 @@ def test_analyse_build_fails_on_timing_and_on_overuse(tmp_path):
 def test_dsp_plan_never_asks_for_more_dsps_than_the_device_has(rng):
     import dataclasses
 
-    prog = Program.compile(_network(rng), rows=4, cols=4, batch=2)
+    prog = Program.compile(_network(rng), HardwareConfig(rows=4, cols=4, batch=2))
     ice, ecp = get_board("icebreaker"), get_board("ulx3s-85f")
-    assert dsp_plan(ice, "ice40", prog, None) == (False, 0)  # iCE40: logic unless --dsp
     taken = requant_dsps("ice40", prog)
     use, cells = dsp_plan(ice, "ice40", prog, True)
     assert 0 < taken <= 8 and use and cells == max(0, 8 - taken)
+    assert dsp_plan(ice, "ice40", prog, None) == (use, cells)  # a board with DSPs uses them by default
+    assert dsp_plan(ice, "ice40", prog, False) == (False, 0)
     assert dsp_plan(ecp, "ecp5", prog, None) == (True, 16)  # ECP5: on by default, every cell fits
     assert dsp_plan(ecp, "ecp5", prog, False) == (False, 0)
     small = dataclasses.replace(ecp, dsps=20)  # fewer DSPs than cells: the rest go to logic

@@ -15,6 +15,7 @@ from colcomb.cli import main
 from colcomb.core.errors import ColcombError
 from colcomb.core.tools import tool_env
 from colcomb.fpga.synth import synthesize, throughput_line
+from colcomb.hdl.config import HardwareConfig
 from colcomb.hdl.cycles import cycles_per_inference
 from colcomb.packer.golden import run_network
 
@@ -80,8 +81,8 @@ def test_tiny_network_builds_for_icebreaker(tiny_manifest, tmp_path, capsys):
 def test_missed_clock_fails_and_keeps_the_report(tiny_manifest, tmp_path):
     out = tmp_path / "synth"
     with pytest.raises(ColcombError, match="timing") as exc:
-        synthesize(tiny_manifest, board="icebreaker", rows=2, cols=2, batch=2, out=out, clock_mhz=250.0,
-                   throughput=False)
+        synthesize(tiny_manifest, HardwareConfig(rows=2, cols=2, batch=2, clock_mhz=250.0, board="icebreaker"),
+            out=out, throughput=False)
     report = json.loads((out / "report.json").read_text())
     assert str(out / "report.json") in str(exc.value)
     assert report["status"] == "failed"

@@ -15,6 +15,7 @@ import pytest
 from hw_layers import random_layer
 
 from colcomb.core.errors import ColcombError
+from colcomb.hdl.config import HardwareConfig
 from colcomb.hdl.generate import generate_layers
 from colcomb.hdl.testbench import stimulus, stream_words
 from colcomb.packer.golden import run_network
@@ -49,7 +50,8 @@ def design(request, tmp_path_factory):
     rows, cols, batch, vectors, cell = DESIGNS[kind]
     layers = _layers(kind)
     out = tmp_path_factory.mktemp(f"tb-{kind}")
-    d = generate_layers(layers, rows, cols, out, batch=batch, tb_vectors=vectors, tb_seed=3, cell=cell)
+    d = generate_layers(layers, HardwareConfig(rows=rows, cols=cols, cell=cell, batch=batch), out,
+        tb_vectors=vectors, tb_seed=3)
     return kind, d, layers, vectors
 
 
@@ -106,10 +108,10 @@ def test_stream_words_put_last_at_batch_ends():
 
 def test_no_testbench_when_asked_and_bad_counts_refused(tmp_path):
     layers = _layers("alpha1")
-    d = generate_layers(layers, 2, 2, tmp_path / "none", tb_vectors=0)
+    d = generate_layers(layers, HardwareConfig(rows=2, cols=2), tmp_path / "none", tb_vectors=0)
     assert d.testbench == () and not list((tmp_path / "none").glob("tb_*"))
     with pytest.raises(ColcombError, match="0 \\(none\\) or more, not -1"):
-        generate_layers(layers, 2, 2, tmp_path / "bad", tb_vectors=-1)
+        generate_layers(layers, HardwareConfig(rows=2, cols=2), tmp_path / "bad", tb_vectors=-1)
     assert not (tmp_path / "bad").exists()
 
 

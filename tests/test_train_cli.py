@@ -162,7 +162,7 @@ def test_demo_checks_hardware_against_golden(tmp_path):
         seen["x"] = x
         return {"outputs": run_network(load_manifest(folder).layers, x), "cycles": 10, "dense_cycles": 40}
 
-    kw = dict(dataset="digits", hidden=(16,), epochs=1, rounds=1, batch=5, log=lambda _m: None)
+    kw = dict(dataset="digits", hidden=(16,), epochs=1, rounds=1, images=5, log=lambda _m: None)
     report = run_demo(tmp_path / "a", hardware=fake_hw, **kw)
     assert report["hardware"]["matches_golden"] and report["hardware"]["images"] == 5
     assert seen["x"].shape == (5, 64) and seen["x"].dtype == np.int64

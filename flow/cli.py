@@ -789,10 +789,10 @@ def _estimate(args: argparse.Namespace) -> int:
     from colcomb.fpga.estimate import estimate
     from colcomb.fpga.explore_report import estimate_text
 
-    if args.board is None and args.config is None:
-        raise ColcombError("estimate needs --board (or a --config that names one)")
     t0 = time.perf_counter()
     config = _design_config(args)
+    if config.board is None:
+        raise ColcombError("estimate needs --board (or a --config that names one)")
     est = estimate(args.manifest, config, layers=args.layer, vectors=args.vectors)
     print(estimate_text(est))
     print(f"({time.perf_counter() - t0:.2f} s, no synthesis: calibrated model; `colcomb synthesize` measures)")
@@ -810,7 +810,7 @@ def _explore_args(p: argparse.ArgumentParser) -> None:
                    help="rank by inferences/s (throughput, default), one image's latency, or fewest logic cells")
     p.add_argument("--top", type=_positive_int, default=10, help="designs listed (default 10)")
     p.add_argument("--utilization", type=_fraction, default=None,
-                   help="most of the board's logic cells a design may fill (default 0.95: place and route needs "
+                   help="most of the board's logic cells a design may fill (default 0.98: place and route needs "
                    "slack)")
     p.add_argument("--confirm", type=_count, default=0, metavar="K",
                    help="place and route the best K designs (minutes each) and print predicted against measured")

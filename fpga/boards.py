@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 from dataclasses import dataclass
 
@@ -35,7 +36,15 @@ class Board:
 
     @property
     def family(self) -> str:
-        return self.make_platform().family.lower()
+        return _platform_facts(self.module, self.platform)[0]
+
+    @property
+    def device(self) -> str:
+        return _platform_facts(self.module, self.platform)[1]
+
+    @property
+    def oscillator_mhz(self) -> float:
+        return _platform_facts(self.module, self.platform)[2]
 
     def describe(self) -> dict:
         plat = self.make_platform()
@@ -51,6 +60,13 @@ class Board:
             "dsps": self.dsps,
             "note": self.note,
         }
+
+
+@functools.cache
+def _platform_facts(module: str, platform: str) -> tuple[str, str, float]:
+    """(family, device, oscillator MHz) of an amaranth-boards platform, made once."""
+    plat = getattr(importlib.import_module(module), platform)()
+    return plat.family.lower(), str(plat.device), plat.default_clk_frequency / 1e6
 
 
 #: MULT18X18D blocks, LUT4s and DP16KD block RAMs of each LFE5U size (Lattice's ECP5 family data sheet)
@@ -106,8 +122,7 @@ def boards_table() -> str:
 
 def has_spram(board: Board) -> bool:
     """Whether the board's FPGA is an iCE40 UltraPlus, whose SPRAM can hold the cell words."""
-    plat = board.make_platform()
-    return plat.family.lower() == "ice40" and str(plat.device).startswith("iCE40UP")
+    return board.family == "ice40" and board.device.startswith("iCE40UP")
 
 
 def board_config(config: HardwareConfig) -> tuple[Board, HardwareConfig]:

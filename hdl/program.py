@@ -96,11 +96,21 @@ def lane_layout(data_bits: int, alpha: int) -> data.ArrayLayout:
     return data.ArrayLayout(signed(data_bits), alpha)
 
 
+def _struct_fields(layout: data.StructLayout) -> tuple[tuple[str, int, int], ...]:
+    """(name, bit mask, offset) of each field, kept on the layout object: reading them from the
+    layout costs more than the packing (a compile packs a million words)."""
+    fields = layout.__dict__.get("_colcomb_fields")
+    if fields is None:
+        fields = tuple((name, (1 << fld.width) - 1, fld.offset) for name, fld in layout)
+        layout.__dict__["_colcomb_fields"] = fields
+    return fields
+
+
 def pack_struct(layout: data.StructLayout, values: dict) -> int:
     """The integer of a struct word (two's complement fields truncated to their widths)."""
     word = 0
-    for name, fld in layout:
-        word |= (int(values.get(name, 0)) & ((1 << fld.width) - 1)) << fld.offset
+    for name, mask, offset in _struct_fields(layout):
+        word |= (int(values.get(name, 0)) & mask) << offset
     return word
 
 
@@ -555,7 +565,7 @@ class Program:
                                "slot": unsigned(bits_for(self.lanes_per_part - 1))}),
             self.input_fanout)
 
-    @property
+    @cached_property
     def input_map(self) -> list[int]:
         """The input map ROM: per input word, its slots packed in :attr:`input_layout`."""
         elem = self.input_layout.elem_shape
@@ -1224,6 +1234,7 @@ class Program:
             self.requant.extend(pack_array(words[k: k + lanes], rl.size)
                                 for k in range(0, len(words), lanes))
         tl = self.tile_layout
+        cell_size, k, n = cl.size, self.load_rows, self.load_steps  # amaranth recomputes a layout's size
         for t in self.tiles:
             layer = self.layers[t.layer]
             block = layer.blocks[t.block]
@@ -1241,12 +1252,11 @@ class Program:
                     # the member's lane slot; a zero weight multiplies any lane to zero
                     s[r, c] = placement[c][int(sel[c])] if w[r, c] and A > 1 else 0
             rows = [pack_array([pack_struct(cl, {"weight": w[r, c], "select": 1 << int(s[r, c])}) for c in range(C)]
-                               if self.onehot and A > 1 else cell_words(w[r], s[r], self.weight_bits), cl.size)
+                               if self.onehot and A > 1 else cell_words(w[r], s[r], self.weight_bits), cell_size)
                     for r in range(R)]
-            k, n = self.load_rows, self.load_steps
             for step in range(n):  # bottom rows first: they are shifted furthest
                 first = (n - 1 - step) * k
-                self.cells.append(pack_array(rows[first: first + k] + [0] * (first + k - R), cl.size * C))
+                self.cells.append(pack_array(rows[first: first + k] + [0] * (first + k - R), cell_size * C))
             self.descriptors.append(pack_struct(tl, {
                 "first": t.first, "last": t.last, "layer_end": t.layer_end, "net_end": t.net_end,
                 "rq": t.rq, "base": t.base, "wr_first": t.wr_first, "wr_count": t.wr_count,

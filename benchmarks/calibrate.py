@@ -11,8 +11,9 @@ Writes ``fpga/calibration.json``, the data :mod:`colcomb.fpga.estimate` ships wi
    (the total less the cells and the memories' logic) is fitted by least squares on the engine's
    features (:func:`colcomb.fpga.estimate.features`).
 3. **Logic cells and clock** (from run records that were placed and routed): nextpnr's logic
-   cells against yosys' LUTs, flip-flops and carries, and the Fmax each family, cell and
-   requantizer depth reached.
+   cells against yosys' LUTs, flip-flops and carries (the packing's form fixed by the device, one
+   scale fitted: there are few placed records), and the Fmax each family, cell and requantizer
+   depth reached.
 
     python benchmarks/calibrate.py --runs build/calibration/runs.jsonl           # refit from records
     python benchmarks/calibrate.py --collect --runs build/calibration/runs.jsonl # rerun the grid (hours)
@@ -165,14 +166,14 @@ def fit_packing(records: list[dict]) -> tuple[dict, dict]:
     lc, fmax = {}, {}
     for family in FAMILIES:
         placed = [r for r in records if r.get("family") == family and (r.get("resources") or {}).get("logic_cells")]
-        keys = list(PRIOR_LC[family])
-        if len(placed) >= len(keys) + 1:
-            x = np.array([[r["yosys"][k] for k in keys] for r in placed], float)
+        prior = PRIOR_LC[family]
+        if placed:  # the packing's shape from the device, its one scale from the placed designs (few of them)
+            x = np.array([sum(c * r["yosys"][k] for k, c in prior.items()) for r in placed], float)
             y = np.array([r["resources"]["logic_cells"] for r in placed], float)
-            coef = np.linalg.lstsq(x, y, rcond=None)[0]
-            lc[family] = {k: round(float(c), 4) for k, c in zip(keys, coef, strict=True)}
+            scale = float(x @ y / (x @ x))
+            lc[family] = {k: round(c * scale, 4) for k, c in prior.items()}
         else:
-            lc[family] = dict(PRIOR_LC[family])
+            lc[family] = dict(prior)
         table = dict(PRIOR_FMAX[family])
         for key in table:
             cell, stages = key.split("-")

@@ -688,9 +688,10 @@ def _synthesize(args: argparse.Namespace) -> int:
     if args.list_boards:
         print(boards_table())
         return 0
-    missing = [flag for flag, v in (("DIR", args.manifest), ("--out", args.out)) if v is None]
-    if args.board is None and args.config is None and not (args.manifest and is_design_folder(args.manifest)):
-        missing.insert(1, "--board")
+    board_known = args.board is not None or args.config is not None or bool(
+        args.manifest and is_design_folder(args.manifest))
+    missing = [flag for flag, v in (("DIR", args.manifest), ("--board", board_known or None), ("--out", args.out))
+               if v is None]
     if missing:
         raise ColcombError(f"synthesize needs {', '.join(missing)} (or --list-boards)")
     if is_design_folder(args.manifest):  # checked above: a folder is given

@@ -165,3 +165,10 @@ def test_block_rams_of_the_engine_as_yosys_maps_them(board, config):
                    for _, d, w in selftest_memories(prog, prog.batch))
     res = synth_components(spec.family, {"top": Top(program=prog)}, dsp=False)["top"]
     assert est.resources["block_rams"].used - selftest == res["block_rams"]
+
+
+def test_the_cli_offers_the_searchs_objectives():
+    from colcomb import cli
+    from colcomb.fpga import explore as search
+
+    assert cli.OBJECTIVES == search.OBJECTIVES

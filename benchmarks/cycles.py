@@ -85,12 +85,11 @@ def main() -> None:
         for label, layer in (("combined", combined), ("dense", dense)):
             folder = Path(tmp) / label
             write_manifest([layer], folder)
-            built = build([layer],
-                HardwareConfig(rows=args.rows, cols=args.cols, batch=args.batch, beat=args.beat, shadow=args.shadow),
-                root=args.root, opt=args.opt)
+            config = HardwareConfig(rows=args.rows, cols=args.cols, batch=args.batch, beat=args.beat,
+                                    shadow=args.shadow)
+            built = build([layer], config, root=args.root, opt=args.opt)
             runs = [run(built, folder, x[:n]) for n in (short, long)]
-            prog = Program.compile([layer],
-                HardwareConfig(rows=args.rows, cols=args.cols, batch=args.batch, beat=args.beat, shadow=args.shadow))
+            prog = Program.compile([layer], config)
             engine = engine_cycles(prog, args.batch)
             streaming = len(prog.tiles) * args.batch * prog.cycles_per_vector
             per_inf = (runs[1].cycles - runs[0].cycles) / (long - short)

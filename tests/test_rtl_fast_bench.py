@@ -17,6 +17,7 @@ from test_rtl_stream_monitor import BATCH, WORDS, Echo
 
 from colcomb.cli import main
 from colcomb.core.progress import Stages
+from colcomb.hdl.config import HardwareConfig
 from colcomb.hdl.cycles import stream_cycles
 from colcomb.hdl.lint import write_waivers
 from colcomb.packer.golden import run_network
@@ -47,7 +48,7 @@ def network(tmp_path_factory):
               random_layer(rng, 4, 8, 2, name="b")]
     folder = tmp_path_factory.mktemp("fast") / "manifest"
     write_manifest(layers, folder)
-    return folder, build(layers, 3, 3, batch=4, root=ROOT), layers
+    return folder, build(layers, HardwareConfig(rows=3, cols=3, batch=4), root=ROOT), layers
 
 
 @pytest.mark.rtl

@@ -135,7 +135,7 @@ def fit_engine(records: list[dict], cells_cal: dict, ridge: float = 1e-3, quiet:
             if spec.family != family:
                 continue
             rq, dsp_cells = dsp_split(spec, prog, bool(config.dsp))
-            feats = features(prog, family, rq, dsp_cells)
+            feats = features(prog, rq)
             counts = cell_counts(prog, dsp_cells)
             mem_luts, mem_ffs = memory_logic(family, prog)
             rows_x.append([feats[k] for k in ENGINE])

@@ -50,7 +50,7 @@ def accuracy(records: list[dict], loo: bool) -> list[list]:
         e = est_mod.estimate_program(prog, spec, config, cal=use)
         y, placed = rec["yosys"], rec.get("resources") or {}
         lc = placed.get("logic_cells")
-        rows.append([spec.name, config.describe().split(", " + spec.name)[0], Path(rec["manifest"]).parent.name,
+        rows.append([spec.name, config.describe(target=False), Path(rec["manifest"]).parent.name,
                      f"{e.luts} / {y['luts']}", _pct(e.luts, y["luts"]),
                      f"{e.flip_flops} / {y['flip_flops']}",
                      f"{e.resources['block_rams'].used} / {y['block_rams']}",
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         best = search.best
         out.append([Path(manifest).parent.name, board, len(search.designs), f"{dt:.1f}",
                     f"{len(search.designs) / dt:.0f}", len(search.ranked),
-                    best.config.describe().split(", " + board)[0] if best else "none fits",
+                    best.config.describe(target=False) if best else "none fits",
                     f"{best.resources['logic_cells'].used}/{best.resources['logic_cells'].available}" if best else "",
                     f"{best.cycles_per_inference:g}" if best else "", f"{best.inferences_per_s:,.0f}" if best else ""])
     print()

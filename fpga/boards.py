@@ -135,5 +135,5 @@ def board_config(config: HardwareConfig) -> tuple[Board, HardwareConfig]:
     spec = get_board(config.board)
     if config.cell_memory == "spram" and not has_spram(spec):
         raise ConfigError("cell_memory", f"cell_memory spram needs an iCE40 UltraPlus (its SPRAM); the {spec.name} "
-                                         f"has a {spec.make_platform().device}: keep the cells in block RAM (rom)")
+                                         f"has a {spec.device}: keep the cells in block RAM (rom)")
     return spec, config.replace(board=spec.name, dsp=spec.dsps > 0 if config.dsp is None else config.dsp)

@@ -32,7 +32,7 @@ from colcomb.core.errors import ColcombError
 from colcomb.fpga.boards import Board, board_config
 from colcomb.fpga.memory_map import memory_cost
 from colcomb.hdl.config import HardwareConfig
-from colcomb.hdl.cycles import cycles_per_inference, engine_cycles
+from colcomb.hdl.cycles import engine_cycles, steady_cycles_per_inference, stream_cycles
 from colcomb.hdl.memories import memories
 from colcomb.hdl.program import Program
 from colcomb.hdl.spram import spram_blocks
@@ -85,7 +85,7 @@ class Estimate:
     cycles_per_inference: float
     clock_mhz: float  # the clock the design is built for: the config's, else the oscillator
     fmax_mhz: float  # the clock the family's calibration runs reached
-    cycles_one: int  # cycles of one image alone: in, through the engine as a batch of one, out
+    cycles_one: int  # cycles of one image alone, first input word to last output word (after power-up)
     tiles: int
     alpha: int
     memories: list[dict] = field(default_factory=list)
@@ -125,42 +125,39 @@ class Estimate:
         }
 
 
-def requant_dsps(family: str, program: Program) -> int:
-    """DSP blocks of the requantizer: per lane, its ``acc_bits`` x :data:`MULTIPLIER_BITS` product in
-    blocks of the family's width (``tests`` check this against yosys)."""
+def predicted_requant_dsps(family: str, program: Program) -> int:
+    """DSP blocks of the requantizer without yosys: per lane, its ``acc_bits`` x
+    :data:`MULTIPLIER_BITS` product in blocks of the family's width (the tests hold it to
+    :func:`colcomb.fpga.synth.requant_dsps`, which synthesizes it)."""
     w = DSP_WIDTH[family]
     return program.requant_lanes * -(-program.acc_bits // w) * -(-MULTIPLIER_BITS // w)
 
 
 def dsp_split(spec: Board, program: Program, use: bool) -> tuple[int, int]:
-    """(requantizer DSPs, cells with a DSP multiplier), as :func:`colcomb.fpga.synth.dsp_plan`
-    decides them, with the requantizer's count predicted."""
-    if not use or not spec.dsps:
+    """(requantizer DSPs, cells with a DSP multiplier): :func:`colcomb.fpga.synth.dsp_plan` with the
+    requantizer's count predicted rather than synthesized."""
+    from colcomb.fpga.synth import dsp_plan
+
+    rq = predicted_requant_dsps(spec.family, program)
+    used, cells = dsp_plan(spec, spec.family, program, use, requant=rq)
+    if not used:
         return 0, 0
-    rq = requant_dsps(spec.family, program)
-    free = spec.dsps - rq
-    if free < 0:
-        return 0, 0
-    cells = 0 if program.cell == "serial" else min(free, program.rows * program.cols)
-    return rq, cells
+    return rq, 0 if program.cell == "serial" else cells
 
 
-def features(program: Program, family: str, rq_dsps: int, dsp_cells: int) -> dict[str, float]:
-    """The engine's features the calibrated LUT / flip-flop / carry models weigh (besides the cells)."""
-    serial = program.cell == "serial"
+def features(program: Program, rq_dsps: int) -> dict[str, float]:
+    """The engine's features the calibrated LUT / flip-flop / carry models weigh (besides the cells
+    and the memories): ``rq_dsps`` 0 puts the requantizer's multipliers in logic."""
     banks = (program.cols - 1 + program.input_banks - 1) if program.banked else 0
     return {
         "const": 1.0,
-        "serial": float(serial),
+        "serial": float(program.cell == "serial"),
         "rows": float(program.rows),
-        "cols": float(program.cols),
         "acc_width": float(-(-program.rows // program.requant_steps) * program.acc_bits),
         "requant_logic_lanes": float(program.requant_lanes if rq_dsps == 0 else 0),
-        "requant_lanes": float(program.requant_lanes),
         "lane_bits": float(program.lanes_per_part * program.data_bits),
         "bank_bits": float(banks * program.lanes_per_part * program.data_bits),
         "network": float(program.stages is not None),
-        "spram": float(program.cell_memory == "spram"),
     }
 
 
@@ -205,7 +202,7 @@ def estimate_program(program: Program, spec: Board, config: HardwareConfig, *, v
     cal = (cal or calibration())[family]
     rq_dsps, dsp_cells = dsp_split(spec, program, bool(config.dsp))
     counts = cell_counts(program, dsp_cells)
-    feats = features(program, family, rq_dsps, dsp_cells)
+    feats = features(program, rq_dsps)
     totals = {}
     for metric in ("luts", "flip_flops", "carries"):
         cells = sum(n * cell_slope(cal, kind, program.alpha, program.onehot and kind != "serial", metric)
@@ -230,9 +227,9 @@ def estimate_program(program: Program, spec: Board, config: HardwareConfig, *, v
         "sprams": Resource(sprams, spec.sprams),
         "dsps": Resource(dsps, spec.dsps),
     }
-    full = engine_cycles(program, program.batch)
-    cpi = cycles_per_inference([0] * (program.batch - 1) + [full], program.input_cycles, program.out_beats)
-    one = engine_cycles(program, 1) + program.input_cycles + program.out_beats
+    cpi = steady_cycles_per_inference(program)
+    # one image alone, after power-up (the flash load of cells in SPRAM is not the image's latency)
+    one = stream_cycles([engine_cycles(program, 1)], program.input_cycles, program.out_beats, 1)["total"]
     fmax = fmax_model(cal, program)
     clock = config.clock_mhz if config.clock_mhz is not None else spec.oscillator_mhz
     return Estimate(config=config, family=family, device=spec.device, luts=luts,

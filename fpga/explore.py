@@ -135,15 +135,10 @@ def explore(layers, spec: Board, *, stages=None, objective: str = "throughput", 
         if isinstance(prog, str):
             refused.append((config, prog))
             continue
-        prog = dataclasses.replace(prog, config=config)
-        try:
-            prog.check_cell_memory()
-        except ColcombError as exc:
-            refused.append((config, str(exc)))
-            continue
+        prog = dataclasses.replace(prog, config=config)  # the same tiles and images (_compile_key)
         est = estimate_program(prog, spec, config, vectors=vectors, memo=memo)
         if "clock_mhz" not in (fixed or {}):
-            clock = _board_clock(spec, est.fmax_mhz * CLOCK_MARGIN)
+            clock = _build_clock(est.fmax_mhz * CLOCK_MARGIN)
             est = dataclasses.replace(est, config=config.replace(clock_mhz=clock), clock_mhz=clock)
         designs.append(est)
     fitting = [e for e in designs
@@ -152,7 +147,7 @@ def explore(layers, spec: Board, *, stages=None, objective: str = "throughput", 
     return Search(spec.name, objective, designs, ranked, refused, time.perf_counter() - t0)
 
 
-def _board_clock(spec: Board, mhz: float) -> float:
+def _build_clock(mhz: float) -> float:
     """A build clock no faster than ``mhz``, in half MHz (a PLL makes it from the oscillator)."""
     return max(1.0, math.floor(2 * mhz) / 2)
 

@@ -39,7 +39,7 @@ def estimate_text(est: Estimate) -> str:
             continue
         pct = f"{100 * r.ratio:.0f} %" if r.available else ("-" if not r.used else "none on the device")
         rows.append([_LABELS[name], r.used, r.available, pct, "over" if r.used > r.available else ""])
-    lines = [f"{est.config.board} ({est.device}): {est.config.describe()}",
+    lines = [f"{est.config.board} ({est.device}): {est.config.describe(target=False)}",
              f"  alpha {est.alpha}, {est.tiles} tiles",
              table(["resource", "estimated", "available", "used", ""], rows),
              f"  LUTs {est.luts}, flip-flops {est.flip_flops}, carries {est.carries} (inside the logic cells)",
@@ -56,7 +56,7 @@ def estimate_text(est: Estimate) -> str:
 
 def _row(rank: int, e: Estimate) -> list:
     r = e.resources
-    return [rank, e.config.describe().split(", " + (e.config.board or "?"))[0],
+    return [rank, e.config.describe(target=False),
             f"{r['logic_cells'].used}/{r['logic_cells'].available}",
             f"{r['block_rams'].used}/{r['block_rams'].available}",
             f"{r['dsps'].used}/{r['dsps'].available}", round(e.cycles_per_inference, 1), e.clock_mhz,

@@ -282,15 +282,16 @@ def onehot_select(family: str, cell: str, alpha: int) -> bool:
     return family in ("ice40", "ecp5") and cell == "parallel" and alpha >= 8
 
 
-def dsp_plan(spec, family: str, program, dsp: bool | None) -> tuple[bool, int]:
+def dsp_plan(spec, family: str, program, dsp: bool | None, *, requant: int | None = None) -> tuple[bool, int]:
     """Whether to map multipliers to DSPs (``dsp``; ``None``: where the board has DSPs) and how
-    many array cells get one: the device's DSPs less the requantizer's, at most every cell. When
-    the requantizer alone needs more DSPs than the device has, nothing is mapped to DSPs, so a
-    design never asks for more than there are."""
+    many array cells get one: the device's DSPs less the requantizer's (``requant``; None:
+    :func:`requant_dsps` synthesizes it), at most every cell. When the requantizer alone needs more
+    DSPs than the device has, nothing is mapped to DSPs, so a design never asks for more than there
+    are."""
     use = spec.dsps > 0 if dsp is None else bool(dsp)
     if not use:
         return False, 0
-    free = spec.dsps - requant_dsps(family, program)
+    free = spec.dsps - (requant_dsps(family, program) if requant is None else requant)
     if free < 0:  # the requantizer alone needs more than the device has: all in logic
         return False, 0
     return True, max(0, min(free, program.rows * program.cols))

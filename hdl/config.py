@@ -133,8 +133,9 @@ class HardwareConfig:
                                           f"{', '.join(CONFIG_FIELDS)}")
         return dataclasses.replace(self, **changes)
 
-    def describe(self) -> str:
-        """A one-line summary: ``8x4 serial, DSP, batch 1, passes of 64, cells in SPRAM, ...``."""
+    def describe(self, target: bool = True) -> str:
+        """A one-line summary: ``8x4 serial, DSP, batch 1, passes of 64, cells in SPRAM, ...``;
+        without ``target``, no board and clock (a table that has columns of its own for them)."""
         parts = [f"{self.rows}x{self.cols} {self.cell}"]
         if self.dsp is not None:
             parts.append("DSP" if self.dsp else "no DSP")
@@ -149,9 +150,9 @@ class HardwareConfig:
             parts.append(f"requantizer in {self.requant_stages} stages")
         if self.shadow:
             parts.append("shadow weights")
-        if self.board:
+        if self.board and target:
             parts.append(self.board)
-        if self.clock_mhz is not None:
+        if self.clock_mhz is not None and target:
             parts.append(f"{self.clock_mhz:g} MHz")
         return ", ".join(parts)
 

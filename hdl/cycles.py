@@ -19,9 +19,9 @@ from colcomb.hdl.rom import Rom
 from colcomb.hdl.sequencer import Sequencer
 from colcomb.hdl.top import Top
 
-__all__ = ["BATCH_OVERHEAD", "WATCHDOG_FACTOR", "WATCHDOG_SLACK",
-           "cycle_summary", "cycles_per_inference", "drain_cycles", "engine_cycles", "flush_cycles", "network_cycles",
-           "prep_cycles", "stream_cycles", "tile_cycles", "watchdog_budget", "watchdog_cycles"]
+__all__ = ["BATCH_OVERHEAD", "WATCHDOG_FACTOR", "WATCHDOG_SLACK", "cycle_summary", "cycles_per_inference",
+           "drain_cycles", "engine_cycles", "flush_cycles", "network_cycles", "prep_cycles",
+           "steady_cycles_per_inference", "stream_cycles", "tile_cycles", "watchdog_budget", "watchdog_cycles"]
 
 #: cycles a lone batch takes in :class:`~colcomb.hdl.top.Top` besides its input port cycles, the
 #: engine and one per output word: the hand-overs receiver -> engine -> sender, and the sender
@@ -169,6 +169,13 @@ def cycles_per_inference(engine_by_batch: Sequence[int], in_cycles: int, out_cyc
     batch = len(engine_by_batch)
     done = stream_cycles(engine_by_batch, in_cycles, out_cycles, batch * batches)["finished"]
     return (done[-1] - done[-2]) / batch
+
+
+def steady_cycles_per_inference(program: Program) -> float:
+    """:func:`cycles_per_inference` of ``program``'s full batches (only a full batch's engine
+    cycles are needed for them)."""
+    full = engine_cycles(program, program.batch)
+    return cycles_per_inference([0] * (program.batch - 1) + [full], program.input_cycles, program.out_beats)
 
 
 def watchdog_budget(model_cycles: int, *, slowdown: float = 1.0) -> int:

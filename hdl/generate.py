@@ -132,12 +132,10 @@ def generate_layers(
             (tmp / f"{top}.json").write_text(json.dumps(design_info(program, top, provenance, flash_model=flash_model),
                                                         indent=1) + "\n")
             if record is not None:
-                from colcomb.hdl.cycles import cycles_per_inference, engine_cycles
+                from colcomb.hdl.cycles import steady_cycles_per_inference
 
-                full = engine_cycles(program, program.batch)
-                cpi = cycles_per_inference([0] * (program.batch - 1) + [full], program.input_cycles,
-                                           program.out_beats)
-                figures = {"tiles": len(program.tiles), "alpha": program.alpha, "cycles_per_inference": cpi}
+                figures = {"tiles": len(program.tiles), "alpha": program.alpha,
+                           "cycles_per_inference": steady_cycles_per_inference(program)}
                 (tmp / DESIGN_FILE).write_text(json.dumps({**record, **figures}, indent=1) + "\n")
             images = rom_images(program)
             roms = [f"{top}.{name}.hex" for name in images]

@@ -62,6 +62,16 @@ def _probability(text: str) -> float:
     return value
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (np.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{value} must be a positive number")
+    return value
+
+
 def _fraction(text: str) -> float:
     try:
         value = float(text)
@@ -96,7 +106,10 @@ def _pack_args(p: argparse.ArgumentParser) -> None:
                    help="one weight scale per layer, per row block, or per row (default layer)")
     p.add_argument("--power-of-two", action="store_true", help="round weight scales up to powers of two")
     p.add_argument("--method", choices=METHODS, default="auto",
-                   help="grouping algorithm (default auto: the best of all, per matrix)")
+                   help="grouping algorithm (default auto: the best heuristic, per matrix; exact: a CP-SAT search "
+                   "for the fewest groups, seeded with auto's, returning the optimum or the proven gap)")
+    p.add_argument("--time-limit", type=_positive_float, default=60.0, metavar="S",
+                   help="seconds per matrix (row block and section) for --method exact (default 60)")
     p.add_argument("--activation", choices=("none", "relu"), default="none",
                    help="output clamp of every layer (default none)")
     p.add_argument("--act-scale", type=float, default=None,
@@ -110,13 +123,13 @@ def _pack(args: argparse.Namespace) -> int:
     from colcomb.packer.manifest import write_manifest
     from colcomb.packer.pack import PackOptions, pack_layer
     from colcomb.packer.sources import read_matrices
-    from colcomb.packer.summary import pack_summary
+    from colcomb.packer.summary import exact_notes, pack_summary
 
     opts = PackOptions(
         alpha=args.alpha, gamma=args.gamma, bits=args.bits, data_bits=args.data_bits,
         acc_bits=args.acc_bits, row_block=args.row_block, section=args.section, quant=args.quant,
         power_of_two=args.power_of_two, method=args.method, activation=args.activation,
-        act_scale=args.act_scale,
+        act_scale=args.act_scale, time_limit=args.time_limit,
     )
     opts.validate()
     check_replaceable(args.out, [args.input])  # before the packing work, not after it
@@ -130,6 +143,8 @@ def _pack(args: argparse.Namespace) -> int:
     path = write_manifest(layers, args.out, meta={"source": str(args.input), "options": vars(opts)},
                           inputs=[args.input])
     print(pack_summary(layers))
+    for note in exact_notes(layers):
+        print(note)
     print(f"wrote {path}")
     return 0
 
@@ -407,7 +422,10 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--row-block", type=_positive_int, default=None, metavar="R", help="row blocks of R rows")
     p.add_argument("--section", type=_positive_int, default=None, metavar="S",
                    help="column sections of S columns (channels with --per-feature-map)")
-    p.add_argument("--method", choices=METHODS, default="auto", help="grouping algorithm (default auto)")
+    p.add_argument("--method", choices=METHODS, default="auto",
+                   help="grouping algorithm (default auto; exact: CP-SAT within --time-limit)")
+    p.add_argument("--time-limit", type=_positive_float, default=60.0, metavar="S",
+                   help="seconds per matrix and round for --method exact (default 60)")
     p.add_argument("--bits", type=_positive_int, default=8, help="weight width (default 8)")
     p.add_argument("--data-bits", type=_positive_int, default=8, help="activation width (default 8)")
     p.add_argument("--lr", type=float, default=1e-3, help="pretraining learning rate (default 1e-3)")
@@ -440,7 +458,8 @@ def _train_config(args: argparse.Namespace):
         retrain_epochs=args.retrain_epochs, final_epochs=args.final_epochs,
         data_fraction=args.data_fraction, per_feature_map=args.per_feature_map,
         include_first=args.include_first, layer_alpha=dict(args.layer_alpha),
-        row_block=args.row_block, section=args.section, method=args.method, bits=args.bits,
+        row_block=args.row_block, section=args.section, method=args.method, time_limit=args.time_limit,
+        bits=args.bits,
         data_bits=args.data_bits, lr=args.lr, retrain_lr=args.retrain_lr,
         batch_size=args.batch_size, seed=args.seed, hidden=args.hidden, width=args.width, dense=args.dense,
         data_dir=args.data_dir, integer_samples=args.integer_samples,

@@ -29,7 +29,27 @@ import numpy as np
 
 from colcomb.core.errors import ColcombError
 
-METHODS = ("auto", "best-fit", "fill", "published")
+METHODS = ("auto", "best-fit", "fill", "published", "dsatur", "exact")
+HEURISTICS = ("best-fit", "fill", "published", "dsatur")
+
+
+def _rows_of(nz: np.ndarray) -> list[np.ndarray]:
+    """Each column's nonzero rows."""
+    return [np.flatnonzero(nz[:, c]) for c in range(nz.shape[1])]
+
+
+def _overlap(occ: np.ndarray, rows: np.ndarray, n: int | None = None) -> np.ndarray:
+    """Rows shared with each of the first ``n`` columns of the 0/1 matrix ``occ`` by a column
+    nonzero in ``rows``: a sum over those rows only, so a sparse column costs its nonzeros, not
+    the matrix height (float32 sums of 0/1 are exact far beyond any row count)."""
+    n = occ.shape[1] if n is None else n
+    if not len(rows):
+        return np.zeros(n, np.int64)
+    if 4 * len(rows) < occ.shape[0]:
+        return occ[rows, :n].sum(axis=0).astype(np.int64)
+    v = np.zeros(occ.shape[0], occ.dtype)
+    v[rows] = 1
+    return (v @ occ[:, :n]).astype(np.int64)
 
 
 def conflict_budget(gamma: float, rows: int) -> int:
@@ -61,13 +81,14 @@ def group_best_fit(weights: np.ndarray, alpha: int, gamma: float = 0.0) -> list[
     size = np.zeros(occ.shape[1], np.int64)
     members: list[list[int]] = []
     nzf = nz.astype(np.float32)
+    rows_of = _rows_of(nz)
     fill = np.zeros(occ.shape[1], np.float32)
     for c in order:
         col = nzf[:, c]
         n = len(members)
         best = -1
         if n:
-            overlap = (col @ occ[:, :n]).astype(np.int64)
+            overlap = _overlap(occ, rows_of[c], n)
             ok = (size[:n] < alpha) & (overlap == 0)
             if ok.any():
                 best = int(np.argmax(np.where(ok, fill[:n], -1)))
@@ -96,7 +117,7 @@ def _merge_pairs(nzf: np.ndarray, members: list[list[int]], alpha: int, budget: 
     for i in np.argsort(size, kind="stable"):
         if not alive[i]:
             continue
-        overlap = (occ[:, i] @ occ).astype(np.int64)
+        overlap = _overlap(occ, np.flatnonzero(occ[:, i]))
         ok = alive & (size + size[i] <= alpha) & (pruned + pruned[i] + overlap <= budget)
         ok[i] = False
         if not ok.any():
@@ -130,7 +151,7 @@ def group_fill(weights: np.ndarray, alpha: int, gamma: float = 0.0) -> list[list
         free[k] = False
         group, occ, pruned = [int(cand[k])], sub[:, k].copy(), 0
         while len(group) < alpha and free.any():
-            overlap = (occ @ sub).astype(np.int64)
+            overlap = _overlap(sub, np.flatnonzero(occ))
             ok = free & (pruned + overlap <= budget)
             if not ok.any():
                 break
@@ -163,7 +184,7 @@ def _eliminate(nzf: np.ndarray, members: list[list[int]], alpha: int, budget: in
         undo = []  # (dest, old occupancy column, old fill, overlap) to roll back a failed attempt
         for c in sorted(groups[victim], key=lambda c: -nzf[:, c].sum()):
             col = nzf[:, c]
-            overlap = (col @ occ).astype(np.int64)
+            overlap = _overlap(occ, np.flatnonzero(col))
             ok = alive & (size < alpha) & (pruned + overlap <= budget)
             if not ok.any():
                 break
@@ -186,6 +207,42 @@ def _eliminate(nzf: np.ndarray, members: list[list[int]], alpha: int, budget: in
     return [g for g, a in zip(groups, alive, strict=True) if a and g]
 
 
+def group_dsatur(weights: np.ndarray, alpha: int, gamma: float = 0.0) -> list[list[int]]:
+    """Conflict-free groups by DSatur (Brelaz's graph colouring) with at most ``alpha`` columns a
+    colour: the column whose conflicting columns already sit in the most distinct groups goes
+    next (ties: the most conflicts, then the lowest index), into the fullest group it may join.
+    It places the most constrained columns (a dense row's) while they still have a choice, which
+    the density orders do not. It prunes nothing, so it is valid at any gamma."""
+    nz = _check(weights, alpha, gamma)
+    cols = np.flatnonzero(nz.any(axis=0))
+    n = len(cols)
+    if n == 0:
+        return []
+    nzf = nz[:, cols].astype(np.float32)
+    adj = (nzf.T @ nzf) > 0
+    np.fill_diagonal(adj, False)
+    seen = np.zeros((n, n), bool)  # seen[g, v]: a column conflicting with v is in group g
+    size = np.zeros(n, np.int64)
+    key = adj.sum(axis=1).astype(np.int64)  # saturation x (n + 1) + degree; -1 once placed
+    free = np.ones(n, bool)
+    members: list[list[int]] = []
+    for _ in range(n):
+        v = int(np.argmax(key))
+        k = len(members)
+        ok = ~seen[:k, v] & (size[:k] < alpha)
+        g = int(np.argmax(np.where(ok, size[:k], -1))) if ok.any() else k
+        if g == k:
+            members.append([])
+        members[g].append(int(cols[v]))
+        size[g] += 1
+        free[v] = False
+        fresh = adj[v] & ~seen[g]
+        seen[g, fresh] = True
+        key[fresh & free] += n + 1
+        key[v] = -1
+    return sorted(sorted(g) for g in members)
+
+
 def group_published(weights: np.ndarray, alpha: int, gamma: float = 0.0) -> list[list[int]]:
     """The published greedy rule (baseline): lowest-index group merges with the partner leaving
     the fewest empty rows, within alpha and the conflict budget."""
@@ -195,6 +252,7 @@ def group_published(weights: np.ndarray, alpha: int, gamma: float = 0.0) -> list
     cols_nz = [int(c) for c in np.flatnonzero(nz.any(axis=0))]
     groups = [[c] for c in cols_nz]
     occ = nz[:, cols_nz].astype(np.float32)
+    fill = occ.sum(axis=0)
     size = np.ones(len(groups), np.int64)
     pruned = np.zeros(len(groups), np.int64)
     alive = np.ones(len(groups), bool)
@@ -202,8 +260,8 @@ def group_published(weights: np.ndarray, alpha: int, gamma: float = 0.0) -> list
         if not alive[i]:
             continue
         while size[i] < alpha:
-            overlap = (occ[:, i] @ occ).astype(np.int64)
-            union = occ[:, i].sum() + occ.sum(axis=0) - overlap
+            overlap = _overlap(occ, np.flatnonzero(occ[:, i]))
+            union = occ[:, i].sum() + fill - overlap
             ok = alive & (size[i] + size <= alpha) & (pruned[i] + pruned + overlap <= budget)
             ok[: i + 1] = False
             if not ok.any():
@@ -213,6 +271,7 @@ def group_published(weights: np.ndarray, alpha: int, gamma: float = 0.0) -> list
             size[i] += size[j]
             pruned[i] += pruned[j] + overlap[j]
             np.maximum(occ[:, i], occ[:, j], out=occ[:, i])
+            fill[i] = occ[:, i].sum()
             alive[j] = False
     return [sorted(g) for g, a in zip(groups, alive, strict=True) if a]
 
@@ -223,16 +282,75 @@ def pruned_count(weights: np.ndarray, groups: list[list[int]]) -> int:
     return int(sum((nz[:, g].sum(axis=1) - nz[:, g].any(axis=1)).sum() for g in groups))
 
 
-def group_columns(weights: np.ndarray, alpha: int, gamma: float = 0.0, method: str = "auto") -> list[list[int]]:
-    """Group the columns of one block/section with the named method. ``auto`` runs every method
-    and keeps the grouping with the fewest packed columns, then the fewest pruned weights."""
-    single = {"best-fit": group_best_fit, "fill": group_fill, "published": group_published}
-    if method in single:
-        return single[method](weights, alpha, gamma)
+def window_for(rows: int) -> int:
+    """Most nonzero columns grouped together: 4,096, fewer for tall matrices (a window's work grows
+    with columns squared times rows), never under 512."""
+    return max(512, min(4096, (1 << 22) // max(rows, 1)))
+
+
+def group_columns(
+    weights: np.ndarray,
+    alpha: int,
+    gamma: float = 0.0,
+    method: str = "auto",
+    window: int | None = None,
+    time_limit: float = 60.0,
+) -> list[list[int]]:
+    """Group the columns of one block/section with the named method. ``auto`` runs every heuristic
+    and keeps the grouping with the fewest packed columns, then the fewest pruned weights;
+    ``exact`` searches for the fewest groups for up to ``time_limit`` seconds
+    (:func:`colcomb.packer.exact.group_exact`, which also returns the bound it proves).
+
+    A matrix with more nonzero columns than ``window`` (default :func:`window_for`) is grouped
+    window by window (consecutive nonzero columns); the columns of a window's unfilled groups
+    move on to the next window (up to a quarter of it), so the work grows linearly in the columns
+    instead of quadratically while the groups still fill."""
+    nz = _check(weights, alpha, gamma)
+    if method not in METHODS:
+        raise ColcombError(f"unknown combining method {method!r}; use one of {', '.join(METHODS)}")
+    if method == "exact":
+        from colcomb.packer.exact import group_exact  # exact builds on this module
+
+        return group_exact(weights, alpha, gamma, time_limit).groups
     if method == "auto":
-        results = [fn(weights, alpha, gamma) for fn in single.values()]
+        # dsatur prunes nothing: with a budget it would win ties on pruned weights alone, and the
+        # budgeted methods are what joint training was tuned with; it runs where the budget is 0
+        heuristics = HEURISTICS if conflict_budget(gamma, nz.shape[0]) == 0 else HEURISTICS[:-1]
+        results = [group_columns(weights, alpha, gamma, m, window) for m in heuristics]
         return min(results, key=lambda gs: (len(gs), pruned_count(weights, gs)))
-    raise ColcombError(f"unknown combining method {method!r}; use one of {', '.join(METHODS)}")
+    cols = np.flatnonzero(nz.any(axis=0))
+    size = window_for(nz.shape[0]) if window is None else window
+    budget = conflict_budget(gamma, nz.shape[0])
+    groups: list[list[int]] = []
+    carried = np.zeros(0, np.int64)
+    for s in range(0, len(cols), size):
+        part = np.concatenate([carried, cols[s : s + size]])
+        alone = _alone(nz[:, part], budget)
+        groups += [[int(c)] for c in part[alone]]
+        rest = part[~alone]
+        found = _SINGLE[method](weights[:, rest], alpha, gamma) if len(rest) else []
+        local = [[int(rest[c]) for c in g] for g in found]
+        unfilled = [c for g in local if len(g) < alpha for c in g]
+        if s + size < len(cols) and len(unfilled) <= size // 4:
+            groups += [g for g in local if len(g) >= alpha]
+            carried = np.array(sorted(unfilled), np.int64)
+        else:
+            groups += local
+            carried = np.zeros(0, np.int64)
+    return sorted(sorted(g) for g in groups)
+
+
+def _alone(nz: np.ndarray, budget: int) -> np.ndarray:
+    """Columns that share more than ``budget`` rows with every other column: no group can hold
+    one of them with anything else, so they stay single without a search (all of them, in a tall
+    layer where every pair conflicts)."""
+    nzf = nz.astype(np.float32)
+    shared = nzf.T @ nzf
+    np.fill_diagonal(shared, np.inf)
+    return (shared > budget).all(axis=1)
+
+
+_SINGLE = {"best-fit": group_best_fit, "fill": group_fill, "published": group_published, "dsatur": group_dsatur}
 
 
 def combine(weights: np.ndarray, groups: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:

@@ -55,7 +55,7 @@ def expand_groups(groups: list[list[int]], kernel: int) -> list[list[int]]:
 
 
 def group_feature_maps(weights: np.ndarray, kernel: int, alpha: int, gamma: float = 0.0,
-                       method: str = "auto") -> list[list[int]]:
+                       method: str = "auto", time_limit: float = 60.0) -> list[list[int]]:
     """Channel groups (ascending channel indices) of a (rows, channels*kernel) filter matrix, each
     of at most ``alpha`` channels pruning at most :func:`feature_map_budget` weights."""
     w = _check(weights, kernel)
@@ -64,7 +64,7 @@ def group_feature_maps(weights: np.ndarray, kernel: int, alpha: int, gamma: floa
         raise ColcombError(f"gamma must lie in [0, 1] (fraction of rows a group may prune), got {gamma!r}")
     # group_columns allows floor(g x rows*kernel): this g makes that kernel x floor(gamma x rows)
     g = conflict_budget(gamma, rows) / rows if rows else 0.0
-    return group_columns(channel_columns(w, kernel), alpha, g, method)
+    return group_columns(channel_columns(w, kernel), alpha, g, method, time_limit=time_limit)
 
 
 def _spans(total: int, step: int | None) -> list[tuple[int, int]]:
@@ -74,7 +74,7 @@ def _spans(total: int, step: int | None) -> list[tuple[int, int]]:
 
 def combine_feature_maps(
     weights: np.ndarray, kernel: int, alpha: int, gamma: float,
-    row_block: int | None = None, section: int | None = None, method: str = "auto",
+    row_block: int | None = None, section: int | None = None, method: str = "auto", time_limit: float = 60.0,
 ) -> tuple[np.ndarray, list[tuple[int, int, list[list[int]]]]]:
     """Group whole feature maps per row block (and per section of ``section`` channels); return
     the keep-mask combining leaves (per row and packed column the largest weight) and, per block,
@@ -86,7 +86,7 @@ def combine_feature_maps(
     for r0, r1 in _spans(w.shape[0], row_block):
         chans: list[list[int]] = []
         for c0, c1 in _spans(channels, section):
-            local = group_feature_maps(w[r0:r1, c0 * kernel : c1 * kernel], kernel, alpha, gamma, method)
+            local = group_feature_maps(w[r0:r1, c0 * kernel : c1 * kernel], kernel, alpha, gamma, method, time_limit)
             chans += [[c0 + c for c in g] for g in local]
         groups = expand_groups(sorted(chans), kernel)
         packed, selects = combine(w[r0:r1], groups)

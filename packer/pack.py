@@ -13,7 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from colcomb.core.errors import ColcombError
+from colcomb.packer.bound import ZERO, Bound, lower_bound
 from colcomb.packer.combine import METHODS, combine, group_columns
+from colcomb.packer.exact import group_exact
 from colcomb.packer.golden import accumulator_bound
 from colcomb.packer.packed import (
     ACTIVATIONS,
@@ -43,6 +45,7 @@ class PackOptions:
     method: str = "auto"
     activation: str = "none"
     act_scale: float | None = None
+    time_limit: float = 60.0
 
     def validate(self) -> None:
         def whole(name: str, value, low: int) -> None:
@@ -77,6 +80,10 @@ class PackOptions:
             raise ColcombError(f"quant {self.quant!r} is not one of {', '.join(GRANULARITIES)}")
         if self.method not in METHODS:
             raise ColcombError(f"method {self.method!r} is not one of {', '.join(METHODS)}")
+        if isinstance(self.time_limit, bool) or not (
+            isinstance(self.time_limit, (int, float)) and np.isfinite(self.time_limit) and self.time_limit > 0
+        ):
+            raise ColcombError(f"time_limit must be a positive number of seconds, got {self.time_limit!r}")
         if self.activation not in ("none", "relu"):
             raise ColcombError(
                 f"activation {self.activation!r} is not one of none, relu for packing from weights "
@@ -112,17 +119,28 @@ def _spans(total: int, step: int | None) -> list[tuple[int, int]]:
 BlockParts = tuple[int, int, list[list[int]], np.ndarray, np.ndarray]
 
 
-def pack_matrix(weights: np.ndarray, opts: PackOptions) -> list[BlockParts]:
-    """(row_start, row_stop, groups, packed float weights, selects) per row block."""
+def pack_matrix(weights: np.ndarray, opts: PackOptions, bounds: list[Bound] | None = None) -> list[BlockParts]:
+    """(row_start, row_stop, groups, packed float weights, selects) per row block. Given a list,
+    ``bounds`` receives each block's lower bound on its packed columns (sections summed)."""
     w = np.asarray(weights, np.float64)
     out = []
     for r0, r1 in _spans(w.shape[0], opts.row_block):
         groups: list[list[int]] = []
+        block_bound = ZERO
         for c0, c1 in _spans(w.shape[1], opts.section):
-            local = group_columns(w[r0:r1, c0:c1], opts.alpha, opts.gamma, opts.method)
+            part = w[r0:r1, c0:c1]
+            if opts.method == "exact":
+                result = group_exact(part, opts.alpha, opts.gamma, opts.time_limit)
+                local, bound = result.groups, result.bound
+            else:
+                local = group_columns(part, opts.alpha, opts.gamma, opts.method)
+                bound = lower_bound(part, opts.alpha, opts.gamma) if bounds is not None else ZERO
             groups += [[c0 + c for c in g] for g in local]
+            block_bound = block_bound + bound
         packed, selects = combine(w[r0:r1], groups)
         out.append((r0, r1, groups, packed, selects))
+        if bounds is not None:
+            bounds.append(block_bound)
     return out
 
 
@@ -137,7 +155,9 @@ def pack_layer(
     if not np.all(np.isfinite(w)):
         raise ColcombError(f"layer {name!r}: NaN or infinite weights; fix the model first")
     _check_magnitude(name, w, opts.bits)
-    parts = pack_matrix(w, opts)
+    bounds: list[Bound] = []
+    parts = pack_matrix(w, opts, bounds)
+    lower = sum(bounds, ZERO)
     scales = row_scales([p[3] for p in parts], opts.bits, opts.quant, opts.power_of_two)
     blocks = tuple(
         PackedBlock(
@@ -188,6 +208,11 @@ def pack_layer(
             "quant": opts.quant,
             "power_of_two": opts.power_of_two,
             "method": opts.method,
+            "bound": lower.value,
+            "bound_by": lower.name,
+            "bounds": dict(sorted(lower.parts.items())),
+            "gap": layer.packed_columns / lower.value - 1 if lower.value else 0.0,
+            **({"exact": lower.search} if lower.search else {}),
         }
     )
     return layer

@@ -9,7 +9,9 @@ from colcomb.packer.packed import PackedLayer
 
 
 def pack_summary(layers: Sequence[PackedLayer]) -> str:
-    """One row per layer: shape, blocks, packed columns, pruned weights, utilization before/after."""
+    """One row per layer: shape, blocks, packed columns, the lower bound on them and the gap (how
+    many more columns than the bound: at most that much is left to gain), pruned weights,
+    utilization before/after."""
     rows = []
     for layer in layers:
         s = layer.stats
@@ -20,6 +22,8 @@ def pack_summary(layers: Sequence[PackedLayer]) -> str:
                 len(layer.blocks),
                 layer.cols * len(layer.blocks),
                 layer.packed_columns,
+                s.get("bound", "-"),
+                f"{s['gap']:.1%}" if "gap" in s else "-",
                 s.get("nonzero_before", layer.nonzero_weights()),
                 s.get("pruned", 0),
                 s.get("utilization_before", float("nan")),
@@ -27,6 +31,25 @@ def pack_summary(layers: Sequence[PackedLayer]) -> str:
             ]
         )
     return table(
-        ["layer", "shape", "blocks", "columns", "packed", "nonzero", "pruned", "util before", "util after"],
+        ["layer", "shape", "blocks", "columns", "packed", "bound", "gap", "nonzero", "pruned", "util before",
+         "util after"],
         rows,
     )
+
+
+def exact_notes(layers: Sequence[PackedLayer]) -> list[str]:
+    """One line per layer whose exact search did not prove its optimum: why, and what to change."""
+    from colcomb.packer.exact import MAX_VARIABLES
+
+    notes = []
+    for layer in layers:
+        s = layer.stats
+        if s.get("exact") == "time limit":
+            notes.append(f"{layer.name}: the exact search reached its time limit at {layer.packed_columns} packed "
+                         f"columns, at least {s['bound']} proven (gap {s['gap']:.1%}); a longer --time-limit may "
+                         f"close the gap")
+        elif s.get("exact") == "too large":
+            notes.append(f"{layer.name}: too large for the exact search (more than {MAX_VARIABLES:,} column x group "
+                         f"choices in a block); the best heuristic's grouping is kept; --row-block and --section "
+                         f"split a layer into smaller searches")
+    return notes

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from colcomb.core.errors import ColcombError
 from colcomb.packer.combine import (
+    HEURISTICS,
     METHODS,
     combine,
     conflict_budget,
@@ -48,6 +49,41 @@ def test_grouping_invariants(w, alpha, gamma, method):
         assert int((nz[:, g].sum(axis=1) - nz[:, g].any(axis=1)).sum()) <= budget
     if gamma == 0:
         assert pruned_count(w, groups) == 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    w=matrices(max_cols=60),
+    alpha=st.integers(1, 9),
+    gamma=st.sampled_from([0.0, 0.25, 0.5]),
+    method=st.sampled_from(HEURISTICS),
+    window=st.integers(1, 16),
+)
+def test_windowed_grouping_keeps_the_invariants(w, alpha, gamma, method, window):
+    """Wide matrices are grouped window by window; a small window puts every path under test."""
+    groups = group_columns(w, alpha, gamma, method, window=window)
+    flat = sorted(c for g in groups for c in g)
+    assert flat == np.flatnonzero((w != 0).any(axis=0)).tolist()
+    assert all(1 <= len(g) <= alpha for g in groups)
+    nz, budget = w != 0, conflict_budget(gamma, w.shape[0])
+    assert all(int((nz[:, g].sum(axis=1) - nz[:, g].any(axis=1)).sum()) <= budget for g in groups)
+    auto = group_columns(w, alpha, gamma, "auto", window=window)
+    assert (len(auto), pruned_count(w, auto)) <= (len(groups), pruned_count(w, groups)) or method == "dsatur"
+
+
+def test_dsatur_is_conflict_free_at_any_gamma(rng):
+    w = rng.standard_normal((30, 80)) * (rng.random((30, 80)) < 0.15)
+    for gamma in (0.0, 0.5):
+        groups = group_columns(w, 8, gamma, "dsatur")
+        assert pruned_count(w, groups) == 0 and all(len(g) <= 8 for g in groups)
+
+
+def test_columns_that_conflict_with_all_others_stay_single(rng):
+    w = rng.standard_normal((16, 40)) * (rng.random((16, 40)) < 0.1)
+    w[:, :5] = 1.0  # five dense columns: each shares every row with every other column
+    for method in METHODS:
+        groups = group_columns(w, 8, 0.0, method, window=12)
+        assert all([c] in groups for c in range(5))
 
 
 @settings(max_examples=100, deadline=None)

@@ -80,6 +80,7 @@ class JointOptions:
     row_block: int | None = None
     section: int | None = None
     method: str = "auto"
+    time_limit: float = 60.0  # seconds per matrix for method "exact"
     schedule: Schedule = field(default_factory=Schedule)
 
     def pack_options(self, name: str) -> PackOptions:
@@ -89,6 +90,7 @@ class JointOptions:
             row_block=self.row_block,
             section=self.section,
             method=self.method,
+            time_limit=self.time_limit,
         )
         opts.validate()
         return opts

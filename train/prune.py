@@ -149,7 +149,8 @@ def combine_mask(
             raise ColcombError(f"a kernel row of {kernel_width} does not divide the kernel's {kernel} positions")
         opts = replace(opts, section=kernel_width)
     elif per_feature_map and kernel > 1:
-        return combine_feature_maps(w, kernel, opts.alpha, opts.gamma, opts.row_block, opts.section, opts.method)
+        return combine_feature_maps(w, kernel, opts.alpha, opts.gamma, opts.row_block, opts.section, opts.method,
+                                    opts.time_limit)
     keep = np.zeros(w.shape, bool)
     out = []
     for r0, r1, groups, packed, selects in pack_matrix(w, opts):

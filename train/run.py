@@ -68,6 +68,7 @@ class TrainConfig:
     row_block: int | None = None
     section: int | None = None
     method: str = "auto"
+    time_limit: float = 60.0  # seconds per matrix and round for method "exact"
     bits: int = 8
     data_bits: int = 8
     acc_bits: int = 32
@@ -165,7 +166,7 @@ def joint_options(cfg: TrainConfig):
     return JointOptions(
         alpha=cfg.alpha, gamma=cfg.gamma, layer_alpha=dict(cfg.layer_alpha),
         exclude_first=not cfg.include_first, per_feature_map=cfg.per_feature_map,
-        row_block=cfg.row_block, section=cfg.section, method=cfg.method,
+        row_block=cfg.row_block, section=cfg.section, method=cfg.method, time_limit=cfg.time_limit,
         schedule=Schedule(rounds=cfg.rounds, sparsity=cfg.sparsity, ramp=cfg.ramp,
                           retrain_epochs=cfg.retrain_epochs, final_epochs=cfg.final_epochs,
                           lr=cfg.retrain_lr),

@@ -302,9 +302,9 @@ def group_columns(
     (:func:`colcomb.packer.exact.group_exact`, which also returns the bound it proves).
 
     A matrix with more nonzero columns than ``window`` (default :func:`window_for`) is grouped
-    window by window (consecutive nonzero columns); the columns of a window's unfilled groups
-    move on to the next window (up to a quarter of it), so the work grows linearly in the columns
-    instead of quadratically while the groups still fill."""
+    window by window (equal runs of consecutive nonzero columns); the columns of a window's unfilled
+    groups move on to the next window (up to a window's worth), so the work grows linearly in the
+    columns instead of quadratically while the groups still fill."""
     nz = _check(weights, alpha, gamma)
     if method not in METHODS:
         raise ColcombError(f"unknown combining method {method!r}; use one of {', '.join(METHODS)}")
@@ -320,6 +320,7 @@ def group_columns(
         return min(results, key=lambda gs: (len(gs), pruned_count(weights, gs)))
     cols = np.flatnonzero(nz.any(axis=0))
     size = window_for(nz.shape[0]) if window is None else window
+    size = -(-len(cols) // -(-len(cols) // size)) if len(cols) else size  # windows of equal size
     budget = conflict_budget(gamma, nz.shape[0])
     groups: list[list[int]] = []
     carried = np.zeros(0, np.int64)
@@ -331,7 +332,7 @@ def group_columns(
         found = _SINGLE[method](weights[:, rest], alpha, gamma) if len(rest) else []
         local = [[int(rest[c]) for c in g] for g in found]
         unfilled = [c for g in local if len(g) < alpha for c in g]
-        if s + size < len(cols) and len(unfilled) <= size // 4:
+        if s + size < len(cols) and len(unfilled) <= size:
             groups += [g for g in local if len(g) >= alpha]
             carried = np.array(sorted(unfilled), np.int64)
         else:

@@ -33,6 +33,7 @@ from collections.abc import Iterable
 from glob import escape as glob_escape
 from pathlib import Path
 
+from colcomb.core import strict_json
 from colcomb.core.errors import ColcombError
 
 RECORD = ".colcomb-output.json"
@@ -71,7 +72,7 @@ def _read_json(path: Path, limit: int = 64 << 20):
         if not stat.S_ISREG(st.st_mode) or st.st_size > limit:
             return None
         with os.fdopen(fd, "rb", closefd=False) as f:
-            return json.loads(f.read())
+            return strict_json.loads(f.read())
     except (OSError, ValueError, RecursionError):
         return None
     finally:

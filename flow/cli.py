@@ -33,15 +33,19 @@ def command(name: str, add_args: Callable[[argparse.ArgumentParser], None]):
     return wrap
 
 
-def _int_at_least(low: int):
-    """An argparse type: an integer of at least ``low``."""
+#: the largest count any option takes unless it names a smaller one (README "What colcomb refuses")
+MAX_COUNT = 1_000_000
+
+
+def _int_at_least(low: int, high: int = MAX_COUNT):
+    """An argparse type: an integer from ``low`` to ``high``."""
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"{value} must be at least {low}")
+            raise argparse.ArgumentTypeError(f"{text[:40]!r} is not an integer") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} must be from {low:,} to {high:,}")
         return value
 
     return parse
@@ -49,16 +53,24 @@ def _int_at_least(low: int):
 
 _positive_int = _int_at_least(1)
 _count = _int_at_least(0)
+_seed = _int_at_least(0, 2**32 - 1)
+_epochs = _int_at_least(0, 10_000)
+_vectors = _int_at_least(1, 100_000)  # simulated or stored vectors: hours of simulation already
 
 
 def _probability(text: str) -> float:
-    """A probability in [0, 1): a stream stalled or idle on every cycle would never finish."""
+    """A stream's idle or stall probability, at most 0.999: a stream stalled on every cycle would
+    never finish, and one at 0.999 already takes 1,000 times the model's cycles."""
+    from colcomb.sim.runner import MAX_STREAM_PROBABILITY
+
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"{value} must lie in [0, 1) (1 would never transfer a word)")
+    if not 0.0 <= value <= MAX_STREAM_PROBABILITY:
+        raise argparse.ArgumentTypeError(
+            f"{value} must lie in [0, {MAX_STREAM_PROBABILITY}] (at {MAX_STREAM_PROBABILITY} a word waits "
+            f"1,000 cycles on average; 1 would never transfer one)")
     return value
 
 
@@ -261,9 +273,9 @@ def _generate_args(p: argparse.ArgumentParser) -> None:
     _array_args(p)
     p.add_argument("--top", default="colcomb_top", help="Verilog module name (default colcomb_top)")
     p.add_argument("--no-lint", action="store_true", help="skip `verilator --lint-only -Wall`")
-    p.add_argument("--tb-vectors", type=_count, default=16,
+    p.add_argument("--tb-vectors", type=_int_at_least(0, 100_000), default=16,
                    help="random vectors in the self-checking testbench tb_TOP.v (default 16; 0: no testbench)")
-    p.add_argument("--tb-seed", type=int, default=0, help="seed of the testbench's vectors (default 0)")
+    p.add_argument("--tb-seed", type=_seed, default=0, help="seed of the testbench's vectors (default 0)")
     p.add_argument("--flash-model", action="store_true",
                    help="with --cell-memory spram: put a simulation model of the SPI flash, holding the cell words' "
                    "image, inside TOP.v (stream ports only, and the testbench), instead of the flash pins")
@@ -290,9 +302,9 @@ def _generate(args: argparse.Namespace) -> int:
 
 def _simulate_args(p: argparse.ArgumentParser) -> None:
     _array_args(p)
-    p.add_argument("--vectors", type=_positive_int, default=16,
+    p.add_argument("--vectors", type=_vectors, default=16,
                    help="random input vectors to run (default 16; the first three are the extremes)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
+    p.add_argument("--seed", type=_seed, default=0, help="seed of the random inputs (default 0)")
     p.add_argument("--input", type=Path, default=None,
                    help=".npy of input vectors instead of random ones: integers (vectors, cols of the first layer), "
                    "or float images of a `colcomb train` run's dataset (quantized with the manifest's input scale, "
@@ -312,10 +324,10 @@ def _simulate_args(p: argparse.ArgumentParser) -> None:
                    "simulates ten times faster)")
     p.add_argument("--stall", type=_probability, default=0.0, metavar="P",
                    help="back-pressure: the output stream's ready is low on a cycle with probability P "
-                   "(0 <= P < 1, default 0)")
+                   "(0 <= P <= 0.999, default 0)")
     p.add_argument("--idle", type=_probability, default=0.0, metavar="P",
                    help="the input stream's valid is low before a word with probability P "
-                   "(0 <= P < 1, default 0)")
+                   "(0 <= P <= 0.999, default 0)")
     p.add_argument("--waves", action="store_true", help="dump waveforms (VCD) into the run folder")
     p.add_argument("--build-dir", type=Path, default=None,
                    help="cache of Verilator builds (default build/sim or $COLCOMB_SIM_BUILD)")
@@ -405,13 +417,13 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--alpha", type=_positive_int, default=8, help="most columns per group (default 8)")
     p.add_argument("--gamma", type=_fraction, default=0.5,
                    help="conflict budget per group, fraction of rows (default 0.5; 0 = conflict-free)")
-    p.add_argument("--epochs", type=int, default=6, help="dense pretraining epochs (default 6)")
+    p.add_argument("--epochs", type=_epochs, default=6, help="dense pretraining epochs (default 6)")
     p.add_argument("--rounds", type=_positive_int, default=4, help="pruning/combining rounds (default 4)")
     p.add_argument("--sparsity", type=float, default=0.8,
                    help="magnitude-pruning sparsity reached in the last round (default 0.8)")
     p.add_argument("--ramp", choices=RAMPS, default="cubic", help="sparsity ramp over the rounds (default cubic)")
-    p.add_argument("--retrain-epochs", type=int, default=2, help="retraining epochs per round (default 2)")
-    p.add_argument("--final-epochs", type=int, default=3, help="extra epochs after the last round (default 3)")
+    p.add_argument("--retrain-epochs", type=_epochs, default=2, help="retraining epochs per round (default 2)")
+    p.add_argument("--final-epochs", type=_epochs, default=3, help="extra epochs after the last round (default 3)")
     p.add_argument("--data-fraction", type=float, default=1.0, metavar="F",
                    help="retrain on a class-balanced fraction F of the training set (default 1)")
     p.add_argument("--per-feature-map", action="store_true",
@@ -436,7 +448,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--width", type=_positive_int, default=None, metavar="W",
                    help="vgg16/resnet20 first-stage channels (default 64 / 16; other stages scale with it)")
     p.add_argument("--dense", action="store_true", help="no pruning or combining (the dense baseline)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
     p.add_argument("--data-dir", default=None, help="folder holding the mnist or cifar10 files")
     p.add_argument("--integer-samples", type=_positive_int, default=None, metavar="N",
                    help="integer (golden model) accuracy on the first N test samples (default all; the golden "
@@ -529,14 +541,14 @@ def _sweep_args(p: argparse.ArgumentParser) -> None:
                    help="gammas; 0 is conflict-free (default 0,0.125,0.25,0.5)")
     p.add_argument("--sparsities", type=_float_list, default=[0.8], metavar="S[,S..]",
                    help="magnitude-pruning sparsities (default 0.8)")
-    p.add_argument("--epochs", type=int, default=4, help="dense pretraining epochs (default 4)")
+    p.add_argument("--epochs", type=_epochs, default=4, help="dense pretraining epochs (default 4)")
     p.add_argument("--rounds", type=_positive_int, default=3, help="rounds per point (default 3)")
-    p.add_argument("--retrain-epochs", type=int, default=1, help="retraining epochs per round (default 1)")
-    p.add_argument("--final-epochs", type=int, default=2, help="extra epochs after the last round (default 2)")
+    p.add_argument("--retrain-epochs", type=_epochs, default=1, help="retraining epochs per round (default 1)")
+    p.add_argument("--final-epochs", type=_epochs, default=2, help="extra epochs after the last round (default 2)")
     p.add_argument("--data-fraction", type=float, default=1.0, metavar="F", help="retraining data fraction")
     p.add_argument("--per-feature-map", action="store_true", help="combine conv layers per input feature map")
     p.add_argument("--hidden", type=_int_list, default=None, metavar="W[,W..]", help="mlp hidden widths")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
     p.add_argument("--data-dir", default=None, help="folder holding the mnist or cifar10 files")
     p.add_argument("--out", type=Path, required=True, help="folder for sweep.csv and sweep.png")
 
@@ -603,9 +615,9 @@ def _study_args(p: argparse.ArgumentParser) -> None:
                    "standard library module, or the last 10 %% of --text, at most 100000 characters measured")
     p.add_argument("--bits", type=_int_list, default=None, metavar="B[,B..]",
                    help="weight widths of the quantization arms (default 4,8)")
-    p.add_argument("--threads", type=_positive_int, default=1,
+    p.add_argument("--threads", type=_int_at_least(1, 256), default=1,
                    help="torch CPU threads (default 1: on a shared machine more threads oversubscribe the cores)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
 
 
 @command("study", _study_args)
@@ -648,7 +660,7 @@ def _demo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=Path("build/demo"), help="run folder (default build/demo)")
     p.add_argument("--alpha", type=_positive_int, default=8, help="most columns per group (default 8)")
     p.add_argument("--gamma", type=_fraction, default=0.5, help="conflict budget (default 0.5)")
-    p.add_argument("--epochs", type=int, default=10, help="dense pretraining epochs (default 10)")
+    p.add_argument("--epochs", type=_epochs, default=10, help="dense pretraining epochs (default 10)")
     p.add_argument("--hidden", type=_int_list, default=[64], metavar="W[,W..]", help="mlp hidden widths (default 64)")
     p.add_argument("--batch", type=_positive_int, default=16,
                    help="test images run on the simulated array (default 16)")
@@ -674,7 +686,7 @@ def _synth_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--list-boards", action="store_true", help="list the supported boards and exit")
     p.add_argument("--layer", action="append", default=None, metavar="NAME",
                    help="run only these layers (repeat; default: the whole network in manifest order)")
-    p.add_argument("--vectors", type=_positive_int, default=None,
+    p.add_argument("--vectors", type=_vectors, default=None,
                    help="test vectors stored on the chip (default: one batch)")
     p.add_argument("--inputs", type=Path, default=None,
                    help=".npy of test inputs (default: generated): integers (vectors, cols of the first layer), or "
@@ -686,7 +698,7 @@ def _synth_args(p: argparse.ArgumentParser) -> None:
                    help="store the first N images of the test split of the `colcomb train` run the manifest comes "
                    "from, with their labels (the UART prints each image's predicted and expected class)")
     p.add_argument("--data-dir", default=None, help="folder of the mnist or cifar10 files for --test-split, if moved")
-    p.add_argument("--seed", type=int, default=0, help="seed of the generated test inputs (default 0)")
+    p.add_argument("--seed", type=_seed, default=0, help="seed of the generated test inputs (default 0)")
     p.add_argument("--objective", choices=OBJECTIVES, default="throughput",
                    help="without array flags or --config: what the design search maximises (default throughput)")
     p.add_argument("--router", choices=["router1", "router2"], default=None,
@@ -757,7 +769,7 @@ def _boards(args: argparse.Namespace) -> int:
 
 def _report_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("manifest", type=Path, help="folder holding manifest.json (from colcomb pack)")
-    p.add_argument("--vectors", type=_positive_int, default=None, help="vectors to time (default: one batch)")
+    p.add_argument("--vectors", type=_vectors, default=None, help="vectors to time (default: one batch)")
     p.add_argument("--layer", action="append", default=None, metavar="NAME",
                    help="only these layers (repeat; default: the whole network)")
     p.add_argument("--synth-report", type=Path, default=None, metavar="REPORT_JSON",
@@ -795,7 +807,7 @@ def _estimate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("manifest", type=Path, help="folder holding manifest.json (from colcomb pack or train)")
     p.add_argument("--layer", action="append", default=None, metavar="NAME",
                    help="only these layers (repeat; default: the whole network, a CNN whole on chip)")
-    p.add_argument("--vectors", type=_positive_int, default=None,
+    p.add_argument("--vectors", type=_vectors, default=None,
                    help="test vectors the board self-test stores (default: one batch)")
     p.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the estimate as JSON")
     add_config_args(p, board_help="board to estimate for (required; `colcomb boards` lists them)")

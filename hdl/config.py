@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from colcomb.core import strict_json
 from colcomb.core.errors import ColcombError
 
 __all__ = ["CELLS", "CELL_MEMORIES", "CONFIG_FIELDS", "PASS_VECTORS", "REQUANT_STAGES", "ConfigError",
@@ -50,9 +51,17 @@ class ConfigError(ColcombError):
         self.field = field
 
 
+#: the largest value of each count (a design beyond them does not fit any FPGA colcomb targets,
+#: and elaborating it would exhaust memory or never finish; README "What colcomb refuses")
+LIMITS = {"rows": 256, "cols": 256, "batch": 4096, "beat": 64, "pass_vectors": 65536}
+MAX_CLOCK_MHZ = 1000.0
+
+
 def _positive_int(field: str, value) -> int:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ConfigError(field, f"{field} must be a positive integer, not {value!r}")
+        raise ConfigError(field, f"{field} must be a positive integer, not {value!r:.40}")
+    if field in LIMITS and value > LIMITS[field]:
+        raise ConfigError(field, f"{field} must be at most {LIMITS[field]}, not {value}")
     return int(value)
 
 
@@ -90,7 +99,9 @@ class HardwareConfig:
         if (isinstance(beat, (bool, np.bool_)) or not isinstance(beat, (int, np.integer)) or beat < 1
                 or beat & (beat - 1)):
             raise ConfigError("beat", f"beat must be a power of two (words per stream beat: 1, 2, 4, ...), "
-                                      f"not {beat!r}")
+                                      f"not {beat!r:.40}")
+        if beat > LIMITS["beat"]:
+            raise ConfigError("beat", f"beat must be at most {LIMITS['beat']}, not {beat}")
         object.__setattr__(self, "beat", int(beat))
         if self.cell not in CELLS:
             raise ConfigError("cell", f"cell must be one of {', '.join(CELLS)}, not {self.cell!r}")
@@ -108,9 +119,9 @@ class HardwareConfig:
             raise ConfigError("shadow", f"shadow must be true or false, not {self.shadow!r}")
         if self.clock_mhz is not None:
             if (isinstance(self.clock_mhz, bool) or not isinstance(self.clock_mhz, (int, float))
-                    or not math.isfinite(self.clock_mhz) or self.clock_mhz <= 0):
-                raise ConfigError("clock_mhz", f"clock_mhz must be a positive frequency in MHz, "
-                                               f"not {self.clock_mhz!r}")
+                    or not math.isfinite(self.clock_mhz) or not 0 < self.clock_mhz <= MAX_CLOCK_MHZ):
+                raise ConfigError("clock_mhz", f"clock_mhz must be a frequency in MHz above 0 and at most "
+                                               f"{MAX_CLOCK_MHZ:g}, not {self.clock_mhz!r}")
             object.__setattr__(self, "clock_mhz", float(self.clock_mhz))
         if self.board is not None and (not isinstance(self.board, str) or not self.board.strip()):
             raise ConfigError("board", f"board must be a board name, not {self.board!r}")
@@ -193,18 +204,10 @@ class HardwareConfig:
         except OSError as exc:
             raise ColcombError(f"{path}: cannot read the hardware config ({exc.strerror or exc})") from None
         try:
-            data = json.loads(text, object_pairs_hook=_no_duplicates)
+            data = strict_json.loads(text)
         except ValueError as exc:
             raise ColcombError(f"{path}: not a JSON hardware config ({exc})") from None
         return cls.from_dict(data, str(path))
-
-
-def _no_duplicates(pairs: list[tuple[str, object]]) -> dict:
-    keys = [k for k, _ in pairs]
-    dup = sorted({k for k in keys if keys.count(k) > 1})
-    if dup:
-        raise ValueError(f"the key {dup[0]!r} appears more than once")
-    return dict(pairs)
 
 
 #: the config's fields, in order (the JSON form's keys besides ``format``)

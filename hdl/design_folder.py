@@ -9,11 +9,11 @@ manifest no longer matches the digest (the weights changed since the design was 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from colcomb.core import strict_json
 from colcomb.core.errors import ColcombError
 from colcomb.hdl.config import HardwareConfig
 
@@ -50,7 +50,7 @@ def load_design_folder(path: str | os.PathLike) -> DesignFolder:
     path = Path(path)
     source = path / DESIGN_FILE
     try:
-        rec = json.loads(source.read_text())
+        rec = strict_json.loads(source.read_text())
     except (OSError, ValueError) as exc:
         raise ColcombError(f"{source}: not a colcomb design folder ({exc}); run `colcomb generate`") from None
     if not isinstance(rec, dict) or rec.get("format") != FORMAT:

@@ -16,6 +16,7 @@ from colcomb.hdl.design_folder import DESIGN_FILE, design_record
 from colcomb.hdl.emit import portable_verilog
 from colcomb.hdl.flash_loader import FLASH_IMAGE, FLASH_OFFSET
 from colcomb.hdl.flash_model import TopWithFlash
+from colcomb.hdl.identifiers import check_module_name
 from colcomb.hdl.network import ImageNetwork, image_network
 from colcomb.hdl.program import Program
 from colcomb.hdl.testbench import DEFAULT_VECTORS, write_testbench
@@ -51,8 +52,7 @@ def verilog_text(program: Program, top: str = DEFAULT_TOP, *, flash_model: bool 
     ``always @*`` blocks, so that event-driven simulators start it (:mod:`colcomb.hdl.emit`).
     ``flash_model``: with the cell words in SPRAM, the top and a simulation model of the SPI flash
     holding their image (:class:`~colcomb.hdl.flash_model.TopWithFlash`, stream ports only)."""
-    if not top.isidentifier():
-        raise ColcombError(f"the top-level name must be a Verilog identifier, got {top!r}")
+    check_module_name(top)
     with_model = flash_model and program.cell_memory == "spram"
     dut = TopWithFlash(program=program) if with_model else Top(program=program)
     return portable_verilog(dut, top)
@@ -209,6 +209,7 @@ def generate(
     the flash's pins, or with ``flash_model`` a simulation model of the flash holding the image
     (then, and only then, the testbench is written).
     """
+    check_module_name(top)  # before any work
     manifest = load_manifest(manifest_dir)
     network = image_network(manifest, layers)
     chosen = network.layers if network else manifest.chain(layers)

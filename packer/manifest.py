@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from colcomb import __version__
+from colcomb.core import strict_json
 from colcomb.core.atomic import write_bytes, write_text
 from colcomb.core.errors import ColcombError
 from colcomb.core.outdir import OutputFolder
@@ -502,7 +503,9 @@ def _read_manifest_text(p: Path) -> str:
 def _parse(text: str, p: Path) -> dict:
     """The manifest document, its format and version checked; one ColcombError for any bad JSON."""
     try:
-        doc = json.loads(text)
+        doc = strict_json.loads(text)
+    except strict_json.DuplicateKey as exc:
+        raise ColcombError(f"{p}: {exc}, which a manifest never holds (edited by hand?); regenerate it") from None
     except json.JSONDecodeError as exc:
         raise ColcombError(f"{p} is not valid JSON (line {exc.lineno}: {exc.msg}); regenerate it") from None
     except (ValueError, RecursionError) as exc:  # integers of thousands of digits, deep nesting

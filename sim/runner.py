@@ -270,7 +270,7 @@ def watchdog(design: dict, vectors: int, *, idle: float = 0.0, stall: float = 0.
     an input that idles or an output that stalls with the given probability."""
     model = stream_cycles(design["engine_cycles"], design["in_cycles_per_vector"], _out_cycles(design),
                           vectors, load_cycles=design.get("load_cycles", 0))
-    slowdown = 1.0 / max(0.05, 1.0 - max(idle, stall))
+    slowdown = stream_slowdown(idle, stall)
     return watchdog_budget(model["total"], slowdown=slowdown)
 
 
@@ -291,7 +291,7 @@ def estimate_seconds(built: Build, vectors: int, bench: str, *, idle: float = 0.
     d = built.design
     cycles = stream_cycles(d["engine_cycles"], d["in_cycles_per_vector"], _out_cycles(d), vectors,
                            load_cycles=d.get("load_cycles", 0))["total"]
-    cycles /= max(0.05, 1.0 - max(idle, stall))
+    cycles *= stream_slowdown(idle, stall)
     startup = 2.0  # simulator start, golden model, reading the results: seconds, roughly
     return cycles / float(latest["sim_cycles_per_s"]) + startup
 
@@ -301,11 +301,23 @@ def _out_cycles(design: dict) -> int:
     return design.get("out_cycles_per_vector", design["out_words"])
 
 
+#: the most an input may idle or an output stall: 1,000 cycles a word on average
+MAX_STREAM_PROBABILITY = 0.999
+
+
+def stream_slowdown(idle: float, stall: float) -> float:
+    """How much longer than the model a run takes on average: a word waits 1 / (1 - p) cycles
+    for a stream that idles or stalls with probability p (the larger of the two)."""
+    return 1.0 / (1.0 - max(idle, stall))
+
+
 def _check_probabilities(**values: float) -> None:
     for label, value in values.items():
-        if isinstance(value, bool) or not (isinstance(value, (int, float)) and 0.0 <= value < 1.0):
-            raise ColcombError(f"{label} must be a probability in [0, 1), not {value!r} (1 would "
-                               f"never transfer a word)")
+        if isinstance(value, bool) or not (
+            isinstance(value, (int, float)) and 0.0 <= value <= MAX_STREAM_PROBABILITY
+        ):
+            raise ColcombError(f"{label} must be a probability in [0, {MAX_STREAM_PROBABILITY}], not {value!r} "
+                               f"(at {MAX_STREAM_PROBABILITY} a word waits 1,000 cycles on average)")
 
 
 def run(
@@ -356,7 +368,7 @@ def run(
         )
     # after the last expected word the bench keeps listening this long for stray words: a tile's
     # run (cycle model) and a whole output vector, stretched by the stalls
-    slow = 1.0 / max(0.05, 1.0 - max(idle, stall))  # as the watchdog stretches its budget
+    slow = stream_slowdown(idle, stall)  # as the watchdog stretches its budget
     per_tile = d["prep_cycles"] + d["batch"] * d.get("cycles_per_vector", 1) + d["drain_cycles"]
     drain_cycles = int(slow * (per_tile + _out_cycles(d))) + 32
     if max_cycles is None:

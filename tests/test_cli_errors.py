@@ -37,7 +37,7 @@ def test_a_bias_beyond_the_accumulator_is_refused_not_wrapped(tmp_path, rng, cap
 
 def test_alpha_beyond_the_limit_is_refused(tmp_path, rng, capsys):
     np.save(tmp_path / "w.npy", _sparse(rng, (4, 6), 0.5))
-    assert main(["pack", str(tmp_path / "w.npy"), "--alpha", "99999999999", "--out", str(tmp_path / "o")]) == 2
+    assert main(["pack", str(tmp_path / "w.npy"), "--alpha", "5000", "--out", str(tmp_path / "o")]) == 2
     _one_error(capsys, "alpha must be at most 1024")
 
 
@@ -95,7 +95,7 @@ def test_simulate_checks_its_inputs_before_building(packed, tmp_path, monkeypatc
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--clock", "inf"], "positive frequency"),
+        (["--clock", "inf"], "clock_mhz must be a frequency in MHz above 0"),
         (["--clock", "1000"], "PLL"),
         (["--inputs", "STR"], "expected integers"),
         (["--layer", "nope"], "no layer 'nope'"),
@@ -121,12 +121,14 @@ def test_synthesize_refuses_an_unknown_router_before_writing(packed, tmp_path):
 
 def test_report_infinite_clock(packed, tmp_path, capsys):
     assert main(["report", str(packed), "--no-synth", "--clock", "inf", "--out", str(tmp_path / "r")]) == 2
-    _one_error(capsys, "positive frequency")
+    _one_error(capsys, "clock_mhz must be a frequency in MHz above 0")
 
 
 def test_demo_negative_epochs(tmp_path, capsys):
-    assert main(["demo", "--epochs", "-1", "--out", str(tmp_path / "d")]) == 2
-    _one_error(capsys, "--epochs -1")
+    with pytest.raises(SystemExit) as exc:
+        main(["demo", "--epochs", "-1", "--out", str(tmp_path / "d")])
+    assert exc.value.code == 2
+    _one_error(capsys, "--epochs: -1 must be from 0 to 10,000")
     assert not (tmp_path / "d").exists()
 
 

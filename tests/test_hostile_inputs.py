@@ -611,3 +611,71 @@ def test_run_folder_keeps_an_interrupted_run_resumable_and_refuses_foreign_files
     (out / "notes.txt").unlink()
     with outdir.RunFolder(out, command="train"):  # a new run: colcomb's old files go
         assert not (out / "model.pt").exists() and not (out / "packed").exists()
+
+
+def test_a_repeated_key_in_a_manifest_is_refused_not_read_as_the_last(tmp_path, weights, capsys):
+    """A second 'alpha' inside a layer would pass a digest over the parsed document."""
+    out = tmp_path / "p"
+    assert main(["pack", str(weights), "--alpha", "4", "--out", str(out)]) == 0
+    capsys.readouterr()
+    text = (out / MANIFEST).read_text()
+    doc = json.loads(text)
+    alpha = doc["layers"][0]["alpha"]
+    edited = text.replace(f'"alpha": {alpha},', f'"alpha": {alpha}, "alpha": 1,', 1)
+    assert edited != text
+    (out / MANIFEST).write_text(edited)
+    before = snapshot(tmp_path)
+    with pytest.raises(ColcombError, match="'alpha' appears more than once"):
+        load_manifest(out)
+    assert main(["report", str(out), "--no-synth", "--out", str(tmp_path / "r")]) == 2
+    one_error(capsys, "appears more than once")
+    unchanged(before, tmp_path)
+
+
+def test_a_repeated_key_in_a_hardware_config_or_design_record_is_refused(tmp_path):
+    cfg = tmp_path / "c.json"
+    cfg.write_text('{"format": "colcomb-hardware-config/1", "rows": 4, "rows": 8}')
+    with pytest.raises(ColcombError, match="'rows' appears more than once"):
+        HardwareConfig.load(cfg)
+
+
+@pytest.mark.parametrize("top", ["module", "wire", "logic", "always_ff", "1top", "tôp", "a-b", "x" * 200])
+def test_a_top_name_no_verilog_tool_reads_is_refused_before_any_work(packed, tmp_path, top, capsys):
+    before = snapshot(tmp_path)
+    assert main(["generate", str(packed), "--rows", "4", "--cols", "4", "--top", top,
+                 "--out", str(tmp_path / "g")]) == 2
+    one_error(capsys, "top-level name")
+    unchanged(before, tmp_path)
+    assert not (tmp_path / "g").exists()
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["generate", "{m}", "--rows", "100000", "--cols", "4"], "--rows: rows must be at most 256"),
+    (["generate", "{m}", "--batch", "1000000000"], "--batch: batch must be at most 4096"),
+    (["report", "{m}", "--pass-vectors", "1000000", "--no-synth"], "--pass-vectors: pass_vectors must be at most"),
+    (["generate", "{m}", "--beat", "1024"], "--beat: beat must be at most 64"),
+    (["generate", "{m}", "--clock", "1e9"], "--clock: clock_mhz must be a frequency"),
+])
+def test_sizes_beyond_the_documented_limits_are_refused_before_any_work(packed, tmp_path, capsys, args, message):
+    before = snapshot(tmp_path)
+    argv = [a.replace("{m}", str(packed)) for a in args] + ["--out", str(tmp_path / "o")]
+    assert main(argv) == 2
+    one_error(capsys, message)
+    unchanged(before, tmp_path)
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(("args", "option"), [
+    (["simulate", "{m}", "--vectors", "1000000000000"], "--vectors"),
+    (["report", "{m}", "--vectors", "1000000000000", "--out", "{o}"], "--vectors"),
+    (["study", "--threads", "100000", "--out", "{o}"], "--threads"),
+    (["simulate", "{m}", "--seed", "-1"], "--seed"),
+    (["generate", "{m}", "--tb-vectors", "1000000000", "--out", "{o}"], "--tb-vectors"),
+])
+def test_counts_out_of_range_are_refused_by_the_parser(packed, tmp_path, capsys, args, option):
+    argv = [a.replace("{m}", str(packed)).replace("{o}", str(tmp_path / "o")) for a in args]
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert option in err and "must be from" in err and "Traceback" not in err

@@ -93,7 +93,7 @@ def test_alpha_below_one_is_refused_by_the_parser(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["pack", "x.npy", "--alpha", "0", "--out", str(tmp_path)])
     assert exc.value.code == 2
-    assert "must be at least 1" in capsys.readouterr().err
+    assert "--alpha: 0 must be from 1 to" in capsys.readouterr().err
 
 
 def test_golden_rejects_a_wrong_input_shape(tmp_path, rng, capsys):

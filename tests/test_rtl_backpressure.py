@@ -48,16 +48,25 @@ def test_heavy_stalls_on_both_streams_stay_bit_exact(two_layers, capsys):
     assert stalled > 400 and stalled > 1.5 * plain
 
 
-@pytest.mark.parametrize("value", ["1", "1.5", "-0.1", "x"])
+@pytest.mark.rtl
+def test_the_largest_stall_allowed_passes_on_correct_hardware(two_layers, capsys):
+    """At 0.999 a word waits 1,000 cycles on average: the watchdog stretches its budget as much
+    (it stopped at 20x before, and reported a protocol violation on correct hardware)."""
+    plain = _simulate(two_layers, capsys)
+    stalled = _simulate(two_layers, capsys, "--stall", "0.999", "--seed", "2")
+    assert stalled > 50 * plain
+
+
+@pytest.mark.parametrize("value", ["1", "0.9995", "1.5", "-0.1", "x"])
 @pytest.mark.parametrize("option", ["--stall", "--idle"])
 def test_probabilities_outside_0_1_are_refused(tmp_path, capsys, option, value):
     with pytest.raises(SystemExit) as exc:
         main(["simulate", str(tmp_path), "--rows", "2", "--cols", "2", option, value])
     assert exc.value.code == 2
     err = capsys.readouterr().err
-    assert option in err and ("[0, 1)" in err or "not a number" in err)
+    assert option in err and ("[0, 0.999]" in err or "not a number" in err)
 
 
 def test_api_refuses_a_probability_of_one_before_building(tmp_path):
-    with pytest.raises(ColcombError, match=r"stall must be a probability in \[0, 1\)"):
+    with pytest.raises(ColcombError, match=r"stall must be a probability in \[0, 0.999\]"):
         simulate(tmp_path / "nowhere", HardwareConfig(rows=2, cols=2), stall=1.0)

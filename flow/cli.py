@@ -194,19 +194,22 @@ def _golden(args: argparse.Namespace) -> int:
 
 
 def load_input_array(path: Path) -> np.ndarray:
-    """The array of a .npy file of input vectors; one clear error for anything else."""
-    try:
-        x = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
-        raise ColcombError(f"{path}: cannot read it as a .npy array ({exc})") from None
-    if not isinstance(x, np.ndarray):  # np.load opens an .npz archive as a mapping of arrays
-        keys = ", ".join(x.files)
-        x.close()
-        raise ColcombError(
-            f"{path} is an .npz archive (arrays: {keys or 'none'}); save the input vectors as one "
-            f".npy array with np.save"
-        )
-    return x
+    """The array of a .npy file of input vectors; one clear error for anything else (a FIFO, an
+    .npz archive, an array larger than colcomb reads, found from its header before its data)."""
+    import zipfile
+
+    from colcomb.core.npy_file import load_npy, open_regular
+
+    with open_regular(Path(path)) as f:
+        if f.read(4) == b"PK\x03\x04":
+            f.seek(0)
+            try:
+                keys = ", ".join(n.removesuffix(".npy") for n in zipfile.ZipFile(f).namelist())
+            except (zipfile.BadZipFile, OSError):
+                keys = "unreadable"
+            raise ColcombError(f"{path} is an .npz archive (arrays: {keys or 'none'}); save the input vectors as one "
+                               f".npy array with np.save")
+    return load_npy(path)
 
 
 def _check_out_file(out: Path, source: Path, manifest_dir: Path) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from colcomb.core.errors import ColcombError
+from colcomb.core.npy_file import load_npy, load_npz
 from colcomb.packer.manifest import MAX_NAME
 
 TORCH_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin")
@@ -164,17 +165,17 @@ def _unique(mats: list[Matrix], source: Path) -> list[Matrix]:
 def read_matrices(path: str | os.PathLike) -> list[Matrix]:
     """Filter matrices from a .npy, .npz or torch checkpoint file, in file order."""
     p = Path(path)
+    if p.exists() and not p.is_file():
+        raise ColcombError(f"{p} is not a regular file (a folder, FIFO or device); name a .npy, .npz or "
+                           "torch checkpoint")
     if not p.is_file():
         raise ColcombError(f"{p}: no such file; name a .npy, .npz or torch checkpoint")
     suffix = p.suffix.lower()
     try:
         if suffix == ".npy":
-            arr = np.load(p, allow_pickle=False)
-            mats = [_as_matrix(p.stem, arr, None, p)]
+            mats = [_as_matrix(p.stem, load_npy(p), None, p)]
         elif suffix == ".npz":
-            with np.load(p, allow_pickle=False) as data:
-                named = {k: data[k] for k in data.files}
-            mats = _from_named(named, p, weights_only=False)
+            mats = _from_named(load_npz(p), p, weights_only=False)
         elif suffix in TORCH_SUFFIXES:
             mats = _from_named(_read_torch(p), p, weights_only=True)
         else:

@@ -679,3 +679,51 @@ def test_counts_out_of_range_are_refused_by_the_parser(packed, tmp_path, capsys,
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert option in err and "must be from" in err and "Traceback" not in err
+
+
+def _bomb(path: Path, elements: int = 550_000_000) -> None:
+    """A few MB of zip that would expand to elements x 8 bytes of float64 zeros."""
+    import zipfile
+
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as z, \
+            z.open("x.npy", "w", force_zip64=True) as f:
+        np.lib.format.write_array_header_1_0(f, {"descr": "<f8", "fortran_order": False, "shape": (elements,)})
+        chunk = bytes(1 << 24)
+        for _ in range(elements * 8 // len(chunk)):
+            f.write(chunk)
+
+
+@pytest.mark.slow
+def test_a_compressed_archive_that_would_expand_to_gigabytes_is_refused_from_its_header(tmp_path, capsys):
+    import resource
+    import time
+
+    _bomb(tmp_path / "w.npz")
+    before = snapshot(tmp_path)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0 = time.perf_counter()
+    assert main(["pack", str(tmp_path / "w.npz"), "--out", str(tmp_path / "p")]) == 2
+    seconds = time.perf_counter() - t0
+    one_error(capsys, "550,000,000 elements) is larger than")
+    assert seconds < 5 and resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss < 100 * 1024
+    unchanged(before, tmp_path)
+
+
+def test_an_array_header_beyond_the_limit_is_refused_before_its_data(tmp_path, packed, capsys):
+    """A .npy header may claim any shape; the claim is checked before a byte of data is read."""
+    with open(tmp_path / "x.npy", "wb") as f:
+        np.lib.format.write_array_header_1_0(f, {"descr": "<i8", "fortran_order": False, "shape": (1 << 40, 16)})
+    assert main(["golden", str(packed), "--input", str(tmp_path / "x.npy"), "--out", str(tmp_path / "y.npy")]) == 2
+    one_error(capsys, "is larger than the 268,435,456 elements colcomb reads")
+    assert main(["pack", str(tmp_path / "x.npy"), "--out", str(tmp_path / "p")]) == 2
+    one_error(capsys, "is larger than")
+
+
+def test_a_fifo_as_input_is_refused_instead_of_blocking(tmp_path, packed, capsys):
+    os.mkfifo(tmp_path / "x.npy")
+    before = snapshot(tmp_path)
+    assert main(["golden", str(packed), "--input", str(tmp_path / "x.npy"), "--out", str(tmp_path / "y.npy")]) == 2
+    one_error(capsys, "is a FIFO; name a regular file")
+    assert main(["pack", str(tmp_path / "x.npy"), "--out", str(tmp_path / "p")]) == 2
+    one_error(capsys, "is not a regular file")
+    unchanged(before, tmp_path)

@@ -1,0 +1,121 @@
+"""Reading .npy and .npz files without trusting them: regular files only (a FIFO would block for
+ever), and every array's shape checked from its header against a limit before any of its data is
+read or decompressed (a 1 MB archive can expand to gigabytes)."""
+
+from __future__ import annotations
+
+import math
+import os
+import stat
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from colcomb.core.errors import ColcombError
+
+#: the most elements one array may hold unless a caller says less: 2^28 (2 GiB of float64),
+#: room for a 4,096 x 25,088 classifier layer
+MAX_ELEMENTS = 1 << 28
+
+
+def open_regular(path: Path):
+    """A binary file object of ``path``, refused unless it is a regular file (no FIFO, device or
+    folder), opened without blocking."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise ColcombError(f"{path}: cannot open it ({exc.strerror or exc})") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        kind = "a FIFO" if stat.S_ISFIFO(mode) else "a folder" if stat.S_ISDIR(mode) else "not a regular file"
+        raise ColcombError(f"{path} is {kind}; name a regular file")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
+
+
+def _read_array(f, where: str, max_elements: int) -> np.ndarray:
+    try:
+        version = np.lib.format.read_magic(f)
+        reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _fortran, dtype = reader(f)
+    except (ValueError, OSError, EOFError, SyntaxError) as exc:
+        raise ColcombError(f"{where}: cannot read it as a .npy array ({exc})") from None
+    elements = math.prod(shape)
+    if elements > max_elements:
+        raise ColcombError(f"{where}: an array of shape {list(shape)} ({elements:,} elements) is larger than the "
+                           f"{max_elements:,} elements colcomb reads; split it")
+    if dtype.hasobject:
+        raise ColcombError(f"{where}: holds Python objects (dtype {dtype}); save numbers")
+    f.seek(0)
+    try:
+        return np.lib.format.read_array(f, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise ColcombError(f"{where}: cannot read its data ({exc})") from None
+
+
+def load_npy(path: str | os.PathLike, max_elements: int = MAX_ELEMENTS) -> np.ndarray:
+    """The array of a .npy file, its size checked from the header first."""
+    p = Path(path)
+    with open_regular(p) as f:
+        return _read_array(f, str(p), max_elements)
+
+
+def load_npz(path: str | os.PathLike, max_elements: int = MAX_ELEMENTS) -> dict[str, np.ndarray]:
+    """The named arrays of a .npz archive, in archive order; each member's size checked from its
+    header before it is decompressed, and their total against ``max_elements`` as well."""
+    p = Path(path)
+    out: dict[str, np.ndarray] = {}
+    total = 0
+    with open_regular(p) as f:
+        try:
+            archive = zipfile.ZipFile(f)
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise ColcombError(f"{p}: not a .npz archive ({exc})") from None
+        with archive:
+            for info in archive.infolist():
+                name = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+                with archive.open(info) as member:
+                    head = _Peek(member)
+                    arr = _read_array(head, f"{p} [{name}]", max_elements - total)
+                total += arr.size
+                out[name] = arr
+    return out
+
+
+class _Peek:
+    """A forward-only zip member stream that can go back to its start once (to read the header
+    twice: once to check the size, once for numpy's reader)."""
+
+    def __init__(self, stream):
+        self._stream = stream
+        self._buf = b""
+        self._pos = 0
+        self._replay = False
+
+    def read(self, n: int = -1) -> bytes:
+        if self._replay and self._pos < len(self._buf):
+            part = self._buf[self._pos : self._pos + n] if n >= 0 else self._buf[self._pos :]
+            self._pos += len(part)
+            rest = b"" if n >= 0 and len(part) == n else self._stream.read(-1 if n < 0 else n - len(part))
+            return part + rest
+        data = self._stream.read(n)
+        if not self._replay:
+            self._buf += data
+            self._pos += len(data)
+        return data
+
+    def readinto(self, b) -> int:
+        data = self.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        if offset != 0 or whence != 0 or self._replay:
+            raise OSError("a zip member can only go back to its start once")
+        self._replay, self._pos = True, 0
+        return 0
+
+    def tell(self) -> int:
+        return self._pos

@@ -145,7 +145,11 @@ def _pack(args: argparse.Namespace) -> int:
     )
     opts.validate()
     check_replaceable(args.out, [args.input])  # before the packing work, not after it
-    matrices = read_matrices(args.input)
+    skipped: list[str] = []
+    matrices = read_matrices(args.input, skipped)
+    if skipped:
+        print(f"warning: {len(skipped)} tensor(s) of {args.input} not packed: " + "; ".join(skipped[:20])
+              + ("; ..." if len(skipped) > 20 else ""), file=sys.stderr)
     layers = []
     for i, m in enumerate(matrices, 1):
         t0 = time.perf_counter()

@@ -23,7 +23,7 @@ Tighter bounds need a solver: ``--method exact`` (:mod:`colcomb.packer.exact`) p
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -48,17 +48,26 @@ class Bound:
 
     def __add__(self, other: Bound) -> Bound:
         """The bound of two independently grouped parts (row blocks, sections): the sum."""
-        parts = {k: self.parts.get(k, 0) + other.parts.get(k, 0) for k in {*self.parts, *other.parts}}
-        names = {self.name, other.name} - {"none"}
-        searches = [s for s in SEARCHES if s in (self.search, other.search)]
+        if self.name == "none":
+            return replace(other, search=_last_search(self.search, other.search))
+        if other.name == "none":
+            return replace(self, search=_last_search(self.search, other.search))
+        # a bound a part lacks (too costly there) is left out of the sum rather than counted as 0
+        parts = {k: self.parts[k] + other.parts[k] for k in self.parts.keys() & other.parts.keys()}
+        names = {self.name, other.name}
         return Bound(self.value + other.value, names.pop() if len(names) == 1 else "mixed", parts,
-                     searches[-1] if searches else "")
+                     _last_search(self.search, other.search))
 
 
 SEARCHES = ("optimal", "time limit", "too large")  # a sum reports the last of its parts' in this order
 
 
 ZERO = Bound(0, "none", {})
+
+
+def _last_search(*searches: str) -> str:
+    found = [s for s in SEARCHES if s in searches]
+    return found[-1] if found else ""
 
 
 def lower_bound(weights: np.ndarray, alpha: int, gamma: float = 0.0) -> Bound:

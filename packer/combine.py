@@ -305,9 +305,12 @@ def group_columns(
     window by window (equal runs of consecutive nonzero columns); the columns of a window's unfilled
     groups move on to the next window (up to a window's worth), so the work grows linearly in the
     columns instead of quadratically while the groups still fill."""
+    weights = np.asarray(weights)
     nz = _check(weights, alpha, gamma)
     if method not in METHODS:
         raise ColcombError(f"unknown combining method {method!r}; use one of {', '.join(METHODS)}")
+    if window is not None and (isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window < 1):
+        raise ColcombError(f"window must be an integer >= 1 (nonzero columns grouped together), got {window!r}")
     if method == "exact":
         from colcomb.packer.exact import group_exact  # exact builds on this module
 

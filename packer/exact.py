@@ -23,7 +23,8 @@ from colcomb.core.errors import ColcombError
 from colcomb.packer.bound import Bound, greedy_clique, lower_bound
 from colcomb.packer.combine import _check, conflict_budget, group_columns, pruned_count
 
-MAX_VARIABLES = 400_000  # columns x groups: beyond this the model alone takes minutes to build
+MAX_TERMS = 3_000_000  # literals of the model's constraints: beyond this building it takes minutes
+BUILD_SHARE = 0.8  # the model may take this share of the time limit to build, or the hint is kept
 WORKERS = 8
 
 
@@ -57,46 +58,51 @@ def group_exact(weights: np.ndarray, alpha: int, gamma: float = 0.0, time_limit:
     n, groups = len(cols), len(hint)
     if groups <= bound.value:
         return _result(hint, bound, "optimal", start)
-    if n * groups > MAX_VARIABLES:
-        return _result(hint, bound, "too large", start)
-
     sub = nz[:, cols]
-    local = {int(c): i for i, c in enumerate(cols)}
     budget = conflict_budget(gamma, nz.shape[0])
+    shared = [np.flatnonzero(row) for row in sub if row.sum() >= 2]  # rows where pruning can happen
+    if model_terms(n, groups, shared, budget) > MAX_TERMS:
+        return _result(hint, bound, "too large", start)
+    local = {int(c): i for i, c in enumerate(cols)}
     model = cp_model.CpModel()
+    total = cp_model.LinearExpr.sum
     x = [[model.new_bool_var(f"x{c}_{g}") for g in range(groups)] for c in range(n)]
     used = [model.new_bool_var(f"u{g}") for g in range(groups)]
     for c in range(n):
         model.add_exactly_one(x[c])
     for g in range(groups):
         members = [x[c][g] for c in range(n)]
-        model.add(sum(members) <= alpha * used[g])
+        model.add(total(members) <= alpha * used[g])
         for lit in members:
             model.add_implication(lit, used[g])
         if g:
             model.add_implication(used[g], used[g - 1])
-    shared = [np.flatnonzero(row) for row in sub if row.sum() >= 2]  # rows where pruning can happen
     for g in range(groups):
+        if time.perf_counter() - start > BUILD_SHARE * time_limit:
+            return _result(hint, bound, "time limit", start)
         if budget == 0:
             for row in shared:
                 model.add_at_most_one(x[c][g] for c in row)
         elif shared:
             occupied = [model.new_bool_var(f"z{r}_{g}") for r in range(len(shared))]
             for z, row in zip(occupied, shared, strict=True):
-                model.add(z <= sum(x[c][g] for c in row))
-            model.add(sum(x[c][g] for row in shared for c in row) - sum(occupied) <= budget)
+                model.add(z <= total([x[c][g] for c in row]))
+            model.add(total([x[c][g] for row in shared for c in row]) - total(occupied) <= budget)
     if budget == 0:  # a clique's columns go to distinct groups: fix them (breaks symmetry)
         for g, c in enumerate(greedy_clique(sub)[:groups]):
             model.add(x[c][g] == 1)
-    model.add(sum(used) >= bound.value)
-    model.minimize(sum(used))
+    model.add(total(used) >= bound.value)
+    model.minimize(total(used))
     for g, group in enumerate(hint):
         for c in group:
             model.add_hint(x[local[c]][g], True)
         model.add_hint(used[g], True)
 
+    left = time_limit - (time.perf_counter() - start)
+    if left <= 0.05 * time_limit:
+        return _result(hint, bound, "time limit", start)
     solver = cp_model.CpSolver()
-    solver.parameters.max_time_in_seconds = max(0.1, time_limit - (time.perf_counter() - start))
+    solver.parameters.max_time_in_seconds = left
     solver.parameters.num_workers = WORKERS
     code = solver.solve(model)
     if code not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
@@ -111,6 +117,13 @@ def group_exact(weights: np.ndarray, alpha: int, gamma: float = 0.0, time_limit:
     if proven > bound.value:
         bound = Bound(proven, "exact", {**bound.parts, "exact": proven})
     return _result(found, bound, "optimal" if len(found) == bound.value else "time limit", start)
+
+
+def model_terms(columns: int, groups: int, shared: list[np.ndarray], budget: int) -> int:
+    """Literals in the model's constraints: three per column and group (assignment, capacity,
+    use), and per group each shared row's columns (once at gamma 0, twice with a budget)."""
+    per_group = 3 * columns + sum(len(r) for r in shared) * (1 if budget == 0 else 2) + len(shared)
+    return groups * per_group
 
 
 def _result(groups: list[list[int]], bound: Bound, status: str, start: float) -> ExactResult:

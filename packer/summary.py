@@ -39,7 +39,7 @@ def pack_summary(layers: Sequence[PackedLayer]) -> str:
 
 def exact_notes(layers: Sequence[PackedLayer]) -> list[str]:
     """One line per layer whose exact search did not prove its optimum: why, and what to change."""
-    from colcomb.packer.exact import MAX_VARIABLES
+    from colcomb.packer.exact import MAX_TERMS
 
     notes = []
     for layer in layers:
@@ -49,7 +49,7 @@ def exact_notes(layers: Sequence[PackedLayer]) -> list[str]:
                          f"columns, at least {s['bound']} proven (gap {s['gap']:.1%}); a longer --time-limit may "
                          f"close the gap")
         elif s.get("exact") == "too large":
-            notes.append(f"{layer.name}: too large for the exact search (more than {MAX_VARIABLES:,} column x group "
-                         f"choices in a block); the best heuristic's grouping is kept; --row-block and --section "
-                         f"split a layer into smaller searches")
+            notes.append(f"{layer.name}: too large for the exact search (a model of more than {MAX_TERMS:,} "
+                         f"literals); the best heuristic's grouping is kept; --row-block and --section split a "
+                         f"layer into smaller searches")
     return notes

@@ -113,8 +113,32 @@ def test_bounds_of_parts_add_up():
     a = Bound(3, "rows", {"rows": 3, "count": 2})
     b = Bound(4, "count", {"count": 4})
     total = a + b
-    assert total.value == 7 and total.parts == {"rows": 3, "count": 6} and total.name == "mixed"
-    assert (ZERO + a).name == "rows"
+    # "rows" is missing from b (too costly there): left out of the sum, not counted as 0
+    assert total.value == 7 and total.parts == {"count": 6} and total.name == "mixed"
+    assert (ZERO + a) == a and (ZERO + ZERO).name == "none"
+
+
+def test_the_exact_search_keeps_its_time_limit_when_the_model_is_large():
+    """A budgeted model's constraints grow with the nonzeros of shared rows: too large is said at
+    once, and a build that eats the limit returns the heuristic's grouping in time."""
+    import time
+
+    rng = np.random.default_rng(0)
+    w = (rng.random((512, 300)) < 0.3) * 1.0
+    t0 = time.perf_counter()
+    result = group_exact(w, 8, 0.02, time_limit=2)
+    assert result.status in ("too large", "time limit") and time.perf_counter() - t0 < 2 * 2 + 3
+    assert result.bound.value <= len(result.groups) == len(group_columns(w, 8, 0.02))
+
+
+@pytest.mark.parametrize("window", [0, -1, 1.5, True])
+def test_a_bad_window_is_named(window):
+    with pytest.raises(ColcombError, match="window"):
+        group_columns(np.eye(4), 2, 0.0, "best-fit", window=window)
+
+
+def test_a_nested_list_is_a_matrix():
+    assert group_columns([[1, 0], [0, 1]], 2, 0.0, "best-fit") == [[0, 1]]
 
 
 def test_exact_proves_the_optimum_of_small_matrices_and_never_loses_to_auto():

@@ -234,7 +234,7 @@ def test_a_pass_is_no_longer_than_a_batch_gives_the_layer():
     rng = np.random.default_rng(4)
     layers, graph, shape = random_cnn(rng, alpha=4, size=6)
     stages = stages_of(graph, shape, {la.name: la.shape for la in layers})
-    huge = Program.compile(layers, HardwareConfig(rows=4, cols=4, cell="serial", batch=2, pass_vectors=1 << 20),
+    huge = Program.compile(layers, HardwareConfig(rows=4, cols=4, cell="serial", batch=2, pass_vectors=1 << 16),
         stages=stages)
     most = max(2 * st.positions for st in stages)
     assert huge.pass_depth == most

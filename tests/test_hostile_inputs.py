@@ -727,3 +727,90 @@ def test_a_fifo_as_input_is_refused_instead_of_blocking(tmp_path, packed, capsys
     assert main(["pack", str(tmp_path / "x.npy"), "--out", str(tmp_path / "p")]) == 2
     one_error(capsys, "is not a regular file")
     unchanged(before, tmp_path)
+
+
+def _pack_checkpoint(tmp_path: Path, state: dict, capsys) -> tuple[int, str, str]:
+    import torch
+
+    torch.save(state, tmp_path / "m.pt")
+    code = main(["pack", str(tmp_path / "m.pt"), "--alpha", "4", "--out", str(tmp_path / "p")])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_a_torch_prune_checkpoint_packs_the_pruned_weight_with_its_bias(tmp_path, capsys):
+    import torch
+    from torch.nn.utils import prune
+
+    torch.manual_seed(0)
+    fc = torch.nn.Linear(12, 6)
+    prune.l1_unstructured(fc, "weight", amount=0.6)
+    state = fc.state_dict()
+    assert {"weight_orig", "weight_mask", "bias"} <= set(state)
+    code, _, err = _pack_checkpoint(tmp_path, {f"fc.{k}": v for k, v in state.items()}, capsys)
+    assert code == 0 and "warning" not in err
+    layers = load_manifest(tmp_path / "p").layers
+    assert [layer.name for layer in layers] == ["fc"]
+    expect = (fc.weight.detach().numpy() != 0).sum()  # the pruned weight, not weight_orig
+    assert layers[0].stats["nonzero_before"] == expect == int(0.4 * 72 + 0.5)
+    assert np.any(layers[0].requant.bias != 0)  # the bias came along
+
+
+def test_a_parametrized_weight_is_refused_by_name(tmp_path, capsys):
+    import torch
+
+    fc = torch.nn.utils.parametrizations.weight_norm(torch.nn.Linear(8, 4))
+    code, _, err = _pack_checkpoint(tmp_path, {f"fc.{k}": v for k, v in fc.state_dict().items()}, capsys)
+    assert code == 2 and "parametrizations" in err and "remove_parametrizations" in err
+
+
+def test_batch_norm_tensors_are_named_and_1d_3d_convs_packed(tmp_path, capsys):
+    import torch
+
+    torch.manual_seed(0)
+    state = {f"c1.{k}": v for k, v in torch.nn.Conv1d(3, 4, 5).state_dict().items()}
+    state |= {f"c3.{k}": v for k, v in torch.nn.Conv3d(2, 4, 3).state_dict().items()}
+    state |= {f"bn.{k}": v for k, v in torch.nn.BatchNorm2d(4).state_dict().items()}
+    code, _, err = _pack_checkpoint(tmp_path, state, capsys)
+    assert code == 0
+    layers = {layer.name: layer for layer in load_manifest(tmp_path / "p").layers}
+    assert layers["c1"].shape == (4, 15) and layers["c3"].shape == (4, 54)
+    for key in ("bn.weight", "bn.bias", "bn.running_mean", "bn.running_var", "bn.num_batches_tracked"):
+        assert key in err
+    assert "fold batch norm" in err
+
+
+def test_a_non_string_checkpoint_key_is_refused(tmp_path, capsys):
+    import torch
+
+    code, _, err = _pack_checkpoint(tmp_path, {3: torch.ones(4, 4), "fc.weight": torch.ones(4, 4)}, capsys)
+    assert code == 2 and "key 3 is not a string" in err and "Traceback" not in err
+
+
+def test_one_flipped_byte_in_a_zip_checkpoint_fails_its_crc(tmp_path, capsys):
+    import zipfile
+
+    import torch
+
+    torch.manual_seed(0)
+    torch.save({"fc.weight": torch.randn(16, 16)}, tmp_path / "m.pt")
+    with zipfile.ZipFile(tmp_path / "m.pt") as z:
+        info = max(z.infolist(), key=lambda i: i.file_size)
+    raw = bytearray((tmp_path / "m.pt").read_bytes())
+    name_len, extra_len = np.frombuffer(bytes(raw[info.header_offset + 26 : info.header_offset + 30]), "<u2")
+    data = info.header_offset + 30 + int(name_len) + int(extra_len)
+    raw[data + info.file_size // 2] ^= 0x01
+    (tmp_path / "m.pt").write_bytes(bytes(raw))
+    before = snapshot(tmp_path)
+    assert main(["pack", str(tmp_path / "m.pt"), "--out", str(tmp_path / "p")]) == 2
+    one_error(capsys, "fails its CRC check")
+    unchanged(before, tmp_path)
+
+
+def test_a_cnn_run_the_chip_cannot_execute_is_refused_before_training(tmp_path, capsys):
+    before = snapshot(tmp_path)
+    assert main(["train", "--dataset", "digits", "--model", "lenet5", "--include-first",
+                 "--out", str(tmp_path / "run")]) == 2
+    one_error(capsys, "add --per-feature-map")
+    unchanged(before, tmp_path)
+    assert not (tmp_path / "run").exists()

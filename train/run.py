@@ -384,7 +384,16 @@ def _prepare(cfg: TrainConfig):
     if not cfg.dense:  # refuse bad combining options before spending time on training
         from colcomb.train.prune import find_targets
 
-        joint_options(cfg).validate(find_targets(model, not cfg.include_first))
+        targets = find_targets(model, not cfg.include_first)
+        joint_options(cfg).validate(targets)
+        first = targets[0] if targets else None
+        if cfg.include_first and not cfg.per_feature_map and first is not None and first.is_conv \
+                and first.kernel_size > 1:
+            raise ColcombError(
+                f"--include-first without --per-feature-map would combine {first.name}'s columns across kernel "
+                f"rows, which the chip cannot read (generate, simulate and synthesize would refuse the network "
+                f"after training); add --per-feature-map ({first.name} is then combined per kernel row, which "
+                f"the chip reads as row runs), or leave out --include-first")
     return data, model
 
 

@@ -180,13 +180,14 @@ def _golden_args(p: argparse.ArgumentParser) -> None:
 @command("golden", _golden_args)
 def _golden(args: argparse.Namespace) -> int:
     from colcomb.core.atomic import save_npy
+    from colcomb.labelled import input_vectors
     from colcomb.packer.golden import run_network
     from colcomb.packer.manifest import load_manifest
 
     manifest = load_manifest(args.manifest)
     layers = manifest.chain(args.layer)
     _check_out_file(args.out, args.input, manifest.path.parent)
-    x = load_input_array(args.input)
+    x = input_vectors(args.input, manifest.meta or {})
     if x.size == 0:
         raise ColcombError(f"{args.input} holds no input vectors (shape {list(x.shape)})")
     y = run_network(layers, x)

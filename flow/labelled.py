@@ -14,7 +14,7 @@ import numpy as np
 
 from colcomb.core.errors import ColcombError
 
-__all__ = ["Labelled", "accuracy", "simulation_inputs"]
+__all__ = ["Labelled", "accuracy", "input_vectors", "simulation_inputs"]
 
 
 @dataclass(frozen=True)
@@ -40,8 +40,29 @@ def _quantize_images(x: np.ndarray, meta: dict, source: str) -> np.ndarray:
     if "input_scale" not in meta:
         raise ColcombError(f"{source} holds floats, and the manifest has no input_scale to quantize them "
                            f"with (it was not written by `colcomb train`): give integer inputs")
-    q = quantize_input(x, float(meta["input_scale"]), int(meta.get("data_bits", 8)))
+    scale, bits = float(meta["input_scale"]), int(meta.get("data_bits", 8))
+    q = quantize_input(x, scale, bits)
+    top = (1 << (bits - 1)) - 1
+    with np.errstate(invalid="ignore"):
+        saturated = int(np.count_nonzero(np.abs(np.asarray(x, np.float64) / scale) > top + 0.5))
+    if saturated:
+        import sys
+
+        print(f"warning: {saturated:,} of {x.size:,} values of {source} lie beyond the {bits}-bit range at the input "
+              f"scale {scale:.6g} and saturate to +-{top}", file=sys.stderr)
     return q.reshape(q.shape[0], -1)
+
+
+def input_vectors(path: Path, meta: dict) -> np.ndarray:
+    """The input vectors of a .npy file as ``golden`` and ``simulate`` both read them: integers as
+    the quantized activations they are; floats quantized with the manifest's input scale (a
+    ``colcomb train`` run's), refused where the manifest has none."""
+    x = _load_npy(path)
+    if x.size and np.issubdtype(x.dtype, np.floating):
+        if not np.all(np.isfinite(x)):
+            raise ColcombError(f"{path} holds NaN or infinite inputs")
+        x = _quantize_images(x, meta, str(path))
+    return x
 
 
 def simulation_inputs(manifest_dir: Path, *, layers: Sequence[str] | None = None, inputs: Path | None = None,
@@ -72,9 +93,7 @@ def simulation_inputs(manifest_dir: Path, *, layers: Sequence[str] | None = None
         n = len(data.y_test) if test_split == 0 else min(test_split, len(data.y_test))
         x = _quantize_images(data.x_test[:n], meta, f"the {meta['dataset']} test split")
         return Labelled(x, np.asarray(data.y_test[:n], np.int64), f"{n} images of the {meta['dataset']} test split")
-    x = _load_npy(inputs)
-    if x.size and np.issubdtype(x.dtype, np.floating):
-        x = _quantize_images(x, meta, str(inputs))
+    x = input_vectors(inputs, meta)
     y = None
     if labels is not None:
         y = _load_npy(labels)

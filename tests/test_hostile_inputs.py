@@ -814,3 +814,25 @@ def test_a_cnn_run_the_chip_cannot_execute_is_refused_before_training(tmp_path, 
     one_error(capsys, "add --per-feature-map")
     unchanged(before, tmp_path)
     assert not (tmp_path / "run").exists()
+
+
+def test_golden_and_simulate_read_a_float_file_the_same_way(tmp_path, rng, capsys):
+    """Floats are quantized with the manifest's input scale by both (golden used to read integral
+    floats as activations), saturation is said, and floats without a scale are refused by both."""
+    from colcomb.labelled import input_vectors, simulation_inputs
+    from colcomb.train.integer import quantize_input
+
+    w = rng.standard_normal((4, 6)) * (rng.random((4, 6)) < 0.6)
+    layer = pack_layer("fc", w, PackOptions(alpha=2))
+    m = write_manifest([layer], tmp_path / "m", meta={"input_scale": 0.05, "data_bits": 8})
+    x = np.array([[1.0, -2.0, 3.0, 0.0, 0.5, 9.0]])  # 9.0 / 0.05 = 180: saturates to 127
+    np.save(tmp_path / "x.npy", x)
+    expect = quantize_input(x, 0.05, 8)
+    assert main(["golden", str(m), "--input", str(tmp_path / "x.npy"), "--out", str(tmp_path / "y.npy")]) == 0
+    assert "1 of 6 values" in capsys.readouterr().err
+    assert np.array_equal(np.load(tmp_path / "y.npy"), run_network([layer], expect))
+    assert np.array_equal(simulation_inputs(m, inputs=tmp_path / "x.npy").x, expect)
+    assert np.array_equal(input_vectors(tmp_path / "x.npy", {"input_scale": 0.05, "data_bits": 8}), expect)
+    plain = write_manifest([layer], tmp_path / "plain")
+    assert main(["golden", str(plain), "--input", str(tmp_path / "x.npy"), "--out", str(tmp_path / "z.npy")]) == 2
+    one_error(capsys, "no input_scale")

@@ -836,3 +836,25 @@ def test_golden_and_simulate_read_a_float_file_the_same_way(tmp_path, rng, capsy
     plain = write_manifest([layer], tmp_path / "plain")
     assert main(["golden", str(plain), "--input", str(tmp_path / "x.npy"), "--out", str(tmp_path / "z.npy")]) == 2
     one_error(capsys, "no input_scale")
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("config", {"alpha": "eight"}, "config field 'alpha'"),
+    ("config", {"epochs": 2.5}, "config field 'epochs'"),
+    ("progress", "done", "progress, groups or masks are malformed"),
+    ("groups", {"fc1": [["a", 2, []]]}, "progress, groups or masks are malformed"),
+])
+def test_a_checkpoint_field_of_the_wrong_type_under_resume_is_refused(tmp_path, capsys, field, value, message):
+    import torch
+
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", "digits", "--model", "mlp", "--hidden", "16", "--epochs", "1", "--rounds", "1",
+                 "--retrain-epochs", "0", "--final-epochs", "0", "--out", str(out)]) == 0
+    ck = torch.load(out / "model.pt", weights_only=True)
+    ck[field] = {**ck[field], **value} if field == "config" else value
+    torch.save(ck, out / "model.pt")
+    capsys.readouterr()
+    before = snapshot(tmp_path)
+    assert main(["train", "--resume", "--out", str(out)]) == 2
+    one_error(capsys, message)
+    unchanged(before, tmp_path)

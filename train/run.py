@@ -29,7 +29,7 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -335,10 +335,38 @@ def resume_config(out: Path, data_dir: str | None = None) -> tuple[TrainConfig, 
     if not (out / CHECKPOINT).is_file():
         raise ColcombError(f"{out}: no {CHECKPOINT} to resume; start the run without --resume")
     ck = load_checkpoint(out / CHECKPOINT)
-    cfg = TrainConfig.from_dict(ck.get("config") or {})
+    where = f"{out / CHECKPOINT}"
+    if not isinstance(ck, dict) or not isinstance(ck.get("config"), dict):
+        raise ColcombError(f"{where} holds no run config; start the run again without --resume")
+    for f in fields(TrainConfig):
+        if f.name in ck["config"] and not _fits(ck["config"][f.name], f):
+            raise ColcombError(f"{where}: its config field {f.name!r} is {ck['config'][f.name]!r:.60}, not of the "
+                               f"type a run writes (damaged or edited?); start the run again without --resume")
+    cfg = TrainConfig.from_dict(ck["config"])
+    try:
+        RunState.from_checkpoint(ck)
+    except (TypeError, ValueError, AttributeError, KeyError) as exc:
+        raise ColcombError(f"{where}: its progress, groups or masks are malformed ({type(exc).__name__}: "
+                           f"{str(exc)[:120]}); start the run again without --resume") from None
     if data_dir is not None:
         cfg = replace(cfg, data_dir=str(data_dir))
     return cfg, ck
+
+
+def _fits(value, f) -> bool:
+    """Whether a stored config value has the type of the field's default (None where it may be)."""
+    default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
+    if value is None:
+        return default is None or "None" in str(f.type)
+    if default is None:
+        return True  # optional fields of several kinds (hidden widths, a data folder)
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, int):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, type(default))
 
 
 def run_training(cfg: TrainConfig | None, out: str | os.PathLike, log: Log = _log_default, *,

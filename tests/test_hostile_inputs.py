@@ -858,3 +858,27 @@ def test_a_checkpoint_field_of_the_wrong_type_under_resume_is_refused(tmp_path, 
     assert main(["train", "--resume", "--out", str(out)]) == 2
     one_error(capsys, message)
     unchanged(before, tmp_path)
+
+
+def test_a_crafted_idx_header_whose_product_overflows_is_refused():
+    """Four dimensions of 2^32 - 1 multiply to more than int64 holds: the count is a Python integer."""
+    from colcomb.train.datasets import read_idx
+
+    header = bytes([0, 0, 8, 4]) + (0xFFFFFFFF).to_bytes(4, "big") * 4
+    with pytest.raises(ColcombError, match="IDX header promises"):
+        read_idx(header + bytes(16), "crafted")
+    # 2^31 x 2^31 x 4 = 2^64, which int64 wraps to 0: an empty body "matched" and reshape crashed
+    wrap = bytes([0, 0, 8, 3]) + (1 << 31).to_bytes(4, "big") * 2 + (4).to_bytes(4, "big")
+    with pytest.raises(ColcombError, match="IDX header promises"):
+        read_idx(wrap, "crafted")
+
+
+def test_a_gzipped_data_file_that_expands_beyond_the_limit_is_refused(tmp_path, monkeypatch):
+    import gzip
+
+    from colcomb.train import datasets
+
+    monkeypatch.setattr(datasets, "MAX_DATA_FILE", 1 << 20)
+    (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(bytes(4 << 20)))
+    with pytest.raises(ColcombError, match="expands to more than"):
+        datasets.load_mnist_folder(tmp_path)

@@ -30,6 +30,8 @@ horizontal flips; see :func:`colcomb.train.joint.augment_batch`).
 from __future__ import annotations
 
 import gzip
+import io
+import math
 import os
 import pickle
 import struct
@@ -45,6 +47,7 @@ BUILTIN = ("mnist5k", "mnist5k-14", "digits", "text")
 FOLDER = ("mnist", "cifar10")
 DATASETS = BUILTIN + FOLDER
 SPLIT_SEED = 0
+MAX_DATA_FILE = 1 << 30  # bytes of one data file, unpacked: MNIST's largest is 47 MB, CIFAR-10's 31 MB
 
 
 @dataclass
@@ -152,12 +155,18 @@ def _open_maybe_gz(folder: Path, stem: str) -> tuple[bytes, Path]:
     for name in (stem, stem + ".gz", stem.replace("-idx", ".idx"), stem.replace("-idx", ".idx") + ".gz"):
         p = folder / name
         if p.is_file():
+            if p.stat().st_size > MAX_DATA_FILE:
+                raise ColcombError(f"{p}: {p.stat().st_size:,} bytes, more than the {MAX_DATA_FILE:,} a data file "
+                                   f"may hold")
             data = p.read_bytes()
             if name.endswith(".gz"):
                 try:
-                    data = gzip.decompress(data)
+                    with gzip.GzipFile(fileobj=io.BytesIO(data)) as z:
+                        data = z.read(MAX_DATA_FILE + 1)  # a small .gz can expand to gigabytes: stop past the limit
                 except (OSError, EOFError) as exc:
                     raise ColcombError(f"{p}: not a readable gzip file ({exc})") from None
+                if len(data) > MAX_DATA_FILE:
+                    raise ColcombError(f"{p}: expands to more than the {MAX_DATA_FILE:,} bytes a data file may hold")
             return data, p
     raise ColcombError(
         f"{folder}: no {stem} (or {stem}.gz); the mnist dataset needs the four IDX files "
@@ -177,7 +186,7 @@ def read_idx(data: bytes, source: str | os.PathLike = "IDX data") -> np.ndarray:
     if len(data) < header:
         raise ColcombError(f"{source}: truncated IDX header")
     dims = struct.unpack(f">{ndim}I", data[4:header])
-    count = int(np.prod(dims))
+    count = math.prod(dims)  # Python integers: a crafted header's product would wrap in int64
     if len(data) - header != count:
         raise ColcombError(
             f"{source}: IDX header promises {count} bytes of shape {list(dims)}, the file holds "

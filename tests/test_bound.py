@@ -198,3 +198,22 @@ def test_pack_cli_prints_bound_and_gap_and_exact_runs(tmp_path, rng, capsys):
     assert stats["bound_by"] in ("count", "rows", "clique", "degree", "exact")
     with pytest.raises(SystemExit):
         main(["pack", str(tmp_path / "w.npy"), "--method", "exact", "--time-limit", "0", "--out", str(tmp_path / "q")])
+
+
+def test_train_takes_the_exact_method(tmp_path, capsys):
+    from colcomb.cli import main
+    from colcomb.packer.manifest import load_manifest
+
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", "digits", "--model", "mlp", "--hidden", "16", "--alpha", "4", "--gamma", "0",
+                 "--method", "exact", "--time-limit", "2", "--epochs", "1", "--rounds", "1", "--retrain-epochs", "0",
+                 "--final-epochs", "0", "--out", str(out)]) == 0
+    import torch
+
+    config = torch.load(out / "model.pt", weights_only=True)["config"]
+    assert config["method"] == "exact" and config["time_limit"] == 2
+    layer = load_manifest(out / "packed").layers[-1]  # fc2, combined
+    assert layer.stats["packed_columns"] < layer.cols
+    for block in layer.blocks:
+        for group in block.groups:
+            assert len(group) <= 4

@@ -85,10 +85,13 @@ def owned_files(folder: Path) -> set[str] | None:
     if isinstance(rec, dict) and rec.get("format") == RECORD_FORMAT and isinstance(rec.get("files"), list):
         owned = {f for f in rec["files"] if isinstance(f, str)} | {RECORD}
         for sub in rec.get("folders", []) if isinstance(rec.get("folders"), list) else []:
-            # a folder colcomb writes whole (train's packed/): everything under it is colcomb's
+            # a folder colcomb writes whole (train's packed/, staged and swapped in with its
+            # manifest): what its own record or manifest names is colcomb's, not whatever else lies
+            # in it (a user's notes there are theirs); without either, all of it (as before)
             if isinstance(sub, str) and "/" not in sub and sub not in ("", ".", "..") \
                     and (folder / sub).is_dir() and not (folder / sub).is_symlink():
-                owned |= {f"{sub}/{f}" for f in _files_under(folder / sub)}
+                inner = owned_files(folder / sub)
+                owned |= {f"{sub}/{f}" for f in (inner if inner is not None else _files_under(folder / sub))}
         return owned
     man = _read_json(folder / "manifest.json")  # a manifest written before the ownership record
     if isinstance(man, dict) and man.get("format") == "colcomb-manifest" and isinstance(man.get("files"), dict):

@@ -882,3 +882,22 @@ def test_a_gzipped_data_file_that_expands_beyond_the_limit_is_refused(tmp_path, 
     (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(bytes(4 << 20)))
     with pytest.raises(ColcombError, match="expands to more than"):
         datasets.load_mnist_folder(tmp_path)
+
+
+def test_a_users_file_inside_a_runs_packed_folder_is_never_deleted(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["train", "--dataset", "digits", "--model", "mlp", "--hidden", "16", "--epochs", "1", "--rounds", "1",
+            "--retrain-epochs", "0", "--final-epochs", "0", "--out", str(out)]
+    assert main(argv) == 0
+    (out / "packed" / "notes.txt").write_text("mine")
+    capsys.readouterr()
+    before = snapshot(tmp_path)
+    assert main(argv) == 2  # a new run into the folder: refused, naming the file
+    one_error(capsys, "notes.txt")
+    w = tmp_path / "w.npy"
+    np.save(w, np.eye(4))
+    before = snapshot(tmp_path)
+    assert main(["pack", str(w), "--out", str(out / "packed")]) == 2
+    one_error(capsys, "notes.txt")
+    unchanged(before, tmp_path)
+    assert (out / "packed" / "notes.txt").read_text() == "mine"

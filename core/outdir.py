@@ -312,6 +312,10 @@ class OutputFolder:
         self._cleanup()
 
 
+#: inside a run folder: the previous run's files while a new run replaces them
+PREVIOUS = ".colcomb-previous"
+
+
 class RunFolder:
     """An output folder that a long command writes in place, for ``train`` (whose checkpoint after
     every epoch must stay where ``--resume`` finds it, so it cannot be staged and swapped).
@@ -344,11 +348,7 @@ class RunFolder:
                 self._files = {f for f in rec.get("files", []) if isinstance(f, str)}
                 self._folders = {f for f in rec.get("folders", []) if isinstance(f, str)}
             if not self.resume and os.path.lexists(out):
-                for name in sorted(_files_under(out), reverse=True):  # all provably colcomb's
-                    if name != RECORD:
-                        (out / name).unlink()
-                for sub in sorted((p for p in out.rglob("*") if p.is_dir()), reverse=True):
-                    sub.rmdir()
+                self._set_aside(out)
             out.mkdir(exist_ok=True)
             os.chmod(out, user_mode("dir"))
             self.record()
@@ -359,6 +359,32 @@ class RunFolder:
             self._release()
             raise
         return self
+
+    def _set_aside(self, out: Path) -> None:
+        """A new run keeps the previous run's files (all provably colcomb's) in ``PREVIOUS`` until
+        it finishes, so that a run that fails or is killed leaves the user the last complete one.
+        When ``PREVIOUS`` is already there, the last replacement never finished: the complete run
+        is the one in it, and the files beside it (that unfinished run's) go."""
+        prev = out / PREVIOUS
+        keep = prev.is_dir() and not prev.is_symlink()
+        rec = _read_json(out / RECORD)
+        if isinstance(rec, dict) and out.is_dir():  # claim PREVIOUS before anything moves into it
+            self._files = {f for f in rec.get("files", []) if isinstance(f, str)}
+            self._folders = {f for f in rec.get("folders", []) if isinstance(f, str)} | {PREVIOUS}
+            self.record()
+        for name in sorted(_files_under(out), reverse=True):
+            if name == RECORD or name.startswith(PREVIOUS + "/"):
+                continue
+            if keep:
+                (out / name).unlink()
+            else:
+                (prev / name).parent.mkdir(parents=True, exist_ok=True)
+                os.replace(out / name, prev / name)
+        for sub in sorted((p for p in out.rglob("*") if p.is_dir() and not p.is_symlink()), reverse=True):
+            if sub != prev and prev not in sub.parents:
+                sub.rmdir()
+        self._files = set()
+        self._folders = {PREVIOUS} if prev.is_dir() else set()
 
     def _tidy(self) -> None:
         """Remove what a killed run of colcomb left in a folder colcomb owns: temporaries of atomic
@@ -395,5 +421,12 @@ class RunFolder:
             self._lock.release()
             self._lock = None
 
-    def __exit__(self, *exc) -> None:
-        self._release()
+    def __exit__(self, exc_type, *exc) -> None:
+        try:
+            prev = self.out / PREVIOUS
+            if exc_type is None and self._lock is not None and prev.is_dir() and not prev.is_symlink():
+                shutil.rmtree(prev)  # the new run is complete: it replaces the previous one now
+                self._folders.discard(PREVIOUS)
+                self.record()
+        finally:
+            self._release()

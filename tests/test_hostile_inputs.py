@@ -901,3 +901,34 @@ def test_a_users_file_inside_a_runs_packed_folder_is_never_deleted(tmp_path, cap
     one_error(capsys, "notes.txt")
     unchanged(before, tmp_path)
     assert (out / "packed" / "notes.txt").read_text() == "mine"
+
+
+def test_a_new_run_keeps_the_previous_one_until_it_is_complete(tmp_path):
+    """A replacing run that fails (or is killed) leaves the last complete run in .colcomb-previous;
+    one that finishes removes it; a later new run still keeps the last complete one."""
+    out = tmp_path / "run"
+    with outdir.RunFolder(out, command="train") as folder:  # run A, complete
+        folder.record("model.pt", "report.json")
+        (out / "model.pt").write_bytes(b"A")
+        (out / "report.json").write_text("A")
+    with pytest.raises(RuntimeError, match="diverged"):
+        with outdir.RunFolder(out, command="train") as folder:  # run B fails
+            assert (out / outdir.PREVIOUS / "model.pt").read_bytes() == b"A"
+            folder.record("model.pt")
+            (out / "model.pt").write_bytes(b"B, epoch 1")
+            raise RuntimeError("diverged")
+    assert (out / outdir.PREVIOUS / "model.pt").read_bytes() == b"A"
+    assert (out / outdir.PREVIOUS / "report.json").read_text() == "A"
+    with outdir.RunFolder(out, command="train", resume=True):  # B is still resumable
+        assert (out / "model.pt").read_bytes() == b"B, epoch 1"
+    assert not (out / outdir.PREVIOUS).exists()  # B completed: A goes now
+    with outdir.RunFolder(out, command="train") as folder:  # run C, killed (the process dies inside)
+        folder.record("model.pt")
+        (out / "model.pt").write_bytes(b"C")
+        folder._release()  # as a kill -9 would: no exit handling at all
+        folder._lock = None
+    with pytest.raises(RuntimeError):
+        with outdir.RunFolder(out, command="train") as folder:  # run D: B (complete) is kept, C's file goes
+            assert (out / outdir.PREVIOUS / "model.pt").read_bytes() == b"B, epoch 1"
+            assert not (out / "model.pt").exists()
+            raise RuntimeError("stop")

@@ -628,6 +628,10 @@ def _study_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
 
 
+#: characters `study --quick --text FILE` reads of the text (a 50 MB text took many minutes)
+QUICK_TEXT_CHARS = 25_000
+
+
 @command("study", _study_args)
 def _study(args: argparse.Namespace) -> int:
     from dataclasses import replace
@@ -639,6 +643,8 @@ def _study(args: argparse.Namespace) -> int:
     lstm, cnn = cfg.lstm, cfg.cnn
     if args.text is not None:
         lstm = replace(lstm, dataset=str(args.text))
+        if args.quick:  # seconds, whatever the text's size: its first characters only
+            lstm = replace(lstm, max_chars=QUICK_TEXT_CHARS)
     if args.lstm_hidden is not None:
         lstm = replace(lstm, hidden=args.lstm_hidden)
     if args.lstm_chars is not None:

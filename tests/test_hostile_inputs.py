@@ -932,3 +932,13 @@ def test_a_new_run_keeps_the_previous_one_until_it_is_complete(tmp_path):
             assert (out / outdir.PREVIOUS / "model.pt").read_bytes() == b"B, epoch 1"
             assert not (out / "model.pt").exists()
             raise RuntimeError("stop")
+
+
+def test_a_quick_study_of_a_large_text_reads_only_its_start(tmp_path, capsys):
+    """--quick promises seconds: a 5 MB text (a 50 MB one took many minutes) is cut to its start."""
+    rng = np.random.default_rng(0)
+    words = np.array(["alpha", "beta", "gamma", "delta", "zeta\n"])
+    (tmp_path / "big.txt").write_text(" ".join(rng.choice(words, 900_000)), encoding="utf-8")
+    assert main(["study", "--quick", "--models", "lstm", "--text", str(tmp_path / "big.txt"),
+                 "--out", str(tmp_path / "s")]) == 0
+    assert "on big.txt: 22500 training characters" in capsys.readouterr().out

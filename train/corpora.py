@@ -52,6 +52,9 @@ def stdlib_corpus() -> tuple[str, str]:
     return train, test
 
 
+MAX_TEXT_BYTES = 256 << 20  # a corpus file: 50 times the default corpus
+
+
 def read_text(path: str | os.PathLike) -> str:
     """A UTF-8 text file's characters; one ColcombError for a missing, unreadable, binary or
     too-short file."""
@@ -60,6 +63,9 @@ def read_text(path: str | os.PathLike) -> str:
         raise ColcombError(f"--text {p}: no such file; give an existing UTF-8 text file")
     if not p.is_file():
         raise ColcombError(f"--text {p}: not a regular file; give a UTF-8 text file")
+    if p.stat().st_size > MAX_TEXT_BYTES:
+        raise ColcombError(f"--text {p}: {p.stat().st_size:,} bytes, more than the {MAX_TEXT_BYTES:,} a corpus may "
+                           f"hold; give a shorter text (the default corpus is 4.7 MB)")
     try:
         data = p.read_bytes()
     except OSError as exc:

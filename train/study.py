@@ -61,6 +61,7 @@ class ModelPlan:
     seq_len: int = 64  # lstm
     train_chars: int | None = None  # lstm: training characters per epoch (None: the whole training text)
     test_chars: int | None = None  # lstm: held-out characters measured (None: all)
+    max_chars: int | None = None  # lstm with a text file: its first characters only (None: all)
     retrain_epochs: int | None = None  # this model's retraining epochs per round (None: the study's)
     final_epochs: int | None = None  # this model's epochs after the last round (None: the study's)
 
@@ -147,7 +148,8 @@ def load_text(plan: ModelPlan):
     if plan.dataset == "stdlib":
         return text_data("stdlib", *stdlib_corpus(), plan.test_chars)
     name = Path(plan.dataset).name
-    return text_data(name, *split_corpus(name, read_text(plan.dataset)), plan.test_chars)
+    text = read_text(plan.dataset)
+    return text_data(name, *split_corpus(name, text[: plan.max_chars] if plan.max_chars else text), plan.test_chars)
 
 
 def heldout_bpc(model, ids: np.ndarray, streams: int = 32) -> float:

@@ -35,7 +35,9 @@ def open_regular(path: Path):
     return os.fdopen(fd, "rb")
 
 
-def _read_array(f, where: str, max_elements: int) -> np.ndarray:
+def _check_header(f, where: str, max_elements: int) -> int:
+    """The element count of the .npy array whose header ``f`` starts with, refused beyond
+    ``max_elements`` or holding Python objects; reads the header only."""
     try:
         version = np.lib.format.read_magic(f)
         reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
@@ -48,7 +50,10 @@ def _read_array(f, where: str, max_elements: int) -> np.ndarray:
                            f"{max_elements:,} elements colcomb reads; split it")
     if dtype.hasobject:
         raise ColcombError(f"{where}: holds Python objects (dtype {dtype}); save numbers")
-    f.seek(0)
+    return elements
+
+
+def _read_data(f, where: str) -> np.ndarray:
     try:
         return np.lib.format.read_array(f, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
@@ -56,10 +61,22 @@ def _read_array(f, where: str, max_elements: int) -> np.ndarray:
 
 
 def load_npy(path: str | os.PathLike, max_elements: int = MAX_ELEMENTS) -> np.ndarray:
-    """The array of a .npy file, its size checked from the header first."""
+    """The array of a .npy file, its size checked from the header first; an .npz archive given
+    instead is named as one, with its arrays."""
     p = Path(path)
     with open_regular(p) as f:
-        return _read_array(f, str(p), max_elements)
+        if f.read(4) == b"PK\x03\x04":
+            f.seek(0)
+            try:
+                keys = ", ".join(n.removesuffix(".npy") for n in zipfile.ZipFile(f).namelist())
+            except (zipfile.BadZipFile, OSError):
+                keys = "unreadable"
+            raise ColcombError(f"{p} is an .npz archive (arrays: {keys or 'none'}); save one array as a .npy file "
+                               f"with np.save")
+        f.seek(0)
+        _check_header(f, str(p), max_elements)
+        f.seek(0)
+        return _read_data(f, str(p))
 
 
 def load_npz(path: str | os.PathLike, max_elements: int = MAX_ELEMENTS) -> dict[str, np.ndarray]:
@@ -75,47 +92,10 @@ def load_npz(path: str | os.PathLike, max_elements: int = MAX_ELEMENTS) -> dict[
             raise ColcombError(f"{p}: not a .npz archive ({exc})") from None
         with archive:
             for info in archive.infolist():
-                name = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+                name = info.filename.removesuffix(".npy")
+                where = f"{p} [{name}]"
+                with archive.open(info) as member:  # the header alone, then the member again whole
+                    total += _check_header(member, where, max_elements - total)
                 with archive.open(info) as member:
-                    head = _Peek(member)
-                    arr = _read_array(head, f"{p} [{name}]", max_elements - total)
-                total += arr.size
-                out[name] = arr
+                    out[name] = _read_data(member, where)
     return out
-
-
-class _Peek:
-    """A forward-only zip member stream that can go back to its start once (to read the header
-    twice: once to check the size, once for numpy's reader)."""
-
-    def __init__(self, stream):
-        self._stream = stream
-        self._buf = b""
-        self._pos = 0
-        self._replay = False
-
-    def read(self, n: int = -1) -> bytes:
-        if self._replay and self._pos < len(self._buf):
-            part = self._buf[self._pos : self._pos + n] if n >= 0 else self._buf[self._pos :]
-            self._pos += len(part)
-            rest = b"" if n >= 0 and len(part) == n else self._stream.read(-1 if n < 0 else n - len(part))
-            return part + rest
-        data = self._stream.read(n)
-        if not self._replay:
-            self._buf += data
-            self._pos += len(data)
-        return data
-
-    def readinto(self, b) -> int:
-        data = self.read(len(b))
-        b[: len(data)] = data
-        return len(data)
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        if offset != 0 or whence != 0 or self._replay:
-            raise OSError("a zip member can only go back to its start once")
-        self._replay, self._pos = True, 0
-        return 0
-
-    def tell(self) -> int:
-        return self._pos

@@ -58,15 +58,19 @@ _epochs = _int_at_least(0, 10_000)
 _vectors = _int_at_least(1, 100_000)  # simulated or stored vectors: hours of simulation already
 
 
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a number") from None
+
+
 def _probability(text: str) -> float:
     """A stream's idle or stall probability, at most 0.999: a stream stalled on every cycle would
     never finish, and one at 0.999 already takes 1,000 times the model's cycles."""
     from colcomb.sim.runner import MAX_STREAM_PROBABILITY
 
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    value = _number(text)
     if not 0.0 <= value <= MAX_STREAM_PROBABILITY:
         raise argparse.ArgumentTypeError(
             f"{value} must lie in [0, {MAX_STREAM_PROBABILITY}] (at {MAX_STREAM_PROBABILITY} a word waits "
@@ -75,20 +79,14 @@ def _probability(text: str) -> float:
 
 
 def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    value = _number(text)
     if not (np.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"{value} must be a positive number")
     return value
 
 
 def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    value = _number(text)
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"{value} must lie in [0, 1]")
     return value
@@ -196,25 +194,6 @@ def _golden(args: argparse.Namespace) -> int:
           f"(shape {list(y.shape)}, range [{y.min()}, {y.max()}])")
     return 0
 
-
-
-def load_input_array(path: Path) -> np.ndarray:
-    """The array of a .npy file of input vectors; one clear error for anything else (a FIFO, an
-    .npz archive, an array larger than colcomb reads, found from its header before its data)."""
-    import zipfile
-
-    from colcomb.core.npy_file import load_npy, open_regular
-
-    with open_regular(Path(path)) as f:
-        if f.read(4) == b"PK\x03\x04":
-            f.seek(0)
-            try:
-                keys = ", ".join(n.removesuffix(".npy") for n in zipfile.ZipFile(f).namelist())
-            except (zipfile.BadZipFile, OSError):
-                keys = "unreadable"
-            raise ColcombError(f"{path} is an .npz archive (arrays: {keys or 'none'}); save the input vectors as one "
-                               f".npy array with np.save")
-    return load_npy(path)
 
 
 def _check_out_file(out: Path, source: Path, manifest_dir: Path) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from colcomb.core.errors import ColcombError
+from colcomb.core.npy_file import load_npy
 
 __all__ = ["Labelled", "accuracy", "input_vectors", "simulation_inputs"]
 
@@ -24,12 +25,6 @@ class Labelled:
     x: np.ndarray  # (vectors, cols of the first layer) integers
     labels: np.ndarray | None  # (vectors,) class indices
     source: str  # where they came from, for the log
-
-
-def _load_npy(path: Path) -> np.ndarray:
-    from colcomb.cli import load_input_array
-
-    return load_input_array(path)
 
 
 def _quantize_images(x: np.ndarray, meta: dict, source: str) -> np.ndarray:
@@ -57,7 +52,7 @@ def input_vectors(path: Path, meta: dict) -> np.ndarray:
     """The input vectors of a .npy file as ``golden`` and ``simulate`` both read them: integers as
     the quantized activations they are; floats quantized with the manifest's input scale (a
     ``colcomb train`` run's), refused where the manifest has none."""
-    x = _load_npy(path)
+    x = load_npy(path)
     if x.size and np.issubdtype(x.dtype, np.floating):
         if not np.all(np.isfinite(x)):
             raise ColcombError(f"{path} holds NaN or infinite inputs")
@@ -96,7 +91,7 @@ def simulation_inputs(manifest_dir: Path, *, layers: Sequence[str] | None = None
     x = input_vectors(inputs, meta)
     y = None
     if labels is not None:
-        y = _load_npy(labels)
+        y = load_npy(labels)
         if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
             raise ColcombError(f"{labels}: labels must be a 1-d integer array, not {y.dtype} {list(y.shape)}")
         rows = x.shape[0] if x.ndim == 2 else 1

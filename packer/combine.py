@@ -318,12 +318,14 @@ def group_columns(
     if method == "auto":
         # dsatur prunes nothing: with a budget it would win ties on pruned weights alone, and the
         # budgeted methods are what joint training was tuned with; it runs where the budget is 0
-        heuristics = HEURISTICS if conflict_budget(gamma, nz.shape[0]) == 0 else HEURISTICS[:-1]
+        budgeted = conflict_budget(gamma, nz.shape[0]) > 0
+        heuristics = [m for m in HEURISTICS if not (budgeted and m == "dsatur")]
         results = [group_columns(weights, alpha, gamma, m, window) for m in heuristics]
         return min(results, key=lambda gs: (len(gs), pruned_count(weights, gs)))
     cols = np.flatnonzero(nz.any(axis=0))
     size = window_for(nz.shape[0]) if window is None else window
-    size = -(-len(cols) // -(-len(cols) // size)) if len(cols) else size  # windows of equal size
+    windows = max(1, -(-len(cols) // size))
+    size = max(1, -(-len(cols) // windows))  # windows of equal size
     budget = conflict_budget(gamma, nz.shape[0])
     groups: list[list[int]] = []
     carried = np.zeros(0, np.int64)
